@@ -1,0 +1,33 @@
+"""The contract between the train CLI and a trainable task (DMENet or DoFNet).
+
+A task factory turns a frozen config into a ``TrainingTask``; the one training loop
+(``tf_defocus.training.loop.run_training``) then runs any task the same way: checkpoints over
+the trainer and every optimizer, resume, NaN stop, TensorBoard, inference-model export.
+"""
+
+import dataclasses
+from typing import Callable, Optional
+
+import numpy as np
+
+
+@dataclasses.dataclass
+class TrainingTask:
+    """Everything the loop needs.
+
+    trainer: compiled ``keras.Model`` with custom ``train_step`` / ``test_step``; it exposes
+      ``optimizers`` (list of every optimizer it steps) so the checkpoint covers all of them.
+    train_dataset: infinite ``tf.data.Dataset`` of training elements.
+    val_dataset: finite ``tf.data.Dataset`` for ``test_step`` or None.
+    inference_model: callable returning the inference ``keras.Model`` (name ``blur_estimator``
+      or ``dofnet``) that shares the trainer's weights; the loop saves it as
+      ``<model_dir>/<name>.keras``.
+    image_panels: optional callable(element) -> dict name -> uint8 (N, H, W', 3) images for
+      TensorBoard (e.g. input | ground truth | prediction, colour-mapped).
+    """
+    trainer: object
+    train_dataset: object
+    val_dataset: Optional[object]
+    inference_model: Callable[[], object]
+    image_panels: Optional[Callable[[object], dict]] = None
+    variables_to_watch: dict = dataclasses.field(default_factory=dict)
