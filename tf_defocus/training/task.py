@@ -8,7 +8,6 @@ the trainer and every optimizer, resume, NaN stop, TensorBoard, inference-model 
 import dataclasses
 from typing import Callable, Optional
 
-import numpy as np
 
 
 @dataclasses.dataclass
@@ -30,4 +29,3 @@ class TrainingTask:
     val_dataset: Optional[object]
     inference_model: Callable[[], object]
     image_panels: Optional[Callable[[object], dict]] = None
-    variables_to_watch: dict = dataclasses.field(default_factory=dict)
