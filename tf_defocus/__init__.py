@@ -1,6 +1,30 @@
 """tf_defocus: single-image defocus maps (DMENet) and depth-of-field weight maps, TF2 / Keras 3.
 
 Units: blur sigma in pixels (see ``tf_defocus.units``).
+
+``load_estimator`` and ``dof_weight_map`` are imported lazily, so ``import tf_defocus`` does not
+import TensorFlow.
 """
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "load_estimator": "tf_defocus.inference",
+    "dof_weight_map": "tf_defocus.dof",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tf_defocus' has no attribute {name!r}")
+    import importlib
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,0 +1,16 @@
+"""DMENet networks (B, D, S, C) and their custom layers.
+
+Importing this package registers the custom layers and models for ``keras.saving.load_model``.
+"""
+
+from tf_defocus.models.layers import (CaffePreprocess, NearestUpsample, Resize, SymmetricPad,
+                                      channels, conv_block)
+from tf_defocus.models.vgg import load_vgg19_imagenet, vgg19_trunk
+from tf_defocus.models.blur_estimator import BlurEstimator
+from tf_defocus.models.discriminator import DomainDiscriminator
+from tf_defocus.models.calibrator import SharpnessCalibrator
+from tf_defocus.models.content_loss import ContentLoss
+
+__all__ = ["BlurEstimator", "CaffePreprocess", "ContentLoss", "DomainDiscriminator",
+           "NearestUpsample", "Resize", "SharpnessCalibrator", "SymmetricPad", "channels",
+           "conv_block", "load_vgg19_imagenet", "vgg19_trunk"]

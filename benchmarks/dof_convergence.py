@@ -1,0 +1,251 @@
+"""Does DoFNet train better on the weight map W or on the weighted image W x I? (KCI 2020 claim)
+
+The KCI paper (SPEC.md section 4) reports that an SRCNN trained on (image, weight map W) did
+not converge (a greyscale-looking output after 15,000 iterations), while training on the
+weighted image W' = W x I found the DoF region after about 1,400 iterations with 425 images.
+
+This benchmark trains both targets on the same pool, patches, seed, initial weights of the
+shared layers and iteration budget, and every ``--eval_every`` iterations compares the focus
+map recovered from the network (``DoFNet.inference_model``, i.e. W' divided back by the image
+in-graph for the weighted target) with the classical smoothed map W_s on held-out whole
+images:
+
+* ``corr``: Pearson correlation per image, averaged (the quality threshold is
+  ``corr >= --corr_threshold``, default 0.8: the map's shape is right);
+* ``mae``: mean |focus - W_s| per image, averaged (threshold ``--mae_threshold``, 0.1);
+* ``auc``: for built-in procedural images, the ROC AUC of (1 - focus) against the renderer's
+  true blur mask (1 = blurred) — does the map find the real DoF region? The classical map's
+  own AUC is printed as the ceiling a perfect imitation would reach.
+
+Outputs in ``--out_dir``: ``dof_convergence.csv`` (one row per target and evaluation),
+``dof_convergence.png`` (curves drawn with OpenCV) and ``config.json``. Prints the first
+iteration each target reaches each threshold.
+
+    python benchmarks/dof_convergence.py --iterations=3000 --eval_every=100
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import cv2
+import numpy as np
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--iterations", type=int, default=3000)
+    p.add_argument("--eval_every", type=int, default=100)
+    p.add_argument("--patch_size", type=int, default=32)
+    p.add_argument("--batch_size", type=int, default=16)
+    p.add_argument("--width", type=float, default=1.0)
+    p.add_argument("--kernel_sizes", default="9,1,5")
+    p.add_argument("--filters", default="64,32")
+    p.add_argument("--learning_rate", type=float, default=1e-3)
+    p.add_argument("--mask_size", type=int, default=15)
+    p.add_argument("--image_dir", default=None, help="training photos (default: procedural)")
+    p.add_argument("--pool_size", type=int, default=128, help="procedural images (incl. held-out)")
+    p.add_argument("--source_size", type=int, default=128, help="procedural image side [px]")
+    p.add_argument("--val_images", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--corr_threshold", type=float, default=0.8)
+    p.add_argument("--mae_threshold", type=float, default=0.1)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--targets", default="weight,weighted_image")
+    p.add_argument("--out_dir", default="benchmarks/results/dof_convergence")
+    return p.parse_args(argv)
+
+
+def pearson(a, b):
+    a = a.ravel().astype(np.float64) - a.mean()
+    b = b.ravel().astype(np.float64) - b.mean()
+    den = np.sqrt((a * a).sum() * (b * b).sum())
+    return float((a * b).sum() / den) if den > 0 else 0.0
+
+
+def evaluate(infer, held_out):
+    """Mean per-image (corr, mae, auc) of the recovered focus map against W_s / true mask."""
+    from tf_defocus.metrics import roc_auc
+    corrs, maes, aucs = [], [], []
+    for i, (im, w) in enumerate(zip(held_out.images, held_out.weights)):
+        x = (im.astype(np.float32) / 255.0)[None]
+        focus = np.asarray(infer(x))[0, ..., 0]
+        w = w.astype(np.float32)
+        corrs.append(pearson(focus, w))
+        maes.append(float(np.abs(focus - w).mean()))
+        if held_out.masks is not None:
+            aucs.append(roc_auc(1.0 - focus, held_out.masks[i]))
+    auc = float(np.nanmean(aucs)) if aucs and not np.all(np.isnan(aucs)) else float("nan")
+    return float(np.mean(corrs)), float(np.mean(maes)), auc
+
+
+def classical_auc(held_out):
+    from tf_defocus.metrics import roc_auc
+    if held_out.masks is None:
+        return float("nan")
+    vals = [roc_auc(1.0 - w.astype(np.float32), m) for w, m in zip(held_out.weights, held_out.masks)]
+    return float(np.nanmean(vals))
+
+
+def train_one(target, base_cfg, train_pool, held_out, args, log):
+    import tensorflow as tf
+    from tf_defocus.training import dof_task
+
+    cfg = dataclasses.replace(base_cfg, target=target)
+    trainer = dof_task.make_trainer(cfg)
+    infer_model = trainer.net.inference_model()
+    infer = tf.function(lambda x: infer_model(x, training=False),
+                        input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+    step = tf.function(trainer.train_step)
+    batches = dof_task.patch_batches(train_pool, cfg, cfg.seed)
+    rows, losses = [], []
+    t0 = time.perf_counter()
+    train_time = 0.0
+    for it in range(args.iterations + 1):
+        if it % args.eval_every == 0 or it == args.iterations:
+            corr, mae, auc = evaluate(infer, held_out)
+            mse = float(np.mean(losses)) if losses else float("nan")
+            rows.append(dict(target=target, iteration=it, train_mse=mse, corr=corr, mae=mae,
+                             auc=auc, train_seconds=round(train_time, 2)))
+            log(f"  {target:>14s} it {it:5d}  train MSE {mse:.5f}  corr {corr:.3f}  "
+                f"MAE {mae:.3f}  AUC {auc:.3f}  ({time.perf_counter() - t0:.0f} s)")
+            losses = []
+        if it == args.iterations:
+            break
+        batch = {k: tf.constant(v) for k, v in next(batches).items()}
+        ts = time.perf_counter()
+        out = step(batch)
+        losses.append(float(out["loss"]))
+        train_time += time.perf_counter() - ts
+        trainer.reset_train_metrics()
+    return rows, trainer, infer
+
+
+def first_reaching(rows, key, threshold, larger_is_better):
+    for r in rows:
+        v = r[key]
+        if np.isfinite(v) and ((v >= threshold) if larger_is_better else (v <= threshold)):
+            return r["iteration"]
+    return None
+
+
+# ----------------------------------------------------------------------------- plot
+
+COLORS = {"weight": (40, 40, 220), "weighted_image": (200, 110, 0)}  # BGR
+
+
+def plot(rows_by_target, args, path):
+    """Two panels (corr, MAE vs iteration) drawn with OpenCV; writes PNG atomically."""
+    from tf_defocus.imageio import write_image
+    pw, ph, ml, mt, mb = 560, 340, 70, 40, 50
+    canvas = np.full((ph + mt + mb, 2 * (pw + ml) + 60, 3), 255, np.uint8)
+    panels = [("corr", "Pearson corr. with W_s (held-out)", 0.0, 1.0, args.corr_threshold),
+              ("mae", "MAE vs W_s (held-out)", 0.0, None, args.mae_threshold)]
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    for pi, (key, title, lo, hi, thr) in enumerate(panels):
+        x0 = ml + pi * (pw + ml + 20)
+        vals = [r[key] for rows in rows_by_target.values() for r in rows if np.isfinite(r[key])]
+        top = hi if hi is not None else max(max(vals, default=1.0), thr) * 1.05
+        its = args.iterations or 1
+        to_px = lambda it, v: (int(x0 + pw * it / its),
+                               int(mt + ph - ph * (np.clip(v, lo, top) - lo) / (top - lo)))
+        cv2.rectangle(canvas, (x0, mt), (x0 + pw, mt + ph), (0, 0, 0), 1)
+        for frac in np.linspace(0, 1, 5):
+            y = int(mt + ph - ph * frac)
+            cv2.line(canvas, (x0 - 4, y), (x0, y), (0, 0, 0), 1)
+            cv2.putText(canvas, f"{lo + frac * (top - lo):.2f}", (x0 - 60, y + 4), font, 0.4,
+                        (0, 0, 0), 1, cv2.LINE_AA)
+            xi = int(x0 + pw * frac)
+            cv2.line(canvas, (xi, mt + ph), (xi, mt + ph + 4), (0, 0, 0), 1)
+            cv2.putText(canvas, f"{int(frac * its)}", (xi - 14, mt + ph + 18), font, 0.4,
+                        (0, 0, 0), 1, cv2.LINE_AA)
+        ythr = to_px(0, thr)[1]
+        for xs in range(x0, x0 + pw, 12):
+            cv2.line(canvas, (xs, ythr), (min(xs + 6, x0 + pw), ythr), (120, 120, 120), 1)
+        cv2.putText(canvas, title, (x0, mt - 12), font, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(canvas, "iteration", (x0 + pw // 2 - 30, mt + ph + 40), font, 0.45,
+                    (0, 0, 0), 1, cv2.LINE_AA)
+        for ti, (target, rows) in enumerate(rows_by_target.items()):
+            pts = [to_px(r["iteration"], r[key]) for r in rows if np.isfinite(r[key])]
+            if len(pts) > 1:
+                cv2.polylines(canvas, [np.array(pts, np.int32)], False, COLORS.get(target, (0, 0, 0)),
+                              2, cv2.LINE_AA)
+            if pi == 0:
+                ly = mt + 18 + 18 * ti
+                cv2.line(canvas, (x0 + pw - 170, ly - 4), (x0 + pw - 145, ly - 4),
+                         COLORS.get(target, (0, 0, 0)), 2)
+                cv2.putText(canvas, target, (x0 + pw - 140, ly), font, 0.45, (0, 0, 0), 1,
+                            cv2.LINE_AA)
+    write_image(path, cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB))
+
+
+# ----------------------------------------------------------------------------- main
+
+def main(argv=None):
+    args = parse_args(argv)
+    import tensorflow as tf
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    cv2.setNumThreads(args.threads)
+    from tf_defocus.imageio import write_text
+    from tf_defocus.training import dof_task
+
+    log = lambda m: print(m, flush=True)
+    targets = [t for t in args.targets.split(",") if t]
+    base = dof_task.DoFTaskConfig(
+        target=targets[0], image_dir=args.image_dir, mask_size=args.mask_size,
+        kernel_sizes=dof_task._int_tuple(args.kernel_sizes, "kernel_sizes"),
+        filters=dof_task._int_tuple(args.filters, "filters"), width=args.width,
+        pool_size=args.pool_size, source_size=args.source_size, val_images=args.val_images,
+        patch_size=args.patch_size, batch_size=args.batch_size,
+        learning_rate=args.learning_rate, seed=args.seed)
+    os.makedirs(args.out_dir, exist_ok=True)
+    write_text(os.path.join(args.out_dir, "config.json"),
+               json.dumps(dict(vars(args), task=dataclasses.asdict(base)), indent=2, default=str))
+    t0 = time.perf_counter()
+    pool = dof_task.build_pool(base, verbose=True)
+    train_pool, held_out = dof_task.split_pool(pool, base.val_images)
+    log(f"pool: {len(train_pool)} training + {len(held_out)} held-out images "
+        f"({time.perf_counter() - t0:.0f} s); patches {base.patch_size} px, batch "
+        f"{base.batch_size}, {args.iterations} iterations, Adam lr {base.learning_rate}, "
+        f"DoFNet {base.kernel_sizes} {base.filters} width {base.width}")
+    ceiling = classical_auc(held_out)
+    if np.isfinite(ceiling):
+        log(f"classical map W_s itself: AUC vs true blur mask {ceiling:.3f} (ceiling)")
+
+    rows_by_target = {}
+    for target in targets:
+        log(f"training target={target}")
+        rows, _, _ = train_one(target, base, train_pool, held_out, args, log)
+        rows_by_target[target] = rows
+
+    keys = ["target", "iteration", "train_mse", "corr", "mae", "auc", "train_seconds"]
+    lines = [",".join(keys)] + [",".join(str(r[k]) for k in keys)
+                                for rows in rows_by_target.values() for r in rows]
+    csv_path = os.path.join(args.out_dir, "dof_convergence.csv")
+    png_path = os.path.join(args.out_dir, "dof_convergence.png")
+    write_text(csv_path, "\n".join(lines) + "\n")
+    plot(rows_by_target, args, png_path)
+
+    log("")
+    log(f"quality thresholds: corr >= {args.corr_threshold} / MAE <= {args.mae_threshold} "
+        f"(recovered focus vs classical W_s, mean over {len(held_out)} held-out images)")
+    for target, rows in rows_by_target.items():
+        ic = first_reaching(rows, "corr", args.corr_threshold, True)
+        im = first_reaching(rows, "mae", args.mae_threshold, False)
+        last = rows[-1]
+        log(f"  {target:>14s}: corr threshold at iteration {ic if ic is not None else 'never'}, "
+            f"MAE threshold at {im if im is not None else 'never'}; final corr {last['corr']:.3f}, "
+            f"MAE {last['mae']:.3f}, AUC {last['auc']:.3f}, {last['train_seconds']:.0f} s of "
+            f"training")
+    log(f"wrote {csv_path} and {png_path} (total {time.perf_counter() - t0:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

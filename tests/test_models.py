@@ -1,0 +1,322 @@
+"""DMENet networks B, D, S, C: shapes, dynamic sizes, exact parameter counts, serialisation."""
+
+import re
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests import model_checks
+from tf_defocus.models import (BlurEstimator, CaffePreprocess, ContentLoss, DomainDiscriminator,
+                               Resize, SharpnessCalibrator, SymmetricPad, channels)
+from tf_defocus.models import blur_estimator as be
+from tf_defocus.models import vgg
+
+TINY = 0.0625
+
+
+def _images(n, h, w, seed=0):
+    return np.random.default_rng(seed).uniform(0, 1, (n, h, w, 3)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def tiny_b():
+    model = BlurEstimator(width=TINY)
+    model_checks.randomize_weights(model, seed=1)
+    return model
+
+
+# ---------------------------------------------------------------- B: outputs and shapes
+
+@pytest.mark.parametrize("h,w", [(32, 32), (48, 64), (64, 96)])
+def test_blur_estimator_outputs(tiny_b, h, w):
+    out = tiny_b(_images(2, h, w), training=False)
+    assert set(out) == set(be.OUTPUT_NAMES)
+    assert out["defocus"].shape == (2, h, w, 1)
+    for name, k in be.AUX_FACTORS.items():
+        assert out[name].shape == (2, h // k, w // k, 1), name
+    assert out["feature"].shape == (2, h, w, channels(64, TINY))
+    for name, value in out.items():
+        assert value.dtype == tf.float32, name
+        if name != "feature":
+            v = value.numpy()
+            assert np.all((v >= 0) & (v <= 1)), name
+    # The map depends on the image: two different images give different maps.
+    d = out["defocus"].numpy()
+    assert np.abs(d[0] - d[1]).max() > 1e-6
+
+
+def test_blur_estimator_dynamic_size(tiny_b):
+    """One traced graph with unknown H, W serves two sizes and matches eager calls."""
+    assert tiny_b.input.shape[1:3] == (None, None)
+    fn = tf.function(lambda x: tiny_b(x, training=False)["defocus"],
+                     input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32)])
+    concrete = fn.get_concrete_function()
+    for h, w in [(32, 48), (80, 16)]:
+        x = _images(1, h, w, seed=h)
+        got = concrete(tf.constant(x)).numpy()
+        assert got.shape == (1, h, w, 1)
+        np.testing.assert_allclose(got, tiny_b(x, training=False)["defocus"].numpy(), atol=1e-5)
+
+
+def test_inference_model_shares_weights(tiny_b, tmp_path):
+    inf = tiny_b.inference_model()
+    assert inf.name == "blur_estimator"
+    x = _images(1, 32, 48)
+    np.testing.assert_array_equal(inf(x).numpy(), tiny_b(x, training=False)["defocus"].numpy())
+    # Shares variables: the inference model has only B's main path (no aux heads).
+    own = {id(v) for v in tiny_b.weights}
+    assert all(id(v) in own for v in inf.weights)
+    assert not any(layer.name.startswith(("u4_aux", "u3_aux", "u2_aux", "u1_aux", "u0_aux"))
+                   for layer in inf.layers)
+
+
+def test_layer_hyperparameters():
+    model = BlurEstimator(width=TINY)
+    bns = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
+    for bn in bns:
+        assert bn.scale is False and bn.center is True
+        assert bn.momentum == pytest.approx(0.9) and bn.epsilon == pytest.approx(1e-5)
+    for l in model.layers:
+        if isinstance(l, keras.layers.LeakyReLU):
+            assert l.negative_slope == pytest.approx(0.2)
+        if isinstance(l, keras.layers.Conv2D):
+            assert l.padding == "valid", l.name
+            if l.kernel_size == (3, 3):
+                assert isinstance(model.get_layer(l.name + "_pad"), SymmetricPad)
+    # B has 16 encoder + 3*3+1 U-Net + 10 aux + 21 refinement + 3 head convs.
+    convs = [l for l in model.layers if isinstance(l, keras.layers.Conv2D)]
+    assert len(convs) == 16 + 10 + 10 + 21 + 3
+    # BN after every decoder conv except the final output conv: 43 (TSV: 56 = 43 B + 9 S + 4 D).
+    assert len(bns) == len(convs) - 16 - 1
+
+
+# ---------------------------------------------------------------- parameter counts (width 1.0)
+
+def _b_part(name):
+    if name.startswith("block"):
+        return "encoder"
+    m = re.match(r"^(u[0-4]_aux)_", name)
+    if m:
+        return m.group(1)
+    if re.match(r"^u0_(c_res|b_res|c\d_|b\d_)", name):
+        return "refinement"
+    if name.startswith("uf_"):
+        return "head"
+    if re.match(r"^u[0-3]_[cb]", name):
+        return "unet"
+    raise AssertionError(f"unexpected weighted layer {name}")
+
+
+def test_parameter_counts_full_width():
+    """Exact counts from the reference table (TSV of DMENet_BDCS.npz)."""
+    b = BlurEstimator(width=1.0)
+    assert model_checks.param_counts(b) == (26_939_819, 6_730)
+    assert len(b.weights) == 249   # inference keys of the official checkpoint
+    parts = {}
+    for layer in b.layers:
+        if layer.trainable_weights:
+            part = _b_part(layer.name)
+            parts[part] = parts.get(part, 0) + model_checks.param_counts(layer)[0]
+    assert parts == {"encoder": 20_024_384, "unet": 4_721_408, "u4_aux": 1_182_466,
+                     "u3_aux": 296_322, "u2_aux": 74_434, "u1_aux": 18_786, "u0_aux": 18_786,
+                     "refinement": 547_456, "head": 55_777}
+    # The inference model holds everything but the aux heads.
+    inf = b.inference_model()
+    aux = 1_182_466 + 296_322 + 74_434 + 2 * 18_786
+    aux_stats = 2 * (256 + 1 + 128 + 1 + 64 + 1 + 32 + 1 + 32 + 1)
+    assert model_checks.param_counts(inf) == (26_939_819 - aux, 6_730 - aux_stats)
+
+    d = DomainDiscriminator(width=1.0)
+    assert model_checks.param_counts(d) == (2_827_200, 1_920)
+    assert len(d.weights) == 17
+    s = SharpnessCalibrator(width=1.0)
+    assert model_checks.param_counts(s) == (14_065, 672)
+    assert len(s.weights) == 47
+
+
+# ---------------------------------------------------------------- D, S, C
+
+def test_discriminator_patch_logits():
+    d = DomainDiscriminator(width=TINY)
+    feat = np.random.default_rng(0).normal(size=(2, 64, 96, channels(64, TINY))).astype(np.float32)
+    out = d(feat, training=False)
+    assert out.shape == (2, 2, 3, 1) and out.dtype == tf.float32
+    for l in d.layers:
+        if isinstance(l, keras.layers.Conv2D):
+            assert l.use_bias is False and l.strides == (2, 2) and l.kernel_size == (4, 4)
+    assert d.get_layer("h4_c1").filters == 1
+
+
+def test_calibrator_is_pointwise():
+    """1x1 convs only: changing one pixel changes only that pixel's logit."""
+    s = SharpnessCalibrator(width=0.25)
+    m = np.random.default_rng(0).uniform(0, 1, (1, 16, 16, 1)).astype(np.float32)
+    m2 = m.copy()
+    m2[0, 5, 7, 0] += 0.5
+    diff = np.abs(s(m2, training=False).numpy() - s(m, training=False).numpy())[0, ..., 0]
+    assert diff[5, 7] > 0
+    diff[5, 7] = 0
+    assert diff.max() == 0
+    for l in s.layers:
+        if isinstance(l, keras.layers.Conv2D):
+            assert l.kernel_size == (1, 1) and l.use_bias
+
+
+def test_content_loss_frozen_and_differentiable():
+    c = ContentLoss(width=TINY)
+    assert c.trainable_weights == [] and c.non_trainable_weights
+    assert not c.trainable
+    rng = np.random.default_rng(0)
+    a = tf.constant(rng.uniform(0, 1, (2, 32, 32, 1)).astype(np.float32))
+    b = tf.constant(rng.uniform(0, 1, (2, 32, 32, 1)).astype(np.float32))
+    assert float(c.distance(a, a)) == 0.0
+    dab = float(c.distance(a, b))
+    assert dab > 0
+    assert float(c.distance(b, a)) == pytest.approx(dab, rel=1e-5)
+    with tf.GradientTape() as tape:
+        tape.watch(a)
+        loss = c.distance(a, b)
+    g = tape.gradient(loss, a)
+    assert g is not None and float(tf.reduce_max(tf.abs(g))) > 0
+    # Features of conv4_4 at 1/8 resolution; same VGG trunk as the encoder (symmetric pad).
+    assert c(a).shape == (2, 4, 4, channels(512, TINY))
+    assert isinstance(c.get_layer("block1_conv1_pad"), SymmetricPad)
+
+
+# ---------------------------------------------------------------- serialisation
+
+@pytest.mark.parametrize("factory,shape", [
+    (lambda: BlurEstimator(width=TINY), (1, 32, 48, 3)),
+    (lambda: DomainDiscriminator(width=TINY), (1, 32, 32, channels(64, TINY))),
+    (lambda: SharpnessCalibrator(width=TINY), (1, 8, 8, 1)),
+    (lambda: ContentLoss(width=TINY), (1, 16, 16, 1)),
+])
+def test_config_and_keras_round_trip(factory, shape, tmp_path):
+    model = factory()
+    model_checks.randomize_weights(model, seed=5)
+    x = np.random.default_rng(1).uniform(0, 1, shape).astype(np.float32)
+    model_checks.assert_config_round_trip(model, x)
+    model_checks.assert_keras_round_trip(model, x, tmp_path / f"{model.name}.keras",
+                                         expect_class=type(model))
+
+
+def test_inference_model_loads_in_fresh_process(tiny_b, tmp_path):
+    """``blur_estimator.keras`` loads with keras.saving.load_model after importing tf_defocus.models."""
+    path = tmp_path / "blur_estimator.keras"
+    x = _images(1, 32, 32, seed=9)
+    np.save(tmp_path / "x.npy", x)
+    inf = tiny_b.inference_model()
+    inf.save(path)
+    np.save(tmp_path / "y.npy", inf(x).numpy())
+    code = (
+        "import numpy as np, keras, tf_defocus.models\n"
+        f"m = keras.saving.load_model({str(path)!r})\n"
+        f"x = np.load({str(tmp_path / 'x.npy')!r}); y = np.load({str(tmp_path / 'y.npy')!r})\n"
+        "assert m.name == 'blur_estimator', m.name\n"
+        "np.testing.assert_array_equal(m(x).numpy(), y)\n"
+        "print('ok')\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-3000:]
+
+
+def test_mixed_precision_outputs_float32():
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        b = BlurEstimator(width=TINY)
+        out = b(_images(1, 32, 32), training=False)
+        assert all(v.dtype == tf.float32 for v in out.values())
+        assert b.get_layer("u3_c1").compute_dtype == "float16"
+        assert DomainDiscriminator(width=TINY)(out["feature"]).dtype == tf.float32
+        assert SharpnessCalibrator(width=TINY)(out["defocus"]).dtype == tf.float32
+        shared = b.inference_model()
+        assert shared.get_layer("u3_c1").compute_dtype == "float16"
+        f32 = b.inference_model(dtype="float32")
+        assert f32.name == "blur_estimator"
+        assert {l.dtype_policy.name for l in f32.layers} == {"float32"}
+        for layer in f32.layers:
+            for got, want in zip(layer.weights, b.get_layer(layer.name).weights):
+                np.testing.assert_array_equal(got.numpy(), want.numpy())
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+    reference = BlurEstimator(width=TINY)
+    reference.set_weights(b.get_weights())
+    x = _images(1, 32, 32)
+    np.testing.assert_array_equal(f32(x).numpy(), reference(x, training=False)["defocus"].numpy())
+
+
+# ---------------------------------------------------------------- layers
+
+def test_caffe_preprocess_matches_keras_vgg19():
+    x = _images(2, 8, 8)
+    got = CaffePreprocess()(x).numpy()
+    want = keras.applications.vgg19.preprocess_input(x * 255.0)
+    np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_symmetric_pad_is_edge_replication():
+    x = np.random.default_rng(0).normal(size=(1, 5, 6, 2)).astype(np.float32)
+    got = SymmetricPad(1)(x).numpy()
+    np.testing.assert_array_equal(got, np.pad(x, [(0, 0), (1, 1), (1, 1), (0, 0)], mode="edge"))
+    np.testing.assert_array_equal(SymmetricPad(2)(x).numpy(),
+                                  np.pad(x, [(0, 0), (2, 2), (2, 2), (0, 0)], mode="symmetric"))
+
+
+def test_resize_modes_with_unknown_size():
+    x = np.random.default_rng(0).uniform(size=(1, 6, 10, 1)).astype(np.float32)
+    ref = np.zeros((1, 12, 5, 3), np.float32)
+    inp = keras.Input((None, None, 1))
+    inp_ref = keras.Input((None, None, 3))
+    m = keras.Model([inp, inp_ref], [Resize(scale=2.0, method="nearest")(inp),
+                                     Resize(method="bilinear")([inp, inp_ref]),
+                                     Resize(size=(3, 4), method="area")(inp)])
+    a, b, c = m([x, ref])
+    np.testing.assert_array_equal(a.numpy(), np.repeat(np.repeat(x, 2, 1), 2, 2))
+    np.testing.assert_allclose(b.numpy(), tf.image.resize(x, (12, 5)).numpy(), atol=1e-6)
+    assert c.shape == (1, 3, 4, 1)
+    layer = Resize(scale=0.5, method="nearest", antialias=False)
+    assert Resize.from_config(layer.get_config()).get_config() == layer.get_config()
+    with pytest.raises(ValueError):
+        Resize(size=(2, 2), scale=2.0)
+
+
+# ---------------------------------------------------------------- ImageNet VGG19 weights
+
+def _legacy_vgg19_file(path, seed=0):
+    """A file laid out like Keras' vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5."""
+    import h5py
+    from keras.src.legacy.saving import legacy_h5_format
+    ref = keras.applications.VGG19(weights=None, include_top=False)
+    model_checks.randomize_weights(ref, seed=seed)
+    with h5py.File(path, "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, ref)
+    return ref
+
+
+def test_vgg_weights_load_by_name(tmp_path):
+    path = tmp_path / "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    ref = _legacy_vgg19_file(path)
+    b = BlurEstimator(width=1.0, vgg_weights=path)
+    for name in vgg.VGG19_CONV_NAMES:
+        for got, want in zip(b.get_layer(name).get_weights(), ref.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(got, want)
+    c = ContentLoss(vgg_weights=path)
+    np.testing.assert_array_equal(c.get_layer("block4_conv4").get_weights()[0],
+                                  ref.get_layer("block4_conv4").get_weights()[0])
+    # vgg_weights is not part of the config (the file is not needed to reload a model).
+    assert "vgg_weights" not in b.get_config()
+
+
+def test_vgg_weights_errors(tmp_path):
+    with pytest.raises(ValueError, match="width=1.0"):
+        BlurEstimator(width=0.5, vgg_weights=tmp_path / "x.h5")
+    with pytest.raises(FileNotFoundError, match="missing.h5"):
+        BlurEstimator(width=1.0, vgg_weights=tmp_path / "missing.h5")
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(b"not a weights file")
+    with pytest.raises(ValueError, match="bad.h5"):
+        ContentLoss(vgg_weights=bad)

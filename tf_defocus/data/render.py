@@ -1,0 +1,403 @@
+"""Depth-layered defocus rendering (thin lens, back-to-front compositing).
+
+``render_defocus(image, depth_mm, camera, psf)`` blurs an all-in-focus sRGB image with its depth
+map the way SYNDOF does (SPEC.md section 3): the scene is cut into depth layers, each layer's
+premultiplied colour and coverage are blurred with that layer's PSF and composited "over" the
+layers behind it, far to near.
+
+Layers: the signed circle of confusion ``K (z - S1) / z`` [px] is affine in inverse depth, so
+layers are uniform bins of it (``num_layers`` bins, default 256, spanning the scene's CoC range;
+the bin holding the focus plane is centred on CoC 0). Every non-empty bin is one layer; bins with
+CoC <= 1 px (sigma 0) are merged into one sharp layer since sharp layers cannot overlap.
+The label ``sigma_px`` is the layer's sigma = max(0, (CoC - 1) / 4), exactly the blur rendered.
+
+Occlusion edges (no halos, no darkening): the colour behind a layer is unknown where nearer
+layers cover it. Before a blurred layer is composited, every pixel its blurred coverage touches
+that is not yet opaque in the accumulated (farther) image is filled by extending the farther
+image's colour inward (push-pull inpainting: premultiplied pyramid down, normalised fill back
+up) -- the role of SYNDOF's ``regionfill`` of the occluded background. The final image is the
+accumulated premultiplied colour divided by its coverage. A scene of one flat colour therefore
+renders exactly flat.
+
+PSFs:
+* ``gaussian``: Gaussian of the layer's sigma applied to the sRGB values (SYNDOF's domain).
+* ``disc``: a camera-like domain: a circular or n-bladed polygonal aperture of diameter
+  ``4 * sigma`` px (its per-axis standard deviation equals the label sigma, the SPEC's
+  disc diameter c <-> sigma c/4 rule), applied in linear light (sRGB -> linear -> blur ->
+  sRGB), then Poisson-Gaussian sensor noise (shot + read, in linear light) and a JPEG
+  re-encode at a random quality.
+
+Speed: each layer is processed inside its bounding box grown by the PSF radius (exact, the
+layer is zero outside it); empty bins are skipped; OpenCV does the filtering.
+"""
+
+import dataclasses
+import math
+
+import cv2
+import numpy as np
+
+from tf_defocus.data.optics import signed_coc_px
+from tf_defocus.units import coc_to_sigma
+
+PSFS = ("gaussian", "disc")
+DEFAULT_NUM_LAYERS = 256
+GAUSSIAN_RADIUS_SIGMAS = 3.0
+"""Gaussian kernels are truncated at this many sigmas (then renormalised by OpenCV)."""
+
+_ALPHA_EPS = 1e-4
+_FILL_ALPHA_MIN = 1e-3
+_OWN_FILL_WEIGHT = 1e-2
+
+
+# ----------------------------------------------------------------------------- colour spaces
+def srgb_to_linear(x):
+    """sRGB-encoded values in [0, 1] -> linear light (IEC 61966-2-1), float32."""
+    x = np.asarray(x, np.float32)
+    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4).astype(np.float32)
+
+
+def linear_to_srgb(x):
+    """Linear light in [0, 1] -> sRGB-encoded values, float32."""
+    x = np.clip(np.asarray(x, np.float32), 0.0, 1.0)
+    return np.where(x <= 0.0031308, x * 12.92, 1.055 * np.power(x, 1 / 2.4) - 0.055).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- disc PSF domain
+@dataclasses.dataclass(frozen=True)
+class DiscOptions:
+    """Camera-like PSF domain settings.
+
+    blades: 0 = circular aperture, else number of diaphragm blades (regular polygon).
+    rotation_deg: polygon rotation [degrees]. shot_noise: signal-dependent noise variance per
+    unit linear intensity; read_noise: signal-independent noise std (linear light, [0,1] scale).
+    jpeg_quality: 1..100, or 0 to skip JPEG.
+    """
+    blades: int = 0
+    rotation_deg: float = 0.0
+    shot_noise: float = 1e-3
+    read_noise: float = 3e-3
+    jpeg_quality: int = 90
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+def sample_disc_options(rng):
+    """Random camera-like settings: 50% circular apertures, else 5..9 blades; shot noise
+    variance log-uniform in [1e-4, 5e-3]; read noise std in [5e-4, 1e-2]; JPEG quality 70..95."""
+    blades = 0 if rng.random() < 0.5 else int(rng.integers(5, 10))
+    return DiscOptions(
+        blades=blades,
+        rotation_deg=float(rng.uniform(0.0, 360.0)),
+        shot_noise=float(math.exp(rng.uniform(math.log(1e-4), math.log(5e-3)))),
+        read_noise=float(math.exp(rng.uniform(math.log(5e-4), math.log(1e-2)))),
+        jpeg_quality=int(rng.integers(70, 96)))
+
+
+def _rasterise_aperture(radius, blades, rotation_rad, supersample):
+    """Area-coverage raster of a disc / regular polygon of circumradius ``radius`` px."""
+    half = int(math.ceil(radius + 0.5))
+    n = 2 * half + 1
+    s = supersample
+    t = (np.arange(n * s, dtype=np.float64) + 0.5) / s - (half + 0.5)
+    yy, xx = np.meshgrid(t, t, indexing="ij")
+    if blades == 0:
+        inside = xx * xx + yy * yy <= radius * radius
+    else:
+        # Regular polygon: inside if the projection on every edge normal is <= apothem.
+        apothem = radius * math.cos(math.pi / blades)
+        inside = np.ones_like(xx, bool)
+        for i in range(blades):
+            a = rotation_rad + (i + 0.5) * 2 * math.pi / blades
+            inside &= xx * math.cos(a) + yy * math.sin(a) <= apothem
+    k = inside.reshape(n, s, n, s).mean(axis=(1, 3))
+    return k
+
+
+def aperture_kernel(sigma_px, blades=0, rotation_deg=0.0, supersample=8):
+    """Normalised aperture PSF (k, k) float32 whose per-axis standard deviation is ``sigma_px``.
+
+    A uniform disc of diameter d has per-axis std d/4, so the disc has diameter 4 * sigma. A
+    polygon is scaled to the same second moment. sigma_px <= 0 gives the 1x1 identity.
+    """
+    if sigma_px <= 0:
+        return np.ones((1, 1), np.float32)
+    if sigma_px < SMALL_SIGMA_PX:
+        # Tiny apertures: the pixel grid dominates; use the exact-variance 3-tap kernel.
+        g = gaussian_kernel_1d(sigma_px)
+        return np.outer(g, g).astype(np.float32)
+    # Area sampling on the pixel grid adds a 1-px box (variance 1/12 per axis): subtract it.
+    var = sigma_px ** 2 - 1.0 / 12.0
+    if blades:
+        # Per-axis variance of a uniform regular n-gon of circumradius R:
+        # R^2 (1 + 2 cos^2(pi / n)) / 12 (-> R^2 / 4, the disc, as n -> inf).
+        radius = math.sqrt(var / ((1.0 + 2.0 * math.cos(math.pi / blades) ** 2) / 12.0))
+    else:
+        radius = 2.0 * math.sqrt(var)
+    k = _rasterise_aperture(radius, blades, math.radians(rotation_deg), supersample)
+    return (k / k.sum()).astype(np.float32)
+
+
+def _kernel_std(k):
+    """Per-axis standard deviation [px] of a 2D kernel (mean of x and y)."""
+    k = k / k.sum()
+    n = k.shape[0]
+    c = np.arange(n) - (n - 1) / 2
+    vx = (k.sum(0) * c * c).sum()
+    vy = (k.sum(1) * c * c).sum()
+    return math.sqrt(0.5 * (vx + vy))
+
+
+# ----------------------------------------------------------------------------- layering
+@dataclasses.dataclass
+class Layers:
+    """Depth layers of one image.
+
+    index: (H, W) int32 layer id per pixel, 0 = farthest (largest signed CoC).
+    sigma_px: (L,) float32 blur sigma of each layer. coc_px: (L,) signed CoC of each layer.
+    """
+    index: np.ndarray
+    sigma_px: np.ndarray
+    coc_px: np.ndarray
+
+
+def make_layers(depth_mm, camera, num_layers=None):
+    """Quantise the scene into layers uniform in signed CoC (= uniform in inverse depth).
+
+    Returns ``Layers``; empty bins are kept in the table (and skipped by the renderer), bins with
+    sigma 0 keep their own ids (the renderer merges them).
+    """
+    num_layers = int(num_layers or DEFAULT_NUM_LAYERS)
+    if num_layers < 1:
+        raise ValueError("num_layers must be >= 1")
+    c = signed_coc_px(depth_mm, camera).astype(np.float32)
+    cmin, cmax = float(c.min()), float(c.max())
+    span = cmax - cmin
+    if not np.isfinite(span):
+        raise ValueError("depth produced a non-finite circle of confusion")
+    if span <= 1e-6:
+        coc = np.array([0.5 * (cmin + cmax)], np.float32)
+        return Layers(np.zeros(c.shape, np.int32), coc_to_sigma(np.abs(coc)), coc)
+    step = span / num_layers
+    k = np.rint(c / step).astype(np.int32)
+    kmin, kmax = int(k.min()), int(k.max())
+    # id 0 = farthest = largest signed CoC.
+    index = (kmax - k).astype(np.int32)
+    coc = np.clip(np.arange(kmax, kmin - 1, -1, dtype=np.float64) * step, cmin, cmax)
+    coc[0], coc[-1] = cmax, cmin  # the extreme layers keep the exact extremes (max CoC label)
+    return Layers(index, coc_to_sigma(np.abs(coc)).astype(np.float32), coc.astype(np.float32))
+
+
+TILE_PX = 16
+"""Tile size [px] used to split a layer into spatially separate pieces."""
+
+
+def _tile_occupancy(index, n, tile):
+    """(n, ty, tx) bool: which tile x tile blocks each layer occupies; and (n,) pixel counts."""
+    h, w = index.shape
+    ty, tx = -(-h // tile), -(-w // tile)
+    tid = (np.arange(h, dtype=np.int64)[:, None] // tile) * tx + np.arange(w)[None, :] // tile
+    occ = np.bincount((index.astype(np.int64) * (ty * tx) + tid).ravel(), minlength=n * ty * tx)
+    occ = occ.reshape(n, ty, tx)
+    return occ > 0, occ.sum(axis=(1, 2))
+
+
+def _layer_windows(occupied, radius, tile, shape):
+    """Split one layer into pieces whose blurred footprints cannot touch.
+
+    occupied: (ty, tx) bool tiles holding the layer. radius: PSF radius [px].
+    Yields (y0, y1, x0, x1, tile_mask) windows in pixels; tile_mask is None when the layer is one
+    piece, else a (y1-y0, x1-x0) bool mask of the piece's own tiles. Each window extends at least
+    ``radius`` px beyond the piece's tiles (or to the image border).
+    """
+    h, w = shape
+    d = -(-radius // tile)
+    occ8 = occupied.astype(np.uint8)
+    grown = cv2.dilate(occ8, np.ones((2 * d + 1, 2 * d + 1), np.uint8)) if d else occ8
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(grown, connectivity=8)
+    for c in range(1, n):
+        tx0, ty0, tw, th = stats[c, :4]
+        y0, y1 = ty0 * tile, min(h, (ty0 + th) * tile)
+        x0, x1 = tx0 * tile, min(w, (tx0 + tw) * tile)
+        if n == 2:
+            yield y0, y1, x0, x1, None
+            continue
+        own = (labels[ty0:ty0 + th, tx0:tx0 + tw] == c) & occupied[ty0:ty0 + th, tx0:tx0 + tw]
+        own = np.repeat(np.repeat(own, tile, 0), tile, 1)[:y1 - y0, :x1 - x0]
+        yield y0, y1, x0, x1, own
+
+
+def _fill_behind(dst, hole, own, blur):
+    """Make the accumulated image opaque at ``hole`` pixels, in place.
+
+    dst: premultiplied RGBA crop (h, w, 4) of the layers composited so far; hole: (h, w) bool;
+    own: the current layer's blurred premultiplied RGBA; blur: that layer's PSF.
+    A pixel that is already partly covered (typically by the blurred spill of the layers just
+    behind) keeps its normalised colour. An empty one takes the normalised convolution of the
+    accumulated image with the layer's PSF, i.e. the nearby background extended behind the
+    layer; where no background is within reach it falls back to the layer's own colour.
+    """
+    d = dst[hole]
+    nb = blur(dst)[hole]
+    ow = own[hole]
+    est = (nb[:, :3] + _OWN_FILL_WEIGHT * ow[:, :3]) / np.maximum(
+        nb[:, 3:] + _OWN_FILL_WEIGHT * ow[:, 3:], 1e-12)
+    a = d[:, 3:]
+    d[:, :3] = np.where(a > _FILL_ALPHA_MIN, d[:, :3] / np.maximum(a, _FILL_ALPHA_MIN), est)
+    d[:, 3] = 1.0
+    dst[hole] = d
+
+
+def _composite(colour, layers, kernel_for, radius_for, info):
+    """Back-to-front compositing of ``colour`` (H, W, 3) float32 through ``layers``.
+
+    kernel_for(sigma) -> callable blurring a (h, w, 4) float32 crop; radius_for(sigma) -> int px.
+    Returns the composited colour (H, W, 3) float32.
+    """
+    h, w = colour.shape[:2]
+    n = len(layers.sigma_px)
+    index = layers.index
+    rgba = np.concatenate([colour, np.ones((h, w, 1), np.float32)], -1)
+    acc = np.zeros((h, w, 4), np.float32)
+    occupied, counts = _tile_occupancy(index, n, TILE_PX)
+    info["num_layers"] = int((counts > 0).sum())
+    sharp = (layers.sigma_px <= 0) & (counts > 0)
+    if sharp.any():
+        # All sharp layers at once, in any order: they cannot spill onto each other. They are
+        # pasted after the blurred layers behind them, so collect them at the first sharp id.
+        first_sharp = int(np.flatnonzero(sharp)[0])
+        sharp_ids = np.flatnonzero(sharp)
+    else:
+        first_sharp = -1
+    blurs = 0
+    for i in range(n):
+        if counts[i] == 0 or (sharp[i] and i != first_sharp):
+            continue
+        if i == first_sharp:
+            m = (index >= sharp_ids.min()) & (index <= sharp_ids.max())
+            np.copyto(acc, rgba, where=m[..., None])
+            continue
+        sigma = float(layers.sigma_px[i])
+        r = radius_for(sigma)
+        blur = kernel_for(sigma)
+        for y0, y1, x0, x1, own in _layer_windows(occupied[i], r, TILE_PX, (h, w)):
+            m = index[y0:y1, x0:x1] == i
+            if own is not None:
+                m &= own
+            # Tight box around the piece, grown by the PSF radius.
+            rows = np.flatnonzero(m.any(1))
+            cols = np.flatnonzero(m.any(0))
+            if rows.size == 0:
+                continue
+            by0, by1 = max(0, rows[0] - r), min(y1 - y0, rows[-1] + 1 + r)
+            bx0, bx1 = max(0, cols[0] - r), min(x1 - x0, cols[-1] + 1 + r)
+            m = m[by0:by1, bx0:bx1]
+            ys, xs = slice(y0 + by0, y0 + by1), slice(x0 + bx0, x0 + bx1)
+            blurred = blur(rgba[ys, xs] * m[..., None].astype(np.float32))
+            blurs += 1
+            a = blurred[..., 3]
+            dst = acc[ys, xs]
+            # Fill behind the layer's own pixels only: nearer pixels it spills onto fill
+            # themselves when their layer comes (their background is this layer).
+            hole = m & (dst[..., 3] < 1.0 - 1e-5)
+            if hole.any():
+                _fill_behind(dst, hole, blurred, blur)
+            dst *= (1.0 - a)[..., None]
+            dst += blurred
+    info["num_blurred_pieces"] = blurs
+    alpha = np.maximum(acc[..., 3:4], 1e-6)
+    return acc[..., :3] / alpha
+
+
+SMALL_SIGMA_PX = 0.7
+"""Below this sigma a sampled Gaussian has visibly less variance than sigma^2; use instead the
+3-tap kernel [v/2, 1 - v, v/2] whose variance is exactly v = sigma^2."""
+
+
+def gaussian_kernel_1d(sigma_px):
+    """1-D blur kernel (float64) with variance sigma^2: sampled Gaussian truncated at 3 sigma,
+    or the exact-variance 3-tap kernel below ``SMALL_SIGMA_PX``."""
+    if sigma_px < SMALL_SIGMA_PX:
+        v = sigma_px * sigma_px
+        return np.array([v / 2, 1.0 - v, v / 2])
+    r = _gaussian_radius(sigma_px)
+    return cv2.getGaussianKernel(2 * r + 1, sigma_px, cv2.CV_64F).ravel()
+
+
+def _gaussian_radius(sigma):
+    return max(1, int(math.ceil(GAUSSIAN_RADIUS_SIGMAS * sigma)))
+
+
+def _gaussian_blur(sigma):
+    k = gaussian_kernel_1d(sigma).astype(np.float32)
+    return lambda x: cv2.sepFilter2D(x, -1, k, k, borderType=cv2.BORDER_REFLECT)
+
+
+def render_defocus(image, depth_mm, camera, psf="gaussian", rng=None, num_layers=None,
+                   disc=None, return_info=False):
+    """Render thin-lens defocus.
+
+    image: all-in-focus sRGB float32 (H, W, 3) in [0, 1]. depth_mm: (H, W) scene depth [mm],
+    finite and > 0. camera: ``optics.Camera``. psf: ``gaussian`` or ``disc``. rng: numpy
+    Generator for the disc domain's aperture / noise / JPEG when ``disc`` is None (default seed
+    0). num_layers: CoC bins (default 256). disc: ``DiscOptions`` for ``psf="disc"``.
+
+    Returns ``(blurred, sigma_px)``: float32 (H, W, 3) in [0, 1] and float32 (H, W) label sigma
+    [px]; with ``return_info=True`` a third dict (layer counts, disc options).
+    """
+    if psf not in PSFS:
+        raise ValueError(f"psf must be one of {PSFS}, got {psf!r}")
+    image = np.ascontiguousarray(image, np.float32)
+    depth = np.asarray(depth_mm, np.float32)
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(f"image must be (H, W, 3), got {image.shape}")
+    if depth.shape != image.shape[:2]:
+        raise ValueError(f"depth {depth.shape} does not match image {image.shape[:2]}")
+    if not np.all(np.isfinite(depth)) or float(depth.min()) <= 0:
+        raise ValueError("depth must be finite and > 0 mm everywhere")
+    layers = make_layers(depth, camera, num_layers)
+    sigma_map = layers.sigma_px[layers.index]
+    info = {"psf": psf}
+    if psf == "gaussian":
+        out = _composite(image, layers, _gaussian_blur, _gaussian_radius, info)
+        out = np.clip(out, 0.0, 1.0)
+    else:
+        if disc is None:
+            disc = sample_disc_options(rng if rng is not None else np.random.default_rng(0))
+        if rng is None:
+            rng = np.random.default_rng(0)
+        info["disc"] = disc.to_dict()
+        cache = {}
+
+        def get_kernel(sigma):
+            if sigma not in cache:
+                cache[sigma] = aperture_kernel(sigma, disc.blades, disc.rotation_deg)
+            return cache[sigma]
+
+        def kernel_for(sigma):
+            k = get_kernel(sigma)
+            return lambda x: cv2.filter2D(x, -1, k, borderType=cv2.BORDER_REFLECT)
+
+        def radius_for(sigma):
+            return max(1, get_kernel(sigma).shape[0] // 2)
+
+        lin = _composite(srgb_to_linear(image), layers, kernel_for, radius_for, info)
+        lin = np.clip(lin, 0.0, 1.0)
+        std = np.sqrt(disc.shot_noise * lin + disc.read_noise ** 2)
+        lin = lin + std * rng.standard_normal(lin.shape).astype(np.float32)
+        srgb = linear_to_srgb(lin)
+        out = srgb
+        if disc.jpeg_quality:
+            u8 = np.round(srgb * 255.0).astype(np.uint8)
+            ok, buf = cv2.imencode(".jpg", cv2.cvtColor(u8, cv2.COLOR_RGB2BGR),
+                                   [cv2.IMWRITE_JPEG_QUALITY, int(disc.jpeg_quality)])
+            if not ok:
+                raise RuntimeError("JPEG encoding failed")
+            dec = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+            out = cv2.cvtColor(dec, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0
+    out = out.astype(np.float32)
+    if return_info:
+        return out, sigma_map, info
+    return out, sigma_map
+

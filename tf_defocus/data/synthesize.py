@@ -1,0 +1,231 @@
+"""One labelled synthetic defocus image: the single entry point of the data engine.
+
+``synthesize(seed, width, height, psf="gaussian", source=None)`` returns a ``Sample``:
+
+* ``image``: float32 (H, W, 3) sRGB in [0, 1], the defocused image;
+* ``sigma_px``: float32 (H, W), the Gaussian-equivalent blur sigma [px] of every pixel
+  (0 = in focus, at most ``(max_coc - 1) / 4`` = 7 px by default);
+* ``mask``: float32 (H, W), 1 = blurred (``sigma_px > mask_threshold_px``), 0 = sharp;
+* ``camera``: JSON-safe dict (thin-lens parameters in mm, PSF settings, seed, source).
+
+``source=None`` renders a built-in procedural dead-leaves RGB-D scene; otherwise ``source`` is an
+``(image, depth_mm)`` pair (sRGB float32 (H, W, 3) in [0, 1] or uint8, depth [mm]) from
+``tf_defocus.data.rgbd``. The same arguments always give the same output bytes: the seed is split
+(``numpy.random.SeedSequence``) into independent streams for the scene, the camera and the
+renderer, so ``psf="gaussian"`` and ``psf="disc"`` with one seed show the same scene and camera.
+
+This module also holds the on-disk formats shared with readers and pipelines:
+``write_syndof_sample`` (SYNDOF layout) and ``tfrecord_example`` (``tf.train.Example`` bytes);
+see ``tf_defocus.generate`` for the full layout and schema.
+"""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from tf_defocus import imageio
+from tf_defocus.data import optics, procedural, render
+
+DEFAULT_MASK_THRESHOLD_PX = 1.0
+"""Binary masks mark ``sigma_px > 1.0`` px as blurred: visibly defocused, like the human
+annotations of CUHK. SYNDOF's own ``blur_map_binary`` used CoC > 1 px, i.e. threshold 0."""
+
+SYNDOF_SIGMA_SCALE = 10.0
+"""``blur_map/*.png`` stores uint16 ``round(sigma_px * 10)`` (SYNDOF's public generator)."""
+
+SYNDOF_DIRS = ("image", "blur_map", "blur_map_binary", "meta")
+
+
+@dataclasses.dataclass
+class Sample:
+    """One labelled image. image: float32 (H, W, 3) sRGB [0, 1]; sigma_px: float32 (H, W) [px];
+    mask: float32 (H, W), 1 = blurred; camera: JSON-safe dict."""
+    image: np.ndarray
+    sigma_px: np.ndarray
+    mask: np.ndarray
+    camera: dict
+
+
+def _streams(seed):
+    if not isinstance(seed, (int, np.integer)) or int(seed) < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    scene, camera, renderer, crop = np.random.SeedSequence(int(seed)).spawn(4)
+    return tuple(np.random.default_rng(s) for s in (scene, camera, renderer, crop))
+
+
+def fit_source(image, depth_mm, width, height, rng):
+    """Scale an RGB-D pair to cover (width, height) keeping its aspect, then crop at a random
+    offset. Depth is resized with nearest neighbour (no invented depths at edges)."""
+    h, w = depth_mm.shape
+    if (w, h) == (width, height):
+        return image, depth_mm
+    scale = max(width / w, height / h)
+    nw, nh = max(width, int(round(w * scale))), max(height, int(round(h * scale)))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    image = cv2.resize(image, (nw, nh), interpolation=interp)
+    depth_mm = cv2.resize(depth_mm, (nw, nh), interpolation=cv2.INTER_NEAREST)
+    y0 = int(rng.integers(0, nh - height + 1))
+    x0 = int(rng.integers(0, nw - width + 1))
+    return (np.ascontiguousarray(image[y0:y0 + height, x0:x0 + width]),
+            np.ascontiguousarray(depth_mm[y0:y0 + height, x0:x0 + width]))
+
+
+def synthesize(seed, width, height, psf="gaussian", source=None, max_coc=optics.DEFAULT_MAX_COC_PX,
+               mask_threshold_px=DEFAULT_MASK_THRESHOLD_PX, num_layers=None):
+    """Make one labelled defocused image (see the module docstring).
+
+    seed: non-negative int. width, height: output size [px]; with a ``source`` either may be None
+    to keep the source's size. psf: ``gaussian`` (SYNDOF domain) or ``disc`` (camera-like: aperture
+    in linear light, sensor noise, JPEG). source: None (procedural) or ``(image, depth_mm)``.
+    max_coc: largest circle of confusion [px] (29 -> sigma 7). mask_threshold_px: sigma [px]
+    above which ``mask`` is 1. num_layers: CoC bins of the renderer (default 256).
+    """
+    if psf not in render.PSFS:
+        raise ValueError(f"psf must be one of {render.PSFS}, got {psf!r}")
+    scene_rng, camera_rng, render_rng, crop_rng = _streams(seed)
+    if source is None:
+        if width is None or height is None:
+            raise ValueError("width and height are required for procedural scenes")
+        image, depth = procedural.dead_leaves_scene(scene_rng, int(width), int(height))
+        source_name = "procedural"
+    else:
+        image, depth = source
+        image = imageio.to_rgb_float(image, "source image")
+        depth = np.asarray(depth, np.float32)
+        if depth.shape != image.shape[:2]:
+            raise ValueError(f"source depth {depth.shape} does not match image {image.shape[:2]}")
+        if not np.all(np.isfinite(depth)) or float(depth.min()) <= 0:
+            raise ValueError("source depth must be finite and > 0 mm everywhere")
+        width = depth.shape[1] if width is None else int(width)
+        height = depth.shape[0] if height is None else int(height)
+        image, depth = fit_source(image, depth, width, height, crop_rng)
+        source_name = "rgbd"
+    camera = optics.sample_camera(depth, camera_rng, image_width_px=image.shape[1], max_coc=max_coc)
+    disc = render.sample_disc_options(render_rng) if psf == "disc" else None
+    blurred, sigma, info = render.render_defocus(image, depth, camera, psf=psf, rng=render_rng,
+                                                 num_layers=num_layers, disc=disc, return_info=True)
+    meta = camera.to_dict()
+    meta.update(psf=psf, seed=int(seed), source=source_name, max_coc_px=float(max_coc),
+                mask_threshold_px=float(mask_threshold_px), num_layers=info["num_layers"],
+                min_depth_mm=float(depth.min()), max_depth_mm=float(depth.max()))
+    if disc is not None:
+        meta["disc"] = disc.to_dict()
+    mask = (sigma > mask_threshold_px).astype(np.float32)
+    return Sample(image=blurred, sigma_px=sigma, mask=mask, camera=meta)
+
+
+# ----------------------------------------------------------------------------- SYNDOF layout
+def image_to_uint8(image):
+    """float [0, 1] -> uint8 (round half up)."""
+    return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def sigma_to_syndof(sigma_px):
+    """sigma [px] (H, W) -> SYNDOF ``blur_map`` uint16 (H, W, 3): round(sigma * 10), 3 channels."""
+    v = np.round(np.clip(sigma_px, 0.0, 6553.5) * SYNDOF_SIGMA_SCALE).astype(np.uint16)
+    return np.repeat(v[..., None], 3, axis=-1)
+
+
+def syndof_to_sigma(blur_map):
+    """SYNDOF ``blur_map`` array (uint16, (H, W) or (H, W, C)) -> sigma [px] float32 (H, W)."""
+    a = np.asarray(blur_map)
+    if a.ndim == 3:
+        a = a[..., 0]
+    return a.astype(np.float32) / SYNDOF_SIGMA_SCALE
+
+
+def syndof_paths(out_dir, sample_id):
+    """Paths of one sample in the SYNDOF layout: dict name -> Path."""
+    out = Path(out_dir)
+    return {"image": out / "image" / f"{sample_id}.png",
+            "blur_map": out / "blur_map" / f"{sample_id}.png",
+            "blur_map_binary": out / "blur_map_binary" / f"{sample_id}.png",
+            "meta": out / "meta" / f"{sample_id}.json"}
+
+
+def syndof_sample_complete(out_dir, sample_id):
+    """True if every file of ``sample_id`` exists (``meta`` is written last)."""
+    return all(p.is_file() for p in syndof_paths(out_dir, sample_id).values())
+
+
+def write_syndof_sample(out_dir, sample_id, sample, extra_meta=None):
+    """Write one ``Sample`` in the SYNDOF layout (each file atomically):
+
+    ``image/<id>.png`` uint8 RGB; ``blur_map/<id>.png`` uint16 round(sigma*10) in 3 equal
+    channels; ``blur_map_binary/<id>.png`` uint8 gray, 255 = blurred (mask 1), 0 = sharp;
+    ``meta/<id>.json`` camera dict (+ ``extra_meta``), written last as the completion marker.
+    Returns the meta dict written.
+    """
+    paths = syndof_paths(out_dir, sample_id)
+    imageio.write_image(paths["image"], image_to_uint8(sample.image))
+    imageio.write_image(paths["blur_map"], sigma_to_syndof(sample.sigma_px))
+    imageio.write_image(paths["blur_map_binary"],
+                        np.where(np.asarray(sample.mask) > 0.5, 255, 0).astype(np.uint8))
+    meta = {"id": str(sample_id), **sample.camera, **(extra_meta or {})}
+    imageio.write_text(paths["meta"], json.dumps(meta, sort_keys=True) + "\n")
+    return meta
+
+
+def read_syndof_sigma(path):
+    """Read a SYNDOF ``blur_map`` PNG (sigma*10 convention) -> sigma [px] float32 (H, W)."""
+    data = np.fromfile(str(path), np.uint8) if Path(path).is_file() else None
+    a = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data is not None and data.size else None
+    if a is None:
+        raise imageio.ImageReadError(f"{path}: not a readable blur map")
+    if a.dtype != np.uint16:
+        raise imageio.ImageReadError(f"{path}: expected a 16-bit PNG, got {a.dtype}")
+    return syndof_to_sigma(a)
+
+
+# ----------------------------------------------------------------------------- TFRecord
+def encode_png(array):
+    """uint8/uint16 array (H, W) or RGB (H, W, 3) -> PNG bytes."""
+    a = np.asarray(array)
+    if a.ndim == 3:
+        a = cv2.cvtColor(a, cv2.COLOR_RGB2BGR)
+    ok, buf = cv2.imencode(".png", a)
+    if not ok:
+        raise RuntimeError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def encode_sample(sample):
+    """Encode a ``Sample`` for TFRecord without TensorFlow: dict of ``image`` (PNG bytes),
+    ``sigma`` (raw little-endian float32 bytes), ``mask`` (PNG bytes, 255 = blurred),
+    ``height``, ``width``."""
+    h, w = sample.sigma_px.shape
+    return {"image": encode_png(image_to_uint8(sample.image)),
+            "sigma": np.ascontiguousarray(sample.sigma_px, "<f4").tobytes(),
+            "mask": encode_png(np.where(np.asarray(sample.mask) > 0.5, 255, 0).astype(np.uint8)),
+            "height": int(h), "width": int(w)}
+
+
+def tfrecord_example_from_encoded(sample_id, encoded, meta):
+    """Serialized ``tf.train.Example`` from ``encode_sample`` output and a meta dict."""
+    import tensorflow as tf  # lazy: only the TFRecord path needs TensorFlow
+
+    def _bytes(b):
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[b]))
+
+    def _int(v):
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v)]))
+
+    feats = {
+        "id": _bytes(str(sample_id).encode("utf-8")),
+        "image": _bytes(encoded["image"]),
+        "sigma": _bytes(encoded["sigma"]),
+        "mask": _bytes(encoded["mask"]),
+        "height": _int(encoded["height"]),
+        "width": _int(encoded["width"]),
+        "camera": _bytes(json.dumps(meta, sort_keys=True).encode("utf-8")),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString()
+
+
+def tfrecord_example(sample_id, sample, extra_meta=None):
+    """Serialized ``tf.train.Example`` of one sample (schema in ``tf_defocus.generate``)."""
+    meta = {"id": str(sample_id), **sample.camera, **(extra_meta or {})}
+    return tfrecord_example_from_encoded(sample_id, encode_sample(sample), meta)

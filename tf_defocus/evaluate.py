@@ -1,0 +1,400 @@
+"""Evaluate defocus models and the DoF weight map on the public benchmark layouts.
+
+    python -m tf_defocus.evaluate --dataset=cuhk --data_dir=CUHK --blurred_value=0 \\
+        --model=ours=blur_estimator.keras --model=int8=blur_estimator_int8.tflite \\
+        --method=model --method=dof_weight --output=eval/cuhk
+
+Data sets (``tf_defocus.data.readers``): ``syndof`` (sigma labels; ``--label_convention`` =
+sigma10 | released, required), ``rtf`` (``.npy`` sigma), ``cuhk`` and ``dut`` (binary masks;
+``--blurred_value`` = 255 | 0 says which grey level marks blurred pixels, required).
+
+Metrics (``tf_defocus.metrics``), per image then averaged over images:
+
+* sigma data sets, defocus models: ``mse`` / ``mae`` on sigma/7, ``mae_px``; on RTF also
+  ``rtf_mse`` / ``rtf_mae`` (sigma clipped at 3.275 px, divided by 3.275 - the authors'
+  protocol);
+* every data set and method: blur detection against the mask (1 = blurred; on sigma data sets
+  the mask is ``gt sigma > --mask_threshold_px``): ``accuracy`` (DMENet's: blur map thresholded
+  at 0.3 max + 0.7 min per image), ``ap`` (mean of per-image average precision = mAP),
+  ``auc``, ``mae`` (min-max normalised blur score vs mask), ``max_f`` (F-beta, beta^2 = 0.3: the
+  per-image F curves over 256 thresholds averaged, then the maximum), ``iou`` (blurred class;
+  prediction = sigma > --mask_threshold_px, or weight < --mask_threshold_weight).
+
+The blur score is sigma [px] for a defocus model and ``1 - weight`` for a focus-weight map.
+Writes ``per_image.csv``, ``results.json``, ``results.md`` and ``evaluate_config.json`` into
+``--output``. An image that cannot be read is reported by name and skipped (exit code 1).
+"""
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tf_defocus import __version__, artifacts, imageio, metrics
+from tf_defocus.units import SIGMA_MAX_PX
+
+DATASETS = ("syndof", "cuhk", "dut", "rtf")
+METHODS = ("model", "dof_weight")
+SIGMA_METRICS = ("mse", "mae_norm", "mae_px")
+RTF_METRICS = ("rtf_mse", "rtf_mae")
+DETECTION_METRICS = ("accuracy", "ap", "auc", "mae", "max_f", "iou")
+METRIC_TITLES = {"mse": "MSE (sigma/7)", "mae_norm": "MAE (sigma/7)", "mae_px": "MAE [px]",
+                 "rtf_mse": "RTF MSE", "rtf_mae": "RTF MAE", "accuracy": "acc", "ap": "mAP",
+                 "auc": "AUC", "mae": "MAE (det.)", "max_f": "max F (b2=0.3)", "iou": "IoU"}
+
+
+class ConfigError(ValueError):
+    """Bad command-line configuration (reported before any work)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateConfig:
+    """One evaluation run; written as JSON next to the results.
+
+    models: tuple of (name, path). methods: subset of METHODS (``model`` = every entry of
+    ``models``). label_convention: SYNDOF only; blurred_value: CUHK / DUT only.
+    limit: evaluate only the first N images (0 = all).
+    """
+    dataset: str
+    data_dir: str
+    output: str
+    models: tuple = ()
+    methods: tuple = ("model",)
+    label_convention: str = ""
+    blurred_value: int = -1
+    mask_threshold_px: float = 1.0
+    mask_threshold_weight: float = 0.5
+    tile_size: int = 768
+    tile_overlap: int = 128
+    threads: int = 0
+    mask_size: int = 15
+    limit: int = 0
+    skip_bad: bool = False
+
+
+def parse_models(values):
+    """``--model`` values (``PATH`` or ``name=PATH``, comma lists allowed) -> ((name, path), ...)
+    with unique names (default name: the file stem, or the directory name)."""
+    from tf_defocus.predict import split_list
+    out, names = [], set()
+    for v in split_list(values):
+        if "=" in v and not Path(v).exists():
+            name, path = v.split("=", 1)
+        else:
+            path = v
+            p = Path(v.rstrip("/"))
+            name = p.name if p.is_dir() else p.stem
+        base, n = name, 2
+        while name in names:
+            name, n = f"{base}_{n}", n + 1
+        names.add(name)
+        out.append((name, path))
+    return tuple(out)
+
+
+def validate(config):
+    """Raise ConfigError for a bad config before any work."""
+    from tf_defocus.inference import check_tiling
+    if config.dataset not in DATASETS:
+        raise ConfigError(f"--dataset must be one of {DATASETS}, got {config.dataset!r}")
+    if not config.data_dir:
+        raise ConfigError("--data_dir is required")
+    if not config.output:
+        raise ConfigError("--output is required")
+    bad = [m for m in config.methods if m not in METHODS]
+    if bad or not config.methods:
+        raise ConfigError(f"--method must be one or more of {METHODS}, got {list(config.methods)}")
+    if "model" in config.methods and not config.models:
+        raise ConfigError("--method=model needs at least one --model=PATH (or name=PATH)")
+    if "model" not in config.methods and config.models:
+        raise ConfigError("--model given but --method does not include 'model'")
+    if config.dataset == "syndof":
+        from tf_defocus.data.readers import LABEL_CONVENTIONS
+        if config.label_convention not in LABEL_CONVENTIONS:
+            raise ConfigError(f"--dataset=syndof needs --label_convention, one of "
+                              f"{LABEL_CONVENTIONS} (sigma10: blur_map = 10 sigma; released: the "
+                              f"SYNDOF that trained DMENet, sigma = (v/10 - 1)/2)")
+    if config.dataset in ("cuhk", "dut") and config.blurred_value not in (0, 255):
+        raise ConfigError(f"--dataset={config.dataset} needs --blurred_value=255 (white = "
+                          f"blurred) or --blurred_value=0 (black = blurred); copies differ")
+    try:
+        check_tiling(config.tile_size, config.tile_overlap)
+    except ValueError as e:
+        raise ConfigError(f"--{e}") from None
+    if config.limit < 0:
+        raise ConfigError(f"--limit must be >= 0, got {config.limit}")
+
+
+def open_dataset(config):
+    """The readers' FileSource for ``config``; ConfigError on a layout problem."""
+    from tf_defocus.data import readers
+    try:
+        if config.dataset == "syndof":
+            return readers.syndof(config.data_dir, config.label_convention, skip_bad=config.skip_bad)
+        if config.dataset == "cuhk":
+            return readers.cuhk(config.data_dir, config.blurred_value, skip_bad=config.skip_bad)
+        if config.dataset == "dut":
+            return readers.dut_dbd(config.data_dir, config.blurred_value, skip_bad=config.skip_bad)
+        return readers.rtf(config.data_dir, skip_bad=config.skip_bad)
+    except (readers.DataError, ValueError) as e:
+        raise ConfigError(str(e)) from e
+
+
+def load_methods(config):
+    """[(name, estimator)] for every method of ``config``; ConfigError naming a bad model."""
+    from tf_defocus import inference
+    out = []
+    if "model" in config.methods:
+        for name, path in config.models:
+            try:
+                est = inference.load_estimator(path, config.tile_size, config.tile_overlap,
+                                               threads=config.threads or None)
+            except (inference.ModelLoadError, ValueError) as e:
+                raise ConfigError(str(e)) from e
+            out.append((name, est))
+    if "dof_weight" in config.methods:
+        try:
+            out.append(("dof_weight", inference.DoFWeightMethod(mask_size=config.mask_size)))
+        except (NotImplementedError, ValueError) as e:
+            raise ConfigError(str(e)) from e
+    return out
+
+
+def image_metrics(native, kind, label, label_kind, dataset, config):
+    """Per-image metrics of one method.
+
+    native: (H, W) sigma/7 (defocus kind) or focus weight (dof_weight kind). label: (H, W)
+    sigma [px] (label_kind "sigma") or mask 1 = blurred ("mask"). Returns (dict of floats,
+    F curve array).
+    """
+    native = np.clip(np.asarray(native, np.float64), 0.0, 1.0)
+    row = {}
+    if kind == artifacts.KIND_DEFOCUS:
+        sigma = native * SIGMA_MAX_PX
+        score = sigma
+        pred_mask = sigma > config.mask_threshold_px
+    else:
+        sigma = None
+        score = 1.0 - native
+        pred_mask = native < config.mask_threshold_weight
+    if label_kind == "sigma":
+        if sigma is not None:
+            e = metrics.defocus_errors(sigma, label)
+            row.update(mse=e["mse"], mae_norm=e["mae"], mae_px=e["mae_px"])
+            if dataset == "rtf":
+                row.update(metrics.rtf_errors(sigma, label))
+        mask = label > config.mask_threshold_px
+    else:
+        mask = label > 0.5
+    det = metrics.blur_detection_metrics(score, mask, pred_mask)
+    curve = det.pop("f_curve")
+    row.update(det)
+    return row, curve
+
+
+def metric_names(dataset, label_kind):
+    names = []
+    if label_kind == "sigma":
+        names += list(SIGMA_METRICS)
+        if dataset == "rtf":
+            names += list(RTF_METRICS)
+    return names + list(DETECTION_METRICS)
+
+
+def evaluate(config, methods=None, stream=None):
+    """Run the evaluation; returns (results dict, per-image rows, list of (path, message))."""
+    from tf_defocus.predict import _Progress
+    stream = stream or sys.stderr
+    source = open_dataset(config)
+    if methods is None:
+        methods = load_methods(config)
+    examples = list(source.examples)
+    if config.limit:
+        examples = examples[:config.limit]
+    names = metric_names(config.dataset, source.label_kind)
+    rows, failed = [], []
+    per_method = {name: {"rows": [], "curves": [], "failed": []} for name, _ in methods}
+    progress = _Progress(len(examples), stream)
+    start = time.time()
+    for ex in examples:
+        t0 = time.time()
+        try:
+            image, label = source.load(ex)
+        except Exception as e:  # noqa: BLE001  (name the file, keep going)
+            msg = str(e) if ex.image in str(e) or str(ex.label) in str(e) else f"{ex.image}: {e}"
+            failed.append((ex.image, msg))
+            progress.file_done(Path(ex.image).name, "FAILED")
+            stream.write(f"error: {msg}\n")
+            continue
+        for name, est in methods:
+            try:
+                native = est.predict_native(image)
+                row, curve = image_metrics(native, est.kind, label, source.label_kind,
+                                           config.dataset, config)
+            except Exception as e:  # noqa: BLE001
+                msg = f"{ex.image}: method {name}: {type(e).__name__}: {e}"
+                per_method[name]["failed"].append(ex.image)
+                failed.append((ex.image, msg))
+                stream.write(f"error: {msg}\n")
+                continue
+            per_method[name]["rows"].append(row)
+            per_method[name]["curves"].append(curve)
+            rows.append({"image": ex.image, "method": name,
+                         **{k: row.get(k, float("nan")) for k in names}})
+        progress.file_done(Path(ex.image).name,
+                           f"{image.shape[1]}x{image.shape[0]} px, {time.time() - t0:.1f} s")
+    results = {"dataset": config.dataset, "data_dir": config.data_dir,
+               "num_images": len(examples), "seconds": round(time.time() - start, 3),
+               "metrics": names, "methods": {}, "tf_defocus_version": __version__}
+    for name, est in methods:
+        d = per_method[name]
+        agg = {k: metrics.nanmean([r.get(k, float("nan")) for r in d["rows"]]) for k in names}
+        if d["curves"]:
+            agg["max_f"] = metrics.dataset_max_f_measure(d["curves"])
+        results["methods"][name] = {
+            "kind": est.kind, "path": getattr(est, "path", ""), "num_images": len(d["rows"]),
+            "failed": d["failed"], "metrics": agg}
+    return results, rows, failed
+
+
+def _fmt(v):
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"
+
+
+def markdown_table(results):
+    """Methods as rows, metrics as columns (n/a where a metric does not apply)."""
+    names = results["metrics"]
+    lines = [f"Data set: {results['dataset']} ({results['data_dir']}), "
+             f"{results['num_images']} images", "",
+             "| method | kind | images | " + " | ".join(METRIC_TITLES[n] for n in names) + " |",
+             "|---|---|---:|" + "---:|" * len(names)]
+    for method, r in results["methods"].items():
+        cells = [_fmt(r["metrics"].get(n)) for n in names]
+        lines.append(f"| {method} | {r['kind']} | {r['num_images']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def per_image_csv(rows, names):
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["image", "method"] + list(names))
+    for r in rows:
+        w.writerow([r["image"], r["method"]] + [("" if math.isnan(r[k]) else f"{r[k]:.6g}")
+                                                for k in names])
+    return buf.getvalue()
+
+
+def _json_safe(obj):
+    """NaN / Inf -> None (JSON null), NumPy scalars -> Python, recursively."""
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def write_results(config, results, rows):
+    out = Path(config.output)
+    out.mkdir(parents=True, exist_ok=True)
+    imageio.write_text(out / "per_image.csv", per_image_csv(rows, results["metrics"]))
+    imageio.write_text(out / "results.json",
+                       json.dumps(_json_safe(results), indent=2, sort_keys=True, allow_nan=False))
+    imageio.write_text(out / "results.md", markdown_table(results))
+
+
+def run_config(config, stream=None):
+    """Validate, evaluate, write, print the table; returns the exit code (0 ok, 1 some images
+    failed, 2 bad configuration)."""
+    stream = stream or sys.stderr
+    try:
+        validate(config)
+        source_check = open_dataset(config)   # layout errors before loading models
+        del source_check
+        methods = load_methods(config)
+    except ConfigError as e:
+        stream.write(f"error: {e}\n")
+        return 2
+    Path(config.output).mkdir(parents=True, exist_ok=True)
+    imageio.write_text(Path(config.output) / "evaluate_config.json",
+                       json.dumps({**dataclasses.asdict(config), "tf_defocus_version": __version__},
+                                  indent=2, sort_keys=True, default=list))
+    results, rows, failed = evaluate(config, methods, stream)
+    write_results(config, results, rows)
+    print(markdown_table(results))
+    stream.write(f"evaluate: {results['num_images']} images, {len(failed)} failures, "
+                 f"{results['seconds']:.1f} s; results in {config.output}\n")
+    if failed:
+        stream.write("failed:\n" + "".join(f"  {m}\n" for _, m in failed))
+        return 1
+    return 0
+
+
+def _define_flags():
+    from absl import flags
+    flags.DEFINE_multi_string("model", [], "Model to evaluate: PATH or name=PATH (.keras, "
+                              "SavedModel dir, .tflite); repeatable.")
+    flags.DEFINE_enum("dataset", None, DATASETS, "Benchmark layout.")
+    flags.DEFINE_string("data_dir", None, "Root folder of the data set.")
+    flags.DEFINE_multi_enum("method", [], METHODS, "model (every --model) and/or dof_weight; "
+                            "default: model.")
+    flags.DEFINE_string("output", None, "Folder for per_image.csv, results.json, results.md.")
+    flags.DEFINE_enum("label_convention", None, ["sigma10", "released"],
+                      "SYNDOF label convention (required for --dataset=syndof).")
+    flags.DEFINE_enum("blurred_value", None, ["255", "0"], "CUHK / DUT masks: grey level of "
+                      "blurred pixels (required for cuhk and dut).")
+    flags.DEFINE_float("mask_threshold_px", 1.0, "Sigma [px] above which a pixel is blurred (IoU "
+                       "of defocus models; gt mask of sigma data sets).")
+    flags.DEFINE_float("mask_threshold_weight", 0.5, "Focus weight below which a pixel is "
+                       "blurred (IoU of dof_weight maps).")
+    flags.DEFINE_integer("tile_size", 768, "Tile side [px], multiple of 16; 0 = whole image.")
+    flags.DEFINE_integer("tile_overlap", 128, "Tile overlap [px], multiple of 16.")
+    flags.DEFINE_integer("threads", 0, "CPU threads for TF / TFLite (0 = default).")
+    flags.DEFINE_integer("mask_size", 15, "dof_weight: Gaussian mask size [px].")
+    flags.DEFINE_integer("limit", 0, "Evaluate only the first N images (0 = all).")
+    flags.DEFINE_bool("skip_bad", False, "Skip unpaired files when listing the data set instead "
+                      "of failing.")
+
+
+def config_from_flags(argv):
+    from absl import flags
+    f = flags.FLAGS
+    if len(argv) > 1:
+        raise ConfigError(f"unexpected arguments: {argv[1:]}")
+    return EvaluateConfig(
+        dataset=f.dataset or "", data_dir=f.data_dir or "", output=f.output or "",
+        models=parse_models(f.model), methods=tuple(f.method) or ("model",),
+        label_convention=f.label_convention or "",
+        blurred_value=int(f.blurred_value) if f.blurred_value is not None else -1,
+        mask_threshold_px=f.mask_threshold_px, mask_threshold_weight=f.mask_threshold_weight,
+        tile_size=f.tile_size, tile_overlap=f.tile_overlap, threads=f.threads,
+        mask_size=f.mask_size, limit=f.limit, skip_bad=f.skip_bad)
+
+
+def main(argv):
+    try:
+        config = config_from_flags(argv)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return run_config(config)
+
+
+def run():
+    """Console-script entry point (``tf-defocus-evaluate``)."""
+    from absl import app
+    _define_flags()
+    app.run(lambda argv: sys.exit(main(argv)))
+
+
+if __name__ == "__main__":
+    run()

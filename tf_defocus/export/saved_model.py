@@ -1,0 +1,94 @@
+"""Export a tf_defocus inference model as a TF Serving SavedModel.
+
+Layout: ``OUT/<model_name>/<version>/`` (``saved_model.pb``, ``variables/``,
+``assets.extra/tf_serving_warmup_requests``, ``tf_defocus.json``). Signatures:
+
+* ``serving_default``: ``image_bytes`` tf.string (N,) encoded JPEG/PNG (over REST:
+  ``{"instances": [{"b64": "..."}]}``) -> ``sigma_px`` (N,H,W,1) blur sigma [px] and ``focus``
+  (N,H,W,1) = 1 - sigma/7 (dof_weight kind: ``focus`` only). Any image size; all images of one
+  request must share it. A corrupt image gives an InvalidArgument error.
+* ``serve``: ``image`` float32 (N,H,W,3) RGB [0,1], H and W unknown -> the same outputs. Sizes
+  that are not multiples of 16 are edge-replicated inside the graph and cropped back.
+
+The version directory is written under a temporary name and renamed, so TF Serving never loads
+a half-written version.
+"""
+
+from pathlib import Path
+
+from tf_defocus import __version__, artifacts
+from tf_defocus.export import graph, warmup
+from tf_defocus.export.model_io import (SIZE_MULTIPLE, ExportError, check_inference_model,
+                                        export_friendly, load_inference_model, staged_directory)
+
+
+def write_serving_archive(model, kind, path, image_shape=(None, None, None), include_bytes=True):
+    """Write a SavedModel at ``path`` with the ``serve`` endpoint (input ``image`` float32 of
+    shape ``image_shape + (3,)``, i.e. (N, H, W) or fixed) and, if ``include_bytes``, the
+    ``serving_default`` bytes endpoint. No ModelInfo, no warm-up (see ``export_saved_model``)."""
+    import keras
+    import tensorflow as tf
+
+    model = export_friendly(model)
+    predict = graph.make_predict_fn(model, kind, SIZE_MULTIPLE[kind])
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        graph.SERVE_SIGNATURE, predict,
+        input_signature=[tf.TensorSpec(list(image_shape) + [3], tf.float32, name=graph.IMAGE_INPUT)])
+    if include_bytes:
+        archive.add_endpoint(
+            graph.BYTES_SIGNATURE, graph.make_bytes_fn(predict),
+            input_signature=[tf.TensorSpec([None], tf.string, name=graph.BYTES_INPUT)])
+    archive.write_out(str(path), verbose=False)
+
+
+def saved_model_info(kind, version=1, source_model=""):
+    """The ModelInfo written as ``<version dir>/tf_defocus.json``."""
+    units = artifacts.ModelInfo(kind=artifacts.KIND_DEFOCUS).units if kind == artifacts.KIND_DEFOCUS \
+        else "focus: depth-of-field weight in [0,1], 1 = in focus (no blur unit)"
+    return artifacts.ModelInfo(
+        kind=kind, input_size=None, size_multiple=SIZE_MULTIPLE[kind],
+        normalisation=(f"signature '{graph.SERVE_SIGNATURE}': input '{graph.IMAGE_INPUT}' float32 "
+                       f"RGB in [0,1], NHWC, any H/W (edge-padded to a multiple of "
+                       f"{SIZE_MULTIPLE[kind]} inside); signature '{graph.BYTES_SIGNATURE}': input "
+                       f"'{graph.BYTES_INPUT}' tf.string (N,) encoded JPEG/PNG/BMP/GIF of one size"),
+        outputs=graph.output_names(kind), units=units, quantization="none", version=int(version),
+        source_model=str(source_model), tf_defocus_version=__version__)
+
+
+def _check_name_version(model_name, version):
+    if not model_name or any(c in model_name for c in "/\\") or model_name.startswith("."):
+        raise ExportError(f"bad model name {model_name!r}: need a plain directory name")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ExportError(f"version must be a positive integer (TF Serving loads integer "
+                          f"version directories), got {version!r}")
+
+
+def export_saved_model(model, out_dir, model_name=None, version=1, overwrite=False,
+                       source_model="", warmup_requests=True, extra_files=None):
+    """Export ``model`` (a keras inference model or a ``.keras`` path) for TF Serving.
+
+    Writes ``out_dir/<model_name>/<version>/`` (model_name defaults to the model's name,
+    ``blur_estimator`` or ``dofnet``) and returns that Path. Refuses an existing version
+    directory unless ``overwrite``. ``warmup_requests``: True (default requests), False, or a
+    list of (signature_name, {input: array}). ``extra_files``: {file name: text} written into
+    the version directory (e.g. the CLI's config JSON).
+    """
+    if isinstance(model, (str, Path)):
+        source_model = source_model or str(model)
+        model, kind, _ = load_inference_model(model)
+    else:
+        kind = check_inference_model(model)
+    model_name = model_name or model.name
+    _check_name_version(model_name, version)
+    final = Path(out_dir) / model_name / str(version)
+    with staged_directory(final, overwrite=overwrite) as tmp:
+        write_serving_archive(model, kind, tmp)
+        if warmup_requests:
+            reqs = warmup.default_warmup_requests() if warmup_requests is True else warmup_requests
+            warmup.write_warmup_requests(tmp, model_name, reqs)
+        artifacts.write_info(tmp, saved_model_info(kind, version, source_model))
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text)
+    return final

@@ -1,0 +1,531 @@
+"""Run a saved defocus model on photos of any size: ``load_estimator(path).predict(image)``.
+
+Three artifact formats (``tf_defocus.artifacts``):
+
+* ``.keras`` inference model; its name gives the kind (``blur_estimator`` -> ``defocus``,
+  ``dofnet`` -> ``dof_weight``); output (N,H,W,1) sigma/7 or focus weight;
+* SavedModel directory with a ``serve`` signature: float32 (N,H,W,3) RGB [0,1] -> dict
+  ``sigma_px`` and ``focus`` (N,H,W,1) (``dof_weight`` kind: ``focus`` only); kind from
+  ``<dir>/tf_defocus.json``;
+* ``.tflite`` file run with LiteRT (``ai_edge_litert``); sidecar ``<stem>.json`` gives the kind,
+  a fixed ``input_size`` (then tiles are that size), normalisation and quantization.
+
+Any image size: the image is edge-replicated up to a multiple of 16 (and to the fixed input size
+of a fixed-size model), cut into overlapping tiles whose starts are multiples of 16 (so every
+tile sees the same pooling grid as the whole image), each tile's map is weighted by a
+raised-cosine ramp across the overlap with its neighbours (the weights of two neighbours sum
+to one), accumulated, and cropped back to the input size. Memory is bounded by the tile size.
+
+Default overlap (receptive-field argument): DMENet's output at a pixel depends on a
+theoretical window of about 370 px (VGG19 to conv5_4 alone: 252 px; decoder and 7 residual
+blocks add ~120 px), but the effective receptive field of such a network is far narrower and
+concentrated at the centre. A tile pixel within ``d`` px of a cut has its context truncated at
+``d``; the raised-cosine window gives that pixel weight ``sin^2(pi d / 2 o)`` so its error only
+counts where ``d`` is a sizeable fraction of the overlap ``o``. ``DEFAULT_TILE_OVERLAP = 128``
+px (8 cells of the 1/16 bottleneck) keeps tiled and whole-image maps within MAE 0.01 in sigma/7
+units (``tests/test_inference.py``, ``benchmarks/inference.py`` measure this).
+"""
+
+import dataclasses
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from tf_defocus import artifacts
+from tf_defocus.imageio import to_rgb_float
+from tf_defocus.units import SIGMA_MAX_PX
+
+SIZE_MULTIPLE = 16
+DEFAULT_TILE_SIZE = 768
+"""Tile side [px]. A full-width (1.0) DMENet tile of 768^2 peaks near 1.1 GB of activations
+(1024^2: 2.3 GB); with the 128 px overlap the tiles cost 1.44x the pixels of the photo."""
+DEFAULT_TILE_OVERLAP = 128
+"""Overlap of neighbouring tiles [px] (see the module docstring)."""
+DEFAULT_TFLITE_THREADS = 2
+
+
+class ModelLoadError(ValueError):
+    """A path that is not a usable tf_defocus model (message names the file)."""
+
+
+# ----------------------------------------------------------------------------- tiling
+
+def check_tiling(tile_size, tile_overlap, multiple=SIZE_MULTIPLE):
+    """Validate tile parameters [px]; ``tile_size`` 0 means no tiling (whole image)."""
+    for name, v in (("tile_size", tile_size), ("tile_overlap", tile_overlap)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+            raise ValueError(f"{name} must be a non-negative integer number of pixels, got {v!r}")
+        if v % multiple:
+            raise ValueError(f"{name} must be a multiple of {multiple} px (the network downsamples "
+                             f"by {multiple}), got {v}")
+    if tile_size:
+        if tile_size < 2 * multiple:
+            raise ValueError(f"tile_size must be at least {2 * multiple} px, got {tile_size}")
+        if 2 * tile_overlap > tile_size:
+            raise ValueError(f"tile_overlap ({tile_overlap}) must be at most half of tile_size "
+                             f"({tile_size})")
+
+
+def tile_starts(length, tile, step):
+    """Start offsets of tiles of size ``tile`` covering ``[0, length)`` with stride ``step``;
+    the last tile ends at ``length``."""
+    if length <= tile:
+        return [0]
+    starts = list(range(0, length - tile, step))
+    if starts[-1] != length - tile:
+        starts.append(length - tile)
+    return starts
+
+
+def _ramp(n):
+    """Raised-cosine ramp of length n rising from ~0 to ~1: 0.5 - 0.5 cos(pi (i + .5) / n)."""
+    i = np.arange(n, dtype=np.float64)
+    return 0.5 - 0.5 * np.cos(np.pi * (i + 0.5) / n)
+
+
+def _axis_window(starts, tile, index):
+    """1-D blending weights of tile ``index`` along one axis, ramps over the true overlaps."""
+    w = np.ones(tile, np.float64)
+    s = starts[index]
+    if index > 0:
+        ov = starts[index - 1] + tile - s
+        if ov > 0:
+            w[:ov] *= _ramp(ov)
+    if index + 1 < len(starts):
+        ov = s + tile - starts[index + 1]
+        if ov > 0:
+            w[tile - ov:] *= _ramp(ov)[::-1]
+    return w
+
+
+def _pad_amounts(size, target):
+    extra = target - size
+    return extra // 2, extra - extra // 2
+
+
+def _round_up(v, m):
+    return int(math.ceil(v / m) * m)
+
+
+# ----------------------------------------------------------------------------- backends
+
+class _Backend:
+    """Runs the network on one batch: float32 (N,h,w,3) RGB [0,1] -> float32 (N,h,w) in the
+    kind's native units (defocus: sigma/7; dof_weight: focus weight in [0,1])."""
+    kind = artifacts.KIND_DEFOCUS
+    fixed_size = None        # (h, w) or None
+    size_multiple = SIZE_MULTIPLE
+    info = None
+
+    def __call__(self, batch):
+        raise NotImplementedError
+
+
+def _check_io(path, in_shape, out_shapes):
+    """Input must be (N,H,W,3); every output (N,H,W,1)."""
+    in_shape = tuple(in_shape)
+    if len(in_shape) != 4 or in_shape[-1] != 3:
+        raise ModelLoadError(f"{path}: not a defocus model: input shape {in_shape}, expected "
+                             f"(N, H, W, 3) RGB")
+    for shape in out_shapes:
+        shape = tuple(shape)
+        if len(shape) != 4 or shape[-1] != 1:
+            raise ModelLoadError(f"{path}: not a defocus model: output shape {shape}, expected "
+                                 f"(N, H, W, 1)")
+
+
+def _fixed_hw(shape):
+    h, w = shape[1], shape[2]
+    if h is None or w is None or h < 0 or w < 0:
+        return None
+    return int(h), int(w)
+
+
+class _KerasBackend(_Backend):
+    def __init__(self, path):
+        import tensorflow as tf
+        from tf_defocus.export.model_io import SIZE_MULTIPLE as KIND_MULTIPLE
+        from tf_defocus.export.model_io import load_inference_model
+        try:
+            model, kind, info = load_inference_model(path)
+        except (ValueError, OSError) as e:   # ExportError is a ValueError; it names the file
+            raise ModelLoadError(str(e)) from e
+        self.kind = kind
+        self.model = model
+        self.info = info
+        self.fixed_size = _fixed_hw(model.inputs[0].shape)
+        self.size_multiple = KIND_MULTIPLE[kind]
+
+        def run(x):
+            y = model(x, training=False)
+            if isinstance(y, dict):
+                y = next(iter(y.values()))
+            return y
+
+        self._fn = tf.function(run, input_signature=[
+            tf.TensorSpec([None, None, None, 3], tf.float32)])
+
+    def __call__(self, batch):
+        return np.asarray(self._fn(batch))[..., 0]
+
+
+class _SavedModelBackend(_Backend):
+    def __init__(self, path):
+        import tensorflow as tf
+        info = artifacts.read_info(path)
+        if not (Path(path) / "saved_model.pb").is_file():
+            raise ModelLoadError(f"{path}: not a SavedModel directory (no saved_model.pb)")
+        try:
+            loaded = tf.saved_model.load(str(path))
+        except Exception as e:  # noqa: BLE001
+            raise ModelLoadError(f"{path}: could not load SavedModel: {e}") from e
+        if "serve" not in loaded.signatures:
+            raise ModelLoadError(f"{path}: SavedModel has no 'serve' signature (has "
+                                 f"{sorted(loaded.signatures)}); export it with tf_defocus.export")
+        fn = loaded.signatures["serve"]
+        _, kwargs = fn.structured_input_signature
+        if len(kwargs) != 1:
+            raise ModelLoadError(f"{path}: 'serve' signature must take one image input, takes "
+                                 f"{sorted(kwargs)}")
+        (self._input_name, spec), = kwargs.items()
+        if spec.dtype != tf.float32:
+            raise ModelLoadError(f"{path}: 'serve' input is {spec.dtype.name}, expected float32")
+        outs = fn.structured_outputs
+        names = set(outs)
+        if info is not None:
+            kind = info.kind
+        elif "sigma_px" in names:
+            kind = artifacts.KIND_DEFOCUS
+        elif names == {"focus"}:
+            kind = artifacts.KIND_DOF_WEIGHT
+        else:
+            kind = None
+        need = "sigma_px" if kind == artifacts.KIND_DEFOCUS else "focus"
+        if kind is None or need not in names:
+            raise ModelLoadError(f"{path}: 'serve' outputs {sorted(names)} are not a tf_defocus "
+                                 f"model's (expected 'sigma_px' and 'focus', or 'focus' only)")
+        _check_io(path, spec.shape.as_list(), [outs[need].shape.as_list()])
+        self._loaded = loaded     # keep the resources alive
+        self._fn = fn
+        self._out = need
+        self.kind = kind
+        self.info = info
+        self.fixed_size = _fixed_hw(spec.shape.as_list())
+        if info is not None:
+            self.size_multiple = info.size_multiple or SIZE_MULTIPLE
+
+    def __call__(self, batch):
+        import tensorflow as tf
+        y = np.asarray(self._fn(**{self._input_name: tf.constant(batch)})[self._out])[..., 0]
+        if self._out == "sigma_px":
+            y = y / SIGMA_MAX_PX
+        return y
+
+
+class _TFLiteBackend(_Backend):
+    def __init__(self, path, threads):
+        from ai_edge_litert.interpreter import Interpreter
+        info = artifacts.read_info(path)
+        try:
+            interp = Interpreter(model_path=str(path), num_threads=int(threads))
+        except Exception as e:  # noqa: BLE001
+            raise ModelLoadError(f"{path}: not a readable TFLite model: {e}") from e
+        self.interp = interp
+        self.info = info
+        sigs = interp.get_signature_list()
+        self._runner = None
+        if len(sigs) >= 1:
+            key = "serve" if "serve" in sigs else sorted(sigs)[0]
+            runner = interp.get_signature_runner(key)
+            in_details = runner.get_input_details()
+            out_details = runner.get_output_details()
+            if len(in_details) != 1:
+                raise ModelLoadError(f"{path}: signature {key!r} must take one image input, takes "
+                                     f"{sorted(in_details)}")
+            (self._input_name, self._in), = in_details.items()
+            outs = out_details
+            self._runner = runner
+        else:
+            interp.allocate_tensors()
+            ins = interp.get_input_details()
+            if len(ins) != 1:
+                raise ModelLoadError(f"{path}: expected one input tensor, got {len(ins)}")
+            self._in = ins[0]
+            outs = {d["name"]: d for d in interp.get_output_details()}
+        names = set(outs)
+        has = lambda key: [n for n in names if n == key or key in n]
+        if info is not None:
+            kind = info.kind
+        elif has("sigma_px"):
+            kind = artifacts.KIND_DEFOCUS
+        else:
+            raise ModelLoadError(f"{path}: no sidecar {artifacts.info_path(path).name} and outputs "
+                                 f"{sorted(names)} do not say what the model computes")
+        want = "sigma_px" if kind == artifacts.KIND_DEFOCUS else "focus"
+        match = has(want)
+        if not match and len(names) == 1 and info is not None and info.outputs[:1] == (want,):
+            match = list(names)
+        if not match:
+            raise ModelLoadError(f"{path}: outputs {sorted(names)} lack {want!r}; not a tf_defocus "
+                                 f"{kind} model")
+        self._out_name = match[0]
+        self._out = outs[self._out_name]
+        self._out_kind = want
+        self.kind = kind
+        _check_io(path, self._in["shape_signature"], [self._out["shape_signature"]])
+        if info is not None and info.input_size:
+            self.fixed_size = tuple(int(v) for v in info.input_size)
+        else:
+            self.fixed_size = _fixed_hw(list(self._in["shape_signature"]))
+        if info is not None:
+            self.size_multiple = info.size_multiple or SIZE_MULTIPLE
+        self._shape = None
+
+    def _quantize(self, x):
+        d = self._in
+        if d["dtype"] == np.float32:
+            return x.astype(np.float32)
+        scale, zero = d["quantization"]
+        if scale:
+            x = x / scale + zero
+        # int8 export: uint8 input, scale 1/255, zero point 0 (real values in [0, 1]).
+        info = np.iinfo(d["dtype"])
+        return np.clip(np.round(x), info.min, info.max).astype(d["dtype"])
+
+    def _dequantize(self, y):
+        d = self._out
+        if np.issubdtype(y.dtype, np.integer):
+            scale, zero = d["quantization"]
+            y = (y.astype(np.float32) - zero) * (scale if scale else 1.0)
+        return y.astype(np.float32)
+
+    def __call__(self, batch):
+        x = self._quantize(batch)
+        if self._runner is not None:
+            y = self._runner(**{self._input_name: x})[self._out_name]
+        else:
+            if self._shape != x.shape:
+                self.interp.resize_tensor_input(self._in["index"], list(x.shape))
+                self.interp.allocate_tensors()
+                self._shape = x.shape
+            self.interp.set_tensor(self._in["index"], x)
+            self.interp.invoke()
+            y = self.interp.get_tensor(self._out["index"])
+        y = self._dequantize(y)[..., 0]
+        if self._out_kind == "sigma_px":
+            y = y / SIGMA_MAX_PX
+        return y
+
+
+# ----------------------------------------------------------------------------- estimator
+
+@dataclasses.dataclass
+class Estimator:
+    """A loaded model plus tiling settings.
+
+    ``kind`` is ``defocus`` (maps in sigma px) or ``dof_weight`` (focus weight, no blur unit).
+    ``tile_size`` 0 = whole image in one pass; ``fixed_size`` (h, w) for fixed-input models
+    (then tiles are that size regardless of ``tile_size``).
+    """
+    backend: _Backend
+    path: str = ""
+    tile_size: int = DEFAULT_TILE_SIZE
+    tile_overlap: int = DEFAULT_TILE_OVERLAP
+
+    def __post_init__(self):
+        check_tiling(self.tile_size, self.tile_overlap)
+
+    @property
+    def kind(self):
+        return self.backend.kind
+
+    @property
+    def fixed_size(self):
+        return self.backend.fixed_size
+
+    @property
+    def info(self):
+        return self.backend.info
+
+    def tiles(self, height, width):
+        """The tile grid for an (height, width) image: ((tile_h, tile_w), starts_y, starts_x,
+        (padded_h, padded_w))."""
+        hp, wp = self._padded_size(height, width)
+        th, tw = self._tile_hw(hp, wp)
+        step_y, step_x = th - self._overlap(th), tw - self._overlap(tw)
+        return (th, tw), tile_starts(hp, th, step_y), tile_starts(wp, tw, step_x), (hp, wp)
+
+    def _padded_size(self, h, w):
+        m = self.backend.size_multiple or 1
+        hp, wp = _round_up(h, m), _round_up(w, m)
+        if self.fixed_size is not None:
+            hp, wp = max(hp, self.fixed_size[0]), max(wp, self.fixed_size[1])
+        return hp, wp
+
+    def _tile_hw(self, hp, wp):
+        if self.fixed_size is not None:
+            return self.fixed_size
+        if not self.tile_size:
+            return hp, wp
+        return min(self.tile_size, hp), min(self.tile_size, wp)
+
+    def _overlap(self, tile):
+        ov = self.tile_overlap
+        if self.fixed_size is not None:   # fixed tiles need not be multiples of 16
+            ov = min(ov, tile // 2)
+        return ov
+
+    def predict_native(self, image, progress=None):
+        """Map in the model's native units, float32 (H, W): sigma/7 (defocus) or focus weight.
+
+        image: (H,W,3) RGB / (H,W) gray / (H,W,4) RGBA, uint8, uint16 or float in [0,1].
+        progress: optional callable(done_tiles, total_tiles).
+        """
+        img = to_rgb_float(image, "image")
+        h, w = img.shape[:2]
+        (th, tw), ys, xs, (hp, wp) = self.tiles(h, w)
+        top, bottom = _pad_amounts(h, hp)
+        left, right = _pad_amounts(w, wp)
+        if top or bottom or left or right:
+            img = np.pad(img, ((top, bottom), (left, right), (0, 0)), mode="edge")
+        total = len(ys) * len(xs)
+        if total == 1:
+            out = self.backend(img[None])[0]
+            if progress:
+                progress(1, 1)
+        else:
+            acc = np.zeros((hp, wp), np.float32)
+            wsum = np.zeros((hp, wp), np.float32)
+            done = 0
+            for iy, y0 in enumerate(ys):
+                wy = _axis_window(ys, th, iy)
+                for ix, x0 in enumerate(xs):
+                    wx = _axis_window(xs, tw, ix)
+                    win = np.outer(wy, wx).astype(np.float32)
+                    tile = np.ascontiguousarray(img[y0:y0 + th, x0:x0 + tw])
+                    pred = self.backend(tile[None])[0]
+                    acc[y0:y0 + th, x0:x0 + tw] += pred * win
+                    wsum[y0:y0 + th, x0:x0 + tw] += win
+                    done += 1
+                    if progress:
+                        progress(done, total)
+            out = acc / wsum
+        out = out[top:top + h, left:left + w]
+        return np.ascontiguousarray(out, dtype=np.float32)
+
+    def predict(self, image, progress=None):
+        """Defocus map: float32 sigma [px], shape (H, W) of the input (see ``predict_native``)."""
+        if self.kind != artifacts.KIND_DEFOCUS:
+            raise ValueError(f"{self.path or 'model'}: a {self.kind} model outputs a focus weight "
+                             f"with no blur unit; use predict_focus()")
+        return np.clip(self.predict_native(image, progress), 0.0, 1.0) * np.float32(SIGMA_MAX_PX)
+
+    def predict_focus(self, image, progress=None):
+        """Focus map in [0, 1] (1 = in focus), float32 (H, W): 1 - sigma/7 for a defocus model,
+        the weight map for a dof_weight model."""
+        native = np.clip(self.predict_native(image, progress), 0.0, 1.0)
+        if self.kind == artifacts.KIND_DEFOCUS:
+            return np.float32(1.0) - native
+        return native
+
+
+class DoFWeightMethod:
+    """The training-free DoF weight map (``tf_defocus.dof.dof_weight_map``) behind the
+    Estimator interface; kind ``dof_weight`` (no blur unit, so ``predict`` refuses)."""
+    kind = artifacts.KIND_DOF_WEIGHT
+    path = "dof_weight"
+    info = None
+    fixed_size = None
+    tile_size = 0
+    tile_overlap = 0
+
+    def __init__(self, mask_size=15):
+        self._fn = _dof_weight_fn()
+        from tf_defocus.dof import check_mask_size
+        self.mask_size = check_mask_size(mask_size)
+
+    def predict(self, image, progress=None):
+        raise ValueError("the dof_weight method gives a focus weight with no blur unit; there is "
+                         "no sigma map (use predict_focus)")
+
+    def predict_native(self, image, progress=None):
+        out = np.asarray(self._fn(image, mask_size=self.mask_size), np.float32)
+        if progress:
+            progress(1, 1)
+        return out
+
+    def predict_focus(self, image, progress=None):
+        return np.clip(self.predict_native(image, progress), 0.0, 1.0)
+
+
+def _dof_weight_fn():
+    try:
+        from tf_defocus.dof import dof_weight_map
+    except ImportError as e:
+        raise NotImplementedError("the dof_weight method needs tf_defocus.dof.dof_weight_map, "
+                                  f"which is not available: {e}") from e
+    return dof_weight_map
+
+
+def _saved_model_dir(p):
+    """The SavedModel to load for directory ``p``: ``p`` itself, its highest integer version
+    subdirectory (TF Serving layout ``<model_name>/<version>/``), or that of its only model
+    subdirectory (an export root ``OUT/`` holding ``<model_name>/<version>/``); None if there is
+    none (e.g. a training model_dir, loaded as its ``.keras`` inference model)."""
+    def latest(d):
+        if (d / "saved_model.pb").is_file():
+            return d
+        versions = [v for v in d.iterdir() if v.is_dir() and v.name.isdigit()
+                    and (v / "saved_model.pb").is_file()]
+        return max(versions, key=lambda v: int(v.name)) if versions else None
+
+    found = latest(p)
+    if found is None:
+        subs = [latest(d) for d in p.iterdir() if d.is_dir()]
+        subs = [d for d in subs if d is not None]
+        if len(subs) == 1:
+            found = subs[0]
+    return found
+
+
+def set_tf_threads(threads):
+    """Limit TensorFlow's intra/inter-op thread pools (must run before TF executes anything)."""
+    if not threads:
+        return
+    import tensorflow as tf
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+        tf.config.threading.set_inter_op_parallelism_threads(min(2, int(threads)))
+    except RuntimeError:
+        pass  # TF already initialised; keep its pools
+
+
+def load_estimator(path, tile_size=DEFAULT_TILE_SIZE, tile_overlap=DEFAULT_TILE_OVERLAP,
+                   threads=None):
+    """Load a ``.keras`` file, SavedModel directory or ``.tflite`` file as an ``Estimator``.
+
+    tile_size, tile_overlap: px, multiples of 16 (tile_size 0 = whole image in one pass).
+    threads: TFLite interpreter threads (default 2) / TF thread pools (default: TF's choice).
+    Raises ModelLoadError (naming the path) for anything that is not a tf_defocus model, and
+    ValueError for bad tiling parameters, before any inference work.
+    """
+    check_tiling(tile_size, tile_overlap)
+    p = Path(path)
+    if not p.exists():
+        raise ModelLoadError(f"{path}: no such file or directory")
+    if p.is_dir():
+        set_tf_threads(threads)
+        sm = _saved_model_dir(p)
+        backend = _SavedModelBackend(sm) if sm is not None else _KerasBackend(p)
+    elif p.suffix == ".keras":
+        set_tf_threads(threads)
+        backend = _KerasBackend(p)
+    elif p.suffix == ".tflite":
+        backend = _TFLiteBackend(p, threads or DEFAULT_TFLITE_THREADS)
+    else:
+        raise ModelLoadError(f"{path}: unknown model format {p.suffix!r}; expected a .keras file, "
+                             f"a SavedModel directory or a .tflite file")
+    return Estimator(backend=backend, path=os.fspath(path), tile_size=tile_size,
+                     tile_overlap=tile_overlap)

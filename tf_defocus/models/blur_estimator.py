@@ -1,0 +1,127 @@
+"""DMENet blur estimation network B: VGG19 encoder, U-Net decoder, 7 residual refinement blocks.
+
+Faithful to the authors' ``model.py`` (``VGG19_down`` + ``UNet_up``, ``codeslake/DMENet``):
+
+* caffe preprocessing inside the graph; encoder = VGG19 conv1_1..conv5_4 with 1-px symmetric
+  pad + VALID conv + ReLU, 4 max-pools (bottleneck at 1/16);
+* decoder levels 1/8 (3 x 256), 1/4 (3 x 128), 1/2 (3 x 64), 1/1 (1 x 64): nearest x2
+  upsampling, concat ``[upsampled, skip]``, pad + conv + BN(beta only) + LeakyReLU(0.2);
+* aux heads at 1/16 (on conv5_4), 1/8, 1/4, 1/2, 1/1: conv (256/128/64/32/32) + BN + LReLU,
+  conv to 1 + BN + sigmoid;
+* refinement: 7 blocks ``lrelu(bn(conv1x1(x))) + main(x)`` with main two 3x3 conv-BN-LReLU,
+  no activation after the add; head conv 64, conv 32 (BN + LReLU), conv 1 + sigmoid.
+
+Keras layer names mirror the TensorLayer scopes with ``/`` -> ``_`` (``u3/c1`` -> ``u3_c1``,
+``u0/c_res0`` -> ``u0_c_res0``); encoder convs use ``keras.applications.VGG19`` names
+(``block1_conv1``). ``tf_defocus.convert_official`` relies on these names.
+"""
+
+import keras
+
+from tf_defocus.models.layers import CaffePreprocess, NearestUpsample, channels, conv_block
+from tf_defocus.models.vgg import VGG19_SKIP_NAMES, load_vgg19_imagenet, vgg19_trunk
+
+SIZE_MULTIPLE = 16    # input H and W must be multiples of this at run time
+NUM_REFINE_BLOCKS = 7
+# Output name -> downsampling factor of the auxiliary heads.
+AUX_FACTORS = {"aux_16": 16, "aux_8": 8, "aux_4": 4, "aux_2": 2, "aux_1": 1}
+OUTPUT_NAMES = ("defocus",) + tuple(AUX_FACTORS) + ("feature",)
+INFERENCE_MODEL_NAME = "blur_estimator"
+# Decoder levels: (TensorLayer scope, skip conv name, base channels, number of convs).
+_DECODER_LEVELS = (("u3", "block4_conv4", 256, 3), ("u2", "block3_conv4", 128, 3),
+                   ("u1", "block2_conv2", 64, 3))
+# Aux head scope -> base channels of its first conv.
+_AUX_BASE = {"u4_aux": 256, "u3_aux": 128, "u2_aux": 64, "u1_aux": 32, "u0_aux": 32}
+
+
+def _aux_head(x, scope, width, out_name):
+    """conv3x3 + BN + LReLU, conv3x3 to 1 + BN + sigmoid (float32) -> (N,h,w,1) in [0,1]."""
+    x = conv_block(x, channels(_AUX_BASE[scope], width), f"{scope}_c1", f"{scope}_b1")
+    x = conv_block(x, 1, f"{scope}_c2", f"{scope}_b2", activation=None,
+                   kernel_initializer="glorot_uniform")
+    return keras.layers.Activation("sigmoid", dtype="float32", name=out_name)(x)
+
+
+@keras.saving.register_keras_serializable(package="tf_defocus")
+class BlurEstimator(keras.Model):
+    """DMENet's B as a functional Keras model (graph built in ``__init__``).
+
+    Input ``image``: (N,H,W,3) float32 RGB in [0,1]; H, W multiples of 16 (None allowed).
+    Outputs (dict, all float32):
+      ``defocus`` (N,H,W,1) sigma/7 in [0,1]; ``aux_16``, ``aux_8``, ``aux_4``, ``aux_2``,
+      ``aux_1`` (N,H/k,W/k,1) side outputs in [0,1]; ``feature`` (N,H,W,round(64*width)) the
+      full-resolution decoder feature (``u0/b_init``) that the domain discriminator sees.
+    width: channel multiplier (1.0 = the paper). vgg_weights: optional local path of Keras'
+    ``vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5`` (width 1.0 only); not stored in
+    the config.
+    """
+
+    def __init__(self, width=1.0, vgg_weights=None, name="blur_estimator_trainable", **kwargs):
+        width = float(width)
+        image = keras.Input(shape=(None, None, 3), name="image")
+        x = CaffePreprocess(name="preprocess")(image)
+        feats = vgg19_trunk(x, width=width, last="block5_conv4", padding="symmetric")
+        skips = [feats[n] for n in VGG19_SKIP_NAMES]   # 1/1, 1/2, 1/4, 1/8, 1/16
+        bottom = skips[-1]
+
+        outputs = {"aux_16": _aux_head(bottom, "u4_aux", width, "aux_16")}
+        n = bottom
+        for (scope, skip_name, base, n_convs), aux_scope, aux_name in zip(
+                _DECODER_LEVELS, ("u3_aux", "u2_aux", "u1_aux"), ("aux_8", "aux_4", "aux_2")):
+            n = NearestUpsample(2, name=f"{scope}_up")(n)
+            # Order matters: [upsampled, skip] (both halves have equal width).
+            n = keras.layers.Concatenate(axis=-1, name=f"{scope}_concat")([n, feats[skip_name]])
+            for i in range(1, n_convs + 1):
+                n = conv_block(n, channels(base, width), f"{scope}_c{i}", f"{scope}_b{i}")
+            outputs[aux_name] = _aux_head(n, aux_scope, width, aux_name)
+
+        n = NearestUpsample(2, name="u0_up")(n)
+        n = keras.layers.Concatenate(axis=-1, name="u0_concat")([n, feats["block1_conv2"]])
+        n = conv_block(n, channels(64, width), "u0_c_init", "u0_b_init")
+        outputs["aux_1"] = _aux_head(n, "u0_aux", width, "aux_1")
+        outputs["feature"] = keras.layers.Activation("linear", dtype="float32", name="feature")(n)
+
+        c64 = channels(64, width)
+        for i in range(NUM_REFINE_BLOCKS):
+            shortcut = conv_block(n, c64, f"u0_c_res{i}", f"u0_b_res{i}", kernel_size=1, pad=False)
+            main = conv_block(n, c64, f"u0_c{i}_1", f"u0_b{i}_1")
+            main = conv_block(main, c64, f"u0_c{i}_2", f"u0_b{i}_2")
+            n = keras.layers.Add(name=f"u0_add{i}")([main, shortcut])
+
+        n = conv_block(n, c64, "uf_c1", "uf_b1")
+        n = conv_block(n, channels(32, width), "uf_c2", "uf_b2")
+        n = conv_block(n, 1, "uf_c3", activation=None, kernel_initializer="glorot_uniform")
+        outputs["defocus"] = keras.layers.Activation("sigmoid", dtype="float32", name="defocus")(n)
+
+        outputs = {k: outputs[k] for k in OUTPUT_NAMES}
+        super().__init__(inputs=image, outputs=outputs, name=name, **kwargs)
+        self.width = width
+        if vgg_weights is not None:
+            load_vgg19_imagenet(self, vgg_weights, width=width)
+
+    def get_config(self):
+        return {"width": self.width, "name": self.name, "trainable": self.trainable}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        return cls(**config)
+
+    def inference_model(self, dtype=None):
+        """Plain functional model ``blur_estimator``: image (N,H,W,3) -> defocus (N,H,W,1).
+
+        Default: shares this model's layers and weights (what ``blur_estimator.keras`` holds).
+        dtype: e.g. "float32" to get a float32 copy (weights copied, not shared) of a model
+        built under a mixed-precision policy, so the saved file runs in float32 anywhere.
+        """
+        source = self
+        if dtype is not None and any(l.dtype_policy.name != dtype for l in self.layers):
+            previous = keras.config.dtype_policy()
+            keras.config.set_dtype_policy(dtype)
+            try:
+                source = BlurEstimator(width=self.width, name=self.name)
+            finally:
+                keras.config.set_dtype_policy(previous)
+            source.set_weights(self.get_weights())
+        return keras.Model(inputs=source.get_layer("image").output,
+                           outputs=source.get_layer("defocus").output,
+                           name=INFERENCE_MODEL_NAME)

@@ -1,0 +1,200 @@
+"""Small Keras layers and builders shared by the DMENet networks.
+
+Every layer here works with unknown (None) height and width, so models built from them can be
+exported with a dynamic spatial signature. All are registered for ``.keras`` serialisation
+under the package name ``tf_defocus``.
+
+Facts about the authors' TF1/TensorLayer graph (``codeslake/DMENet`` ``model.py``) that these
+layers reproduce: caffe-style VGG preprocessing inside the graph, 1-px SYMMETRIC pad + VALID
+3x3 conv, BatchNorm without gamma (decay 0.9, eps 1e-5), LeakyReLU(0.2).
+"""
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+PACKAGE = "tf_defocus"
+
+# Caffe VGG mean in BGR order (Keras ``vgg19.preprocess_input`` "caffe" mode, DMENet's VGG_MEAN).
+VGG_MEAN_BGR = (103.939, 116.779, 123.68)
+
+BN_MOMENTUM = 0.9     # TensorLayer BatchNormLayer decay
+BN_EPSILON = 1e-5     # TensorLayer BatchNormLayer epsilon
+LRELU_SLOPE = 0.2
+
+
+def channels(base, width):
+    """Channel count of a layer with ``base`` channels at width multiplier ``width`` (>= 1)."""
+    if width <= 0:
+        raise ValueError(f"width must be > 0, got {width}")
+    return max(1, int(round(base * width)))
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class CaffePreprocess(keras.layers.Layer):
+    """RGB in [0, 1] (N,H,W,3) -> x255 -> BGR -> minus VGG mean (caffe mode), float.
+
+    Same arithmetic as ``keras.applications.vgg19.preprocess_input`` on 0..255 RGB input.
+    """
+
+    def call(self, inputs):
+        x = ops.cast(inputs, self.compute_dtype) * 255.0
+        bgr = ops.flip(x, axis=-1)
+        mean = ops.convert_to_tensor(VGG_MEAN_BGR, dtype=self.compute_dtype)
+        return bgr - mean
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class SymmetricPad(keras.layers.Layer):
+    """Symmetric (mirror including the edge) spatial padding of ``pad`` px on every side.
+
+    For ``pad=1`` this equals edge replication. Input/output NHWC; H, W may be unknown.
+    """
+
+    def __init__(self, pad=1, **kwargs):
+        super().__init__(**kwargs)
+        self.pad = int(pad)
+        if self.pad < 0:
+            raise ValueError(f"pad must be >= 0, got {pad}")
+
+    def call(self, inputs):
+        p = self.pad
+        return ops.pad(inputs, [[0, 0], [p, p], [p, p], [0, 0]], mode="symmetric")
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        grow = lambda s: None if s is None else s + 2 * self.pad
+        return (n, grow(h), grow(w), c)
+
+    def get_config(self):
+        return {**super().get_config(), "pad": self.pad}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Resize(keras.layers.Layer):
+    """Spatial resize around ``tf.image.resize`` that works with unknown H/W.
+
+    Exactly one way of choosing the output size:
+      * ``size=(h, w)``: fixed output size;
+      * ``scale=s``: output ``round(H*s), round(W*s)`` of the (dynamic) input size;
+      * neither: call with ``[x, reference]`` and ``x`` is resized to ``reference``'s H, W.
+    ``method``: any ``tf.image.resize`` method ("bilinear", "nearest", "area", ...).
+    Output dtype is the layer's compute dtype.
+    """
+
+    def __init__(self, size=None, scale=None, method="bilinear", antialias=False, **kwargs):
+        super().__init__(**kwargs)
+        if size is not None and scale is not None:
+            raise ValueError("give at most one of size and scale")
+        self.size = None if size is None else (int(size[0]), int(size[1]))
+        self.scale = None if scale is None else float(scale)
+        if self.scale is not None and self.scale <= 0:
+            raise ValueError(f"scale must be > 0, got {scale}")
+        self.method = str(method)
+        self.antialias = bool(antialias)
+
+    def _target_size(self, x, reference):
+        if self.size is not None:
+            return self.size
+        if self.scale is not None:
+            hw = tf.cast(tf.shape(x)[1:3], tf.float32) * self.scale
+            return tf.cast(tf.round(hw), tf.int32)
+        if reference is None:
+            raise ValueError("Resize without size or scale must be called with [x, reference]")
+        return tf.shape(reference)[1:3]
+
+    def call(self, inputs):
+        if isinstance(inputs, (list, tuple)):
+            x, reference = inputs
+        else:
+            x, reference = inputs, None
+        size = self._target_size(x, reference)
+        y = tf.image.resize(x, size, method=self.method, antialias=self.antialias)
+        return tf.cast(y, self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        nested = isinstance(input_shape, (list, tuple)) and input_shape
+        if nested and isinstance(input_shape[0], (list, tuple)):
+            x_shape, ref_shape = input_shape
+        else:
+            x_shape, ref_shape = input_shape, None
+        n, h, w, c = x_shape
+        if self.size is not None:
+            return (n, self.size[0], self.size[1], c)
+        if self.scale is not None:
+            f = lambda s: None if s is None else int(round(s * self.scale))
+            return (n, f(h), f(w), c)
+        return (n, ref_shape[1], ref_shape[2], c)
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size, "scale": self.scale,
+                "method": self.method, "antialias": self.antialias}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class NearestUpsample(keras.layers.Layer):
+    """Integer nearest-neighbour upsampling (pixel duplication), NHWC, unknown H/W allowed.
+
+    For an exact integer factor this equals TF1 ``resize_nearest_neighbor(align_corners=True)``
+    (DMENet's ``UpSampling2dLayer(method=1)``) and TF2 ``tf.image.resize(..., "nearest")``.
+    Unlike ``keras.layers.UpSampling2D`` (repeat ops) it keeps the channel count static, which
+    TFLite needs to lower the following conv to a builtin ``CONV_2D``.
+    """
+
+    def __init__(self, factor=2, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = int(factor)
+        if self.factor < 1:
+            raise ValueError(f"factor must be >= 1, got {factor}")
+
+    def call(self, inputs):
+        size = tf.shape(inputs)[1:3] * self.factor
+        y = tf.image.resize(inputs, size, method="nearest")
+        return tf.cast(y, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        grow = lambda s: None if s is None else s * self.factor
+        return (n, grow(h), grow(w), c)
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+
+
+def batch_norm(name):
+    """BatchNorm as in TensorLayer with ``gamma_init=None``: beta only, decay 0.9, eps 1e-5."""
+    return keras.layers.BatchNormalization(axis=-1, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
+                                           center=True, scale=False, name=name)
+
+
+def conv_block(x, filters, conv_name, bn_name=None, kernel_size=3, pad=True, activation="lrelu",
+               use_bias=True, kernel_initializer="he_normal", output_dtype=None):
+    """[SymmetricPad(1)] + VALID conv [+ BN(beta only)] + activation.
+
+    activation: "lrelu" (LeakyReLU 0.2), "relu", "sigmoid" or None. With ``bn_name`` the
+    activation follows the BN, otherwise it follows the conv. ``output_dtype`` (e.g. "float32")
+    sets the dtype of the final activation layer (for mixed precision outputs).
+    Layer names: conv ``conv_name``, pad ``conv_name + "_pad"``, BN ``bn_name``, activation
+    ``(bn_name or conv_name) + "_" + activation``.
+    """
+    if pad and kernel_size > 1:
+        x = SymmetricPad(kernel_size // 2, name=conv_name + "_pad")(x)
+    x = keras.layers.Conv2D(filters, kernel_size, padding="valid", use_bias=use_bias,
+                            kernel_initializer=kernel_initializer, name=conv_name)(x)
+    if bn_name is not None:
+        x = batch_norm(bn_name)(x)
+    last = bn_name or conv_name
+    if activation == "lrelu":
+        x = keras.layers.LeakyReLU(negative_slope=LRELU_SLOPE, name=last + "_lrelu",
+                                   dtype=output_dtype)(x)
+    elif activation in ("relu", "sigmoid"):
+        x = keras.layers.Activation(activation, name=f"{last}_{activation}", dtype=output_dtype)(x)
+    elif activation is None:
+        if output_dtype is not None:
+            x = keras.layers.Activation("linear", name=last + "_out", dtype=output_dtype)(x)
+    else:
+        raise ValueError(f"unknown activation {activation!r}")
+    return x

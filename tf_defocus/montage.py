@@ -1,0 +1,119 @@
+"""Montage of generated samples so a person can look at the data.
+
+    python -m tf_defocus.montage --data_dir=data/syndof --out=montage.png --num=4
+
+Reads a SYNDOF-layout folder written by ``tf_defocus.generate`` (``image/``, ``blur_map/``
+sigma*10, ``blur_map_binary/`` 255 = blurred) and writes one PNG with a row per sample:
+image | sigma colour-mapped (JET of focus = 1 - sigma/7: red = sharp, blue = sigma 7 px) |
+binary mask (white = blurred).
+"""
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from tf_defocus import imageio, visualize
+from tf_defocus.data import synthesize
+from tf_defocus.units import focus_from_sigma
+
+GAP_PX = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class MontageConfig:
+    data_dir: str
+    out: str
+    num: int = 4
+    tile_width: int = 320
+
+
+def _read_mask(path):
+    data = np.fromfile(str(path), np.uint8) if Path(path).is_file() else np.zeros(0, np.uint8)
+    m = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE) if data.size else None
+    if m is None:
+        raise imageio.ImageReadError(f"{path}: not a readable mask")
+    return m
+
+
+def _fit(img, width, interp):
+    h, w = img.shape[:2]
+    return cv2.resize(img, (width, max(1, int(round(h * width / w)))), interpolation=interp)
+
+
+def sample_row(data_dir, sample_id, tile_width=320):
+    """uint8 RGB row image | sigma colour map | mask for one sample id."""
+    paths = synthesize.syndof_paths(data_dir, sample_id)
+    image = imageio.read_image(paths["image"])
+    sigma = synthesize.read_syndof_sigma(paths["blur_map"])
+    mask = _read_mask(paths["blur_map_binary"])
+    tiles = [
+        _fit(np.round(image * 255).astype(np.uint8), tile_width, cv2.INTER_AREA),
+        _fit(visualize.colorize(focus_from_sigma(sigma)), tile_width, cv2.INTER_NEAREST),
+        _fit(np.repeat(mask[..., None], 3, -1), tile_width, cv2.INTER_NEAREST),
+    ]
+    gap = np.full((tiles[0].shape[0], GAP_PX, 3), 255, np.uint8)
+    return np.concatenate([tiles[0], gap, tiles[1], gap, tiles[2]], axis=1)
+
+
+def make_montage(cfg):
+    """Build and write the montage; returns its (H, W, 3) uint8 array."""
+    ids = sorted(p.stem for p in (Path(cfg.data_dir) / "image").glob("*.png"))
+    ids = [i for i in ids if synthesize.syndof_sample_complete(cfg.data_dir, i)][:cfg.num]
+    if not ids:
+        raise FileNotFoundError(f"{cfg.data_dir}: no complete samples (image/, blur_map/, "
+                                "blur_map_binary/, meta/)")
+    rows = [sample_row(cfg.data_dir, i, cfg.tile_width) for i in ids]
+    width = max(r.shape[1] for r in rows)
+    parts = []
+    for r in rows:
+        if r.shape[1] < width:
+            r = np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255)
+        parts += [r, np.full((GAP_PX, width, 3), 255, np.uint8)]
+    montage = np.concatenate(parts[:-1], axis=0)
+    imageio.write_image(cfg.out, montage)
+    return montage
+
+
+def main(argv):
+    from absl import flags
+
+    fv = flags.FlagValues()
+    flags.DEFINE_string("data_dir", None, "SYNDOF-layout folder from tf_defocus.generate.", flag_values=fv)
+    flags.DEFINE_string("out", "montage.png", "Output PNG.", flag_values=fv)
+    flags.DEFINE_integer("num", 4, "Number of samples (rows).", flag_values=fv)
+    flags.DEFINE_integer("tile_width", 320, "Width of each tile [px].", flag_values=fv)
+    if any(a in ("-h", "--help") for a in argv[1:]):
+        print(__doc__)
+        print(fv.get_help())
+        return 0
+    try:
+        fv(list(argv))
+        if not fv.data_dir:
+            raise ValueError("--data_dir is required")
+        if fv.num < 1 or fv.tile_width < 16:
+            raise ValueError("--num must be >= 1 and --tile_width >= 16")
+        cfg = MontageConfig(fv.data_dir, fv.out, fv.num, fv.tile_width)
+    except (ValueError, flags.Error) as e:
+        sys.stderr.write(f"error: {e}\n")
+        return 2
+    try:
+        m = make_montage(cfg)
+    except (FileNotFoundError, imageio.ImageReadError) as e:
+        sys.stderr.write(f"error: {e}\n")
+        return 1
+    imageio.write_text(Path(cfg.out).with_suffix(".json"),
+                       json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+    sys.stderr.write(f"wrote {cfg.out} ({m.shape[1]}x{m.shape[0]})\n")
+    return 0
+
+
+def run():
+    sys.exit(main(sys.argv))
+
+
+if __name__ == "__main__":
+    run()

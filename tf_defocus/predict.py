@@ -1,0 +1,368 @@
+"""Defocus / focus maps for photos on disk.
+
+    python -m tf_defocus.predict --model=blur_estimator.keras --input=photos/ --output_dir=out
+    python -m tf_defocus.predict --method=dof_weight --input='*.jpg' --output_dir=out \\
+        --outputs=color,focus
+
+Inputs are files, folders (non-recursive) or globs, given by ``--input`` (repeatable, or a
+comma list) and/or as positional arguments. ``--model`` is a ``.keras`` file, a SavedModel
+directory or a ``.tflite`` file (``tf_defocus.inference.load_estimator``).
+
+Outputs per photo ``<stem>`` (``--outputs``, default ``sigma,color``):
+
+* ``sigma``: ``<stem>.npy`` float32 (H, W) blur sigma [px] at the input's size;
+* ``color``: ``<stem>_defocus.png`` rainbow map (red = in focus, blue = 7 px) with a legend bar
+  labelled in px (a ``dof_weight`` map: labelled 0..1 focus weight);
+* ``focus``: ``<stem>_focus.png`` 8-bit grey focus map, 255 = in focus (1 - sigma/7);
+* ``mask``: ``<stem>_mask.png`` binary blur mask, 255 = blurred (sigma > --mask_threshold_px;
+  a weight map: weight < --mask_threshold_weight), 0 = sharp;
+* ``side_by_side``: ``<stem>_side_by_side.png`` the photo | its colour map with legend.
+
+A file that cannot be read is reported by name, the others are still processed, and the exit
+code is 1. Bad flags or a model that is not a tf_defocus model: exit code 2 before any work.
+Every output is written atomically; the run's config is written to
+``<output_dir>/predict_config.json``.
+"""
+
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tf_defocus import __version__, artifacts, imageio
+
+OUTPUT_KINDS = ("sigma", "color", "focus", "mask", "side_by_side")
+METHODS = ("model", "dof_weight")
+CONFIG_FILENAME = "predict_config.json"
+
+
+class ConfigError(ValueError):
+    """Bad command-line configuration (reported before any work)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictConfig:
+    """Everything a predict run needs; written as JSON next to the outputs.
+
+    inputs: files, folders or globs. outputs: subset of OUTPUT_KINDS. mask_threshold_px: sigma
+    [px] above which a pixel is blurred in the ``mask`` output (weight maps:
+    mask_threshold_weight). tile_size / tile_overlap [px], multiples of 16 (tile_size 0 = whole
+    image). threads: TF / TFLite threads (0 = default). mask_size: Gaussian mask of the
+    dof_weight method [px]. legend: draw the legend bar on colour maps.
+    """
+    inputs: tuple
+    output_dir: str
+    model: str = ""
+    method: str = "model"
+    outputs: tuple = ("sigma", "color")
+    mask_threshold_px: float = 1.0
+    mask_threshold_weight: float = 0.5
+    tile_size: int = 768
+    tile_overlap: int = 128
+    threads: int = 0
+    mask_size: int = 15
+    legend: bool = True
+
+
+@dataclasses.dataclass
+class Summary:
+    """Result of a run: processed paths, failures as (path, message), seconds, megapixels."""
+    ok: list
+    failed: list
+    seconds: float
+    megapixels: float
+
+    def line(self):
+        rate = self.megapixels / self.seconds if self.seconds > 0 else 0.0
+        return (f"predict: {len(self.ok)} ok, {len(self.failed)} failed, {self.seconds:.1f} s, "
+                f"{self.megapixels:.2f} MP, {rate:.3f} MP/s")
+
+
+def split_list(values):
+    """Flag values -> flat list: each value may be a comma-separated list (an existing path
+    containing a comma is kept whole)."""
+    out = []
+    for v in values or ():
+        v = str(v)
+        if os.path.exists(v) or "," not in v:
+            out.append(v)
+        else:
+            out.extend(x.strip() for x in v.split(",") if x.strip())
+    return out
+
+
+def validate(config):
+    """Check a PredictConfig before any work; raises ConfigError with a clear message."""
+    from tf_defocus.inference import check_tiling
+    if config.method not in METHODS:
+        raise ConfigError(f"--method must be one of {METHODS}, got {config.method!r}")
+    if not config.inputs:
+        raise ConfigError("no input: give --input=PATH (files, folders or globs)")
+    if not config.output_dir:
+        raise ConfigError("--output_dir is required")
+    if not config.outputs:
+        raise ConfigError(f"--outputs is empty; choose from {','.join(OUTPUT_KINDS)}")
+    bad = [o for o in config.outputs if o not in OUTPUT_KINDS]
+    if bad:
+        raise ConfigError(f"unknown --outputs {bad}; choose from {','.join(OUTPUT_KINDS)}")
+    if config.method == "model" and not config.model:
+        raise ConfigError("--method=model needs --model=PATH (.keras, SavedModel dir or .tflite)")
+    if config.method == "dof_weight" and config.model:
+        raise ConfigError("--method=dof_weight is training-free; do not pass --model")
+    if config.method == "dof_weight" and "sigma" in config.outputs:
+        raise ConfigError("--method=dof_weight gives a focus weight with no blur unit, so there is "
+                          "no sigma map; drop 'sigma' from --outputs (use color, focus, mask)")
+    try:
+        check_tiling(config.tile_size, config.tile_overlap)
+    except ValueError as e:
+        raise ConfigError(f"--{e}") from None
+    if config.threads < 0:
+        raise ConfigError(f"--threads must be >= 0, got {config.threads}")
+    if not config.mask_threshold_px >= 0:
+        raise ConfigError(f"--mask_threshold_px must be >= 0, got {config.mask_threshold_px}")
+    if not 0 <= config.mask_threshold_weight <= 1:
+        raise ConfigError(f"--mask_threshold_weight must be in [0, 1], got "
+                          f"{config.mask_threshold_weight}")
+
+
+def load_method(config):
+    """The estimator for ``config`` (``Estimator`` or ``DoFWeightMethod``); ConfigError if the
+    model cannot serve the requested outputs."""
+    from tf_defocus import inference
+    if config.method == "dof_weight":
+        try:
+            return inference.DoFWeightMethod(mask_size=config.mask_size)
+        except NotImplementedError as e:
+            raise ConfigError(str(e)) from e
+    try:
+        est = inference.load_estimator(config.model, config.tile_size, config.tile_overlap,
+                                       threads=config.threads or None)
+    except (inference.ModelLoadError, ValueError) as e:
+        raise ConfigError(str(e)) from e
+    if est.kind != artifacts.KIND_DEFOCUS and "sigma" in config.outputs:
+        raise ConfigError(f"{config.model}: a {est.kind} model gives a focus weight with no blur "
+                          f"unit; drop 'sigma' from --outputs")
+    return est
+
+
+def expand_inputs(inputs):
+    """Inputs -> (list of image Paths, list of (input, message) for inputs matching nothing)."""
+    files, missing, seen = [], [], set()
+    for item in inputs:
+        try:
+            found = imageio.list_images([item])
+        except FileNotFoundError as e:
+            missing.append((str(item), str(e)))
+            continue
+        for p in found:
+            key = os.path.abspath(p)
+            if key not in seen:
+                seen.add(key)
+                files.append(p)
+    return files, missing
+
+
+def output_stems(paths):
+    """Unique output stems: the file stem, or ``<stem>_<ext>`` (then ``_<n>``) on collisions."""
+    counts = {}
+    for p in paths:
+        counts[p.stem] = counts.get(p.stem, 0) + 1
+    stems, used = [], set()
+    for p in paths:
+        stem = p.stem if counts[p.stem] == 1 else f"{p.stem}_{p.suffix.lstrip('.').lower()}"
+        base, n = stem, 2
+        while stem in used:
+            stem, n = f"{base}_{n}", n + 1
+        used.add(stem)
+        stems.append(stem)
+    return stems
+
+
+def write_outputs(image, native, kind, stem, config):
+    """Write the requested outputs of one photo. ``native``: (H, W) float32 sigma/7 (defocus)
+    or focus weight (dof_weight). Returns the written paths."""
+    from tf_defocus import visualize
+    from tf_defocus.units import SIGMA_MAX_PX
+    out = Path(config.output_dir)
+    native = np.clip(native, 0.0, 1.0)
+    written = []
+    if kind == artifacts.KIND_DEFOCUS:
+        sigma = native * np.float32(SIGMA_MAX_PX)
+        focus = 1.0 - native
+        mask = sigma > config.mask_threshold_px
+        color = lambda: visualize.colorize_sigma(sigma, legend=config.legend)
+    else:
+        sigma = None
+        focus = native
+        mask = native < config.mask_threshold_weight
+        color = lambda: visualize.colorize_weight(native, legend=config.legend)
+    for kind_out in config.outputs:
+        if kind_out == "sigma":
+            path = out / f"{stem}.npy"
+            imageio.write_npy(path, sigma.astype(np.float32))
+        elif kind_out == "color":
+            path = out / f"{stem}_defocus.png"
+            imageio.write_image(path, color())
+        elif kind_out == "focus":
+            path = out / f"{stem}_focus.png"
+            imageio.write_image(path, np.round(focus * 255.0).astype(np.uint8))
+        elif kind_out == "mask":
+            path = out / f"{stem}_mask.png"
+            imageio.write_image(path, mask.astype(np.uint8) * 255)
+        else:  # side_by_side
+            path = out / f"{stem}_side_by_side.png"
+            imageio.write_image(path, visualize.side_by_side(visualize.to_uint8_rgb(image), color()))
+        written.append(path)
+    return written
+
+
+def _fmt_seconds(s):
+    s = int(round(s))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else (
+        f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s")
+
+
+class _Progress:
+    """One line per file on stderr with count and ETA; a live tile counter on a terminal."""
+
+    def __init__(self, total, stream=None):
+        self.total = total
+        self.stream = stream or sys.stderr
+        self.start = time.time()
+        self.done = 0
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+
+    def tile(self, name):
+        def cb(done, total):
+            if self.tty and total > 1:
+                self.stream.write(f"\r[{self.done + 1}/{self.total}] {name}: tile {done}/{total}")
+                self.stream.flush()
+        return cb
+
+    def file_done(self, name, status):
+        self.done += 1
+        elapsed = time.time() - self.start
+        eta = elapsed / self.done * (self.total - self.done)
+        tail = f", ETA {_fmt_seconds(eta)}" if self.done < self.total else ""
+        clear = "\r\033[K" if self.tty else ""
+        self.stream.write(f"{clear}[{self.done}/{self.total}] {name}: {status}{tail}\n")
+        self.stream.flush()
+
+
+def predict_files(config, estimator=None, stream=None):
+    """Run ``config`` (validated) over its inputs; returns a Summary. Does not raise for a bad
+    image: it is reported on ``stream`` (default stderr) and listed in ``Summary.failed``."""
+    stream = stream or sys.stderr
+    start = time.time()
+    files, failed = expand_inputs(config.inputs)
+    for item, msg in failed:
+        stream.write(f"error: {msg}\n")
+    if estimator is None:
+        estimator = load_method(config)
+    Path(config.output_dir).mkdir(parents=True, exist_ok=True)
+    imageio.write_text(Path(config.output_dir) / CONFIG_FILENAME, config_json(config, estimator))
+    progress = _Progress(len(files), stream)
+    ok, megapixels = [], 0.0
+    for path, stem in zip(files, output_stems(files)):
+        t0 = time.time()
+        try:
+            image = imageio.read_image(path)
+            native = estimator.predict_native(image, progress=progress.tile(path.name))
+            write_outputs(image, native, estimator.kind, stem, config)
+        except Exception as e:  # noqa: BLE001  (report the file, keep going with the others)
+            text = str(e) if isinstance(e, (ValueError, OSError)) else f"{type(e).__name__}: {e}"
+            msg = text if str(path) in text else f"{path}: {text}"
+            failed.append((str(path), msg))
+            progress.file_done(path.name, "FAILED")
+            stream.write(f"error: {msg}\n")
+            continue
+        h, w = image.shape[:2]
+        megapixels += h * w / 1e6
+        ok.append(str(path))
+        progress.file_done(path.name, f"{w}x{h} px, {time.time() - t0:.1f} s")
+    return Summary(ok=ok, failed=failed, seconds=time.time() - start, megapixels=megapixels)
+
+
+def config_json(config, estimator=None):
+    """The run's config plus what was loaded, as JSON text."""
+    d = dataclasses.asdict(config)
+    d["tf_defocus_version"] = __version__
+    if estimator is not None:
+        d["model_kind"] = estimator.kind
+        info = getattr(estimator, "info", None)
+        d["model_info"] = dataclasses.asdict(info) if info is not None else None
+        d["fixed_input_size"] = getattr(estimator, "fixed_size", None)
+    return json.dumps(d, indent=2, sort_keys=True, default=list)
+
+
+def run_config(config, stream=None):
+    """Validate, run, print the summary; returns the exit code (0 ok, 1 some failed, 2 bad
+    configuration)."""
+    stream = stream or sys.stderr
+    try:
+        validate(config)
+        estimator = load_method(config)
+    except ConfigError as e:
+        stream.write(f"error: {e}\n")
+        return 2
+    summary = predict_files(config, estimator, stream)
+    stream.write(summary.line() + "\n")
+    if summary.failed:
+        stream.write("failed:\n" + "".join(f"  {p}\n" for p, _ in summary.failed))
+        return 1
+    if not summary.ok:
+        stream.write("error: no images were processed\n")
+        return 1
+    return 0
+
+
+def _define_flags():
+    from absl import flags
+    flags.DEFINE_string("model", "", "Model: .keras file, SavedModel directory or .tflite file.")
+    flags.DEFINE_multi_string("input", [], "Image file, folder or glob; repeatable or a comma "
+                              "list. Positional arguments are inputs too.")
+    flags.DEFINE_string("output_dir", None, "Folder for the outputs.")
+    flags.DEFINE_enum("method", "model", METHODS, "model: the network of --model; dof_weight: "
+                      "the training-free DoF weight map (KCI 2020).")
+    flags.DEFINE_list("outputs", ["sigma", "color"], f"Any of {','.join(OUTPUT_KINDS)}.")
+    flags.DEFINE_float("mask_threshold_px", 1.0, "mask output: sigma [px] above which a pixel "
+                       "counts as blurred.")
+    flags.DEFINE_float("mask_threshold_weight", 0.5, "mask output of a focus-weight map: weight "
+                       "below which a pixel counts as blurred.")
+    flags.DEFINE_integer("tile_size", 768, "Tile side [px], multiple of 16; 0 = whole image in "
+                         "one pass (memory grows with the image).")
+    flags.DEFINE_integer("tile_overlap", 128, "Overlap of neighbouring tiles [px], multiple of 16, "
+                         "at most tile_size / 2.")
+    flags.DEFINE_integer("threads", 0, "CPU threads for TF / TFLite (0 = default; TFLite: 2).")
+    flags.DEFINE_integer("mask_size", 15, "dof_weight method: Gaussian mask size [px], odd.")
+    flags.DEFINE_bool("legend", True, "Draw a legend bar on colour maps.")
+
+
+def config_from_flags(argv):
+    from absl import flags
+    f = flags.FLAGS
+    return PredictConfig(
+        inputs=tuple(split_list(list(f.input) + list(argv[1:]))), output_dir=f.output_dir or "",
+        model=f.model, method=f.method, outputs=tuple(split_list(f.outputs)),
+        mask_threshold_px=f.mask_threshold_px, mask_threshold_weight=f.mask_threshold_weight,
+        tile_size=f.tile_size, tile_overlap=f.tile_overlap, threads=f.threads,
+        mask_size=f.mask_size, legend=f.legend)
+
+
+def main(argv):
+    return run_config(config_from_flags(argv))
+
+
+def run():
+    """Console-script entry point (``tf-defocus-predict``)."""
+    from absl import app
+    _define_flags()
+    app.run(lambda argv: sys.exit(main(argv)))
+
+
+if __name__ == "__main__":
+    run()

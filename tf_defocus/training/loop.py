@@ -1,0 +1,304 @@
+"""The one training loop for every ``TrainingTask`` (DMENet, DoFNet).
+
+``run_training`` drives ``trainer.train_step`` step by step (through Keras'
+``make_train_function``, so ``tf.distribute`` and ``jit_compile`` work as in ``fit``) and adds
+what long runs need:
+
+* ``tf.train.Checkpoint`` + ``CheckpointManager`` over the trainer (all its networks and
+  metrics), every optimizer and the step counter, saved every ``checkpoint_every`` steps, on
+  Ctrl-C and at the end; ``train_steps`` is the total, so rerunning the same command after a
+  kill resumes from the last checkpoint ("resuming from step N") and stops at the total;
+* a non-finite loss stops training with :class:`NonFiniteLossError`; the weights of that step
+  are never saved, the last good checkpoint stays the latest;
+* TensorBoard under ``<model_dir>/logs`` (``train/``: one scalar per loss term, learning rate,
+  steps/s, image panels; ``val/``: validation metrics);
+* a ``keras.utils.Progbar`` with ETA;
+* at the end the inference model ``<model_dir>/<name>.keras`` (written atomically) plus its
+  ``ModelInfo`` sidecar.
+
+Optional trainer hooks (duck-typed): ``phase_for_step(step) -> str`` and ``set_phase(phase)``
+(the loop retraces the train function when the phase changes, e.g. DMENet's MSE-only
+pre-training), ``reset_train_metrics()`` / ``reset_val_metrics()``.
+"""
+
+import dataclasses
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+import keras
+
+import tf_defocus
+from tf_defocus.artifacts import (KIND_DEFOCUS, KIND_DOF_WEIGHT, MODEL_NAME_TO_KIND, ModelInfo,
+                                  write_info)
+from tf_defocus.imageio import atomic_path
+
+CHECKPOINT_SUBDIR = "checkpoints"
+LOG_SUBDIR = "logs"
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN/Inf loss; ``last_checkpoint`` is the last good state (or None)."""
+
+    def __init__(self, step, logs, last_checkpoint):
+        self.step = step
+        self.logs = dict(logs)
+        self.last_checkpoint = last_checkpoint
+        bad = sorted(k for k, v in self.logs.items() if not math.isfinite(v))
+        where = (f"the last good checkpoint is {last_checkpoint}" if last_checkpoint
+                 else "no checkpoint was written yet")
+        super().__init__(
+            f"non-finite loss at step {step} ({', '.join(f'{k}={self.logs[k]}' for k in bad)}); "
+            f"training stopped and nothing was saved for this step; {where}. Lower the "
+            f"learning rate or check the data, then rerun to resume from that checkpoint.")
+
+
+@dataclasses.dataclass
+class TrainingResult:
+    """What ``run_training`` did. step: final step; logs: last training metrics (floats)."""
+    step: int
+    start_step: int
+    logs: dict
+    val_logs: dict
+    model_path: Path | None
+    checkpoint: str | None
+    seconds: float
+
+
+def learning_rate_at(step, learning_rate, decay_steps=0, decay_rate=1.0):
+    """Staircase decay: ``learning_rate * decay_rate ** floor(step / decay_steps)``."""
+    if not decay_steps or decay_steps <= 0:
+        return float(learning_rate)
+    return float(learning_rate) * float(decay_rate) ** (int(step) // int(decay_steps))
+
+
+def default_model_info(model):
+    """``ModelInfo`` for an inference model named ``blur_estimator`` or ``dofnet``."""
+    kind = MODEL_NAME_TO_KIND.get(model.name)
+    if kind is None:
+        raise ValueError(f"inference model name {model.name!r} is not one of "
+                         f"{sorted(MODEL_NAME_TO_KIND)}")
+    common = dict(source_model="tf_defocus.train", tf_defocus_version=tf_defocus.__version__)
+    if kind == KIND_DEFOCUS:
+        return ModelInfo(kind=KIND_DEFOCUS, size_multiple=16, **common)
+    return ModelInfo(kind=KIND_DOF_WEIGHT, size_multiple=1, outputs=("focus",),
+                     units="focus: DoF weight in [0,1], 1 = in focus", **common)
+
+
+def _to_float_logs(logs):
+    return {k: float(np.asarray(v)) for k, v in logs.items()}
+
+
+def _first_replica(strategy, element):
+    """A plain (non-distributed) copy of this replica-0 part of a distributed element."""
+    return tf.nest.map_structure(lambda v: strategy.experimental_local_results(v)[0], element)
+
+
+def save_inference_model(model, model_dir, model_info=None):
+    """Write ``<model_dir>/<model.name>.keras`` atomically plus its ModelInfo sidecar."""
+    path = Path(model_dir) / f"{model.name}.keras"
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+    write_info(path, model_info or default_model_info(model))
+    return path
+
+
+def run_training(task, model_dir, train_steps, *, checkpoint_every=1000, log_every=50,
+                 image_every=None, val_every=None, learning_rate=None, lr_decay_steps=0,
+                 lr_decay_rate=1.0, max_to_keep=3, model_info=None, verbose=1, log=print):
+    """Train ``task.trainer`` until the step counter reaches ``train_steps`` (the total).
+
+    task: ``TrainingTask`` whose trainer is compiled inside its strategy scope.
+    model_dir: output directory (``checkpoints/``, ``logs/``, ``<name>.keras``).
+    checkpoint_every / log_every / image_every / val_every: periods in steps (None or 0 =
+      only at the end; image_every defaults to ``log_every * 10``, val_every to
+      ``checkpoint_every``). val_dataset may be one finite dataset or a dict name -> dataset.
+    learning_rate: if given, every optimizer's learning rate is set to
+      ``learning_rate * lr_decay_rate ** floor(step / lr_decay_steps)`` before each step.
+    verbose: 1 = progress bar, 0 = only the log lines. log: callable for one-line messages.
+    Raises NonFiniteLossError on NaN/Inf loss (after keeping the last good checkpoint).
+    """
+    t_start = time.time()
+    bar_line_open = [False]   # the progress bar has an unterminated line on stdout
+    user_log = log
+
+    def log(message):
+        if bar_line_open[0]:
+            print(flush=True)
+            bar_line_open[0] = False
+        user_log(message)
+
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    trainer = task.trainer
+    strategy = trainer.distribute_strategy
+    optimizers = list(getattr(trainer, "optimizers", None) or [])
+    if not optimizers:
+        raise ValueError("task.trainer must be compiled and expose its optimizers")
+    train_steps = int(train_steps)
+    if image_every is None:
+        image_every = log_every * 10 if log_every else 0
+    if val_every is None:
+        val_every = checkpoint_every
+
+    with strategy.scope():
+        step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step",
+                               aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+    objects = {"trainer": trainer, "step": step_var}
+    for i, opt in enumerate(optimizers):
+        objects[f"optimizer_{i}"] = opt
+    ckpt = tf.train.Checkpoint(**objects)
+    ckpt_dir = model_dir / CHECKPOINT_SUBDIR
+    manager = tf.train.CheckpointManager(ckpt, str(ckpt_dir), max_to_keep=max_to_keep,
+                                         checkpoint_name="ckpt")
+    if manager.latest_checkpoint:
+        try:
+            ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        except (AssertionError, ValueError, tf.errors.OpError) as e:
+            raise RuntimeError(
+                f"{manager.latest_checkpoint}: checkpoint does not match this model/optimizers "
+                f"(was it written with other --width/--variant/--task settings?). Use a new "
+                f"--model_dir or the original settings. Details: {e}") from e
+        log(f"resuming from step {int(step_var.numpy())} ({manager.latest_checkpoint})")
+    start_step = step = int(step_var.numpy())
+    last_saved = step if manager.latest_checkpoint else None
+
+    writer = tf.summary.create_file_writer(str(model_dir / LOG_SUBDIR / "train"))
+    val_writer = tf.summary.create_file_writer(str(model_dir / LOG_SUBDIR / "val"))
+    logs, val_logs = {}, {}
+
+    def save(at_step):
+        nonlocal last_saved
+        if last_saved == at_step:
+            return
+        step_var.assign(at_step)
+        manager.save(checkpoint_number=at_step)
+        last_saved = at_step
+
+    if step >= train_steps:
+        log(f"step {step} already >= train_steps {train_steps}; nothing to train")
+    else:
+        phase = None
+        lr_now = None
+        dist_dataset = strategy.experimental_distribute_dataset(task.train_dataset)
+        iterator = iter(dist_dataset)
+        # Target = steps of this run (Progbar's ETA assumes it started at 0); every value
+        # shown is already a running mean, so all are "stateful" (shown as given).
+        progbar = keras.utils.Progbar(train_steps - start_step, verbose=verbose,
+                                      stateless_metrics=(), unit_name="step") if verbose else None
+        if hasattr(trainer, "reset_train_metrics"):
+            trainer.reset_train_metrics()
+        t_interval, steps_interval = time.time(), 0
+        if progbar is not None:
+            log(f"training steps {start_step} -> {train_steps} in {model_dir}")
+        try:
+            while step < train_steps:
+                if hasattr(trainer, "phase_for_step"):
+                    new_phase = trainer.phase_for_step(step)
+                    if new_phase != phase:
+                        trainer.set_phase(new_phase)
+                        trainer.make_train_function(force=True)
+                        if phase is not None or step > 0:
+                            log(f"phase '{new_phase}' from step {step}")
+                        phase = new_phase
+                elif trainer.train_function is None:
+                    trainer.make_train_function()
+                if learning_rate is not None:
+                    lr = learning_rate_at(step, learning_rate, lr_decay_steps, lr_decay_rate)
+                    if lr != lr_now:
+                        for opt in optimizers:
+                            opt.learning_rate = lr
+                        lr_now = lr
+                data = next(iterator)
+                raw = trainer.train_function([data])
+                logs = _to_float_logs(raw)
+                step += 1
+                steps_interval += 1
+                step_var.assign(step)
+                if not all(math.isfinite(v) for v in logs.values()):
+                    writer.flush()
+                    raise NonFiniteLossError(step, logs, manager.latest_checkpoint)
+                if progbar is not None:
+                    progbar.update(step - start_step, values=list(logs.items()),
+                                   finalize=step == train_steps)
+                    bar_line_open[0] = step < train_steps
+
+                if (log_every and step % log_every == 0) or step == train_steps:
+                    now = time.time()
+                    rate = steps_interval / max(now - t_interval, 1e-9)
+                    with writer.as_default(step=step):
+                        for k, v in logs.items():
+                            tf.summary.scalar(f"loss/{k}", v)
+                        tf.summary.scalar("learning_rate",
+                                          float(np.asarray(optimizers[0].learning_rate)))
+                        tf.summary.scalar("steps_per_second", rate)
+                    if progbar is None:
+                        log(f"step {step}/{train_steps} " + " ".join(
+                            f"{k}={v:.4g}" for k, v in logs.items()) + f" ({rate:.2f} steps/s)")
+                    t_interval, steps_interval = now, 0
+                    if hasattr(trainer, "reset_train_metrics"):
+                        trainer.reset_train_metrics()
+                if task.image_panels is not None and (
+                        (image_every and step % image_every == 0) or step == train_steps):
+                    _write_panels(task, writer, data, strategy, step)
+                if task.val_dataset is not None and (
+                        (val_every and step % val_every == 0) or step == train_steps):
+                    val_logs = _validate(task, strategy, val_writer, step)
+                    log(f"validation at step {step}: " + " ".join(
+                        f"{k}={v:.4g}" for k, v in val_logs.items()))
+                if checkpoint_every and step % checkpoint_every == 0:
+                    save(step)
+        except KeyboardInterrupt:
+            # The last completed step is consistent (train_function has returned).
+            if logs and all(math.isfinite(v) for v in logs.values()) and step > start_step:
+                save(step)
+                log(f"interrupted; saved checkpoint at step {step}")
+            raise
+        finally:
+            writer.flush()
+            val_writer.flush()
+        save(step)
+
+    model = task.inference_model()
+    model_path = save_inference_model(model, model_dir, model_info)
+    log(f"saved {model_path}")
+    return TrainingResult(step=step, start_step=start_step, logs=logs, val_logs=val_logs,
+                          model_path=model_path, checkpoint=manager.latest_checkpoint,
+                          seconds=time.time() - t_start)
+
+
+def _write_panels(task, writer, data, strategy, step):
+    element = data
+    if strategy.num_replicas_in_sync > 1:
+        element = _first_replica(strategy, data)
+    panels = task.image_panels(element)
+    with writer.as_default(step=step):
+        for name, images in panels.items():
+            tf.summary.image(name, np.asarray(images, np.uint8), max_outputs=8)
+
+
+def _validate(task, strategy, writer, step):
+    """Run ``test_step`` over every validation dataset; log and return name -> float."""
+    trainer = task.trainer
+    datasets = task.val_dataset
+    if not isinstance(datasets, dict):
+        datasets = {"": datasets}
+    trainer.make_test_function()
+    results = {}
+    for name, ds in datasets.items():
+        if hasattr(trainer, "reset_val_metrics"):
+            trainer.reset_val_metrics()
+        out = None
+        for batch in strategy.experimental_distribute_dataset(ds):
+            out = trainer.test_function([batch])
+        if out is None:
+            continue
+        prefix = f"{name}/" if name else ""
+        results.update({prefix + k: v for k, v in _to_float_logs(out).items()})
+    with writer.as_default(step=step):
+        for k, v in results.items():
+            tf.summary.scalar(k, v)
+    return results

@@ -1,0 +1,110 @@
+"""DMENet loss terms (SPEC.md §2.2 and §3), as per-example values plus replica-aware scaling.
+
+Every ``*_per_example`` function returns a float32 vector (N,) — the loss of each example of a
+(per-replica) batch — so that a ``tf.distribute`` replica can turn it into its share of the
+global-batch mean with :func:`replica_mean` (``tf.nn.compute_average_loss``): summing the
+replicas' shares (what the optimizer's all-reduce does to gradients) gives exactly the
+single-device mean over the global batch.
+
+Conventions follow the authors' ``main.py`` (``codeslake/DMENet``):
+
+* maps are ``sigma / 7`` in [0, 1];
+* auxiliary targets are the ground truth downsampled by nearest neighbour with TF1
+  ``align_corners=True`` (``DownSampling2dLayer(method=1, align_corners=True)``), one MSE per
+  decoder level, all weights 1;
+* domain labels: synthetic = 1, real = 0; ``L_D = BCE(syn, 1) + (BCE(real, 0) +
+  BCE(unlabelled, 0)) / 2`` and the generator term ``L_adv = (BCE(real, 1) +
+  BCE(unlabelled, 1)) / 2``, each BCE averaged over the PatchGAN logits;
+* sharpness calibration: sigmoid cross-entropy of S's logits against the binary blur mask
+  (1 = blurred);
+* content: mean squared difference of C's conv4_4 features of prediction and label.
+"""
+
+import tensorflow as tf
+
+from tf_defocus.models.blur_estimator import AUX_FACTORS
+
+
+def _f32(x):
+    return tf.cast(x, tf.float32)
+
+
+def _mean_per_example(x):
+    """Mean over every axis but the first: (N, ...) -> (N,) float32."""
+    x = _f32(x)
+    return tf.reduce_mean(tf.reshape(x, [tf.shape(x)[0], -1]), axis=1)
+
+
+def replica_mean(per_example):
+    """This replica's share of the global-batch mean of ``per_example`` (N,) -> scalar.
+
+    ``sum(per_example) / (N * num_replicas_in_sync)``; identical to ``tf.reduce_mean`` on one
+    device. Assumes every replica holds the same number of examples (the train CLI checks that
+    each domain batch divides by the replica count).
+    """
+    return tf.nn.compute_average_loss(_f32(per_example))
+
+
+def mse_per_example(y_pred, y_true):
+    """Pixel MSE of (N,H,W,C) maps -> (N,)."""
+    return _mean_per_example(tf.math.squared_difference(_f32(y_pred), _f32(y_true)))
+
+
+def downsample_nearest_aligned(y, factor):
+    """(N,H,W,C) -> (N,H/factor,W/factor,C) nearest neighbour, TF1 ``align_corners=True``.
+
+    Output pixel i takes source ``round(i * (H - 1) / (H/factor - 1))``: the sampling the authors
+    used for their auxiliary targets (it differs from TF2 ``tf.image.resize(..., "nearest")``).
+    H and W must be multiples of ``factor``.
+    """
+    if factor == 1:
+        return y
+    shape = tf.shape(y)
+    size = tf.stack([shape[1] // factor, shape[2] // factor])
+    return tf.raw_ops.ResizeNearestNeighbor(images=_f32(y), size=size, align_corners=True,
+                                            half_pixel_centers=False)
+
+
+def aux_per_example(outputs, y_true):
+    """Sum over the five side outputs of their MSE to the downsampled ground truth -> (N,).
+
+    outputs: B's output dict with ``aux_16`` .. ``aux_1``; y_true (N,H,W,1) sigma/7.
+    """
+    total = None
+    for name, factor in AUX_FACTORS.items():
+        term = mse_per_example(outputs[name], downsample_nearest_aligned(y_true, factor))
+        total = term if total is None else total + term
+    return total
+
+
+def bce_logits_per_example(logits, labels):
+    """Sigmoid cross-entropy averaged over every non-batch element -> (N,).
+
+    labels: tensor of the logits' shape, or a Python float (constant domain label).
+    """
+    logits = _f32(logits)
+    if isinstance(labels, (int, float)):
+        labels = tf.fill(tf.shape(logits), tf.constant(float(labels), tf.float32))
+    return _mean_per_example(
+        tf.nn.sigmoid_cross_entropy_with_logits(labels=_f32(labels), logits=logits))
+
+
+SYNTHETIC_LABEL = 1.0   # discriminator target of synthetic features (authors: ones_like)
+REAL_LABEL = 0.0        # discriminator target of real features (authors: zeros_like)
+
+
+def content_per_example(content_net, y_pred, y_true):
+    """Perceptual loss: per-example MSE of C's features of prediction vs label -> (N,).
+
+    content_net: ``ContentLoss`` (frozen VGG19); both maps (N,H,W,1) go through it in one call.
+    """
+    n = tf.shape(y_pred)[0]
+    both = tf.concat([_f32(y_pred), _f32(y_true)], axis=0)
+    feats = _f32(content_net(both, training=False))
+    return mse_per_example(feats[:n], feats[n:])
+
+
+def domain_accuracy_per_example(logits, label):
+    """Fraction of PatchGAN cells D classifies as ``label`` (1 synthetic / 0 real) -> (N,)."""
+    pred = tf.cast(_f32(logits) > 0.0, tf.float32)
+    return _mean_per_example(tf.cast(tf.equal(pred, float(label)), tf.float32))
