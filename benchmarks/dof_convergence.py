@@ -49,7 +49,8 @@ def parse_args(argv=None):
     p.add_argument("--learning_rate", type=float, default=1e-3)
     p.add_argument("--mask_size", type=int, default=15)
     p.add_argument("--image_dir", default=None, help="training photos (default: procedural)")
-    p.add_argument("--pool_size", type=int, default=128, help="procedural images (incl. held-out)")
+    p.add_argument("--pool_size", type=int, default=441,
+                   help="procedural images incl. the held-out ones (the paper trained on 425)")
     p.add_argument("--source_size", type=int, default=128, help="procedural image side [px]")
     p.add_argument("--val_images", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)

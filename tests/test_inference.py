@@ -124,10 +124,11 @@ def test_keras_and_saved_model_give_the_same_map(saved_model_dir, whole):
     version_dir = saved_model_dir
     img, _ = scene(5, 150, 97)
     ref = whole.predict(img)
-    for path in (version_dir, version_dir.parent, version_dir.parent.parent):  # version, base, root
-        est = inference.load_estimator(path, tile_size=0, tile_overlap=0)
-        assert est.kind == artifacts.KIND_DEFOCUS
-        np.testing.assert_allclose(est.predict(img), ref, atol=1e-3)
+    for path in (version_dir.parent, version_dir.parent.parent):   # model base, export root
+        assert inference._saved_model_dir(path) == version_dir
+    est = inference.load_estimator(version_dir.parent.parent, tile_size=0, tile_overlap=0)
+    assert est.kind == artifacts.KIND_DEFOCUS
+    np.testing.assert_allclose(est.predict(img), ref, atol=1e-3)
     tiled = inference.load_estimator(version_dir, tile_size=64, tile_overlap=16)
     assert tiled.predict(img).shape == (97, 150)
 

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from tests import model_checks
 from tf_defocus.models import (BlurEstimator, CaffePreprocess, ContentLoss, DomainDiscriminator,
-                               Resize, SharpnessCalibrator, SymmetricPad, channels)
+                               NearestUpsample, Resize, SharpnessCalibrator, SymmetricPad, channels)
 from tf_defocus.models import blur_estimator as be
 from tf_defocus.models import vgg
 
@@ -249,6 +249,26 @@ def test_mixed_precision_outputs_float32():
     np.testing.assert_array_equal(f32(x).numpy(), reference(x, training=False)["defocus"].numpy())
 
 
+def test_inference_model_converts_to_tflite_builtins(tiny_b, tmp_path):
+    """Dynamic-size export lowers to TFLite builtins only (needs static channels after concat)."""
+    from ai_edge_litert.interpreter import Interpreter
+    inf = tiny_b.inference_model()
+    inf.export(str(tmp_path / "sm"), verbose=False,
+               input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "sm"), signature_keys=["serve"])
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    interpreter = Interpreter(model_content=converter.convert())
+    inp = interpreter.get_input_details()[0]
+    for h, w in [(32, 48), (16, 16)]:
+        interpreter.resize_tensor_input(inp["index"], [1, h, w, 3])
+        interpreter.allocate_tensors()
+        x = _images(1, h, w, seed=h + w)
+        interpreter.set_tensor(inp["index"], x)
+        interpreter.invoke()
+        got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+        np.testing.assert_allclose(got, inf(x).numpy(), atol=1e-3)
+
+
 # ---------------------------------------------------------------- layers
 
 def test_caffe_preprocess_matches_keras_vgg19():
@@ -278,6 +298,8 @@ def test_resize_modes_with_unknown_size():
     np.testing.assert_array_equal(a.numpy(), np.repeat(np.repeat(x, 2, 1), 2, 2))
     np.testing.assert_allclose(b.numpy(), tf.image.resize(x, (12, 5)).numpy(), atol=1e-6)
     assert c.shape == (1, 3, 4, 1)
+    up = NearestUpsample(3)(x).numpy()
+    np.testing.assert_array_equal(up, np.repeat(np.repeat(x, 3, 1), 3, 2))
     layer = Resize(scale=0.5, method="nearest", antialias=False)
     assert Resize.from_config(layer.get_config()).get_config() == layer.get_config()
     with pytest.raises(ValueError):

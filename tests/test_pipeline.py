@@ -276,17 +276,32 @@ def test_procedural_pools_feed_every_domain_and_are_cached(tmp_path, monkeypatch
     assert len(pools) == 3 and sum(p.startswith("gaussian_64x48_n2") for p in pools) == 1
     for p in pools:
         assert len(os.listdir(tmp_path / "pools" / p / "image")) == 2
-    # A second build reuses the cache: rendering is not called again.
+    # A second build reuses the cache: nothing is rendered again.
     calls = []
-    monkeypatch.setattr(pipeline, "_render_one", lambda args: calls.append(args))
+    monkeypatch.setattr(pipeline, "_generate_pool", lambda *a: calls.append(a))
     next(iter(pipeline.make_domain_datasets(cfg)))
     assert calls == []
-    # An interrupted pool (one sample gone) resumes with just that sample.
-    pool = tmp_path / "pools" / [p for p in pools if p.startswith("gaussian")][0]
-    os.remove(pool / "meta" / "00001.json")
     monkeypatch.undo()
+    # An interrupted pool (no marker, one sample unfinished) resumes with just that sample.
+    pool = tmp_path / "pools" / [p for p in pools if p.startswith("gaussian")][0]
+    before = (pool / "image" / "00000000.png").stat().st_mtime_ns
+    os.remove(pool / "pool.json")
+    os.remove(pool / "meta" / "00000001.json")
     pipeline.ensure_pool("gaussian", 64, 48, 2, cfg.seed, 1, cache_dir=str(tmp_path), workers=1)
-    assert (pool / "meta" / "00001.json").is_file()
+    assert (pool / "meta" / "00000001.json").is_file() and (pool / "pool.json").is_file()
+    assert (pool / "image" / "00000000.png").stat().st_mtime_ns == before
+
+
+def test_pool_rendering_in_worker_processes(tmp_path):
+    """workers > 1 runs the generator CLI in a subprocess; same bytes as in-process rendering."""
+    a = pipeline.ensure_pool("disc", 40, 32, 2, 0, 5, cache_dir=str(tmp_path / "a"), workers=2)
+    b = pipeline.ensure_pool("disc", 40, 32, 2, 0, 5, cache_dir=str(tmp_path / "b"), workers=1)
+    assert a.name == b.name
+    for sub in ("image", "blur_map", "blur_map_binary"):
+        names = sorted(os.listdir(a / sub))
+        assert names == ["00000000.png", "00000001.png"] == sorted(os.listdir(b / sub))
+        for n in names:
+            assert (a / sub / n).read_bytes() == (b / sub / n).read_bytes()
 
 
 def test_generator_tfrecords_as_synthetic_source(tmp_path, caplog):

@@ -271,7 +271,7 @@ def markdown_table(results):
     """Methods as rows, metrics as columns (n/a where a metric does not apply)."""
     names = results["metrics"]
     lines = [f"Data set: {results['dataset']} ({results['data_dir']}), "
-             f"{results['num_images']} images", "",
+             f"{results['num_images']} images listed", "",
              "| method | kind | images | " + " | ".join(METRIC_TITLES[n] for n in names) + " |",
              "|---|---|---:|" + "---:|" * len(names)]
     for method, r in results["methods"].items():

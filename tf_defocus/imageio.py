@@ -17,6 +17,8 @@ import numpy as np
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 MIN_IMAGE_SIDE = 8
 MAX_IMAGE_PIXELS = 200_000_000
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 class ImageReadError(ValueError):
@@ -132,6 +134,7 @@ def atomic_path(path):
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the usual file mode
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -33,14 +33,14 @@ the first one with an error naming the file; ``skip_bad=True`` logs a warning na
 (once) and continues without it.
 """
 
-import concurrent.futures
 import dataclasses
 import hashlib
 import json
 import logging
-import multiprocessing
 import os
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Optional
@@ -523,61 +523,65 @@ def _tfrecord_dataset(patterns, cfg, base_seed):
 # Procedural pools
 
 
-def _pool_seed(seed, stream, index):
-    return int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, stream, index]).generate_state(1)[0])
+def _pool_seed(seed, stream):
+    """Generator data-set seed (31 bit) of one pool, from the config seed and the pool's stream."""
+    return int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(stream)]).generate_state(1)[0] >> 1)
 
 
 def pool_dir(cache_dir, psf, width, height, count, seed, stream):
-    """Cache folder of one procedural pool; its name is a hash of everything that shapes it."""
+    """Cache folder of one procedural pool and the key it is named after (a hash of everything
+    that shapes the pool). Returns (Path, key dict)."""
     key = {"psf": psf, "width": int(width), "height": int(height), "count": int(count),
-           "seed": int(seed), "stream": int(stream), "format": POOL_FORMAT_VERSION,
+           "generator_seed": _pool_seed(seed, stream), "format": POOL_FORMAT_VERSION,
            "tf_defocus": tf_defocus.__version__}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     return Path(cache_dir or default_cache_dir()) / "pools" / f"{psf}_{width}x{height}_n{count}_{digest}", key
 
 
-def _render_one(args):
-    """Worker: render sample ``name`` of a pool and write it in the SYNDOF layout."""
-    out_dir, name, seed, width, height, psf = args
-    from tf_defocus.data import synthesize
+def _generate_pool(out_dir, key, workers):
+    """Write the pool with the generator (``tf_defocus.generate``): in this process for one
+    worker, else as ``python -m tf_defocus.generate --num_workers=K`` so worker processes never
+    re-import the caller's main script."""
+    from tf_defocus import generate
 
-    sample = synthesize.synthesize(seed, width, height, psf=psf)
-    synthesize.write_syndof_sample(out_dir, name, sample, extra_meta={"pool_seed": int(seed)})
-    return name
+    gcfg = generate.GenerateConfig(out_dir=str(out_dir), source="procedural", num_images=key["count"],
+                                   image_width=key["width"], image_height=key["height"], psf=key["psf"],
+                                   seed=key["generator_seed"], format="syndof", num_workers=workers)
+    if workers <= 1:
+        result = generate.run_generation(gcfg)
+        if result["bad"]:
+            raise RuntimeError(f"{out_dir}: rendering failed for {', '.join(n for n, _ in result['bad'])}: "
+                               f"{result['bad'][0][1].splitlines()[0]}")
+        return
+    cmd = [sys.executable, "-m", "tf_defocus.generate", f"--out_dir={out_dir}", "--source=procedural",
+           f"--num_images={gcfg.num_images}", f"--image_size={gcfg.image_width}x{gcfg.image_height}",
+           f"--psf={gcfg.psf}", f"--seed={gcfg.seed}", "--format=syndof", f"--num_workers={workers}"]
+    rc = subprocess.run(cmd, check=False).returncode
+    if rc != 0:
+        raise RuntimeError(f"{out_dir}: rendering the procedural pool failed (exit code {rc}); "
+                           f"command: {' '.join(cmd)}")
 
 
 def ensure_pool(psf, width, height, count, seed, stream, cache_dir=None, workers=0):
     """Render (or reuse) a procedural pool; returns its SYNDOF-layout folder.
 
-    Rendering is resumable: the generator's SYNDOF writer writes every file atomically (its
-    ``meta/<id>.json`` last), complete samples are kept, so an interrupted run continues where
-    it stopped. Uses ``workers`` processes (0 = one per CPU core).
+    The pool is exactly the data set ``python -m tf_defocus.generate --psf=<psf>
+    --image_size=<W>x<H> --num_images=<count> --seed=<pool seed>`` writes (``pool.json`` holds
+    the key). Files are written atomically and an interrupted run resumes where it stopped.
+    ``workers``: processes (0 = one per CPU core).
     """
-    from tf_defocus.data import synthesize
-
     out_dir, key = pool_dir(cache_dir, psf, width, height, count, seed, stream)
-    names = [f"{i:05d}" for i in range(count)]
-    if (out_dir / "pool.json").is_file() and all(synthesize.syndof_sample_complete(out_dir, n) for n in names):
+    marker = out_dir / "pool.json"
+    if marker.is_file():
         return out_dir
-    todo = [(str(out_dir), n, _pool_seed(seed, stream, i), width, height, psf)
-            for i, n in enumerate(names) if not synthesize.syndof_sample_complete(out_dir, n)]
-    workers = max(1, min(workers or os.cpu_count() or 1, len(todo)))
-    if todo:
-        print(f"tf_defocus: rendering {len(todo)} procedural {psf} images ({width}x{height}) into "
-              f"{out_dir} with {workers} process(es); cached for later runs", flush=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    progbar = _progress(len(todo), "image")
-    if workers <= 1:
-        for i, args in enumerate(todo):
-            _render_one(args)
-            progbar(i + 1)
-    else:
-        ctx = multiprocessing.get_context("spawn")  # never fork a process that holds TF threads
-        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-            for i, _ in enumerate(pool.map(_render_one, todo)):
-                progbar(i + 1)
+    workers = max(1, min(int(workers) or os.cpu_count() or 1, int(count)))
+    print(f"tf_defocus: rendering {count} procedural {psf} images ({width}x{height}) into {out_dir} "
+          f"with {workers} process(es); cached for later runs", file=sys.stderr, flush=True)
+    t0 = time.time()
+    _generate_pool(out_dir, key, workers)
     from tf_defocus.imageio import write_text
-    write_text(out_dir / "pool.json", json.dumps(key, indent=2, sort_keys=True) + "\n")
+    write_text(marker, json.dumps(key, indent=2, sort_keys=True) + "\n")
+    log.info("procedural pool %s ready in %.1f s", out_dir, time.time() - t0)
     return out_dir
 
 

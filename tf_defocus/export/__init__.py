@@ -4,13 +4,22 @@
 ``serving_default`` (encoded image bytes) and ``serve`` (float32 NHWC RGB [0,1]), outputs
 ``sigma_px`` / ``focus`` (N,H,W,1). ``convert_tflite(model, path, quantize=..., input_size=...)``
 -> builtin-ops-only ``.tflite`` plus sidecar ``<stem>.json``. CLI: ``python -m tf_defocus.export``.
+
+Names are imported lazily so the CLI can reject bad flags without loading TensorFlow.
 """
 
-from tf_defocus.export.model_io import ExportError, export_friendly, load_inference_model
-from tf_defocus.export.saved_model import export_saved_model
-from tf_defocus.export.tflite import (QUANTIZATIONS, TFLiteExport, convert_tflite,
-                                      convert_tflite_many, non_builtin_ops, tflite_op_names)
+import importlib
 
-__all__ = ["ExportError", "QUANTIZATIONS", "TFLiteExport", "convert_tflite",
-           "convert_tflite_many", "export_friendly",
-           "export_saved_model", "load_inference_model", "non_builtin_ops", "tflite_op_names"]
+_EXPORTS = {
+    "ExportError": "model_io", "export_friendly": "model_io", "load_inference_model": "model_io",
+    "export_saved_model": "saved_model",
+    "QUANTIZATIONS": "tflite", "TFLiteExport": "tflite", "convert_tflite": "tflite",
+    "convert_tflite_many": "tflite", "non_builtin_ops": "tflite", "tflite_op_names": "tflite",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"tf_defocus.export.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'tf_defocus.export' has no attribute {name!r}")

@@ -203,7 +203,12 @@ def _next_version(model_dir):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    import os
+    from absl import logging as absl_logging
     from tf_defocus.export.model_io import ExportError
+    if not FLAGS["verbosity"].present:      # keep TF's INFO chatter out of the progress lines
+        absl_logging.set_verbosity(absl_logging.WARNING)
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     try:
         cfg = config_from_flags()
         run_export(cfg)

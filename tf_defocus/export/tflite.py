@@ -245,10 +245,10 @@ def convert_tflite(model, out_path, quantize="none", input_size=DEFAULT_INPUT_SI
 
     quantize: none | float16 | dynamic | int8. input_size: (H, W) [px], multiples of 16, for
     the fixed-size (1, H, W, 3) mobile variant, or None for the dynamic-size variant.
-    calibration_images: for int8, an iterable of float32 (H, W, 3) RGB [0,1] images of the
-    calibration size (``input_size``, or 256x256 for the dynamic variant); default: the data
-    engine's procedural images (``num_calibration`` of them). extra_files: {file name: text}
-    written beside the model. progress: optional callable(message).
+    calibration_images: for int8, an iterable of float32 (H, W, 3) RGB [0,1] images (of size
+    ``input_size`` for the fixed variant, any size for the dynamic one); default:
+    ``num_calibration`` data-engine procedural images (``input_size`` or 256x256).
+    extra_files: {file name: text} written beside the model. progress: callable(message).
     Writes ``out_path`` and its sidecar ``<stem>.json`` atomically; refuses an existing
     ``out_path`` unless ``overwrite``. Returns a ``TFLiteExport``.
     """
@@ -309,10 +309,12 @@ def convert_tflite_many(model, jobs, input_size=DEFAULT_INPUT_SIZE, calibration_
             if not calib:
                 raise ExportError("int8 quantization needs at least one calibration image")
             for i, im in enumerate(calib):
-                if im.shape != (calib_size[0], calib_size[1], 3):
+                ok = im.ndim == 3 and im.shape[-1] == 3 and (
+                    input_size is None or im.shape[:2] == tuple(input_size))
+                if not ok:
                     raise ExportError(f"calibration image {i} has shape {im.shape}; expected "
-                                      f"{(calib_size[0], calib_size[1], 3)}")
-            calib.insert(0, _range_anchor(calib_size))
+                                      f"{(calib_size[0], calib_size[1], 3) if input_size else '(H, W, 3)'}")
+            calib.insert(0, _range_anchor(calib[0].shape[:2]))
         probe = calib[1] if calib else _range_anchor(calib_size) * 0.5 + 0.25
         for quantize, out_path in jobs:
             say(f"converting to TFLite (quantize={quantize}, builtin ops only) -> {out_path}")

@@ -1,0 +1,455 @@
+"""tf_defocus.export: SavedModel for TF Serving, TFLite / LiteRT, the CLI and the REST client.
+
+A tiny BlurEstimator (width 1/16, BatchNorm statistics from data-engine images) keeps this
+fast; trained-model quantization error is measured by ``benchmarks/export.py``.
+"""
+
+import base64
+import http.server
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests import export_checks as ec
+from tf_defocus import artifacts
+
+REPO = Path(__file__).resolve().parents[1]
+CLIENT = REPO / "export" / "serving" / "client.py"
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """(model, data-engine images (4,64,64,3), path of the saved .keras)."""
+    import keras
+    from tf_defocus.models import BlurEstimator
+    keras.utils.set_random_seed(0)
+    model = BlurEstimator(width=0.0625).inference_model()
+    images, _ = ec.data_engine_images(4, SIZE, SIZE)
+    ec.conditioned(model, images)
+    path = tmp_path_factory.mktemp("model") / "blur_estimator.keras"
+    model.save(path)
+    return model, images, path
+
+
+@pytest.fixture(scope="module")
+def version_dir(tiny, tmp_path_factory):
+    from tf_defocus.export import export_saved_model
+    model, _, path = tiny
+    return export_saved_model(model, tmp_path_factory.mktemp("serving"), source_model=str(path))
+
+
+@pytest.fixture(scope="module")
+def loaded(version_dir):
+    import tensorflow as tf
+    return tf.saved_model.load(str(version_dir))
+
+
+@pytest.fixture(scope="module")
+def fixed_tflite(tiny, tmp_path_factory):
+    """All four quantizations of the fixed 1x64x64x3 variant: {quantize: TFLiteExport}."""
+    from tf_defocus.export import convert_tflite_many
+    model, _, path = tiny
+    out = tmp_path_factory.mktemp("tflite")
+    jobs = [(q, out / f"blur_estimator_{q}.tflite") for q in ("none", "float16", "dynamic", "int8")]
+    results = convert_tflite_many(model, jobs, input_size=(SIZE, SIZE), num_calibration=6,
+                                  source_model=str(path))
+    return {r.info.quantization: r for r in results}
+
+
+# ----------------------------------------------------------------------------- SavedModel
+
+
+def test_saved_model_layout_and_info(version_dir):
+    assert version_dir.name == "1" and version_dir.parent.name == "blur_estimator"
+    for rel in ("saved_model.pb", "variables/variables.index",
+                "assets.extra/tf_serving_warmup_requests", "tf_defocus.json"):
+        assert (version_dir / rel).is_file(), rel
+    info = artifacts.read_info(version_dir)
+    assert info.kind == artifacts.KIND_DEFOCUS and info.outputs == ("sigma_px", "focus")
+    assert info.input_size is None and info.size_multiple == 16 and info.version == 1
+    assert info.source_model.endswith("blur_estimator.keras")
+    # No temporary directories are left beside the version.
+    assert [p.name for p in version_dir.parent.iterdir()] == ["1"]
+
+
+def test_saved_model_answers_without_tf_defocus(tiny, version_dir):
+    """Both signatures in a fresh interpreter that cannot import tf_defocus (as TF Serving)."""
+    model, images, _ = tiny
+    blobs, decoded = zip(*(ec.encode_png(im) for im in images[:2]))
+    out, report = ec.run_saved_model_isolated(version_dir, images[:3], list(blobs))
+    assert report["tf_defocus_importable"] is False and report["modules"] == []
+    assert {"serve", "serving_default"} <= set(report["signatures"])
+    assert report["serve_inputs"] == ["image"] and report["bytes_inputs"] == ["image_bytes"]
+    ref = ec.expected_outputs("defocus", ec.keras_native(model, images[:3]))
+    assert ec.max_abs_diff(out["serve"], ref) <= 1e-4
+    ref_bytes = ec.expected_outputs("defocus", ec.keras_native(model, np.stack(decoded)))
+    assert ec.max_abs_diff(out["bytes"], ref_bytes) <= 1e-4
+    for case in ("corrupt", "truncated"):
+        assert report["errors"][case].startswith("InvalidArgumentError"), report["errors"]
+
+
+def test_saved_model_cli_lists_both_signatures(version_dir):
+    text = ec.saved_model_cli_show(version_dir)
+    for needle in ("signature_def['serving_default']", "signature_def['serve']",
+                   "inputs['image_bytes']", "inputs['image']", "outputs['sigma_px']",
+                   "outputs['focus']", "DT_STRING", "(-1, -1, -1, 3)"):
+        assert needle in text, needle
+
+
+def test_serve_pads_any_size_like_the_python_library(tiny, loaded):
+    """Sizes that are not multiples of 16 are edge-replicated (centred) and cropped back,
+    exactly what ``tf_defocus.inference`` does before calling the network."""
+    import tensorflow as tf
+    model, images, _ = tiny
+    img = images[0][:50, :37]
+    out = loaded.signatures["serve"](image=tf.constant(img[None]))
+    assert out["sigma_px"].shape == (1, 50, 37, 1)
+    padded = np.pad(img, ((7, 7), (5, 6), (0, 0)), mode="edge")       # 64 x 48, centred
+    ref = ec.keras_native(model, padded[None])[:, 7:57, 5:42]
+    assert ec.max_abs_diff(out, ec.expected_outputs("defocus", ref)) <= 1e-4
+
+
+def test_bytes_signature_batch_and_errors(loaded):
+    import tensorflow as tf
+    sd = loaded.signatures["serving_default"]
+    rng = np.random.default_rng(0)
+    a, _ = ec.encode_png(rng.random((40, 30, 3)))
+    b, _ = ec.encode_png(rng.random((40, 30, 3)))
+    out = sd(image_bytes=tf.constant([a, b]))
+    assert out["sigma_px"].shape == (2, 40, 30, 1) and out["focus"].shape == (2, 40, 30, 1)
+    np.testing.assert_allclose(out["focus"].numpy(), 1.0 - out["sigma_px"].numpy() / 7.0, atol=1e-6)
+    gray = tf.io.encode_png(tf.constant(rng.integers(0, 255, (40, 30, 1), dtype=np.uint8))).numpy()
+    assert sd(image_bytes=tf.constant([gray]))["sigma_px"].shape == (1, 40, 30, 1)
+    c, _ = ec.encode_png(rng.random((20, 30, 3)))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="same height and width"):
+        sd(image_bytes=tf.constant([a, c]))
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        sd(image_bytes=tf.constant([b"\x89PNG\r\n\x1a\n garbage"]))
+
+
+def test_warmup_requests_are_valid_prediction_logs(version_dir, loaded):
+    import tensorflow as tf
+    records = ec.read_warmup_requests(version_dir)
+    assert {r["signature_name"] for r in records} == {"serving_default", "serve"}
+    for r in records:
+        assert r["model_name"] == "blur_estimator"
+        fn = loaded.signatures[r["signature_name"]]
+        out = fn(**{k: tf.constant(v) for k, v in r["inputs"].items()})
+        assert set(out) == {"sigma_px", "focus"}
+        assert all(np.all(np.isfinite(v.numpy())) for v in out.values())
+    (jpeg,) = next(r for r in records if r["signature_name"] == "serving_default")["inputs"][
+        "image_bytes"]
+    assert jpeg[:2] == b"\xff\xd8"
+
+
+def test_existing_version_is_refused_and_overwrite_replaces(tiny, tmp_path):
+    from tf_defocus.export import export_saved_model
+    model = tiny[0]
+    first = export_saved_model(model, tmp_path, version=3, warmup_requests=False)
+    stamp = (first / "saved_model.pb").stat().st_mtime_ns
+    with pytest.raises(FileExistsError, match="already exists"):
+        export_saved_model(model, tmp_path, version=3, warmup_requests=False)
+    assert (first / "saved_model.pb").stat().st_mtime_ns == stamp
+    again = export_saved_model(model, tmp_path, version=3, overwrite=True, warmup_requests=False)
+    assert again == first and (again / "saved_model.pb").stat().st_mtime_ns != stamp
+    assert sorted(p.name for p in (tmp_path / "blur_estimator").iterdir()) == ["3"]
+
+
+def test_failed_export_leaves_nothing(tiny, tmp_path, monkeypatch):
+    from tf_defocus.export import saved_model
+
+    def broken(*args, **kwargs):
+        Path(args[2], "partial.txt").write_text("half")
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(saved_model, "write_serving_archive", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        saved_model.export_saved_model(tiny[0], tmp_path)
+    assert list((tmp_path / "blur_estimator").iterdir()) == []
+
+
+def test_not_a_tf_defocus_model_is_rejected(tmp_path):
+    import keras
+    from tf_defocus.export import ExportError, load_inference_model
+    text = tmp_path / "notes.keras"
+    text.write_text("not a zip")
+    with pytest.raises(ExportError, match="notes.keras"):
+        load_inference_model(text)
+    other = tmp_path / "notes.txt"
+    other.write_text("x")
+    with pytest.raises(ExportError, match=r"notes.txt: not a trained tf_defocus model"):
+        load_inference_model(other)
+    inp = keras.Input((None, None, 3))
+    foreign = keras.Model(inp, keras.layers.Conv2D(1, 3, padding="same")(inp), name="segmenter")
+    foreign.save(tmp_path / "segmenter.keras")
+    with pytest.raises(ExportError, match="segmenter"):
+        load_inference_model(tmp_path / "segmenter.keras")
+    with pytest.raises(FileNotFoundError):
+        load_inference_model(tmp_path / "missing.keras")
+
+
+# ----------------------------------------------------------------------------- TFLite
+
+
+@pytest.mark.parametrize("quantize,max_abs", [("none", 1e-4), ("float16", 5e-3)])
+def test_float_tflite_parity(tiny, fixed_tflite, quantize, max_abs):
+    model, images, _ = tiny
+    result = fixed_tflite[quantize]
+    ec.assert_builtin_ops_only(result.path)
+    out = ec.run_tflite(result.path, images)
+    diff = ec.max_abs_diff(out, ec.expected_outputs("defocus", ec.keras_native(model, images)))
+    print(f"{quantize}: max |TFLite - Keras| = {diff:.2e} (sigma/7)")
+    assert diff <= max_abs
+
+
+@pytest.mark.parametrize("quantize", ["dynamic", "int8"])
+def test_quantized_tflite_runs_and_reports_mae(tiny, fixed_tflite, quantize):
+    """Builtin ops, LiteRT runs it, error reported in sigma/7 units. The tiny random network's
+    error is not the product figure (the benchmark measures a trained model); the bound only
+    catches a broken conversion (an output constant at the mean is ~0.1 off here)."""
+    model, images, _ = tiny
+    result = fixed_tflite[quantize]
+    ops = ec.assert_builtin_ops_only(result.path)
+    out = ec.run_tflite(result.path, images)
+    ref = ec.keras_native(model, images)
+    err = ec.mae(ec.to_native(out), ref)
+    spread = ec.mae(ref, ref.mean())
+    print(f"{quantize}: MAE vs Keras {err:.4f} sigma/7 (prediction spread {spread:.4f})")
+    assert err < 0.5 * spread
+    np.testing.assert_allclose(out["focus"], 1.0 - out["sigma_px"] / 7.0, atol=0.02)
+    if quantize == "int8":
+        assert "QUANTIZE" in ops or "DEQUANTIZE" in ops
+
+
+def test_int8_takes_raw_uint8_pixels(fixed_tflite):
+    from ai_edge_litert.interpreter import Interpreter
+    result = fixed_tflite["int8"]
+    runner = Interpreter(model_path=str(result.path)).get_signature_runner("serve")
+    (name, d), = runner.get_input_details().items()
+    assert name == "image" and d["dtype"] == np.uint8 and list(d["shape"]) == [1, SIZE, SIZE, 3]
+    scale, zero = d["quantization"]
+    assert abs(scale - 1 / 255) < 1e-7 and zero == 0
+    assert all(v["dtype"] == np.float32 for v in runner.get_output_details().values())
+    assert "255" not in result.info.normalisation   # tf_defocus.inference reads "255" as x255
+
+
+def test_tflite_sidecars(fixed_tflite):
+    for q, result in fixed_tflite.items():
+        info = artifacts.read_info(result.path)
+        assert result.info_path == result.path.with_suffix(".json")
+        assert info == result.info
+        assert info.kind == "defocus" and info.quantization == q and info.input_size == (SIZE, SIZE)
+        assert info.outputs == ("sigma_px", "focus") and info.source_model.endswith(".keras")
+        assert ("uint8" in info.normalisation) == (q == "int8")
+    sizes = {q: r.path.stat().st_size for q, r in fixed_tflite.items()}
+    assert sizes["float16"] < sizes["none"] and sizes["dynamic"] < sizes["float16"]
+
+
+def test_dynamic_size_tflite(tiny, tmp_path):
+    """The any-size variant: several sizes, incl. ones that are not multiples of 16."""
+    from tf_defocus.export import convert_tflite
+    model, images, _ = tiny
+    result = convert_tflite(model, tmp_path / "dyn.tflite", input_size=None)
+    ec.assert_builtin_ops_only(result.path)
+    assert result.info.input_size is None
+    for h, w in ((64, 64), (32, 48)):
+        x = images[:2, :h, :w]
+        out = ec.run_tflite(result.path, x)
+        assert ec.max_abs_diff(out, ec.expected_outputs("defocus", ec.keras_native(model, x))) <= 1e-4
+    odd = images[:1, :40, :27]
+    out = ec.run_tflite(result.path, odd)
+    padded = np.pad(odd, ((0, 0), (4, 4), (2, 3), (0, 0)), mode="edge")
+    ref = ec.keras_native(model, padded)[:, 4:44, 2:29]
+    assert ec.max_abs_diff(out, ec.expected_outputs("defocus", ref)) <= 1e-4
+
+
+def test_op_listing_flags_custom_ops(tmp_path):
+    """tflite_op_names reports Flex (TF Select) ops, so builtin-only checks can fail."""
+    import tensorflow as tf
+    from tf_defocus.export import non_builtin_ops, tflite_op_names
+
+    class M(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([4], tf.float32)])
+        def f(self, x):
+            return {"y": tf.math.bessel_i0e(x) + 1.0}   # no TFLite builtin kernel
+
+    m = M()
+    tf.saved_model.save(m, str(tmp_path / "sm"), signatures={"serve": m.f})
+    conv = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "sm"), signature_keys=["serve"])
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
+    content = conv.convert()
+    assert "ADD" in tflite_op_names(content)
+    assert any(n.startswith("CUSTOM:Flex") for n in non_builtin_ops(content))
+
+
+def test_bad_tflite_requests(tiny, tmp_path):
+    from tf_defocus.export import ExportError, convert_tflite
+    model = tiny[0]
+    with pytest.raises(ExportError, match="multiples of 16"):
+        convert_tflite(model, tmp_path / "a.tflite", input_size=(100, 64))
+    with pytest.raises(ExportError, match="quantize"):
+        convert_tflite(model, tmp_path / "a.tflite", quantize="int4")
+    with pytest.raises(ExportError, match=r"\.tflite"):
+        convert_tflite(model, tmp_path / "a.bin")
+    (tmp_path / "b.tflite").write_bytes(b"old")
+    with pytest.raises(FileExistsError, match="b.tflite"):
+        convert_tflite(model, tmp_path / "b.tflite")
+    assert (tmp_path / "b.tflite").read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.tflite"]
+
+
+# ----------------------------------------------------------------------------- DoF kind
+
+
+def test_dofnet_exports_focus_only(tmp_path):
+    import keras
+    import tensorflow as tf
+    from tf_defocus.export import convert_tflite, export_saved_model
+    from tf_defocus.models.dofnet import DoFNet
+    keras.utils.set_random_seed(0)
+    model = DoFNet(width=0.125).inference_model()
+    images, _ = ec.data_engine_images(2, 40, 56)
+    version_dir = export_saved_model(model, tmp_path / "serving", warmup_requests=False)
+    assert version_dir.parent.name == "dofnet"
+    assert artifacts.read_info(version_dir).kind == artifacts.KIND_DOF_WEIGHT
+    out = tf.saved_model.load(str(version_dir)).signatures["serve"](image=tf.constant(images))
+    ref = ec.expected_outputs("dof_weight", ec.keras_native(model, images))
+    assert set(out) == {"focus"} and ec.max_abs_diff(out, ref) <= 1e-4
+    result = convert_tflite(model, tmp_path / "dofnet.tflite", input_size=None)
+    assert result.info.outputs == ("focus",)
+    assert ec.max_abs_diff(ec.run_tflite(result.path, images), ref) <= 1e-4
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def _cli(*args, cwd=None):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    return subprocess.run([sys.executable, "-m", "tf_defocus.export", *args], cwd=cwd or REPO,
+                          capture_output=True, text=True, timeout=600, env=env)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--format=tflite", "--input_size=100x64", "--out=OUT/m.tflite"], "multiples of 16"),
+    (["--format=saved_model", "--quantize=int8", "--out=OUT/sm"], "tflite only"),
+    (["--format=tflite", "--calibration=dir", "--quantize=int8", "--out=OUT/m.tflite"],
+     "--calibration_dir"),
+    (["--format=tflite", "--out=OUT/m.bin"], ".tflite"),
+])
+def test_cli_rejects_bad_flags_quickly(tiny, tmp_path, args, message):
+    args = [a.replace("OUT", str(tmp_path)) for a in args]
+    proc = _cli(f"--model={tiny[2]}", *args)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert message in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_saved_model_then_refuse_then_not_a_model(tiny, tmp_path):
+    proc = _cli(f"--model={tiny[2].parent}", "--format=saved_model", f"--out={tmp_path}",
+                "--version=2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    version_dir = tmp_path / "blur_estimator" / "2"
+    assert (version_dir / "saved_model.pb").is_file()
+    cfg = json.loads((version_dir / "export_config.json").read_text())
+    assert cfg["format"] == "saved_model" and cfg["version"] == 2
+    assert "wrote" in proc.stdout
+    again = _cli(f"--model={tiny[2]}", f"--out={tmp_path}", "--version=2")
+    assert again.returncode == 2 and "already exists" in again.stderr and "--version=3" in again.stderr
+    junk = tmp_path / "weights.h5"
+    junk.write_bytes(b"\x89HDF")
+    bad = _cli(f"--model={junk}", f"--out={tmp_path / 'x'}")
+    assert bad.returncode == 2 and "weights.h5" in bad.stderr and "not a trained tf_defocus" in bad.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_cli_int8_with_calibration_dir_reports_bad_photos(tiny, tmp_path):
+    from tf_defocus.imageio import write_image
+    photos = tmp_path / "photos"
+    images, _ = ec.data_engine_images(3, 80, 96, seed=50, psf="disc")
+    for i, im in enumerate(images):
+        write_image(photos / f"p{i}.png", (im * 255).astype(np.uint8))
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8 not really")
+    out = tmp_path / "mobile" / "q.tflite"
+    proc = _cli(f"--model={tiny[2]}", "--format=tflite", f"--out={out}", "--quantize=int8",
+                "--input_size=64x64", f"--calibration_dir={photos}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "broken.jpg" in proc.stdout and "3 calibration photos, 1 skipped" in proc.stdout
+    info = artifacts.read_info(out)
+    assert info.quantization == "int8" and info.input_size == (64, 64)
+    cfg = json.loads((out.parent / "q.export_config.json").read_text())
+    assert cfg["calibration"] == "dir" and cfg["input_size"] == [64, 64]
+    ec.assert_builtin_ops_only(out)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["q.export_config.json", "q.json",
+                                                            "q.tflite"]
+
+
+# ----------------------------------------------------------------------------- REST client
+
+
+class _FakeServing(http.server.BaseHTTPRequestHandler):
+    """Answers ``POST /v1/models/<name>:predict`` like TF Serving's REST API (row format,
+    base64 binary inputs; https://www.tensorflow.org/tfx/serving/api_rest) by running the
+    SavedModel's signature in-process."""
+    signatures = None
+    model_name = None
+
+    def do_POST(self):  # noqa: N802
+        import tensorflow as tf
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if self.path != f"/v1/models/{self.model_name}:predict":
+            return self._reply(404, {"error": f"Servable not found for request: {self.path}"})
+        fn = self.signatures[body.get("signature_name", "serving_default")]
+        blobs = [base64.b64decode(inst["b64"]) for inst in body["instances"]]
+        try:
+            out = fn(image_bytes=tf.constant(blobs))
+        except tf.errors.InvalidArgumentError as e:
+            return self._reply(400, {"error": e.message})
+        preds = [{k: v.numpy()[i].tolist() for k, v in out.items()} for i in range(len(blobs))]
+        self._reply(200, {"predictions": preds})
+
+    def _reply(self, code, obj):
+        data = json.dumps(obj).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_rest_client_round_trip(tiny, loaded, tmp_path):
+    import cv2
+    _FakeServing.signatures = loaded.signatures
+    _FakeServing.model_name = "blur_estimator"
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FakeServing)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        blob, decoded = ec.encode_png(tiny[1][1][:48, :40])
+        (tmp_path / "photo.png").write_bytes(blob)
+        (tmp_path / "bad.jpg").write_bytes(b"nope")
+        proc = subprocess.run(
+            [sys.executable, "-I", str(CLIENT), str(tmp_path / "photo.png"), str(tmp_path / "bad.jpg"),
+             f"--server=http://127.0.0.1:{server.server_address[1]}", "--model=blur_estimator",
+             f"--out_dir={tmp_path / 'maps'}"], capture_output=True, text=True, timeout=120)
+    finally:
+        server.shutdown()
+    assert proc.returncode == 1, proc.stderr
+    assert "bad.jpg: FAILED" in proc.stderr and "HTTP 400" in proc.stderr
+    sigma = np.load(tmp_path / "maps" / "photo_sigma.npy")
+    focus = np.load(tmp_path / "maps" / "photo_focus.npy")
+    ref = ec.keras_native(tiny[0], decoded[None])[0, ..., 0]
+    np.testing.assert_allclose(sigma, ref * 7.0, atol=1e-4 * 7)
+    np.testing.assert_allclose(focus, 1.0 - ref, atol=1e-4)
+    png = cv2.imread(str(tmp_path / "maps" / "photo_sigma.png"), cv2.IMREAD_UNCHANGED)
+    assert png.shape == (48, 40) and png.dtype == np.uint8
+    np.testing.assert_allclose(png, np.round(sigma / 7.0 * 255), atol=1)

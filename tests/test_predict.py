@@ -1,0 +1,141 @@
+"""python -m tf_defocus.predict: outputs, input kinds, bad files, bad flags."""
+
+import io
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.inference_helpers import calibrated_keras_model, scene
+from tf_defocus import predict
+from tf_defocus.units import SIGMA_MAX_PX
+
+
+@pytest.fixture(scope="module")
+def model_path():
+    return calibrated_keras_model()
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """A folder with an odd-size JPEG, an EXIF-rotated JPEG, a grey PNG, a 16-bit PNG, an RGBA
+    PNG and one corrupt file."""
+    d = tmp_path_factory.mktemp("photos")
+    img, _ = scene(11, 67, 45)
+    u8 = np.round(img * 255).astype(np.uint8)
+    Image.fromarray(u8).save(d / "odd.jpg", quality=95)
+    exif = Image.Exif()
+    exif[0x0112] = 6                                   # rotate 90 degrees clockwise on display
+    Image.fromarray(u8).save(d / "rotated.jpg", exif=exif, quality=95)
+    cv2.imwrite(str(d / "gray.png"), u8[..., 0])
+    cv2.imwrite(str(d / "deep.png"), (u8.astype(np.uint16) * 257)[..., ::-1])
+    rgba = np.concatenate([u8, np.full(u8.shape[:2] + (1,), 128, np.uint8)], -1)
+    Image.fromarray(rgba, "RGBA").save(d / "alpha.png")
+    (d / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    return d
+
+
+def _config(model_path, inputs, out, **kw):
+    base = dict(inputs=tuple(str(i) for i in inputs), output_dir=str(out), model=model_path,
+                tile_size=32, tile_overlap=16)
+    base.update(kw)
+    return predict.PredictConfig(**base)
+
+
+def test_all_outputs_for_every_input_kind_and_a_corrupt_file(model_path, photos, tmp_path):
+    out = tmp_path / "out"
+    err = io.StringIO()
+    cfg = _config(model_path, [photos], out, outputs=predict.OUTPUT_KINDS)
+    assert predict.run_config(cfg, err) == 1              # one bad file -> non-zero exit
+    log = err.getvalue()
+    assert "broken.png" in log and "error:" in log and "5 ok, 1 failed" in log
+    for stem in ("odd", "rotated", "gray", "deep", "alpha"):
+        sigma = np.load(out / f"{stem}.npy")
+        expect = (67, 45) if stem == "rotated" else (45, 67)    # EXIF rotation applied
+        assert sigma.shape == expect and sigma.dtype == np.float32
+        assert 0 <= sigma.min() and sigma.max() <= SIGMA_MAX_PX
+        color = cv2.imread(str(out / f"{stem}_defocus.png"))
+        assert color.shape[0] == expect[0] and color.shape[1] > expect[1]    # legend bar added
+        focus = cv2.imread(str(out / f"{stem}_focus.png"), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_allclose(focus / 255.0, 1 - sigma / SIGMA_MAX_PX, atol=1 / 255 + 1e-6)
+        mask = cv2.imread(str(out / f"{stem}_mask.png"), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(mask == 255, sigma > 1.0)
+        sbs = cv2.imread(str(out / f"{stem}_side_by_side.png"))
+        assert sbs.shape[0] == expect[0] and sbs.shape[1] > 2 * expect[1]
+    assert not (out / "broken.npy").exists()
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]     # no temp files left
+    cfg_json = json.loads((out / predict.CONFIG_FILENAME).read_text())
+    assert cfg_json["model_kind"] == "defocus" and cfg_json["tile_size"] == 32
+
+
+def test_input_kinds_match_their_rgb_equivalent(model_path, photos, tmp_path):
+    out = tmp_path / "o"
+    assert predict.run_config(_config(model_path, [photos / "odd.jpg", photos / "deep.png",
+                                                   photos / "alpha.png"], out), io.StringIO()) == 0
+    # 16-bit and RGBA versions of the same pixels give the map of the 8-bit RGB image
+    est = predict.load_method(_config(model_path, [photos], out))
+    img, _ = scene(11, 67, 45)
+    ref = est.predict(np.round(img * 255).astype(np.uint8))
+    np.testing.assert_allclose(np.load(out / "deep.npy"), ref, atol=1e-4)
+    np.testing.assert_allclose(np.load(out / "alpha.npy"), ref, atol=1e-4)
+
+
+def test_bad_flags_fail_before_any_work(model_path, photos, tmp_path):
+    cases = [(dict(tile_size=100), "multiple of 16"), (dict(tile_overlap=8), "multiple of 16"),
+             (dict(outputs=("sigma", "bogus")), "bogus"), (dict(model=""), "needs --model"),
+             (dict(model=str(tmp_path / "none.keras")), "none.keras"),
+             (dict(method="dof_weight", model=""), "no blur unit")]
+    for kw, msg in cases:
+        out = tmp_path / f"o{len(msg)}"
+        err = io.StringIO()
+        assert predict.run_config(_config(model_path, [photos], out, **kw), err) == 2, kw
+        assert msg in err.getvalue(), (kw, err.getvalue())
+        assert not out.exists()
+
+
+def test_dof_weight_method(photos, tmp_path):
+    from tf_defocus.dof import dof_weight_map
+    from tf_defocus.imageio import read_image
+    out = tmp_path / "dof"
+    cfg = predict.PredictConfig(inputs=(str(photos / "odd.jpg"),), output_dir=str(out),
+                                method="dof_weight", outputs=("color", "focus", "mask"))
+    assert predict.run_config(cfg, io.StringIO()) == 0
+    focus = cv2.imread(str(out / "odd_focus.png"), cv2.IMREAD_UNCHANGED) / 255.0
+    ref = dof_weight_map(read_image(photos / "odd.jpg"))
+    np.testing.assert_allclose(focus, ref, atol=1 / 255 + 1e-6)
+    mask = cv2.imread(str(out / "odd_mask.png"), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(mask == 255, ref < 0.5)
+
+
+def test_missing_input_is_reported_and_others_processed(model_path, photos, tmp_path):
+    err = io.StringIO()
+    cfg = _config(model_path, [photos / "odd.jpg", tmp_path / "nope*.jpg"], tmp_path / "o")
+    assert predict.run_config(cfg, err) == 1
+    assert "nope*.jpg" in err.getvalue()
+    assert (tmp_path / "o" / "odd.npy").exists()
+
+
+def test_output_stems_are_unique(tmp_path):
+    from pathlib import Path
+    stems = predict.output_stems([Path("a/x.jpg"), Path("a/x.png"), Path("b/x.jpg"), Path("y.png")])
+    assert stems == ["x_jpg", "x_png", "x_jpg_2", "y"]
+
+
+def test_cli_subprocess_positional_and_comma_inputs(model_path, photos, tmp_path):
+    out = tmp_path / "cli"
+    cmd = [sys.executable, "-m", "tf_defocus.predict", f"--model={model_path}",
+           f"--input={photos / 'odd.jpg'},{photos / 'gray.png'}", f"--output_dir={out}",
+           "--tile_size=32", "--tile_overlap=16", "--outputs=sigma,color",
+           str(photos / "broken.png")]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 1, res.stderr[-2000:]
+    assert "broken.png" in res.stderr and "2 ok, 1 failed" in res.stderr
+    assert (out / "odd.npy").exists() and (out / "gray_defocus.png").exists()
+    bad = subprocess.run([sys.executable, "-m", "tf_defocus.predict", f"--model={model_path}",
+                          f"--input={photos}", f"--output_dir={out}", "--tile_size=30"],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "multiple of 16" in bad.stderr
