@@ -46,7 +46,12 @@ def parse_args(argv=None):
     p.add_argument("--width", type=float, default=1.0)
     p.add_argument("--kernel_sizes", default="9,1,5")
     p.add_argument("--filters", default="64,32")
-    p.add_argument("--learning_rate", type=float, default=1e-3)
+    p.add_argument("--recipe", default="adam", choices=["adam", "srcnn"],
+                   help="adam: the library's training (Adam, Glorot init); srcnn: SRCNN's own "
+                   "recipe (SGD momentum 0.9, weights N(0, 0.001), zero biases, last layer's "
+                   "learning rate / 10)")
+    p.add_argument("--learning_rate", type=float, default=None,
+                   help="default 1e-3 (adam) or 1e-4 (srcnn)")
     p.add_argument("--mask_size", type=int, default=15)
     p.add_argument("--image_dir", default=None, help="training photos (default: procedural)")
     p.add_argument("--pool_size", type=int, default=441,
@@ -59,6 +64,8 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--targets", default="weight,weighted_image")
     p.add_argument("--out_dir", default="benchmarks/results/dof_convergence")
+    p.add_argument("--pool_cache", default=None, help=".npz file: load the image pool from it if "
+                   "it exists (and was made with the same pool settings), else save it there")
     return p.parse_args(argv)
 
 
@@ -102,7 +109,8 @@ def train_one(target, base_cfg, train_pool, held_out, args, log):
     infer_model = trainer.net.inference_model()
     infer = tf.function(lambda x: infer_model(x, training=False),
                         input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
-    step = tf.function(trainer.train_step)
+    step = tf.function(trainer.train_step if args.recipe == "adam"
+                       else srcnn_step(trainer, cfg))
     batches = dof_task.patch_batches(train_pool, cfg, cfg.seed)
     rows, losses = [], []
     t0 = time.perf_counter()
@@ -125,6 +133,60 @@ def train_one(target, base_cfg, train_pool, held_out, args, log):
         train_time += time.perf_counter() - ts
         trainer.reset_train_metrics()
     return rows, trainer, infer
+
+
+def srcnn_step(trainer, cfg):
+    """SRCNN's training recipe (Dong et al., ECCV 2014, section 4): weights drawn from
+    N(0, 0.001^2), biases 0, SGD with momentum 0.9 (their Caffe solver), learning rate
+    ``cfg.learning_rate`` for the first two layers and a tenth of it for the last one."""
+    import keras
+    import tensorflow as tf
+    rng = np.random.default_rng(cfg.seed)
+    for conv in (trainer.net.conv1, trainer.net.conv2, trainer.net.conv3):
+        conv.kernel.assign(rng.normal(0.0, 1e-3, conv.kernel.shape).astype(np.float32))
+        conv.bias.assign(np.zeros(conv.bias.shape, np.float32))
+    opt = keras.optimizers.SGD(learning_rate=cfg.learning_rate, momentum=0.9)
+    variables = trainer.net.trainable_variables
+    opt.build(variables)
+    last = {id(v) for v in trainer.net.conv3.trainable_variables}
+
+    def step(data):
+        with tf.GradientTape() as tape:
+            pred, per_example = trainer._forward(data, training=True)
+            loss = tf.reduce_mean(per_example)
+        grads = tape.gradient(loss, variables)
+        grads = [g * 0.1 if id(v) in last else g for g, v in zip(grads, variables)]
+        opt.apply(grads, variables)
+        return trainer._update(trainer.train_trackers, data, pred, per_example)
+    return step
+
+
+def load_or_build_pool(cfg, cache, log):
+    """``dof_task.build_pool`` with an optional .npz cache keyed by the pool settings."""
+    from tf_defocus.imageio import atomic_path
+    from tf_defocus.training import dof_task
+    key = repr((cfg.image_dir, cfg.mask_size, cfg.pool_size, cfg.source_size, cfg.max_side,
+                cfg.seed, cfg.patch_size))
+    if cache and os.path.isfile(cache):
+        with np.load(cache, allow_pickle=False) as z:
+            if str(z["key"]) == key:
+                n = int(z["n"])
+                masks = [z[f"m{i}"] for i in range(n)] if "m0" in z else None
+                log(f"pool loaded from {cache}")
+                return dof_task.Pool([z[f"i{i}"] for i in range(n)], [z[f"w{i}"] for i in range(n)],
+                                     [str(v) for v in z["names"]], [], masks)
+            log(f"{cache} was made with other pool settings; rebuilding it")
+    pool = dof_task.build_pool(cfg, verbose=True)
+    if cache:
+        arrays = {"key": np.array(key), "n": np.array(len(pool)), "names": np.array(pool.names)}
+        for i in range(len(pool)):
+            arrays[f"i{i}"], arrays[f"w{i}"] = pool.images[i], pool.weights[i]
+            if pool.masks is not None:
+                arrays[f"m{i}"] = pool.masks[i]
+        with atomic_path(cache) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, **arrays)
+    return pool
 
 
 def first_reaching(rows, key, threshold, larger_is_better):
@@ -197,6 +259,8 @@ def main(argv=None):
     from tf_defocus.training import dof_task
 
     log = lambda m: print(m, flush=True)
+    if args.learning_rate is None:
+        args.learning_rate = 1e-3 if args.recipe == "adam" else 1e-4
     targets = [t for t in args.targets.split(",") if t]
     base = dof_task.DoFTaskConfig(
         target=targets[0], image_dir=args.image_dir, mask_size=args.mask_size,
@@ -209,11 +273,12 @@ def main(argv=None):
     write_text(os.path.join(args.out_dir, "config.json"),
                json.dumps(dict(vars(args), task=dataclasses.asdict(base)), indent=2, default=str))
     t0 = time.perf_counter()
-    pool = dof_task.build_pool(base, verbose=True)
+    pool = load_or_build_pool(base, args.pool_cache, log)
     train_pool, held_out = dof_task.split_pool(pool, base.val_images)
     log(f"pool: {len(train_pool)} training + {len(held_out)} held-out images "
         f"({time.perf_counter() - t0:.0f} s); patches {base.patch_size} px, batch "
-        f"{base.batch_size}, {args.iterations} iterations, Adam lr {base.learning_rate}, "
+        f"{base.batch_size}, {args.iterations} iterations, recipe {args.recipe} lr "
+        f"{base.learning_rate}, "
         f"DoFNet {base.kernel_sizes} {base.filters} width {base.width}")
     ceiling = classical_auc(held_out)
     if np.isfinite(ceiling):

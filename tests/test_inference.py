@@ -82,6 +82,13 @@ def test_input_types_give_the_same_map(whole):
     np.testing.assert_allclose(whole.predict(gray), whole.predict(np.stack([gray] * 3, -1)), atol=1e-6)
     with pytest.raises(ValueError, match="shape"):
         whole.predict(np.zeros((4, 4, 2), np.uint8))
+    bad = img.copy()
+    bad[3, 4, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        whole.predict(bad)
+    # out-of-range floats are clipped to [0, 1] like any other input path
+    np.testing.assert_allclose(whole.predict(img * 3 - 1), whole.predict(np.clip(img * 3 - 1, 0, 1)),
+                               atol=1e-6)
 
 
 # ----------------------------------------------------------------------------- tiled == whole

@@ -191,8 +191,8 @@ def test_deterministic_mode_gives_identical_batches(tmp_path):
 
 
 def test_in_memory_and_crops_per_image_modes(tmp_path):
-    for kw in (dict(in_memory=True), dict(crops_per_image=3)):
-        cfg = _user_config(tmp_path / str(len(kw)) / next(iter(kw)), **kw)
+    for i, kw in enumerate((dict(in_memory=True), dict(crops_per_image=1), dict(crops_per_image=3))):
+        cfg = _user_config(tmp_path / str(i), **kw)
         for el in pipeline.make_domain_datasets(cfg).take(2):
             img, sig = el["synthetic"]["image"].numpy(), el["synthetic"]["sigma_norm"].numpy()
             assert img.shape == (2, P, P, 3)

@@ -11,9 +11,12 @@ so a data set is fully determined by its flags: the same flags give the same byt
 ``--num_shards=K --shard_index=I`` (I = 0..K-1, one process or machine each, same ``--out_dir``
 or not) make disjoint parts whose union is exactly the single-run data set. Rerunning a command
 resumes: finished outputs are skipped, every file is written atomically (temp file + rename).
-``--source=rgbd``: image ``i`` uses source pair ``i % P`` (P pairs, sorted by name) with a fresh
-camera per round; ``--num_images`` defaults to P. A bad source (corrupt file, bad depth, size
-mismatch, missing partner) is reported by name and skipped; the exit code is then 1.
+Image ids are ``%08d`` of the global index for procedural scenes. ``--source=rgbd``: image
+``i`` uses source pair ``i % P`` (P pairs, sorted by name) with a fresh camera per round and
+has id ``<pair name>_<round:03d>``; ``--num_images`` defaults to P. A bad source (corrupt file,
+bad depth, size mismatch, missing partner) is reported by name and skipped; the exit code is
+then 1 (2 for bad flags or an unusable ``--rgbd_dir``). ``--num_workers=N`` renders in N
+processes (same bytes as one).
 
 Layout ``--format=syndof`` (SYNDOF's public generator, plus metadata)::
 
@@ -292,6 +295,8 @@ def run_generation(cfg, stream=None):
     if cfg.format == "syndof":
         indices = range(cfg.shard_index, n, cfg.num_shards)
         jobs = _make_jobs(cfg, indices, pairs)
+        _remove_stale_temps([out / d for d in synthesize.SYNDOF_DIRS],
+                            {j.sample_id for j in jobs})
         todo = [j for j in jobs if not synthesize.syndof_sample_complete(out, j.sample_id)]
         skipped = len(jobs) - len(todo)
         if skipped:
@@ -299,8 +304,8 @@ def run_generation(cfg, stream=None):
         progress = Progress(len(todo), stream=stream)
         runner = _Runner(cfg)
         try:
-            for res in runner.map(_skip_bad(todo, bad_names)):
-                written += _collect(res, bad, bad_names)
+            for res in runner.map(_skip_bad(todo, bad_names, progress)):
+                written += _collect(res, bad, bad_names, stream)
                 progress.update()
         finally:
             runner.close()
@@ -317,6 +322,8 @@ def run_generation(cfg, stream=None):
         files = [f for f in range(num_files) if f % cfg.num_shards == cfg.shard_index]
         total = sum(len(range(f * r, min(n, (f + 1) * r))) for f in files)
         paths = {f: out / f"data-{f:05d}-of-{num_files:05d}.tfrecord.gz" for f in files}
+        _remove_stale_temps([out], {p.stem for p in paths.values()} |
+                            {_sidecar(p).stem for p in paths.values()})
         done_files = [f for f in files if paths[f].is_file() and _sidecar(paths[f]).is_file()]
         skipped = sum(len(range(f * r, min(n, (f + 1) * r))) for f in done_files)
         if skipped:
@@ -329,8 +336,8 @@ def run_generation(cfg, stream=None):
                     continue
                 jobs = _make_jobs(cfg, range(f * r, min(n, (f + 1) * r)), pairs)
                 records, metas = [], []
-                for res in runner.map(_skip_bad(jobs, bad_names)):
-                    if _collect(res, bad, bad_names):
+                for res in runner.map(_skip_bad(jobs, bad_names, progress)):
+                    if _collect(res, bad, bad_names, stream):
                         metas.append(res[2])
                         records.append(synthesize.tfrecord_example_from_encoded(res[1], res[3], res[2]))
                     progress.update()
@@ -349,24 +356,41 @@ def run_generation(cfg, stream=None):
     return {"written": written, "skipped": skipped, "bad": bad}
 
 
+def _remove_stale_temps(dirs, stems):
+    """Delete temp files of an interrupted run (``imageio.atomic_path`` names them
+    ``.<stem>.<random>.tmp<suffix>``) -- only those of ``stems``, which this shard owns, so a
+    concurrent shard writing into the same folder is never disturbed."""
+    removed = 0
+    for d in dirs:
+        if not d.is_dir():
+            continue
+        for f in d.glob(".*.tmp*"):
+            stem = f.name[1:].rsplit(".tmp", 1)[0].rsplit(".", 1)[0]
+            if stem in stems:
+                f.unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
 def _sidecar(path):
     return path.with_name(path.name + ".jsonl")
 
 
-def _skip_bad(jobs, bad_names):
+def _skip_bad(jobs, bad_names, progress):
     """Jobs of RGB-D sources already found bad are not retried (reported once)."""
     for j in jobs:
         if j.pair is not None and j.pair.name in bad_names:
+            progress.update()
             continue
         yield j
 
 
-def _collect(res, bad, bad_names):
+def _collect(res, bad, bad_names, stream):
     if res[0] == "bad":
         if res[1] not in bad_names:
             bad_names.add(res[1])
             bad.append((res[1], res[2]))
-            sys.stderr.write(f"\nskipping bad source {res[1]}: {res[2].splitlines()[0]}\n")
+            stream.write(f"\nskipping bad source {res[1]}: {res[2].splitlines()[0]}\n")
         return 0
     return 1
 

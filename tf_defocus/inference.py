@@ -100,9 +100,26 @@ def _axis_window(starts, tile, index):
     return w
 
 
-def _pad_amounts(size, target):
-    extra = target - size
-    return extra // 2, extra - extra // 2
+def _edge_crop(img, y0, x0, th, tw):
+    """(th, tw, 3) window of ``img`` starting at (y0, x0), which may reach outside the image;
+    outside pixels replicate the nearest edge pixel."""
+    h, w = img.shape[:2]
+    if 0 <= y0 and y0 + th <= h and 0 <= x0 and x0 + tw <= w:
+        return np.ascontiguousarray(img[y0:y0 + th, x0:x0 + tw])
+    rows = np.clip(np.arange(y0, y0 + th), 0, h - 1)
+    cols = np.clip(np.arange(x0, x0 + tw), 0, w - 1)
+    return img[rows[:, None], cols[None, :]]
+
+
+def _as_rgb_float(image):
+    """Model input (H, W, 3) float32 in [0, 1]; a float32 RGB array already in range is used
+    as is (no copy: a 24 MP photo is 288 MB), anything else goes through ``to_rgb_float``."""
+    a = np.asarray(image)
+    if a.dtype == np.float32 and a.ndim == 3 and a.shape[-1] == 3 and min(a.shape[:2]) > 0:
+        lo, hi = float(a.min()), float(a.max())   # NaN propagates into min/max
+        if np.isfinite(lo) and np.isfinite(hi) and lo >= 0.0 and hi <= 1.0:
+            return a
+    return to_rgb_float(a, "image")
 
 
 def _round_up(v, m):
@@ -287,10 +304,10 @@ class _TFLiteBackend(_Backend):
         d = self._in
         if d["dtype"] == np.float32:
             return x.astype(np.float32)
+        # int8 export: uint8 input with scale 1/255, zero point 0 (real values in [0, 1]);
+        # without quantization parameters an integer input takes the raw 0..255 pixel values.
         scale, zero = d["quantization"]
-        if scale:
-            x = x / scale + zero
-        # int8 export: uint8 input, scale 1/255, zero point 0 (real values in [0, 1]).
+        x = x / scale + zero if scale else x * 255.0
         info = np.iinfo(d["dtype"])
         return np.clip(np.round(x), info.min, info.max).astype(d["dtype"])
 
@@ -383,37 +400,39 @@ class Estimator:
         image: (H,W,3) RGB / (H,W) gray / (H,W,4) RGBA, uint8, uint16 or float in [0,1].
         progress: optional callable(done_tiles, total_tiles).
         """
-        img = to_rgb_float(image, "image")
+        img = _as_rgb_float(image)
         h, w = img.shape[:2]
         (th, tw), ys, xs, (hp, wp) = self.tiles(h, w)
-        top, bottom = _pad_amounts(h, hp)
-        left, right = _pad_amounts(w, wp)
-        if top or bottom or left or right:
-            img = np.pad(img, ((top, bottom), (left, right), (0, 0)), mode="edge")
+        top = (hp - h) // 2      # the padded image is centred on the photo
+        left = (wp - w) // 2
         total = len(ys) * len(xs)
         if total == 1:
-            out = self.backend(img[None])[0]
+            out = self.backend(_edge_crop(img, -top, -left, th, tw)[None])[0]
             if progress:
                 progress(1, 1)
-        else:
-            acc = np.zeros((hp, wp), np.float32)
-            wsum = np.zeros((hp, wp), np.float32)
-            done = 0
-            for iy, y0 in enumerate(ys):
-                wy = _axis_window(ys, th, iy)
-                for ix, x0 in enumerate(xs):
-                    wx = _axis_window(xs, tw, ix)
-                    win = np.outer(wy, wx).astype(np.float32)
-                    tile = np.ascontiguousarray(img[y0:y0 + th, x0:x0 + tw])
-                    pred = self.backend(tile[None])[0]
-                    acc[y0:y0 + th, x0:x0 + tw] += pred * win
-                    wsum[y0:y0 + th, x0:x0 + tw] += win
-                    done += 1
-                    if progress:
-                        progress(done, total)
-            out = acc / wsum
-        out = out[top:top + h, left:left + w]
-        return np.ascontiguousarray(out, dtype=np.float32)
+            return np.ascontiguousarray(out[top:top + h, left:left + w], dtype=np.float32)
+        # Accumulate straight into photo-sized buffers: the padded image is never materialised,
+        # each tile is cut (with edge replication where it leaves the photo) on demand.
+        acc = np.zeros((h, w), np.float32)
+        wsum = np.zeros((h, w), np.float32)
+        done = 0
+        for iy, y0 in enumerate(ys):
+            wy = _axis_window(ys, th, iy).astype(np.float32)
+            for ix, x0 in enumerate(xs):
+                wx = _axis_window(xs, tw, ix).astype(np.float32)
+                pred = self.backend(_edge_crop(img, y0 - top, x0 - left, th, tw)[None])[0]
+                # the tile's rows/cols that fall inside the photo
+                r0, r1 = max(0, top - y0), min(th, top + h - y0)
+                c0, c1 = max(0, left - x0), min(tw, left + w - x0)
+                win = np.outer(wy[r0:r1], wx[c0:c1])
+                dst = np.s_[y0 - top + r0:y0 - top + r1, x0 - left + c0:x0 - left + c1]
+                acc[dst] += pred[r0:r1, c0:c1] * win
+                wsum[dst] += win
+                done += 1
+                if progress:
+                    progress(done, total)
+        acc /= wsum
+        return acc
 
     def predict(self, image, progress=None):
         """Defocus map: float32 sigma [px], shape (H, W) of the input (see ``predict_native``)."""

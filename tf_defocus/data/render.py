@@ -12,12 +12,15 @@ CoC <= 1 px (sigma 0) are merged into one sharp layer since sharp layers cannot 
 The label ``sigma_px`` is the layer's sigma = max(0, (CoC - 1) / 4), exactly the blur rendered.
 
 Occlusion edges (no halos, no darkening): the colour behind a layer is unknown where nearer
-layers cover it. Before a blurred layer is composited, every pixel its blurred coverage touches
-that is not yet opaque in the accumulated (farther) image is filled by extending the farther
-image's colour inward (push-pull inpainting: premultiplied pyramid down, normalised fill back
-up) -- the role of SYNDOF's ``regionfill`` of the occluded background. The final image is the
-accumulated premultiplied colour divided by its coverage. A scene of one flat colour therefore
-renders exactly flat.
+layers cover it. Before a blurred layer is composited, its own pixels where the accumulated
+(farther) image is not yet opaque and the blurred layer is not opaque either are made opaque
+with an estimate of what lies behind: the normalised colour already there (the blurred spill of
+the layers just behind, which keeps continuous slanted surfaces seamless) or else the
+normalised convolution of the accumulated image, i.e. the nearby background extended behind
+the layer -- the role of SYNDOF's ``regionfill`` of the occluded background. The final image is
+the accumulated premultiplied colour divided by its coverage (SYNDOF's ``merged_image ./
+merged_mask``). A scene of one flat colour therefore renders exactly flat, and a blurred
+foreground fades smoothly over a sharp background on both sides of its edge.
 
 PSFs:
 * ``gaussian``: Gaussian of the layer's sigma applied to the sRGB values (SYNDOF's domain).
@@ -27,8 +30,12 @@ PSFs:
   sRGB), then Poisson-Gaussian sensor noise (shot + read, in linear light) and a JPEG
   re-encode at a random quality.
 
-Speed: each layer is processed inside its bounding box grown by the PSF radius (exact, the
-layer is zero outside it); empty bins are skipped; OpenCV does the filtering.
+Speed: each layer is split into spatially separate pieces (16-px tile connectivity) processed
+inside their bounding boxes grown by the PSF radius, or in horizontal bands for thin slanted
+strips (exact: the layer is zero outside); empty bins are skipped; kernels of sigma >= 2.5 px
+(gaussian) / 4 px (disc) run at half resolution through an image pyramid whose own variance is
+subtracted; OpenCV does all filtering. About 0.25 s (gaussian) / 0.35 s (disc) of one CPU core
+per 640x480 procedural image with ~250 layers.
 """
 
 import dataclasses
@@ -143,16 +150,6 @@ def aperture_kernel(sigma_px, blades=0, rotation_deg=0.0, supersample=8):
     return (k / k.sum()).astype(np.float32)
 
 
-def _kernel_std(k):
-    """Per-axis standard deviation [px] of a 2D kernel (mean of x and y)."""
-    k = k / k.sum()
-    n = k.shape[0]
-    c = np.arange(n) - (n - 1) / 2
-    vx = (k.sum(0) * c * c).sum()
-    vy = (k.sum(1) * c * c).sum()
-    return math.sqrt(0.5 * (vx + vy))
-
-
 # ----------------------------------------------------------------------------- layering
 @dataclasses.dataclass
 class Layers:
@@ -213,9 +210,10 @@ def _layer_windows(occupied, radius, tile, shape):
     """Split one layer into pieces whose blurred footprints cannot touch.
 
     occupied: (ty, tx) bool tiles holding the layer. radius: PSF radius [px].
-    Yields (y0, y1, x0, x1, tile_mask) windows in pixels; tile_mask is None when the layer is one
-    piece, else a (y1-y0, x1-x0) bool mask of the piece's own tiles. Each window extends at least
-    ``radius`` px beyond the piece's tiles (or to the image border).
+    Yields (y0, y1, x0, x1, own, grown) windows in pixels: ``own`` is None when the layer is one
+    piece, else a (y1-y0, x1-x0) bool mask of the piece's own tiles; ``grown`` is the piece's
+    tiles dilated by ``radius`` (tile units, relative to the window). Each window extends at
+    least ``radius`` px beyond the piece's pixels (or to the image border).
     """
     h, w = shape
     d = -(-radius // tile)
@@ -230,43 +228,81 @@ def _layer_windows(occupied, radius, tile, shape):
         union = (x1 - x0) * (y1 - y0)
         pieces = int((stats[1:, 2] * stats[1:, 3]).sum())
         if union * tile * tile <= pieces * tile * tile + PIECE_OVERHEAD_PX * (n - 2):
-            yield y0 * tile, min(h, y1 * tile), x0 * tile, min(w, x1 * tile), None
-            return
+            n = 2
+            stats = np.array([[0, 0, 0, 0, 0], [x0, y0, x1 - x0, y1 - y0, 0]])
+            labels = (grown > 0).astype(np.int32)
     for c in range(1, n):
         tx0, ty0, tw, th = stats[c, :4]
         y0, y1 = ty0 * tile, min(h, (ty0 + th) * tile)
         x0, x1 = tx0 * tile, min(w, (tx0 + tw) * tile)
+        piece = labels[ty0:ty0 + th, tx0:tx0 + tw] == c
         if n == 2:
-            yield y0, y1, x0, x1, None
+            yield y0, y1, x0, x1, None, piece
             continue
-        own = (labels[ty0:ty0 + th, tx0:tx0 + tw] == c) & occupied[ty0:ty0 + th, tx0:tx0 + tw]
+        own = piece & occupied[ty0:ty0 + th, tx0:tx0 + tw]
         own = np.repeat(np.repeat(own, tile, 0), tile, 1)[:y1 - y0, :x1 - x0]
-        yield y0, y1, x0, x1, own
+        yield y0, y1, x0, x1, own, piece
 
 
-def _fill_behind(dst, hole, own, blur):
-    """Make the accumulated image opaque at ``hole`` pixels, in place.
+def _bands(m, grown, radius, tile):
+    """Plan the filtering of one piece: list of (in_rows, out_rows, cols) slices (window px).
 
-    dst: premultiplied RGBA crop (h, w, 4) of the layers composited so far; hole: (h, w) bool;
-    own: the current layer's blurred premultiplied RGBA; blur: that layer's PSF.
-    A pixel that is already partly covered (typically by the blurred spill of the layers just
-    behind) keeps its normalised colour. An empty one takes the normalised convolution of the
-    accumulated image with the layer's PSF, i.e. the nearby background extended behind the
-    layer; where no background is within reach it falls back to the layer's own colour.
+    m: (H, W) bool piece mask in its window; grown: its dilated tiles. Either one tight box
+    around the piece grown by ``radius`` or, when cheaper (thin slanted strips whose box is
+    mostly empty), horizontal bands: each filters its rows +- radius over the x-range of the
+    dilated tiles there and keeps only its own rows (exact: the blur is local).
     """
-    d = dst[hole]
+    hh, ww = m.shape
+    rows = np.flatnonzero(m.any(1))
+    if rows.size == 0:
+        return []
+    cols = np.flatnonzero(m.any(0))
+    y0, y1 = max(0, rows[0] - radius), min(hh, rows[-1] + 1 + radius)
+    x0, x1 = max(0, cols[0] - radius), min(ww, cols[-1] + 1 + radius)
+    single = [(slice(y0, y1), slice(y0, y1), slice(x0, x1))]
+    cost_single = (y1 - y0) * (x1 - x0) + PIECE_OVERHEAD_PX
+    band = tile * max(2, -(-2 * radius // tile))
+    if (y1 - y0) <= 2 * band:
+        return single
+    plan, cost = [], 0
+    any_cols = grown.any(0)
+    for oy0 in range((y0 // tile) * tile, y1, band):
+        oy0, oy1 = max(oy0, y0), min(oy0 + band, y1)
+        iy0, iy1 = max(0, oy0 - radius), min(hh, oy1 + radius)
+        tiles = grown[iy0 // tile:-(-iy1 // tile)].any(0) & any_cols
+        if not tiles.any():
+            continue
+        tx = np.flatnonzero(tiles)
+        bx0, bx1 = max(x0, tx[0] * tile), min(x1, (tx[-1] + 1) * tile)
+        plan.append((slice(iy0, iy1), slice(oy0, oy1), slice(bx0, bx1)))
+        cost += (iy1 - iy0) * (bx1 - bx0) + PIECE_OVERHEAD_PX
+    return plan if cost < cost_single else single
+
+
+def _fill_values(dst, out_rows, hole, own, blur):
+    """Opaque RGBA to put behind the layer at ``hole`` pixels (k, 4) float32.
+
+    dst: premultiplied RGBA crop (h, w, 4) of the layers composited so far (input rows);
+    out_rows: the rows of ``dst`` being updated; hole: bool mask over those rows; own: the
+    current layer's blurred premultiplied RGBA (input rows); blur: a blur of about the layer's
+    size. A pixel that is already partly covered (typically by the blurred spill of the layers
+    just behind) keeps its normalised colour. An empty one takes the normalised convolution of
+    the accumulated image, i.e. the nearby background extended behind the layer; where no
+    background is within reach it falls back to the layer's own colour.
+    """
+    d = dst[out_rows][hole]
     a = d[:, 3:]
     covered = a > _FILL_ALPHA_MIN
     if covered.all():
         d[:, :3] /= a
     else:
-        nb = blur(dst)[hole]
-        ow = own[hole]
+        nb = blur(dst)[out_rows][hole]
+        ow = own[out_rows][hole]
         est = (nb[:, :3] + _OWN_FILL_WEIGHT * ow[:, :3]) / np.maximum(
             nb[:, 3:] + _OWN_FILL_WEIGHT * ow[:, 3:], 1e-12)
         d[:, :3] = np.where(covered, d[:, :3] / np.maximum(a, _FILL_ALPHA_MIN), est)
     d[:, 3] = 1.0
-    dst[hole] = d
+    return d
 
 
 def _composite(colour, layers, kernel_for, radius_for, info):
@@ -302,31 +338,36 @@ def _composite(colour, layers, kernel_for, radius_for, info):
         r = radius_for(sigma)
         blur = kernel_for(sigma)
         fill_blur = _gaussian_blur(sigma)
-        for y0, y1, x0, x1, own in _layer_windows(occupied[i], r, TILE_PX, (h, w)):
+        for y0, y1, x0, x1, own, grown in _layer_windows(occupied[i], r, TILE_PX, (h, w)):
             m = index[y0:y1, x0:x1] == i
             if own is not None:
                 m &= own
-            # Tight box around the piece, grown by the PSF radius.
-            rows = np.flatnonzero(m.any(1))
-            cols = np.flatnonzero(m.any(0))
-            if rows.size == 0:
-                continue
-            by0, by1 = max(0, rows[0] - r), min(y1 - y0, rows[-1] + 1 + r)
-            bx0, bx1 = max(0, cols[0] - r), min(x1 - x0, cols[-1] + 1 + r)
-            m = m[by0:by1, bx0:bx1]
-            ys, xs = slice(y0 + by0, y0 + by1), slice(x0 + bx0, x0 + bx1)
-            blurred = blur(rgba[ys, xs] * m[..., None])
-            blurs += 1
-            a = blurred[..., 3]
-            dst = acc[ys, xs]
-            # Fill behind the layer's own pixels only: nearer pixels it spills onto fill
-            # themselves when their layer comes (their background is this layer).
-            # Only where the layer is not opaque after blurring does the background show.
-            hole = m & (dst[..., 3] < 1.0 - 1e-5) & (a < 1.0 - 1e-5)
-            if hole.any():
-                _fill_behind(dst, hole, blurred, fill_blur)
-            dst *= (1.0 - a)[..., None]
-            dst += blurred
+            # Compute every band from the accumulated image before this layer, then apply.
+            updates = []
+            for in_rows, out_rows, cols in _bands(m, grown, r, TILE_PX):
+                mm = m[in_rows, cols]
+                if not mm.any():
+                    continue
+                ys = slice(y0 + in_rows.start, y0 + in_rows.stop)
+                xs = slice(x0 + cols.start, x0 + cols.stop)
+                blurred = blur(rgba[ys, xs] * mm[..., None])
+                blurs += 1
+                rel = slice(out_rows.start - in_rows.start, out_rows.stop - in_rows.start)
+                own_out = blurred[rel]
+                dst_in = acc[ys, xs]
+                dst = dst_in[rel]
+                a = own_out[..., 3]
+                # Fill behind the layer's own pixels only, and only where the blurred layer
+                # is not opaque: nearer pixels it spills onto are filled when their layer
+                # comes (their background is this layer).
+                hole = mm[rel] & (dst[..., 3] < 1.0 - 1e-5) & (a < 1.0 - 1e-5)
+                fill = _fill_values(dst_in, rel, hole, blurred, fill_blur) if hole.any() else None
+                updates.append((dst, own_out, hole, fill))
+            for dst, own_out, hole, fill in updates:
+                if fill is not None:
+                    dst[hole] = fill
+                dst *= 1.0 - own_out[..., 3:4]
+                dst += own_out
     info["num_blurred_pieces"] = blurs
     alpha = np.maximum(acc[..., 3:4], 1e-6)
     return acc[..., :3] / alpha

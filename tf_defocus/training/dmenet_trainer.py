@@ -258,11 +258,11 @@ class DMENetTrainer(keras.Model):
                 if n in self.train_trackers}
 
     @staticmethod
-    def _apply(optimizer, tape, loss, variables):
-        """Loss-scaled gradients of ``loss``; variables the loss does not reach are skipped
-        (e.g. the aux heads when the aux loss is off)."""
-        scaled = optimizer.scale_loss(loss)
-        grads = tape.gradient(scaled, variables)
+    def _apply(optimizer, tape, scaled_loss, variables):
+        """Apply the gradients of ``scaled_loss`` (``optimizer.scale_loss(loss)``, computed
+        inside ``tape``); variables the loss does not reach are skipped (e.g. the aux heads
+        when the aux loss is off). LossScaleOptimizer unscales them in ``apply``."""
+        grads = tape.gradient(scaled_loss, variables)
         pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
         if not pairs:
             raise ValueError("the loss does not depend on any of the optimised variables")
@@ -284,7 +284,8 @@ class DMENetTrainer(keras.Model):
             out = self.blur_estimator(syn["image"], training=True)
             mse = losses.mse_per_example(out["defocus"], syn["sigma_norm"])
             loss = losses.replica_mean(mse)
-        self._apply(self.b_optimizer, tape, loss, b_vars)
+            scaled = self.b_optimizer.scale_loss(loss)
+        self._apply(self.b_optimizer, tape, scaled, b_vars)
         self._track("total", mse)
         self._track("mse", mse)
         logs = self._logs()
@@ -342,8 +343,9 @@ class DMENetTrainer(keras.Model):
                 self._track_value("adversarial_bce",
                                   0.5 * (tf.reduce_mean(adv_m) + tf.reduce_mean(adv_u)),
                                   tf.shape(adv_m)[0])
+            scaled = self.b_optimizer.scale_loss(total)
 
-        self._apply(self.b_optimizer, tape, total, g_vars)
+        self._apply(self.b_optimizer, tape, scaled, g_vars)
         # ``total`` is this replica's share of the global mean: x replicas = local mean.
         self._track_value("total", total * _num_replicas(), tf.shape(mse)[0])
         return self._logs()
@@ -367,7 +369,8 @@ class DMENetTrainer(keras.Model):
             loss = self.weights_cfg.adversarial * (
                 losses.replica_mean(l_s)
                 + 0.5 * (losses.replica_mean(l_m) + losses.replica_mean(l_u)))
-        self._apply(self.d_optimizer, tape, loss, d_vars)
+            scaled = self.d_optimizer.scale_loss(loss)
+        self._apply(self.d_optimizer, tape, scaled, d_vars)
         self._track_value("d_bce", tf.reduce_mean(l_s) + 0.5 * (
             tf.reduce_mean(l_m) + tf.reduce_mean(l_u)), tf.shape(l_s)[0])
         acc = tf.concat([losses.domain_accuracy_per_example(logit_s, losses.SYNTHETIC_LABEL),

@@ -1,0 +1,415 @@
+"""DMENet training system: losses, trainer, loop (checkpoints, resume, NaN stop), strategy, CLI.
+
+Tiny networks (width 1/16) on 32 px patches; most steps run eagerly (tracing the full BDSC step
+costs far more than running it at this size).
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_defocus.training import losses
+from tf_defocus.training.dmenet_task import DMENetTaskConfig, build_trainer, float32_inference_model
+from tf_defocus.training.dmenet_trainer import VARIANTS, DMENetTrainer
+from tf_defocus.training.loop import NonFiniteLossError, run_training
+from tf_defocus.training.task import TrainingTask
+
+P = 32
+WIDTH = 0.0625
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_cfg(**kw):
+    base = dict(width=WIDTH, patch_size=P, batch_synthetic=2, batch_real_mask=2,
+                batch_real_unlabelled=2, variant="BDSC")
+    base.update(kw)
+    return DMENetTaskConfig(**base)
+
+
+def make_element(seed=0, batch=2, size=P):
+    """One training element with a learnable synthetic label (blur grows to the right)."""
+    rng = np.random.default_rng(seed)
+    ramp = np.tile(np.linspace(0.0, 1.0, size, dtype=np.float32), (size, 1))
+    sigma = np.stack([np.roll(ramp, 3 * i, axis=1) for i in range(batch)])[..., None]
+    image = rng.random((batch, size, size, 3), np.float32) * (1.0 - 0.7 * sigma)
+    return {"synthetic": {"image": image, "sigma_norm": sigma},
+            "real_mask": {"image": rng.random((batch, size, size, 3), np.float32),
+                          "mask": (rng.random((batch, size, size, 1)) > 0.5).astype(np.float32)},
+            "real_unlabelled": {"image": rng.random((batch, size, size, 3), np.float32)}}
+
+
+def trainable_snapshot(model):
+    return [np.array(v) for v in model.trainable_variables] if model is not None else []
+
+
+def changed(before, model):
+    return any(not np.array_equal(a, np.asarray(v))
+               for a, v in zip(before, model.trainable_variables))
+
+
+def dataset_of(elements):
+    stacked = tf.nest.map_structure(lambda *a: np.stack(a), *elements)
+    return tf.data.Dataset.from_tensor_slices(stacked)
+
+
+def task_for(trainer, elements, repeat=True):
+    ds = dataset_of(elements)
+    return TrainingTask(trainer=trainer, train_dataset=ds.repeat() if repeat else ds,
+                        val_dataset=None,
+                        inference_model=lambda: float32_inference_model(trainer.blur_estimator))
+
+
+# ------------------------------------------------------------------------------------- losses
+
+def test_aux_targets_use_tf1_align_corners_nearest():
+    h = 48
+    y = np.random.default_rng(0).random((1, h, h, 1)).astype(np.float32)
+    for factor in (2, 4, 16):
+        out = np.asarray(losses.downsample_nearest_aligned(tf.constant(y), factor))
+        n = h // factor
+        # TF1 resize_nearest_neighbor(align_corners=True): src = round(i * (in-1) / (out-1)).
+        idx = np.floor(np.arange(n) * (h - 1) / (n - 1) + 0.5).astype(int)
+        np.testing.assert_array_equal(out, y[:, idx][:, :, idx])
+        assert not np.array_equal(out, np.asarray(tf.image.resize(y, (n, n), "nearest"))) \
+            or factor == 2   # differs from TF2 nearest sampling
+    np.testing.assert_array_equal(losses.downsample_nearest_aligned(y, 1), y)
+
+
+def test_per_example_losses_and_replica_mean():
+    a = np.zeros((2, 4, 4, 1), np.float32)
+    b = np.stack([np.full((4, 4, 1), 0.5), np.full((4, 4, 1), 1.0)]).astype(np.float32)
+    np.testing.assert_allclose(losses.mse_per_example(a, b), [0.25, 1.0])
+    np.testing.assert_allclose(losses.replica_mean(losses.mse_per_example(a, b)), 0.625)
+    logits = np.array([[[[0.0]]], [[[100.0]]]], np.float32)
+    bce = np.asarray(losses.bce_logits_per_example(logits, 1.0))
+    np.testing.assert_allclose(bce, [np.log(2.0), 0.0], atol=1e-6)
+    acc = np.asarray(losses.domain_accuracy_per_example(logits, 1.0))
+    np.testing.assert_allclose(acc, [0.0, 1.0])
+
+
+# ------------------------------------------------------------------------------------ trainer
+
+def test_each_optimizer_touches_only_its_networks():
+    t = build_trainer(tiny_cfg())
+    t.set_phase("joint")
+    ids = lambda vs: {id(v) for v in vs}
+    b_ids = ids(t.blur_estimator.trainable_variables) | ids(t.calibrator.trainable_variables)
+    assert ids(t.generator_variables) == b_ids
+    assert ids(t.discriminator_variables) == ids(t.discriminator.trainable_variables)
+    assert not (ids(t.generator_variables) & ids(t.discriminator_variables))
+    assert not t.content.trainable_variables
+    c_before = [np.array(v) for v in t.content.weights]
+    el = make_element()
+
+    # B's optimizer frozen (lr 0): only D may change.
+    t.b_optimizer.learning_rate = 0.0
+    snaps = {k: trainable_snapshot(getattr(t, k))
+             for k in ("blur_estimator", "calibrator", "discriminator")}
+    t.train_step(el)
+    assert changed(snaps["discriminator"], t.discriminator)
+    assert not changed(snaps["blur_estimator"], t.blur_estimator)
+    assert not changed(snaps["calibrator"], t.calibrator)
+
+    # D's optimizer frozen: B and S change, D does not.
+    t.b_optimizer.learning_rate = 1e-3
+    t.d_optimizer.learning_rate = 0.0
+    snaps = {k: trainable_snapshot(getattr(t, k))
+             for k in ("blur_estimator", "calibrator", "discriminator")}
+    t.train_step(el)
+    assert changed(snaps["blur_estimator"], t.blur_estimator)
+    assert changed(snaps["calibrator"], t.calibrator)
+    assert not changed(snaps["discriminator"], t.discriminator)
+    for a, v in zip(c_before, t.content.weights):
+        np.testing.assert_array_equal(a, np.asarray(v))
+    assert [int(o.iterations) for o in t.optimizers] == [2, 2]
+
+
+def test_pretrain_phase_trains_b_alone_with_mse():
+    t = build_trainer(tiny_cfg(pretrain_steps=5))
+    assert t.phase_for_step(0) == "pretrain" and t.phase_for_step(5) == "joint"
+    t.set_phase("pretrain")
+    d0, s0 = trainable_snapshot(t.discriminator), trainable_snapshot(t.calibrator)
+    b0 = trainable_snapshot(t.blur_estimator)
+    logs = t.train_step(make_element())
+    assert sorted(logs) == ["mse", "total"]
+    assert changed(b0, t.blur_estimator)
+    assert not changed(d0, t.discriminator) and not changed(s0, t.calibrator)
+    assert int(t.d_optimizer.iterations) == 0
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_each_ablation_variant_runs_one_step(name):
+    variant = VARIANTS[name]
+    t = build_trainer(tiny_cfg(variant=name))
+    t.set_phase("joint")
+    assert (t.discriminator is not None) == variant.discriminator
+    assert (t.calibrator is not None) == variant.calibrator
+    assert (t.content is not None) == variant.content
+    assert len(t.optimizers) == (2 if variant.discriminator else 1)
+    logs = {k: float(v) for k, v in t.train_step(make_element()).items()}
+    expected = {"total", "mse"}
+    expected |= {"aux_mse"} if variant.aux else set()
+    expected |= {"content"} if variant.content else set()
+    expected |= {"calibration_bce"} if variant.calibrator else set()
+    expected |= {"adversarial_bce", "d_bce", "d_accuracy"} if variant.discriminator else set()
+    assert set(logs) == expected
+    assert all(np.isfinite(v) for v in logs.values())
+    assert logs["total"] >= logs["mse"]
+    assert t.variant.name == name
+
+
+def test_tiny_overfit_halves_the_mse():
+    keras.utils.set_random_seed(0)
+    t = build_trainer(tiny_cfg(variant="B", learning_rate=2e-3))
+    t.set_phase("joint")
+    t.make_train_function(force=True)    # graph mode, as in real training
+    el = tf.nest.map_structure(tf.constant, make_element(batch=2))
+    mses = []
+    for _ in range(40):
+        t.reset_train_metrics()
+        mses.append(float(t.train_function([el])["mse"]))
+    assert mses[-1] < 0.5 * mses[0], mses
+
+
+def test_mixed_float16_wraps_optimizers_and_keeps_float32_losses():
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        t = build_trainer(tiny_cfg(variant="BDSC"))
+        assert all(isinstance(o, keras.optimizers.LossScaleOptimizer) for o in t.optimizers)
+        t.set_phase("joint")
+        logs = t.train_step(make_element())
+        assert all(v.dtype == tf.float32 and np.isfinite(float(v)) for v in logs.values())
+        out = t.blur_estimator(make_element()["synthetic"]["image"])
+        assert out["defocus"].dtype == tf.float32
+        model = float32_inference_model(t.blur_estimator)
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+    assert all(l.dtype_policy.name == "float32" for l in model.layers)
+
+
+# ------------------------------------------------------------------------------------ loop
+
+def test_checkpoint_restores_every_network_and_optimizer(tmp_path):
+    messages = []
+    t = build_trainer(tiny_cfg(variant="BDSC", pretrain_steps=1))
+    t.run_eagerly = True
+    res = run_training(task_for(t, [make_element(0), make_element(1)]), tmp_path, 2,
+                       checkpoint_every=1, log_every=1, verbose=0, log=messages.append)
+    assert res.step == 2
+    assert any("phase 'joint' from step 1" in m for m in messages)
+    assert [int(o.iterations) for o in t.optimizers] == [2, 1]   # D skips the pretrain step
+    assert sorted(p.name for p in (tmp_path / "checkpoints").glob("*.index")) == [
+        "ckpt-1.index", "ckpt-2.index"]
+    model = keras.saving.load_model(tmp_path / "blur_estimator.keras")
+    assert model.name == "blur_estimator"
+    x = make_element()["synthetic"]["image"]
+    np.testing.assert_allclose(model(x), t.blur_estimator(x, training=False)["defocus"],
+                               atol=1e-6)
+    assert json.loads((tmp_path / "blur_estimator.keras.json").read_text())["kind"] == "defocus"
+
+    # A fresh trainer (other initial weights) restored from the directory: identical state.
+    keras.utils.set_random_seed(123)
+    t2 = build_trainer(tiny_cfg(variant="BDSC", pretrain_steps=1))
+    t2.run_eagerly = True
+    messages.clear()
+    res2 = run_training(task_for(t2, [make_element(0)]), tmp_path, 2, verbose=0,
+                        log=messages.append)
+    assert (res2.start_step, res2.step) == (2, 2)
+    assert any("resuming from step 2" in m for m in messages)
+    for o1, o2 in zip(t.optimizers, t2.optimizers):
+        assert len(o1.variables) == len(o2.variables)
+        for a, b in zip(o1.variables, o2.variables):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)
+    for net in ("blur_estimator", "discriminator", "calibrator", "content"):
+        for a, b in zip(getattr(t, net).weights, getattr(t2, net).weights):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)
+
+    # A larger total continues from step 2 with the restored optimizers.
+    res3 = run_training(task_for(t2, [make_element(0)]), tmp_path, 3, verbose=0,
+                        log=messages.append)
+    assert (res3.start_step, res3.step) == (2, 3)
+    assert [int(o.iterations) for o in t2.optimizers] == [3, 2]
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    t = build_trainer(tiny_cfg(variant="B"))
+    t.run_eagerly = True
+    bad = make_element(2)
+    bad["synthetic"]["image"][0, 0, 0, 0] = np.nan
+    task = task_for(t, [make_element(0), make_element(1), bad, make_element(3)], repeat=False)
+    with pytest.raises(NonFiniteLossError) as info:
+        run_training(task, tmp_path, 10, checkpoint_every=1, log_every=1, verbose=0,
+                     log=lambda m: None)
+    assert info.value.step == 3
+    assert "non-finite loss at step 3" in str(info.value)
+    assert info.value.last_checkpoint.endswith("ckpt-2")
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-2")
+    assert not (tmp_path / "blur_estimator.keras").exists()
+    reader = tf.train.load_checkpoint(str(tmp_path / "checkpoints" / "ckpt-2"))
+    assert reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 2
+    for name, _ in tf.train.list_variables(str(tmp_path / "checkpoints" / "ckpt-2")):
+        value = reader.get_tensor(name)
+        if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+            assert np.all(np.isfinite(value)), name
+
+
+MIRRORED_SCRIPT = textwrap.dedent("""
+    import json, numpy as np, tensorflow as tf
+    cpus = tf.config.list_physical_devices("CPU")
+    tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras
+    from tf_defocus.training.dmenet_task import DMENetTaskConfig, build_trainer
+
+    P = 32
+    rng = np.random.default_rng(0)
+
+    def twice(shape, binary=False):
+        # Both replicas get the same half, so per-replica BatchNorm statistics equal the
+        # statistics of the whole batch on one device: the losses must then agree exactly.
+        a = rng.random(shape).astype(np.float32)
+        a = (a > 0.5).astype(np.float32) if binary else a
+        return np.concatenate([a, a], axis=0)
+
+    elements = [{"synthetic": {"image": twice((1, P, P, 3)), "sigma_norm": twice((1, P, P, 1))},
+                 "real_mask": {"image": twice((1, P, P, 3)), "mask": twice((1, P, P, 1), True)},
+                 "real_unlabelled": {"image": twice((1, P, P, 3))}} for _ in range(2)]
+    cfg = DMENetTaskConfig(width=0.0625, patch_size=P, variant="BDSC", batch_synthetic=2,
+                           batch_real_mask=2, batch_real_unlabelled=2)
+
+    def run(strategy, init=None):
+        with strategy.scope():
+            t = build_trainer(cfg)
+            # SGD: unlike Adam, its update is proportional to the gradient scale.
+            t.compile(b_optimizer=keras.optimizers.SGD(0.01),
+                      d_optimizer=keras.optimizers.SGD(0.01), run_eagerly=True)
+            if init is not None:
+                for v, value in zip(t.weights, init):
+                    v.assign(value)
+        start = {id(v): np.asarray(v) for v in t.weights}
+        train_vars = t.generator_variables + t.discriminator_variables
+        before = [start[id(v)] for v in train_vars]
+        t.set_phase("joint")
+        t.make_train_function(force=True)
+        ds = tf.data.Dataset.from_tensor_slices(
+            tf.nest.map_structure(lambda *a: np.stack(a), *elements))
+        it = iter(strategy.experimental_distribute_dataset(ds))
+        logs = []
+        for _ in range(2):
+            t.reset_train_metrics()
+            logs.append({k: float(v) for k, v in t.train_function([next(it)]).items()})
+        after = [np.asarray(v) for v in train_vars]
+        return [np.asarray(v) for v in t.weights], before, after, logs
+
+    init, before, one_after, one = run(tf.distribute.get_strategy())
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    _, _, two_after, two = run(strategy, init)
+    norm = lambda xs: float(np.sqrt(sum(np.sum(np.square(x)) for x in xs)))
+    print("RESULT " + json.dumps({
+        "replicas": strategy.num_replicas_in_sync, "one": one, "two": two,
+        "update": norm([a - b for a, b in zip(one_after, before)]),
+        "diff": norm([a - b for a, b in zip(one_after, two_after)])}))
+""")
+
+
+def test_mirrored_strategy_matches_one_device():
+    proc = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT], capture_output=True,
+                          text=True, timeout=600, cwd=REPO)
+    lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, proc.stderr[-3000:]
+    r = json.loads(lines[-1][len("RESULT "):])
+    assert r["replicas"] == 2
+    for one, two, rtol in ((r["one"][0], r["two"][0], 1e-4), (r["one"][1], r["two"][1], 1e-3)):
+        assert set(one) == set(two)
+        for k in one:
+            np.testing.assert_allclose(two[k], one[k], rtol=rtol, atol=1e-6, err_msg=k)
+    # Same updates (a replica-scaling error would change them by a factor of 2).
+    assert r["update"] > 0
+    assert r["diff"] < 0.05 * r["update"], r
+
+
+# ------------------------------------------------------------------------------------ CLI
+
+TINY_FLAGS = """\
+--task=dmenet
+--variant=B
+--width=0.0625
+--patch_size=32
+--batch_synthetic=2
+--train_steps=100000
+--checkpoint_every=1
+--log_every=1
+--image_every=2
+--pool_size=3
+--pool_width=48
+--pool_height=48
+--pool_workers=1
+--val_num_images=0
+"""
+
+
+def _cli(args, **kw):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, "-m", "tf_defocus.train", *args], cwd=REPO,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, **kw)
+
+
+def _latest_step(ckpt_dir):
+    latest = tf.train.latest_checkpoint(str(ckpt_dir))
+    if latest is None:
+        return None
+    return int(tf.train.load_variable(latest, "step/.ATTRIBUTES/VARIABLE_VALUE"))
+
+
+def test_cli_sigkill_then_resume_end_to_end(tmp_path):
+    flagfile = tmp_path / "tiny.flags"
+    flagfile.write_text(TINY_FLAGS)
+    model_dir = tmp_path / "run"
+    common = [f"--flagfile={flagfile}", f"--model_dir={model_dir}",
+              f"--cache_dir={tmp_path / 'cache'}", "--noprogress"]
+    proc = _cli(common)
+    ckpt_dir = model_dir / "checkpoints"
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            step = _latest_step(ckpt_dir) if (ckpt_dir / "checkpoint").exists() else None
+            if step is not None and step >= 2:
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.stdout.read()
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    killed_at = _latest_step(ckpt_dir)
+    assert killed_at >= 2
+    assert not (model_dir / "blur_estimator.keras").exists()
+    config = json.loads((model_dir / "config.json").read_text())
+    assert config["variant"] == "B" and config["width"] == 0.0625
+
+    # Rerun with a total a little above the checkpoint (flag after the flagfile wins).
+    total = killed_at + 2
+    proc = _cli(common + [f"--train_steps={total}"])
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    assert f"resuming from step {killed_at}" in out
+    assert _latest_step(ckpt_dir) == total
+    latest = tf.train.latest_checkpoint(str(ckpt_dir))
+    assert tf.train.load_variable(latest, "optimizer_0/_iterations/.ATTRIBUTES/VARIABLE_VALUE") \
+        == total
+    assert json.loads((model_dir / "config.json").read_text())["train_steps"] == total
+    assert list((model_dir / "logs" / "train").glob("events.out.tfevents.*"))
+    model = keras.saving.load_model(model_dir / "blur_estimator.keras")
+    y = np.asarray(model(np.zeros((1, 32, 48, 3), np.float32)))
+    assert y.shape == (1, 32, 48, 1) and np.all((y >= 0) & (y <= 1))
+    assert (model_dir / "blur_estimator.keras.json").is_file()
