@@ -58,11 +58,12 @@ def to_rgb_float(array, name="<array>"):
     return np.ascontiguousarray(out)
 
 
-def read_image(path):
-    """Read an image file as float32 RGB in [0, 1], (H, W, 3), EXIF orientation applied.
+def read_raw_image(path, flags=cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR):
+    """Decode an image file as stored: (H, W) or (H, W, C) uint8/uint16, OpenCV (BGR) order.
 
-    Raises ``ImageReadError`` (naming ``path``) for a missing, corrupt, truncated or non-image
-    file, or an image smaller than ``MIN_IMAGE_SIDE`` px on a side.
+    The default flags keep 16-bit data and the channel count and, unlike
+    ``cv2.IMREAD_UNCHANGED``, apply the EXIF orientation tag (alpha is dropped). Raises
+    ``ImageReadError`` naming ``path`` for a missing, empty, corrupt, truncated or non-image file.
     """
     path = str(path)
     if not os.path.isfile(path):
@@ -70,13 +71,23 @@ def read_image(path):
     data = np.fromfile(path, dtype=np.uint8)
     if data.size == 0:
         raise ImageReadError(f"{path}: empty file")
-    # ANYDEPTH keeps 16-bit; ANYCOLOR keeps grayscale as 1 channel; unlike IMREAD_UNCHANGED this
-    # applies the EXIF orientation tag. Alpha is dropped by the decoder.
-    img = cv2.imdecode(data, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
+    img = cv2.imdecode(data, flags)
     if img is None:
         raise ImageReadError(f"{path}: not a readable image (corrupt, truncated or unknown format)")
     if _looks_truncated(data):
         raise ImageReadError(f"{path}: truncated image file")
+    if img.dtype not in (np.uint8, np.uint16):
+        raise ImageReadError(f"{path}: unsupported pixel type {img.dtype}")
+    return img
+
+
+def read_image(path):
+    """Read an image file as float32 RGB in [0, 1], (H, W, 3), EXIF orientation applied.
+
+    Raises ``ImageReadError`` (naming ``path``) for a missing, corrupt, truncated or non-image
+    file, or an image smaller than ``MIN_IMAGE_SIDE`` px on a side.
+    """
+    img = read_raw_image(path)
     if min(img.shape[:2]) < MIN_IMAGE_SIDE:
         raise ImageReadError(f"{path}: image is {img.shape[1]}x{img.shape[0]} px; need at least "
                              f"{MIN_IMAGE_SIDE} px on each side")
@@ -85,8 +96,6 @@ def read_image(path):
                              f"limit is {MAX_IMAGE_PIXELS / 1e6:.0f} MP")
     if img.ndim == 3:
         img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB if img.shape[-1] == 4 else cv2.COLOR_BGR2RGB)
-    if img.dtype not in (np.uint8, np.uint16):
-        raise ImageReadError(f"{path}: unsupported pixel type {img.dtype}")
     return to_rgb_float(img, path)
 
 

@@ -128,17 +128,12 @@ def read_middlebury_calib(path):
 
 def _read_depth_png(path):
     """16-bit (or 8-bit) depth PNG -> (H, W) float32 raw values; first channel if RGB."""
-    path = Path(path)
-    data = np.fromfile(str(path), np.uint8) if path.is_file() else np.zeros(0, np.uint8)
-    if data.size == 0:
-        raise DataError(f"{path}: missing or empty depth file")
-    a = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    if a is None or imageio._looks_truncated(data):
-        raise DataError(f"{path}: not a readable depth image (corrupt or truncated)")
+    try:
+        a = imageio.read_raw_image(path, cv2.IMREAD_UNCHANGED)
+    except imageio.ImageReadError as e:
+        raise DataError(f"depth image {e}") from e
     if a.ndim == 3:
         a = a[..., 2] if a.shape[-1] >= 3 else a[..., 0]  # OpenCV is BGR: index 2 = R (first)
-    if a.dtype not in (np.uint8, np.uint16):
-        raise DataError(f"{path}: depth image must be 8- or 16-bit integer, got {a.dtype}")
     return a
 
 
