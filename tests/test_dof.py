@@ -360,27 +360,39 @@ def test_task_procedural_pool():
 # ----------------------------------------------------------------------------- export
 
 @pytest.mark.parametrize("target", ["weight", "weighted_image"])
-def test_tflite_builtin_ops_and_parity(tmp_path, target):
-    from ai_edge_litert.interpreter import Interpreter
+def test_export_parity_savedmodel_and_tflite(tmp_path, target):
+    """The export contract's checks (tests/export_checks.py) on both DoFNet targets: the
+    SavedModel answers without tf_defocus installed, TFLite uses builtin ops only, and both
+    match Keras (float within 1e-4; int8 within a small mean error)."""
+    from tests import export_checks as ec
+    from tf_defocus.export import convert_tflite_many, export_saved_model
+    keras.utils.set_random_seed(5)
     net = DoFNet(width=TINY, target=target)
-    model_checks.randomize_weights(net, seed=4)
-    inf = net.inference_model()
-    inf.export(str(tmp_path / "sm"), format="tf_saved_model", verbose=False)
-    conv = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "sm"), signature_keys=["serve"])
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    flat = conv.convert()
-    x = _batch(1, 40, 56, seed=7)
-    interp = Interpreter(model_content=flat)
-    detail = interp.get_input_details()[0]
-    interp.resize_tensor_input(detail["index"], x.shape)
-    interp.allocate_tensors()
-    interp.set_tensor(detail["index"], x)
-    interp.invoke()
-    y = interp.get_tensor(interp.get_output_details()[0]["index"])
-    assert y.shape == (1, 40, 56, 1)
-    np.testing.assert_allclose(y, np.asarray(inf(x)), atol=1e-4)
-    ops = {op["op_name"] for op in interp._get_ops_details()}
-    assert "CONV_2D" in ops and not any("FLEX" in o or "CUSTOM" in o for o in ops), ops
+    model_checks.randomize_weights(net, seed=6)
+    # Output near the middle of [0, 1] so that the clipping does not hide differences.
+    net.conv3.bias.assign(np.full(net.conv3.bias.shape, 0.3, np.float32))
+    model = net.inference_model()
+    images = _batch(2, 48, 64, seed=11)
+    ref = ec.expected_outputs("dof_weight", ec.keras_native(model, images))
+    assert 0.05 < ref["focus"].mean() < 0.95
+    version_dir = export_saved_model(model, tmp_path / "serving", warmup_requests=False)
+    blobs, decoded = zip(*(ec.encode_png(im) for im in images))
+    out, report = ec.run_saved_model_isolated(version_dir, images, list(blobs))
+    assert report["tf_defocus_importable"] is False
+    assert set(out["serve"]) == {"focus"} and ec.max_abs_diff(out["serve"], ref) <= 1e-4
+    ref_bytes = ec.expected_outputs("dof_weight", ec.keras_native(model, np.stack(decoded)))
+    assert ec.max_abs_diff(out["bytes"], ref_bytes) <= 1e-4
+    jobs = [("none", tmp_path / "any.tflite")]
+    (any_size,) = convert_tflite_many(model, jobs, input_size=None)
+    ops = ec.assert_builtin_ops_only(any_size.path)
+    assert "CONV_2D" in ops and "MIRROR_PAD" in ops
+    assert ec.max_abs_diff(ec.run_tflite(any_size.path, images), ref) <= 1e-4
+    jobs = [(q, tmp_path / f"fixed_{q}.tflite") for q in ("none", "int8")]
+    fixed = {r.info.quantization: r for r in convert_tflite_many(
+        model, jobs, input_size=(48, 64), calibration_images=list(_batch(4, 48, 64, seed=20)))}
+    assert ec.max_abs_diff(ec.run_tflite(fixed["none"].path, images), ref) <= 1e-4
+    ec.assert_builtin_ops_only(fixed["int8"].path)
+    assert ec.mae(ec.run_tflite(fixed["int8"].path, images)["focus"], ref["focus"]) < 0.03
 
 
 # ----------------------------------------------------------------------------- integration

@@ -296,7 +296,8 @@ MIRRORED_SCRIPT = textwrap.dedent("""
             if init is not None:
                 for v, value in zip(t.weights, init):
                     v.assign(value)
-        start = {id(v): np.asarray(v) for v in t.weights}
+        initial = [np.asarray(v) for v in t.weights]
+        start = {id(v): w for v, w in zip(t.weights, initial)}
         train_vars = t.generator_variables + t.discriminator_variables
         before = [start[id(v)] for v in train_vars]
         t.set_phase("joint")
@@ -309,7 +310,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
             t.reset_train_metrics()
             logs.append({k: float(v) for k, v in t.train_function([next(it)]).items()})
         after = [np.asarray(v) for v in train_vars]
-        return [np.asarray(v) for v in t.weights], before, after, logs
+        return initial, before, after, logs
 
     init, before, one_after, one = run(tf.distribute.get_strategy())
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
@@ -355,6 +356,7 @@ TINY_FLAGS = """\
 --pool_height=48
 --pool_workers=1
 --val_num_images=0
+--run_eagerly
 """
 
 

@@ -41,9 +41,9 @@ def to_rgb_float(array, name="<array>"):
     if a.shape[-1] == 4:
         a = a[..., :3]
     if a.dtype == np.uint8:
-        out = a.astype(np.float32) / 255.0
+        out = np.divide(a, np.float32(255.0), dtype=np.float32)
     elif a.dtype == np.uint16:
-        out = a.astype(np.float32) / 65535.0
+        out = np.divide(a, np.float32(65535.0), dtype=np.float32)
     elif a.dtype == bool:
         out = a.astype(np.float32)
     elif np.issubdtype(a.dtype, np.floating):

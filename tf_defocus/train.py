@@ -45,6 +45,8 @@ flags.DEFINE_integer("num_cpu_devices", 0, "Split the CPU into N logical devices
 flags.DEFINE_enum("mixed_precision", "none", ["none", "mixed_float16", "mixed_bfloat16"],
                   "Keras dtype policy; float16 wraps every optimizer in LossScaleOptimizer.")
 flags.DEFINE_boolean("jit_compile", False, "XLA-compile the train step.")
+flags.DEFINE_boolean("run_eagerly", False, "Run the train step eagerly (debugging; skips tf.function "
+                     "tracing, slower per step).")
 flags.DEFINE_integer("seed", 0, "Seed of weight initialisation and data.")
 flags.DEFINE_float("learning_rate", None, "Adam learning rate (default: the task's; DMENet 1e-4).")
 flags.DEFINE_integer("lr_decay_steps", 0, "Multiply the learning rate by --lr_decay_rate every "
@@ -156,6 +158,7 @@ class TrainConfig:
     num_cpu_devices: int = 0
     mixed_precision: str = "none"
     jit_compile: bool = False
+    run_eagerly: bool = False
     seed: int = 0
     learning_rate: float | None = None
     lr_decay_steps: int = 0
@@ -319,6 +322,8 @@ def train(config):
     _write_config(config)
     with strategy.scope():
         task = build_task(config)
+    if config.run_eagerly:
+        task.trainer.run_eagerly = True
     # Base learning rate: the flag, else what the task built its optimizer with.
     base_lr = config.learning_rate
     if base_lr is None:

@@ -43,10 +43,10 @@ import os
 from pathlib import Path
 from typing import Callable, NamedTuple, Optional
 
-import cv2
 import numpy as np
 
 from tf_defocus import imageio
+from tf_defocus.data.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +67,6 @@ DUT_LAYOUTS = (
     ("test_data/DUT/dut500-source", "test_data/DUT/dut500-gt"),
     ("train_data/1204source", "train_data/1204gt"),
 )
-
-
-class DataError(ValueError):
-    """A data-set problem; the message names the offending file or folder."""
 
 
 class Example(NamedTuple):
@@ -176,22 +172,10 @@ def read_label_array(path):
 
     Raises ``DataError`` naming ``path`` for a missing, empty, corrupt or truncated file.
     """
-    path = str(path)
-    if not os.path.isfile(path):
-        raise DataError(f"{path}: no such file")
-    data = np.fromfile(path, dtype=np.uint8)
-    if data.size == 0:
-        raise DataError(f"{path}: empty file")
-    # Same flags as imageio.read_image: keep 16-bit and channel count, apply EXIF orientation
-    # so a label stays aligned with its (EXIF-rotated) photo.
-    arr = cv2.imdecode(data, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
-    if arr is None:
-        raise DataError(f"{path}: not a readable image (corrupt, truncated or unknown format)")
-    if imageio._looks_truncated(data):  # pylint: disable=protected-access
-        raise DataError(f"{path}: truncated image file")
-    if arr.dtype not in (np.uint8, np.uint16):
-        raise DataError(f"{path}: label must be 8- or 16-bit integers, got {arr.dtype}")
-    return arr
+    try:
+        return imageio.read_raw_image(path)
+    except imageio.ImageReadError as e:
+        raise DataError(str(e)) from e
 
 
 def decode_syndof_sigma(path, label_convention):

@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from tf_defocus import imageio
+from tf_defocus.data.errors import DataError
 
 FORMATS = ("middlebury", "sintel", "synthia", "generic")
 DEFAULT_DEPTH_SCALE = {"middlebury": 1.0, "sintel": 1000.0, "synthia": 10.0, "generic": 1.0}
@@ -42,10 +43,6 @@ SINTEL_TAG = 202021.25
 _IMAGE_DIRS = ("image", "images", "rgb", "clean", "final")
 _DEPTH_DIRS = ("depth",)
 _IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm")
-
-
-class DataError(ValueError):
-    """A bad RGB-D source; the message names the offending file."""
 
 
 @dataclasses.dataclass(frozen=True)
