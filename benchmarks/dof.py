@@ -3,8 +3,9 @@
 Prints megapixels per second (median of ``--repeats`` timed runs after a warm-up) of
 
 * ``dof_weight_map`` (OpenCV, training-free), also at 2048x1536;
-* DoFNet's inference model (Keras, in a ``tf.function``) and its TFLite conversion (LiteRT,
-  float32, fixed 1x512x512x3 input), the default architecture of ``configs/dof_srcnn.flags``;
+* DoFNet's inference model (Keras, in a ``tf.function``) and its TFLite conversion by
+  ``tf_defocus.export.convert_tflite`` (LiteRT, float32, fixed 1x512x512x3 input), the default
+  architecture of ``configs/dof_srcnn.flags``;
 * DMENet's blur estimator in Keras: ``--dmenet_model=PATH`` (a ``blur_estimator.keras``), else
   a ``BlurEstimator`` with random weights at the width of ``configs/quickstart.flags``
   (``--width``, or 1.0 if the file or the flag is missing) — said in the output,
@@ -83,15 +84,13 @@ def keras_runner(model, image):
 
 
 def tflite_runner(model, image, threads, workdir):
-    import tensorflow as tf
+    """LiteRT runner of ``model`` converted by the project's exporter (fixed 1xHxWx3 float32,
+    builtin ops, export-friendly rewrites), and the file size [bytes]."""
     from ai_edge_litert.interpreter import Interpreter
-    sm = os.path.join(workdir, "sm")
-    model.export(sm, format="tf_saved_model", verbose=False,
-                 input_signature=[tf.TensorSpec([1, *image.shape], tf.float32)])
-    conv = tf.lite.TFLiteConverter.from_saved_model(sm, signature_keys=["serve"])
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    flat = conv.convert()
-    interp = Interpreter(model_content=flat, num_threads=threads)
+    from tf_defocus.export import convert_tflite
+    result = convert_tflite(model, os.path.join(workdir, "model.tflite"),
+                            input_size=image.shape[:2])
+    interp = Interpreter(model_path=str(result.path), num_threads=threads)
     interp.allocate_tensors()
     inp = interp.get_input_details()[0]["index"]
     out = interp.get_output_details()[0]["index"]
@@ -101,7 +100,7 @@ def tflite_runner(model, image, threads, workdir):
         interp.set_tensor(inp, x)
         interp.invoke()
         return interp.get_tensor(out)
-    return run, len(flat)
+    return run, result.size_bytes
 
 
 def main(argv=None):

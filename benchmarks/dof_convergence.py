@@ -15,7 +15,13 @@ images:
 * ``mae``: mean |focus - W_s| per image, averaged (threshold ``--mae_threshold``, 0.1);
 * ``auc``: for built-in procedural images, the ROC AUC of (1 - focus) against the renderer's
   true blur mask (1 = blurred) — does the map find the real DoF region? The classical map's
-  own AUC is printed as the ceiling a perfect imitation would reach.
+  own AUC is printed as the ceiling a perfect imitation would reach;
+* ``target_corr``: correlation of the raw output with its own training target (W_s or
+  W_s x I): how much the prediction *looks like* the label. For W' most of it comes from the
+  image itself (printed: the correlation of the input image with W_s x I), so a W' prediction
+  can look right while carrying no focus information.
+
+``--recipe=srcnn`` trains with SRCNN's own recipe instead of Adam (see ``srcnn_step``).
 
 Outputs in ``--out_dir``: ``dof_convergence.csv`` (one row per target and evaluation),
 ``dof_convergence.png`` (curves drawn with OpenCV) and ``config.json``. Prints the first
@@ -64,8 +70,6 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--targets", default="weight,weighted_image")
     p.add_argument("--out_dir", default="benchmarks/results/dof_convergence")
-    p.add_argument("--pool_cache", default=None, help=".npz file: load the image pool from it if "
-                   "it exists (and was made with the same pool settings), else save it there")
     return p.parse_args(argv)
 
 
@@ -76,20 +80,42 @@ def pearson(a, b):
     return float((a * b).sum() / den) if den > 0 else 0.0
 
 
-def evaluate(infer, held_out):
-    """Mean per-image (corr, mae, auc) of the recovered focus map against W_s / true mask."""
+def _label(target, img, w):
+    return w[..., None] if target == "weight" else w[..., None] * img
+
+
+def evaluate(infer, held_out, target):
+    """Mean per-image (corr, mae, auc, target_corr) on the held-out images.
+
+    corr / mae: recovered focus map vs W_s; auc: (1 - focus) vs the true blur mask;
+    target_corr: Pearson correlation of the raw network output with its training target
+    (W_s, or W_s x I), i.e. how similar the prediction *looks* to the label.
+    """
     from tf_defocus.metrics import roc_auc
-    corrs, maes, aucs = [], [], []
+    corrs, maes, aucs, tcorrs = [], [], [], []
     for i, (im, w) in enumerate(zip(held_out.images, held_out.weights)):
-        x = (im.astype(np.float32) / 255.0)[None]
-        focus = np.asarray(infer(x))[0, ..., 0]
+        img = im.astype(np.float32) / 255.0
+        raw, focus = infer(img[None])
+        raw, focus = np.asarray(raw)[0], np.asarray(focus)[0, ..., 0]
         w = w.astype(np.float32)
         corrs.append(pearson(focus, w))
         maes.append(float(np.abs(focus - w).mean()))
+        tcorrs.append(pearson(raw, _label(target, img, w)))
         if held_out.masks is not None:
             aucs.append(roc_auc(1.0 - focus, held_out.masks[i]))
     auc = float(np.nanmean(aucs)) if aucs and not np.all(np.isnan(aucs)) else float("nan")
-    return float(np.mean(corrs)), float(np.mean(maes)), auc
+    return float(np.mean(corrs)), float(np.mean(maes)), auc, float(np.mean(tcorrs))
+
+
+def image_only_corr(held_out, target):
+    """Correlation with the training target reached by a 'network' that ignores focus
+    entirely and outputs the input (its grey level for the 1-channel W target)."""
+    vals = []
+    for im, w in zip(held_out.images, held_out.weights):
+        img = im.astype(np.float32) / 255.0
+        guess = img.mean(-1, keepdims=True) if target == "weight" else img
+        vals.append(pearson(guess, _label(target, img, w.astype(np.float32))))
+    return float(np.mean(vals))
 
 
 def classical_auc(held_out):
@@ -106,9 +132,11 @@ def train_one(target, base_cfg, train_pool, held_out, args, log):
 
     cfg = dataclasses.replace(base_cfg, target=target)
     trainer = dof_task.make_trainer(cfg)
-    infer_model = trainer.net.inference_model()
-    infer = tf.function(lambda x: infer_model(x, training=False),
-                        input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+
+    def both(x):
+        raw = trainer.net(x, training=False)
+        return raw, trainer.focus([raw, x])
+    infer = tf.function(both, input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
     step = tf.function(trainer.train_step if args.recipe == "adam"
                        else srcnn_step(trainer, cfg))
     batches = dof_task.patch_batches(train_pool, cfg, cfg.seed)
@@ -117,12 +145,13 @@ def train_one(target, base_cfg, train_pool, held_out, args, log):
     train_time = 0.0
     for it in range(args.iterations + 1):
         if it % args.eval_every == 0 or it == args.iterations:
-            corr, mae, auc = evaluate(infer, held_out)
+            corr, mae, auc, tcorr = evaluate(infer, held_out, target)
             mse = float(np.mean(losses)) if losses else float("nan")
             rows.append(dict(target=target, iteration=it, train_mse=mse, corr=corr, mae=mae,
-                             auc=auc, train_seconds=round(train_time, 2)))
+                             auc=auc, target_corr=tcorr, train_seconds=round(train_time, 2)))
             log(f"  {target:>14s} it {it:5d}  train MSE {mse:.5f}  corr {corr:.3f}  "
-                f"MAE {mae:.3f}  AUC {auc:.3f}  ({time.perf_counter() - t0:.0f} s)")
+                f"MAE {mae:.3f}  AUC {auc:.3f}  output~target corr {tcorr:.3f}  "
+                f"({time.perf_counter() - t0:.0f} s)")
             losses = []
         if it == args.iterations:
             break
@@ -161,34 +190,6 @@ def srcnn_step(trainer, cfg):
     return step
 
 
-def load_or_build_pool(cfg, cache, log):
-    """``dof_task.build_pool`` with an optional .npz cache keyed by the pool settings."""
-    from tf_defocus.imageio import atomic_path
-    from tf_defocus.training import dof_task
-    key = repr((cfg.image_dir, cfg.mask_size, cfg.pool_size, cfg.source_size, cfg.max_side,
-                cfg.seed, cfg.patch_size))
-    if cache and os.path.isfile(cache):
-        with np.load(cache, allow_pickle=False) as z:
-            if str(z["key"]) == key:
-                n = int(z["n"])
-                masks = [z[f"m{i}"] for i in range(n)] if "m0" in z else None
-                log(f"pool loaded from {cache}")
-                return dof_task.Pool([z[f"i{i}"] for i in range(n)], [z[f"w{i}"] for i in range(n)],
-                                     [str(v) for v in z["names"]], [], masks)
-            log(f"{cache} was made with other pool settings; rebuilding it")
-    pool = dof_task.build_pool(cfg, verbose=True)
-    if cache:
-        arrays = {"key": np.array(key), "n": np.array(len(pool)), "names": np.array(pool.names)}
-        for i in range(len(pool)):
-            arrays[f"i{i}"], arrays[f"w{i}"] = pool.images[i], pool.weights[i]
-            if pool.masks is not None:
-                arrays[f"m{i}"] = pool.masks[i]
-        with atomic_path(cache) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, **arrays)
-    return pool
-
-
 def first_reaching(rows, key, threshold, larger_is_better):
     for r in rows:
         v = r[key]
@@ -207,7 +208,8 @@ def plot(rows_by_target, args, path):
     from tf_defocus.imageio import write_image
     pw, ph, ml, mt, mb = 560, 340, 70, 40, 50
     canvas = np.full((ph + mt + mb, 2 * (pw + ml) + 60, 3), 255, np.uint8)
-    panels = [("corr", "Pearson corr. with W_s (held-out)", 0.0, 1.0, args.corr_threshold),
+    panels = [("corr", "corr. of recovered map with W_s (thin: output vs own target)", -0.2, 1.0,
+               args.corr_threshold),
               ("mae", "MAE vs W_s (held-out)", 0.0, None, args.mae_threshold)]
     font = cv2.FONT_HERSHEY_SIMPLEX
     for pi, (key, title, lo, hi, thr) in enumerate(panels):
@@ -234,10 +236,15 @@ def plot(rows_by_target, args, path):
         cv2.putText(canvas, "iteration", (x0 + pw // 2 - 30, mt + ph + 40), font, 0.45,
                     (0, 0, 0), 1, cv2.LINE_AA)
         for ti, (target, rows) in enumerate(rows_by_target.items()):
+            color = COLORS.get(target, (0, 0, 0))
             pts = [to_px(r["iteration"], r[key]) for r in rows if np.isfinite(r[key])]
             if len(pts) > 1:
-                cv2.polylines(canvas, [np.array(pts, np.int32)], False, COLORS.get(target, (0, 0, 0)),
-                              2, cv2.LINE_AA)
+                cv2.polylines(canvas, [np.array(pts, np.int32)], False, color, 2, cv2.LINE_AA)
+            if key == "corr":  # thin: raw output vs its own training target
+                pts = [to_px(r["iteration"], r["target_corr"]) for r in rows
+                       if np.isfinite(r["target_corr"])]
+                if len(pts) > 1:
+                    cv2.polylines(canvas, [np.array(pts, np.int32)], False, color, 1, cv2.LINE_AA)
             if pi == 0:
                 ly = mt + 18 + 18 * ti
                 cv2.line(canvas, (x0 + pw - 170, ly - 4), (x0 + pw - 145, ly - 4),
@@ -273,7 +280,7 @@ def main(argv=None):
     write_text(os.path.join(args.out_dir, "config.json"),
                json.dumps(dict(vars(args), task=dataclasses.asdict(base)), indent=2, default=str))
     t0 = time.perf_counter()
-    pool = load_or_build_pool(base, args.pool_cache, log)
+    pool = dof_task.build_pool(base, verbose=True)  # procedural pools are cached on disk
     train_pool, held_out = dof_task.split_pool(pool, base.val_images)
     log(f"pool: {len(train_pool)} training + {len(held_out)} held-out images "
         f"({time.perf_counter() - t0:.0f} s); patches {base.patch_size} px, batch "
@@ -286,11 +293,13 @@ def main(argv=None):
 
     rows_by_target = {}
     for target in targets:
-        log(f"training target={target}")
+        log(f"training target={target} (outputting the input image itself would give "
+            f"output~target corr {image_only_corr(held_out, target):.3f})")
         rows, _, _ = train_one(target, base, train_pool, held_out, args, log)
         rows_by_target[target] = rows
 
-    keys = ["target", "iteration", "train_mse", "corr", "mae", "auc", "train_seconds"]
+    keys = ["target", "iteration", "train_mse", "corr", "mae", "auc", "target_corr",
+            "train_seconds"]
     lines = [",".join(keys)] + [",".join(str(r[k]) for k in keys)
                                 for rows in rows_by_target.values() for r in rows]
     csv_path = os.path.join(args.out_dir, "dof_convergence.csv")

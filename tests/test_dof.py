@@ -346,12 +346,18 @@ def test_task_config_from_cli_fields():
         dof_task.DoFTaskConfig(target="w")
 
 
-def test_task_procedural_pool():
+def test_task_procedural_pool(tmp_path):
     cfg = dof_task.DoFTaskConfig(target="weighted_image", width=TINY, pool_size=3, source_size=48,
-                                 val_images=1, patch_size=24, batch_size=4, val_patch_size=24)
+                                 val_images=1, patch_size=24, batch_size=4, val_patch_size=24,
+                                 cache_dir=str(tmp_path), pool_workers=1)
     pool = dof_task.build_pool(cfg, verbose=False)
     assert len(pool) == 3 and pool.images[0].shape == (48, 48, 3)
     assert pool.masks is not None and pool.masks[0].shape == (48, 48)
+    # Cached: a second build reuses the rendered files and gives the same pool.
+    (pool_dir,) = (tmp_path / "pools").iterdir()
+    again = dof_task.build_pool(cfg, verbose=False)
+    assert all(np.array_equal(a, b) for a, b in zip(pool.images, again.images))
+    assert len(list((pool_dir / "image").iterdir())) == 3
     train, val = dof_task.make_datasets(pool, cfg)
     assert next(iter(train))["label"].shape == (4, 24, 24, 3)
     assert sum(int(b["image"].shape[0]) for b in val) == 4  # 4 quadrant crops of 1 image
@@ -361,9 +367,10 @@ def test_task_procedural_pool():
 
 @pytest.mark.parametrize("target", ["weight", "weighted_image"])
 def test_export_parity_savedmodel_and_tflite(tmp_path, target):
-    """The export contract's checks (tests/export_checks.py) on both DoFNet targets: the
-    SavedModel answers without tf_defocus installed, TFLite uses builtin ops only, and both
-    match Keras (float within 1e-4; int8 within a small mean error)."""
+    """The export contract's checks (tests/export_checks.py) on both DoFNet targets: TFLite
+    uses builtin ops only and matches Keras within 1e-4; for the paper's target (recovery of W
+    inside the graph) also: the SavedModel answers without tf_defocus installed, the fixed-size
+    mobile variant matches, and int8 stays within a small mean error."""
     from tests import export_checks as ec
     from tf_defocus.export import convert_tflite_many, export_saved_model
     keras.utils.set_random_seed(5)
@@ -375,6 +382,12 @@ def test_export_parity_savedmodel_and_tflite(tmp_path, target):
     images = _batch(2, 48, 64, seed=11)
     ref = ec.expected_outputs("dof_weight", ec.keras_native(model, images))
     assert 0.05 < ref["focus"].mean() < 0.95
+    (any_size,) = convert_tflite_many(model, [("none", tmp_path / "any.tflite")], input_size=None)
+    ops = ec.assert_builtin_ops_only(any_size.path)
+    assert "CONV_2D" in ops
+    assert ec.max_abs_diff(ec.run_tflite(any_size.path, images), ref) <= 1e-4
+    if target == "weight":
+        return
     version_dir = export_saved_model(model, tmp_path / "serving", warmup_requests=False)
     blobs, decoded = zip(*(ec.encode_png(im) for im in images))
     out, report = ec.run_saved_model_isolated(version_dir, images, list(blobs))
@@ -382,11 +395,6 @@ def test_export_parity_savedmodel_and_tflite(tmp_path, target):
     assert set(out["serve"]) == {"focus"} and ec.max_abs_diff(out["serve"], ref) <= 1e-4
     ref_bytes = ec.expected_outputs("dof_weight", ec.keras_native(model, np.stack(decoded)))
     assert ec.max_abs_diff(out["bytes"], ref_bytes) <= 1e-4
-    jobs = [("none", tmp_path / "any.tflite")]
-    (any_size,) = convert_tflite_many(model, jobs, input_size=None)
-    ops = ec.assert_builtin_ops_only(any_size.path)
-    assert "CONV_2D" in ops and "MIRROR_PAD" in ops
-    assert ec.max_abs_diff(ec.run_tflite(any_size.path, images), ref) <= 1e-4
     jobs = [(q, tmp_path / f"fixed_{q}.tflite") for q in ("none", "int8")]
     fixed = {r.info.quantization: r for r in convert_tflite_many(
         model, jobs, input_size=(48, 64), calibration_images=list(_batch(4, 48, 64, seed=20)))}
@@ -414,7 +422,8 @@ def test_train_resume_and_predict(tmp_path, capsys):
     common = dict(task="dofnet", model_dir=str(tmp_path / "run"), checkpoint_every=4,
                   log_every=2, image_every=4, val_every=4, progress=False, width=TINY,
                   patch_size=24, dof_batch_size=4, dof_pool_size=3, dof_source_size=40,
-                  dof_val_images=1, dof_val_patch_size=24, dof_target="weighted_image")
+                  dof_val_images=1, dof_val_patch_size=24, dof_target="weighted_image",
+                  cache_dir=str(tmp_path / "cache"), pool_workers=1)
     result = train.train(train.TrainConfig(train_steps=4, **common))
     assert result.step == 4 and result.model_path.name == "dofnet.keras"
     result = train.train(train.TrainConfig(train_steps=6, **common))

@@ -31,6 +31,17 @@ def test_tile_starts_cover_and_align():
         assert all(s % 16 == 0 for s in starts)
 
 
+def test_balanced_tiles_cover_evenly():
+    for length in (96, 768, 784, 1024, 2048, 4000, 6000):
+        t = inference.balanced_tile(length, 768, 128)
+        starts = inference.tile_starts(length, t, t - 128)
+        assert t % 16 == 0 and t <= 768 and starts[-1] + t == length
+        overlaps = [a + t - b for a, b in zip(starts, starts[1:])]
+        assert all(o >= 128 for o in overlaps)
+        assert len(starts) * t <= 1.25 * length     # no big overhang of the last tile
+    assert inference.balanced_tile(1024, 768, 128) == 576   # 2 x 576 rather than 2 x 768
+
+
 def test_blend_windows_are_a_partition_of_unity():
     starts = inference.tile_starts(400, 128, 96)      # last tile overlaps more than 32 px
     total = np.zeros(400)

@@ -415,3 +415,31 @@ def test_cli_sigkill_then_resume_end_to_end(tmp_path):
     y = np.asarray(model(np.zeros((1, 32, 48, 3), np.float32)))
     assert y.shape == (1, 32, 48, 1) and np.all((y >= 0) & (y <= 1))
     assert (model_dir / "blur_estimator.keras.json").is_file()
+
+
+MY_CONFIGS = ["dmenet", "quickstart", "ablation_B", "ablation_BD", "ablation_BDC",
+              "ablation_BDSC_noaux", "ablation_BDSC"]
+
+
+@pytest.mark.parametrize("name", MY_CONFIGS)
+def test_flagfiles_parse_and_command_line_overrides(name, tmp_path):
+    from tf_defocus import train
+
+    flagfile = REPO / "configs" / f"{name}.flags"
+    argv = ["train", f"--flagfile={flagfile}", f"--model_dir={tmp_path}", "--seed=7"]
+    try:
+        train.FLAGS(argv)
+        config = train.config_from_flags()
+    finally:
+        train.FLAGS.unparse_flags()
+    train.validate(config)
+    assert config.task == "dmenet" and config.seed == 7 and config.model_dir == str(tmp_path)
+    cfg = DMENetTaskConfig.from_any(config)
+    if name.startswith("ablation_"):
+        assert cfg.variant == name[len("ablation_"):]
+        assert cfg.variant_spec == VARIANTS[cfg.variant]
+    if name in ("dmenet", "ablation_BDSC"):
+        assert (cfg.width, cfg.patch_size, cfg.learning_rate, cfg.variant) == (1.0, 240, 1e-4,
+                                                                              "BDSC")
+        assert (cfg.batch_synthetic, cfg.batch_real_mask, cfg.batch_real_unlabelled) == (3, 3, 3)
+        assert config.lr_decay_rate == 0.8 and config.pretrain_steps > 0

@@ -98,75 +98,10 @@ def check_inference_model(model, name="model"):
     return kind
 
 
-def export_friendly(model):
-    """Return ``model`` with every nearest-neighbour ``UpSampling2D`` replaced by a
-    channel-preserving ``tf.image.resize`` (same numbers, weights shared).
-
-    Why: Keras' ``UpSampling2D`` (TF backend) repeats with dynamic reshapes that lose the
-    channel dimension when H and W are unknown; the following ``Conv2D`` then has an unknown
-    input depth and the TFLite converter cannot lower it to a builtin (``tf.Conv2D ... neither a
-    custom op nor a flex op``). For an integer factor ``s``, ``tf.image.resize`` nearest with
-    half-pixel centres maps output index ``i`` to ``floor((i + 0.5) / s) = i // s``: the same
-    repetition.
-    """
-    import keras
-    if not _has_nearest_upsampling(model):
-        return model
-
-    def clone(layer):
-        if isinstance(layer, keras.layers.UpSampling2D) and layer.interpolation == "nearest":
-            return _NearestUpsample(tuple(layer.size), name=layer.name)
-        if isinstance(layer, keras.Model) and _has_nearest_upsampling(layer):
-            return export_friendly(layer)
-        return layer
-
-    out = keras.models.clone_model(model, clone_function=clone)
-    if len(out.weights) != len(model.weights) or any(
-            a is not b for a, b in zip(out.weights, model.weights)):
-        raise RuntimeError(f"{model.name}: rewriting UpSampling2D for export did not share weights")
-    return out
-
-
-def _has_nearest_upsampling(model):
-    import keras
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.UpSampling2D) and layer.interpolation == "nearest":
-            return True
-        if isinstance(layer, keras.Model) and _has_nearest_upsampling(layer):
-            return True
-    return False
-
-
-def _nearest_upsample_class():
-    import keras
-    import tensorflow as tf
-
-    class NearestUpsample(keras.layers.Layer):
-        """(N,H,W,C) -> (N,sH,sW,C) nearest, C kept static for unknown H/W (export only)."""
-
-        def __init__(self, size, **kwargs):
-            super().__init__(**kwargs)
-            self.size = (int(size[0]), int(size[1]))
-
-        def call(self, x):
-            hw = tf.shape(x)[1:3] * tf.constant(self.size, tf.int32)
-            return tf.cast(tf.image.resize(x, hw, method="nearest"), x.dtype)
-
-        def compute_output_shape(self, s):
-            up = lambda v, k: None if v is None else v * k
-            return (s[0], up(s[1], self.size[0]), up(s[2], self.size[1]), s[3])
-
-    return NearestUpsample
-
-
-def _NearestUpsample(size, name):
-    global _NEAREST_CLASS
-    if _NEAREST_CLASS is None:
-        _NEAREST_CLASS = _nearest_upsample_class()
-    return _NEAREST_CLASS(size, name=name)
-
-
-_NEAREST_CLASS = None
+def export_friendly(model, tflite=False):
+    """See ``tf_defocus.export.rewrite.export_friendly`` (imported lazily: needs keras)."""
+    from tf_defocus.export.rewrite import export_friendly as rewrite
+    return rewrite(model, tflite=tflite)
 
 
 # ----------------------------------------------------------------------------- atomic output

@@ -22,14 +22,16 @@ from tf_defocus.export.model_io import (SIZE_MULTIPLE, ExportError, check_infere
                                         export_friendly, load_inference_model, staged_directory)
 
 
-def write_serving_archive(model, kind, path, image_shape=(None, None, None), include_bytes=True):
+def write_serving_archive(model, kind, path, image_shape=(None, None, None), include_bytes=True,
+                          tflite=False):
     """Write a SavedModel at ``path`` with the ``serve`` endpoint (input ``image`` float32 of
     shape ``image_shape + (3,)``, i.e. (N, H, W) or fixed) and, if ``include_bytes``, the
-    ``serving_default`` bytes endpoint. No ModelInfo, no warm-up (see ``export_saved_model``)."""
+    ``serving_default`` bytes endpoint. ``tflite``: apply the TFLite-only graph rewrites
+    (``tf_defocus.export.rewrite``). No ModelInfo, no warm-up (see ``export_saved_model``)."""
     import keras
     import tensorflow as tf
 
-    model = export_friendly(model)
+    model = export_friendly(model, tflite=tflite)
     predict = graph.make_predict_fn(model, kind, SIZE_MULTIPLE[kind])
     archive = keras.export.ExportArchive()
     archive.track(model)

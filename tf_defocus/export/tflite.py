@@ -31,7 +31,7 @@ import numpy as np
 from tf_defocus import __version__, artifacts
 from tf_defocus.export import graph
 from tf_defocus.export.model_io import (SIZE_MULTIPLE, ExportError, check_inference_model,
-                                        load_inference_model)
+                                        export_friendly, load_inference_model)
 from tf_defocus.export.saved_model import saved_model_info, write_serving_archive
 
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
@@ -39,6 +39,7 @@ DEFAULT_INPUT_SIZE = (512, 512)
 DEFAULT_CALIBRATION_SIZE = (256, 256)   # calibration image size [px] for the dynamic variant
 DEFAULT_NUM_CALIBRATION = 32
 CALIBRATION_SEED = 2_000_000            # data-engine seeds kept apart from training's
+EQUALIZE_IMAGES = 8                     # images measuring concat ranges for dynamic-range only
 
 
 @dataclasses.dataclass(frozen=True)
@@ -240,7 +241,8 @@ def _smoke_run(content, kind, image, quantize):
 
 def convert_tflite(model, out_path, quantize="none", input_size=DEFAULT_INPUT_SIZE,
                    calibration_images=None, num_calibration=DEFAULT_NUM_CALIBRATION,
-                   version=1, source_model="", overwrite=False, extra_files=None, progress=None):
+                   version=1, source_model="", overwrite=False, extra_files=None, progress=None,
+                   equalize=True):
     """Convert ``model`` (keras inference model or ``.keras`` path) to ``out_path`` (.tflite).
 
     quantize: none | float16 | dynamic | int8. input_size: (H, W) [px], multiples of 16, for
@@ -249,6 +251,7 @@ def convert_tflite(model, out_path, quantize="none", input_size=DEFAULT_INPUT_SI
     ``input_size`` for the fixed variant, any size for the dynamic one); default:
     ``num_calibration`` data-engine procedural images (``input_size`` or 256x256).
     extra_files: {file name: text} written beside the model. progress: callable(message).
+    equalize: rebalance concatenation inputs before quantizing (dynamic, int8; float-exact).
     Writes ``out_path`` and its sidecar ``<stem>.json`` atomically; refuses an existing
     ``out_path`` unless ``overwrite``. Returns a ``TFLiteExport``.
     """
@@ -256,18 +259,22 @@ def convert_tflite(model, out_path, quantize="none", input_size=DEFAULT_INPUT_SI
         model, [(quantize, out_path)], input_size=input_size,
         calibration_images=calibration_images, num_calibration=num_calibration, version=version,
         source_model=source_model, overwrite=overwrite,
-        extra_files={out_path: extra_files} if extra_files else None, progress=progress)
+        extra_files={out_path: extra_files} if extra_files else None, progress=progress,
+        equalize=equalize)
     return result
 
 
 def convert_tflite_many(model, jobs, input_size=DEFAULT_INPUT_SIZE, calibration_images=None,
                         num_calibration=DEFAULT_NUM_CALIBRATION, version=1, source_model="",
-                        overwrite=False, extra_files=None, progress=None):
+                        overwrite=False, extra_files=None, progress=None, equalize=True):
     """Convert ``model`` once traced to several quantizations of one input size.
 
     jobs: list of (quantize, out_path). extra_files: {out_path: {file name: text}}. Other
     arguments as in ``convert_tflite``. Every output is checked before any work; each finished
-    file is published as soon as it is converted. Returns a list of ``TFLiteExport``.
+    file is published as soon as it is converted. Float variants (none, float16) are traced
+    from the model as is; quantized ones (dynamic, int8) from a float-equivalent copy whose
+    concatenation inputs are rebalanced on the calibration images (``equalize``, see
+    ``tf_defocus.export.rewrite``). Returns a list of ``TFLiteExport``.
     """
     say = progress or (lambda msg: None)
     jobs = [(q, Path(p)) for q, p in jobs]
@@ -292,19 +299,18 @@ def convert_tflite_many(model, jobs, input_size=DEFAULT_INPUT_SIZE, calibration_
     input_size = check_input_size(input_size, kind)
     calib_size = input_size or DEFAULT_CALIBRATION_SIZE
 
-    work = Path(tempfile.mkdtemp(prefix="tf_defocus_tflite_"))   # scratch SavedModel
+    quantized = [q for q, _ in jobs if q in ("int8", "dynamic")]
+    work = Path(tempfile.mkdtemp(prefix="tf_defocus_tflite_"))   # scratch SavedModels
     results = []
     try:
-        shape = (1,) + tuple(input_size) if input_size else (None, None, None)
-        say(f"tracing the 'serve' signature with input {list(shape) + [3]}")
-        saved = work / "saved_model"
-        write_serving_archive(model, kind, saved, image_shape=shape, include_bytes=False)
         calib = None
-        if any(q == "int8" for q, _ in jobs):
+        if "int8" in quantized or (quantized and equalize):
+            count = num_calibration if "int8" in quantized else min(num_calibration,
+                                                                   EQUALIZE_IMAGES)
             if calibration_images is None:
-                say(f"rendering {num_calibration} procedural calibration images "
+                say(f"rendering {count} procedural calibration images "
                     f"({calib_size[0]}x{calib_size[1]})")
-                calibration_images = builtin_calibration_images(num_calibration, calib_size)
+                calibration_images = builtin_calibration_images(count, calib_size)
             calib = [np.asarray(im, np.float32) for im in calibration_images]
             if not calib:
                 raise ExportError("int8 quantization needs at least one calibration image")
@@ -316,9 +322,30 @@ def convert_tflite_many(model, jobs, input_size=DEFAULT_INPUT_SIZE, calibration_
                                       f"{(calib_size[0], calib_size[1], 3) if input_size else '(H, W, 3)'}")
             calib.insert(0, _range_anchor(calib[0].shape[:2]))
         probe = calib[1] if calib else _range_anchor(calib_size) * 0.5 + 0.25
+        shape = (1,) + tuple(input_size) if input_size else (None, None, None)
+        saved = {}
+
+        def traced(for_quantized):
+            if for_quantized not in saved:
+                m = export_friendly(model, tflite=True)
+                if for_quantized and equalize:
+                    from tf_defocus.export.rewrite import equalize_concat_inputs
+                    m, report = equalize_concat_inputs(m, calib[1:])
+                    for name, maxima, scales in report:
+                        say(f"  equalized {name}: input max |x| "
+                            f"{', '.join(f'{v:.3g}' for v in maxima)} -> scales "
+                            f"{', '.join(f'{v:.3g}' for v in scales)}")
+                say(f"tracing the 'serve' signature with input {list(shape) + [3]}"
+                    f"{' (concat inputs equalized for quantization)' if for_quantized and equalize else ''}")
+                saved[for_quantized] = work / f"saved_model_{int(for_quantized)}"
+                write_serving_archive(m, kind, saved[for_quantized], image_shape=shape,
+                                      include_bytes=False, tflite=True)
+            return saved[for_quantized]
+
         for quantize, out_path in jobs:
+            sm = traced(quantize in ("int8", "dynamic"))
             say(f"converting to TFLite (quantize={quantize}, builtin ops only) -> {out_path}")
-            content = _convert(saved, quantize, calib)
+            content = _convert(sm, quantize, calib)
             details = _smoke_run(content, kind, probe, quantize)
             info = tflite_info(kind, input_size, quantize, details, version, source_model)
             _publish(out_path, content, info, extra_files.get(out_path) or {})

@@ -2,7 +2,8 @@
 
 Data: a pool of images loaded once — every image of ``image_dir`` (unreadable files are
 reported by name and skipped) or ``pool_size`` built-in procedural defocused scenes
-(``tf_defocus.data.synthesize.synthesize``) — with the label of each whole image computed once
+(``tf_defocus.data.synthesize.synthesize``, Gaussian PSF, rendered once in parallel and cached
+by ``tf_defocus.data.pipeline.ensure_pool``) — with the label of each whole image computed once
 by ``tf_defocus.dof.dof_training_target`` (so patches carry no border artefacts of their own).
 The last ``val_images`` images of the pool are held out for validation. Training elements are
 random patches with random flips / 90-degree rotations (the weight map is isotropic, so labels
@@ -45,6 +46,8 @@ DEFAULTS = dict(
     batch_size=16,
     learning_rate=1e-3,
     seed=0,
+    cache_dir=None,
+    pool_workers=0,
 )
 
 
@@ -62,6 +65,9 @@ class DoFTaskConfig:
       are downscaled (INTER_AREA) before their labels are computed (0 = never).
     val_images: images of the pool held out for validation; val_patch_size: their crop side.
     patch_size, batch_size: training patches; learning_rate: Adam step; seed: data and init.
+    cache_dir, pool_workers: where the procedural pool is cached (default
+      ``$TF_DEFOCUS_CACHE`` or ``~/.cache/tf_defocus``) and how many processes render it
+      (0 = one per core), as for DMENet's pools.
     """
     target: str = DEFAULTS["target"]
     image_dir: str | None = DEFAULTS["image_dir"]
@@ -79,8 +85,12 @@ class DoFTaskConfig:
     batch_size: int = DEFAULTS["batch_size"]
     learning_rate: float = DEFAULTS["learning_rate"]
     seed: int = DEFAULTS["seed"]
+    cache_dir: str | None = DEFAULTS["cache_dir"]
+    pool_workers: int = DEFAULTS["pool_workers"]
 
     def __post_init__(self):
+        object.__setattr__(self, "kernel_sizes", _int_tuple(self.kernel_sizes, "kernel_sizes"))
+        object.__setattr__(self, "filters", _int_tuple(self.filters, "filters"))
         if self.target not in dof.TARGETS:
             raise ValueError(f"dof target must be one of {dof.TARGETS}, got {self.target!r}")
         dof.check_mask_size(self.mask_size)
@@ -121,7 +131,8 @@ def config_from(config):
     return DoFTaskConfig(**values)
 
 
-_SHARED = ("batch_size", "patch_size", "learning_rate", "seed", "width")
+_SHARED = ("batch_size", "patch_size", "learning_rate", "seed", "width", "cache_dir",
+           "pool_workers")
 
 
 def _int_tuple(v, name):
@@ -161,6 +172,10 @@ def _pool_entry(rgb, mask_size):
     return u8, w.astype(np.float16)
 
 
+POOL_STREAM = 21
+"""Seed stream of DoFNet's procedural pool (DMENet's pools use 1-12; see data.pipeline)."""
+
+
 def _warn(message):
     print(f"dofnet: {message}", file=sys.stderr, flush=True)
 
@@ -177,7 +192,9 @@ def build_pool(cfg, verbose=True, log=print):
     images, weights, names, skipped, masks = [], [], [], [], []
     if cfg.image_dir:
         paths = list_images([cfg.image_dir])
-        if cfg.pool_size:
+        if cfg.pool_size and len(paths) > cfg.pool_size:
+            _warn(f"using the first {cfg.pool_size} of the {len(paths)} images in "
+                  f"{cfg.image_dir} (pool_size; 0 = all)")
             paths = paths[:cfg.pool_size]
         if verbose:
             log(f"dofnet: loading {len(paths)} images from {cfg.image_dir}")
@@ -212,19 +229,28 @@ def build_pool(cfg, verbose=True, log=print):
         if skipped:
             _warn(f"{len(skipped)} of {len(paths)} images skipped: {', '.join(skipped)}")
     else:
-        from tf_defocus.data.synthesize import synthesize
+        # The data engine's cached, parallel pool renderer (the same files as
+        # ``python -m tf_defocus.generate --psf=gaussian``), so reruns and resumes reuse it.
+        from tf_defocus.data import pipeline, readers
+        from tf_defocus.data.synthesize import DEFAULT_MASK_THRESHOLD_PX
+        folder = pipeline.ensure_pool("gaussian", cfg.source_size, cfg.source_size,
+                                      cfg.pool_size, cfg.seed, POOL_STREAM,
+                                      cache_dir=cfg.cache_dir, workers=cfg.pool_workers)
+        source = readers.syndof(folder, "sigma10")
+        if len(source) != cfg.pool_size:
+            raise ValueError(f"{folder}: procedural pool holds {len(source)} images, expected "
+                             f"{cfg.pool_size}; delete the folder to render it again")
         if verbose:
-            log(f"dofnet: synthesising {cfg.pool_size} procedural {cfg.source_size}x"
-                f"{cfg.source_size} images (seed {cfg.seed})")
+            log(f"dofnet: labelling {cfg.pool_size} procedural {cfg.source_size}x"
+                f"{cfg.source_size} images from {folder}")
         tick = _progress(cfg.pool_size, "images") if verbose else (lambda i: None)
-        for i in range(cfg.pool_size):
-            seed = cfg.seed * 1_000_003 + i
-            sample = synthesize(seed, cfg.source_size, cfg.source_size, psf="gaussian")
-            u8, w_s = _pool_entry(sample.image, cfg.mask_size)
+        for i, example in enumerate(source.examples):
+            rgb, sigma_px = source.load(example)
+            u8, w_s = _pool_entry(rgb, cfg.mask_size)
             images.append(u8)
             weights.append(w_s)
-            names.append(f"procedural:{seed}")
-            masks.append(np.asarray(sample.mask, bool))
+            names.append(str(example.image))
+            masks.append(sigma_px > DEFAULT_MASK_THRESHOLD_PX)
             tick(i + 1)
     return Pool(images, weights, names, skipped, masks if masks else None)
 

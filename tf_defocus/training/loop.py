@@ -281,19 +281,28 @@ def _write_panels(task, writer, data, strategy, step):
 
 
 def _validate(task, strategy, writer, step):
-    """Run ``test_step`` over every validation dataset; log and return name -> float."""
+    """Run ``test_step`` over every validation dataset; log and return name -> float.
+
+    Validation batches are not split over replicas (small batches of whole images would leave
+    some replicas empty): ``test_step`` runs once per batch, reading the mirrored variables.
+    """
     trainer = task.trainer
     datasets = task.val_dataset
     if not isinstance(datasets, dict):
         datasets = {"": datasets}
-    trainer.make_test_function()
+    fn = getattr(trainer, "_tf_defocus_val_fn", None)
+    if fn is None:
+        fn = trainer.test_step
+        if not trainer.run_eagerly:
+            fn = tf.function(fn, reduce_retracing=True)
+        trainer._tf_defocus_val_fn = fn
     results = {}
     for name, ds in datasets.items():
         if hasattr(trainer, "reset_val_metrics"):
             trainer.reset_val_metrics()
         out = None
-        for batch in strategy.experimental_distribute_dataset(ds):
-            out = trainer.test_function([batch])
+        for batch in ds:
+            out = fn(batch)
         if out is None:
             continue
         prefix = f"{name}/" if name else ""
