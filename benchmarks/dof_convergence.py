@@ -70,6 +70,9 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--targets", default="weight,weighted_image")
     p.add_argument("--out_dir", default="benchmarks/results/dof_convergence")
+    p.add_argument("--plot_only", action="store_true",
+                   help="redraw the PNG from the CSV in --out_dir (use the run's --iterations "
+                   "and thresholds) without training")
     return p.parse_args(argv)
 
 
@@ -200,6 +203,20 @@ def first_reaching(rows, key, threshold, larger_is_better):
 
 # ----------------------------------------------------------------------------- plot
 
+def read_csv(path):
+    """dof_convergence.csv -> {target: [row dict]} with numeric values."""
+    lines = open(path).read().splitlines()
+    keys = lines[0].split(",")
+    out = {}
+    for line in lines[1:]:
+        row = dict(zip(keys, line.split(",")))
+        for k in keys[1:]:
+            row[k] = float(row[k])
+        row["iteration"] = int(row["iteration"])
+        out.setdefault(row["target"], []).append(row)
+    return out
+
+
 COLORS = {"weight": (40, 40, 220), "weighted_image": (200, 110, 0)}  # BGR
 
 
@@ -246,7 +263,7 @@ def plot(rows_by_target, args, path):
                 if len(pts) > 1:
                     cv2.polylines(canvas, [np.array(pts, np.int32)], False, color, 1, cv2.LINE_AA)
             if pi == 0:
-                ly = mt + 18 + 18 * ti
+                ly = mt + ph - 44 + 18 * ti
                 cv2.line(canvas, (x0 + pw - 170, ly - 4), (x0 + pw - 145, ly - 4),
                          COLORS.get(target, (0, 0, 0)), 2)
                 cv2.putText(canvas, target, (x0 + pw - 140, ly), font, 0.45, (0, 0, 0), 1,
@@ -276,6 +293,12 @@ def main(argv=None):
         pool_size=args.pool_size, source_size=args.source_size, val_images=args.val_images,
         patch_size=args.patch_size, batch_size=args.batch_size,
         learning_rate=args.learning_rate, seed=args.seed)
+    csv_path = os.path.join(args.out_dir, "dof_convergence.csv")
+    png_path = os.path.join(args.out_dir, "dof_convergence.png")
+    if args.plot_only:
+        plot(read_csv(csv_path), args, png_path)
+        log(f"wrote {png_path}")
+        return 0
     os.makedirs(args.out_dir, exist_ok=True)
     write_text(os.path.join(args.out_dir, "config.json"),
                json.dumps(dict(vars(args), task=dataclasses.asdict(base)), indent=2, default=str))
@@ -302,8 +325,6 @@ def main(argv=None):
             "train_seconds"]
     lines = [",".join(keys)] + [",".join(str(r[k]) for k in keys)
                                 for rows in rows_by_target.values() for r in rows]
-    csv_path = os.path.join(args.out_dir, "dof_convergence.csv")
-    png_path = os.path.join(args.out_dir, "dof_convergence.png")
     write_text(csv_path, "\n".join(lines) + "\n")
     plot(rows_by_target, args, png_path)
 

@@ -251,7 +251,8 @@ def convert_tflite(model, out_path, quantize="none", input_size=DEFAULT_INPUT_SI
     ``input_size`` for the fixed variant, any size for the dynamic one); default:
     ``num_calibration`` data-engine procedural images (``input_size`` or 256x256).
     extra_files: {file name: text} written beside the model. progress: callable(message).
-    equalize: rebalance concatenation inputs before quantizing (dynamic, int8; float-exact).
+    equalize: before quantizing (dynamic, int8), fold the input preprocessing into the first
+    conv and rebalance concatenation inputs (float-exact rewrites, ``tf_defocus.export.rewrite``).
     Writes ``out_path`` and its sidecar ``<stem>.json`` atomically; refuses an existing
     ``out_path`` unless ``overwrite``. Returns a ``TFLiteExport``.
     """
@@ -272,9 +273,10 @@ def convert_tflite_many(model, jobs, input_size=DEFAULT_INPUT_SIZE, calibration_
     jobs: list of (quantize, out_path). extra_files: {out_path: {file name: text}}. Other
     arguments as in ``convert_tflite``. Every output is checked before any work; each finished
     file is published as soon as it is converted. Float variants (none, float16) are traced
-    from the model as is; quantized ones (dynamic, int8) from a float-equivalent copy whose
-    concatenation inputs are rebalanced on the calibration images (``equalize``, see
-    ``tf_defocus.export.rewrite``). Returns a list of ``TFLiteExport``.
+    from the model as is (after the layer swaps of ``export_friendly``); quantized ones
+    (dynamic, int8) from a float-equivalent copy with the input preprocessing folded into the
+    first conv and the concatenation inputs rebalanced on the calibration images
+    (``equalize``, see ``tf_defocus.export.rewrite``). Returns a list of ``TFLiteExport``.
     """
     say = progress or (lambda msg: None)
     jobs = [(q, Path(p)) for q, p in jobs]
@@ -329,14 +331,20 @@ def convert_tflite_many(model, jobs, input_size=DEFAULT_INPUT_SIZE, calibration_
             if for_quantized not in saved:
                 m = export_friendly(model, tflite=True)
                 if for_quantized and equalize:
+                    from tf_defocus.export.rewrite import fold_input_preprocessing
+                    m, folded = fold_input_preprocessing(m)
+                    if folded:
+                        say(f"  folded the caffe preprocessing into {folded}")
                     from tf_defocus.export.rewrite import equalize_concat_inputs
                     m, report = equalize_concat_inputs(m, calib[1:])
                     for name, maxima, scales in report:
                         say(f"  equalized {name}: input max |x| "
                             f"{', '.join(f'{v:.3g}' for v in maxima)} -> scales "
                             f"{', '.join(f'{v:.3g}' for v in scales)}")
+                from tf_defocus.export.rewrite import check_same_function
+                check_same_function(model, m, probe, "the TFLite graph rewrites")
                 say(f"tracing the 'serve' signature with input {list(shape) + [3]}"
-                    f"{' (concat inputs equalized for quantization)' if for_quantized and equalize else ''}")
+                    f"{' (rewritten for quantization)' if for_quantized and equalize else ''}")
                 saved[for_quantized] = work / f"saved_model_{int(for_quantized)}"
                 write_serving_archive(m, kind, saved[for_quantized], image_shape=shape,
                                       include_bytes=False, tflite=True)

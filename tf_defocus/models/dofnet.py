@@ -149,7 +149,7 @@ class DoFNet(keras.Model):
         image (N,H,W,3) float32 RGB [0,1], any H/W -> focus weight (N,H,W,1) in [0,1]."""
         image = keras.Input(shape=(None, None, 3), name="image", dtype="float32")
         pred = self._apply(image)
-        focus = FocusFromPrediction(self.target, name="focus")([pred, image])
+        focus = FocusFromPrediction(self.target, name="focus", dtype="float32")([pred, image])
         return keras.Model(image, focus, name=INFERENCE_NAME)
 
     def get_config(self):
