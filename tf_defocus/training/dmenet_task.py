@@ -179,7 +179,7 @@ def build_trainer(cfg):
     trainer = DMENetTrainer(
         blur, disc, calib, content, weights=cfg.loss_weights, use_aux=variant.aux,
         pretrain_steps=cfg.pretrain_steps,
-        mask_threshold=None if calib is not None else DEFAULT_MASK_THRESHOLD_PX / SIGMA_MAX_PX)
+        mask_threshold=DEFAULT_MASK_THRESHOLD_PX / SIGMA_MAX_PX)
     adam = lambda name: keras.optimizers.Adam(cfg.learning_rate, beta_1=0.9, name=name)
     trainer.compile(b_optimizer=adam("b_adam"),
                     d_optimizer=adam("d_adam") if disc is not None else None,

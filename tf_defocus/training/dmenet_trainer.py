@@ -106,8 +106,12 @@ class DMENetTrainer(keras.Model):
     weights: ``LossWeights``. use_aux: add the auxiliary loss.
     pretrain_steps: number of leading MSE-only steps of B (the loop switches phases via
       ``phase_for_step`` / ``set_phase``).
-    mask_threshold: threshold on the blur score for the validation mask accuracy (on
-      ``sigmoid(S)`` when S exists, else on B's sigma/7 output).
+    mask_threshold: threshold on B's sigma/7 output for the validation mask accuracy (default
+      1/7: sigma > 1 px, the data engine's mask threshold). Blur masks are scored with B's map
+      (only B is used at test time); with S, ``val_calibrated_*`` also scores ``sigmoid(S(B))``
+      at 0.5.
+
+    ``fit()`` would train the current ``phase`` only; ``run_training`` switches phases.
     """
 
     def __init__(self, blur_estimator, discriminator=None, calibrator=None, content=None, *,
@@ -125,8 +129,7 @@ class DMENetTrainer(keras.Model):
         self.pretrain_steps = int(pretrain_steps)
         self.phase = PHASE_PRETRAIN if self.pretrain_steps > 0 else PHASE_JOINT
         if mask_threshold is None:
-            # sigmoid(S) > 0.5, or (without S) sigma > 1 px in B's sigma/7 units.
-            mask_threshold = 0.5 if calibrator is not None else 1.0 / 7.0
+            mask_threshold = 1.0 / 7.0   # sigma > 1 px in B's sigma/7 units
         self.mask_threshold = float(mask_threshold)
         self.b_optimizer = None
         self.d_optimizer = None
@@ -149,6 +152,10 @@ class DMENetTrainer(keras.Model):
         self.val_mask_accuracy = keras.metrics.BinaryAccuracy(
             name="val_mask_accuracy", threshold=self.mask_threshold)
         self.val_mask_auc = keras.metrics.AUC(name="val_mask_auc", num_thresholds=200)
+        self.val_calibrated_accuracy = keras.metrics.BinaryAccuracy(
+            name="val_calibrated_accuracy", threshold=0.5)
+        self.val_calibrated_auc = keras.metrics.AUC(name="val_calibrated_auc",
+                                                    num_thresholds=200)
 
     # ----------------------------------------------------------------------------- setup
     @property
@@ -206,7 +213,8 @@ class DMENetTrainer(keras.Model):
     @property
     def metrics(self):
         return list(self.train_trackers.values()) + [
-            self.val_mse, self.val_mae, self.val_mask_accuracy, self.val_mask_auc]
+            self.val_mse, self.val_mae, self.val_mask_accuracy, self.val_mask_auc,
+            self.val_calibrated_accuracy, self.val_calibrated_auc]
 
     @property
     def train_metrics(self):
@@ -214,7 +222,8 @@ class DMENetTrainer(keras.Model):
 
     @property
     def val_metrics(self):
-        return [self.val_mse, self.val_mae, self.val_mask_accuracy, self.val_mask_auc]
+        return [self.val_mse, self.val_mae, self.val_mask_accuracy, self.val_mask_auc,
+                self.val_calibrated_accuracy, self.val_calibrated_auc]
 
     def reset_train_metrics(self):
         for m in self.train_metrics:
@@ -414,8 +423,15 @@ class DMENetTrainer(keras.Model):
         return tf.sigmoid(tf.cast(self.calibrator(defocus, training=training), tf.float32))
 
     def _val_mask(self, batch):
-        score = self.blur_score(batch["image"])
+        defocus = tf.cast(self.blur_estimator(batch["image"], training=False)["defocus"],
+                          tf.float32)
         mask = tf.cast(batch["mask"], tf.float32)
-        self.val_mask_accuracy.update_state(mask, score)
-        self.val_mask_auc.update_state(mask, score)
-        return [self.val_mask_accuracy, self.val_mask_auc]
+        self.val_mask_accuracy.update_state(mask, defocus)
+        self.val_mask_auc.update_state(mask, defocus)
+        used = [self.val_mask_accuracy, self.val_mask_auc]
+        if self.calibrator is not None:
+            prob = tf.sigmoid(tf.cast(self.calibrator(defocus, training=False), tf.float32))
+            self.val_calibrated_accuracy.update_state(mask, prob)
+            self.val_calibrated_auc.update_state(mask, prob)
+            used += [self.val_calibrated_accuracy, self.val_calibrated_auc]
+        return used
