@@ -46,15 +46,19 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def timed(fn, repeats):
-    """Median seconds of ``repeats`` calls after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
+def timed_round_robin(fns, repeats):
+    """Median seconds per call of each function in ``fns`` (name -> callable), after one
+    warm-up call each; the calls are interleaved (one of each per round) so that load from
+    other processes on a shared machine hits every method alike and the ratios stay fair."""
+    for fn in fns.values():
         fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    return {name: float(np.median(v)) for name, v in times.items()}
 
 
 def quickstart_width(path):
@@ -118,32 +122,25 @@ def main(argv=None):
     mp = s * s / 1e6
     image = synthesize(7, s, s).image.astype(np.float32)
     big = cv2.resize(image, (2048, 1536), interpolation=cv2.INTER_LINEAR)
-    rows = []
     print(f"threads: {args.threads} (OpenCV, TF intra-op, LiteRT); image {s}x{s}; median of "
-          f"{args.repeats} runs after a warm-up", flush=True)
-
-    t = timed(lambda: dof_weight_map(image), args.repeats)
-    rows.append(("dof_weight_map (OpenCV)", t, mp))
-    t = timed(lambda: dof_weight_map(big), max(2, args.repeats // 2))
-    big_rate = 2048 * 1536 / 1e6 / t
+          f"{args.repeats} interleaved runs after a warm-up; load average "
+          f"{os.getloadavg()[0]:.1f}", flush=True)
 
     ks = tuple(int(v) for v in args.kernel_sizes.split(","))
     fs = tuple(int(v) for v in args.filters.split(","))
     net = DoFNet(width=args.dof_width, kernel_sizes=ks, filters=fs, target=args.target)
     dof_model = net.inference_model()
-    macs = sum(k * k * cin * cout for k, cin, cout in zip(
-        ks, (3, round(fs[0] * args.dof_width), round(fs[1] * args.dof_width)),
-        (round(fs[0] * args.dof_width), round(fs[1] * args.dof_width), 3 if args.target ==
-         "weighted_image" else 1)))
-    t = timed(keras_runner(dof_model, image), args.repeats)
-    rows.append((f"DoFNet {'-'.join(map(str, ks))} Keras", t, mp))
+    chans = (3, round(fs[0] * args.dof_width), round(fs[1] * args.dof_width),
+             3 if args.target == "weighted_image" else 1)
+    macs = sum(k * k * cin * cout for k, cin, cout in zip(ks, chans[:-1], chans[1:]))
+    arch = "-".join(map(str, ks))
+    fns = {"dof_weight_map (OpenCV)": lambda: dof_weight_map(image),
+           f"DoFNet {arch} Keras": keras_runner(dof_model, image)}
+    workdir = tempfile.TemporaryDirectory()
     tfl_size = None
     if not args.skip_tflite:
-        with tempfile.TemporaryDirectory() as d:
-            run, tfl_size = tflite_runner(dof_model, image, args.threads, d)
-            t = timed(run, args.repeats)
-        rows.append((f"DoFNet {'-'.join(map(str, ks))} TFLite", t, mp))
-
+        fns[f"DoFNet {arch} TFLite"], tfl_size = tflite_runner(dof_model, image, args.threads,
+                                                                workdir.name)
     if args.dmenet_model:
         import tf_defocus.models  # noqa: F401  (custom layers)
         dmenet = keras.saving.load_model(args.dmenet_model, compile=False)
@@ -155,8 +152,13 @@ def main(argv=None):
         dmenet = BlurEstimator(width=width).inference_model()
         dm_label = f"DMENet w={width:g} Keras"
         dm_note = f"DMENet: BlurEstimator with RANDOM weights ({src}); speed only"
-    t_dm = timed(keras_runner(dmenet, image), max(2, args.repeats // 2))
-    rows.append((dm_label, t_dm, mp))
+    fns[dm_label] = keras_runner(dmenet, image)
+    times = timed_round_robin(fns, args.repeats)
+    big_time = timed_round_robin({"big": lambda: dof_weight_map(big)}, args.repeats)["big"]
+    big_rate = 2048 * 1536 / 1e6 / big_time
+    t_dm = times[dm_label]
+    rows = [(name, t, mp) for name, t in times.items()]
+    workdir.cleanup()
 
     print(f"DoFNet: {macs / 1e3:.1f} kMAC/px = {macs * s * s / 1e9:.2f} GMAC at {s}x{s}, "
           f"{net.count_params()} parameters" + (f", TFLite {tfl_size / 1e3:.0f} kB" if tfl_size

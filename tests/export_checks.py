@@ -259,6 +259,29 @@ def serving_proto_classes():
         "tensorflow.serving.PredictionLog"))
 
 
+def model_server_config_class():
+    """Message class for ``tensorflow.serving.ModelServerConfig`` (the fields a
+    ``models.config`` uses; numbers from ``tensorflow_serving/config/model_server_config.proto``),
+    built in a private descriptor pool."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+    F = descriptor_pb2.FieldDescriptorProto
+    f = descriptor_pb2.FileDescriptorProto(name="tf_defocus_test/model_server_config.proto",
+                                           package="tensorflow.serving", syntax="proto3")
+    cfg = f.message_type.add(name="ModelConfig")
+    for name, num in (("name", 1), ("base_path", 2), ("model_platform", 4)):
+        cfg.field.add(name=name, number=num, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
+    lst = f.message_type.add(name="ModelConfigList")
+    lst.field.add(name="config", number=1, type=F.TYPE_MESSAGE, label=F.LABEL_REPEATED,
+                  type_name=".tensorflow.serving.ModelConfig")
+    top = f.message_type.add(name="ModelServerConfig")
+    top.field.add(name="model_config_list", number=1, type=F.TYPE_MESSAGE,
+                  label=F.LABEL_OPTIONAL, type_name=".tensorflow.serving.ModelConfigList")
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(f)
+    return message_factory.GetMessageClass(
+        pool.FindMessageTypeByName("tensorflow.serving.ModelServerConfig"))
+
+
 def read_warmup_requests(saved_model_dir):
     """Parse ``assets.extra/tf_serving_warmup_requests`` -> list of dicts
     {"model_name", "signature_name", "inputs": {name: np.ndarray}}."""

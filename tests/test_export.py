@@ -362,6 +362,50 @@ def test_bad_tflite_requests(trivial, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.tflite"]
 
 
+# ----------------------------------------------------------------------------- graph rewrites
+
+
+@pytest.mark.parametrize("pad", [1, 2, 4])
+def test_slice_symmetric_pad_equals_mirror_pad(pad):
+    import tensorflow as tf
+    from tf_defocus.export.rewrite import SliceSymmetricPad
+    from tf_defocus.models.layers import SymmetricPad
+    x = np.random.default_rng(pad).random((2, 9, 7, 3)).astype(np.float32)
+    np.testing.assert_array_equal(SliceSymmetricPad(pad)(x).numpy(), SymmetricPad(pad)(x).numpy())
+    fn = tf.function(SliceSymmetricPad(pad).call,
+                     input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+    assert fn(x).shape == (2, 9 + 2 * pad, 7 + 2 * pad, 3)
+
+
+def test_quantization_rewrites_keep_the_function(tiny):
+    """Folding the caffe preprocessing and rebalancing the decoder concatenations are exact in
+    float; they find the first conv and the four skip concatenations of DMENet."""
+    from tf_defocus.export.rewrite import (concat_plan, equalize_concat_inputs, export_friendly,
+                                           fold_input_preprocessing)
+    model, images, _ = tiny
+    m = export_friendly(model, tflite=True)
+    folded, name = fold_input_preprocessing(m)
+    assert name == "block1_conv1"
+    assert not any(type(l).__name__ == "CaffePreprocess" for l in folded.layers)
+    plan = concat_plan(folded)
+    assert sorted(c.name for c, _, _ in plan) == ["u0_concat", "u1_concat", "u2_concat", "u3_concat"]
+    balanced, report = equalize_concat_inputs(folded, images[:2])
+    assert len(report) == 4
+    for _, maxima, scales in report:
+        assert np.allclose(np.array(maxima) * np.array(scales), maxima[0], rtol=1e-6)
+    ref = ec.keras_native(model, images)
+    assert np.max(np.abs(ec.keras_native(balanced, images) - ref)) <= 1e-4
+    # The shared weights of the original model are untouched.
+    assert np.max(np.abs(ec.keras_native(model, images) - ref)) == 0.0
+
+
+def test_quantized_file_has_no_preprocessing_ops(fixed_tflite):
+    """int8: the uint8 pixels go straight into the first conv (no REVERSE_V2 / SUB re-rounding)."""
+    assert "REVERSE_V2" in fixed_tflite["none"].ops
+    assert "REVERSE_V2" not in fixed_tflite["int8"].ops
+    assert "MIRROR_PAD" not in fixed_tflite["none"].ops    # slices: XNNPACK runs the whole graph
+
+
 # ----------------------------------------------------------------------------- DoF kind
 
 
@@ -448,6 +492,20 @@ def test_cli_int8_with_calibration_dir_reports_bad_photos(trivial, tmp_path):
 
 
 # ----------------------------------------------------------------------------- REST client
+
+
+def test_serving_config_and_docker_script():
+    from google.protobuf import text_format
+    config = ec.model_server_config_class()()
+    text_format.Parse((REPO / "export" / "serving" / "models.config").read_text(), config)
+    entries = [(c.name, c.base_path, c.model_platform) for c in config.model_config_list.config]
+    assert entries == [("blur_estimator", "/models/blur_estimator", "tensorflow"),
+                       ("dofnet", "/models/dofnet", "tensorflow")]
+    script = REPO / "export" / "serving" / "docker_run.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    text = script.read_text()
+    assert "target=/models/blur_estimator" in text and "-e MODEL_NAME=blur_estimator" in text
+    assert "--model_config_file=/config/models.config" in text and "tensorflow/serving" in text
 
 
 class _FakeServing(http.server.BaseHTTPRequestHandler):

@@ -235,11 +235,14 @@ def test_checkpoint_restores_every_network_and_optimizer(tmp_path):
         for a, b in zip(getattr(t, net).weights, getattr(t2, net).weights):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)
 
-    # A larger total continues from step 2 with the restored optimizers.
+    # A larger total continues from step 2 with the restored optimizers; the learning rate
+    # follows the global step (1e-3 x 0.5^floor(2 / 2) for step 3) on every optimizer.
     res3 = run_training(task_for(t2, [make_element(0)]), tmp_path, 3, verbose=0,
-                        log=messages.append)
+                        log=messages.append, learning_rate=1e-3, lr_decay_steps=2,
+                        lr_decay_rate=0.5)
     assert (res3.start_step, res3.step) == (2, 3)
     assert [int(o.iterations) for o in t2.optimizers] == [3, 2]
+    assert [float(o.learning_rate) for o in t2.optimizers] == pytest.approx([5e-4, 5e-4])
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
@@ -410,7 +413,12 @@ def test_cli_sigkill_then_resume_end_to_end(tmp_path):
     assert tf.train.load_variable(latest, "optimizer_0/_iterations/.ATTRIBUTES/VARIABLE_VALUE") \
         == total
     assert json.loads((model_dir / "config.json").read_text())["train_steps"] == total
-    assert list((model_dir / "logs" / "train").glob("events.out.tfevents.*"))
+    tags = set()
+    for event_file in (model_dir / "logs" / "train").glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(event_file)):
+            tags |= {v.tag for v in event.summary.value}
+    assert {"loss/mse", "loss/total", "learning_rate", "steps_per_second"} <= tags, tags
+    assert any(t.startswith("synthetic: input | ground truth | prediction") for t in tags), tags
     model = keras.saving.load_model(model_dir / "blur_estimator.keras")
     y = np.asarray(model(np.zeros((1, 32, 48, 3), np.float32)))
     assert y.shape == (1, 32, 48, 1) and np.all((y >= 0) & (y <= 1))

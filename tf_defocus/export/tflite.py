@@ -15,6 +15,10 @@ Quantization (https://ai.google.dev/edge/litert/models/post_training_quantizatio
                (the data engine's procedural images, or photos from a folder); input uint8 RGB
                (the raw 8-bit pixel values: input scale 1/255, zero point 0), outputs float32.
 
+Before tracing, ``tf_defocus.export.rewrite`` swaps layers for TFLite-friendly equivalents and,
+for dynamic / int8, folds the input preprocessing into the first conv and rebalances the
+decoder concatenations (all exact in float; see that module for why).
+
 Sidecar ``<stem>.json`` (``tf_defocus.artifacts.ModelInfo``): kind, input size, normalisation,
 output names, units, quantization, version, source model. Outputs of signature ``serve``:
 ``sigma_px`` (N,H,W,1) [px] and ``focus`` (N,H,W,1) (dof_weight kind: ``focus`` only).
@@ -315,7 +319,7 @@ def convert_tflite_many(model, jobs, input_size=DEFAULT_INPUT_SIZE, calibration_
                 calibration_images = builtin_calibration_images(count, calib_size)
             calib = [np.asarray(im, np.float32) for im in calibration_images]
             if not calib:
-                raise ExportError("int8 quantization needs at least one calibration image")
+                raise ExportError("quantization needs at least one calibration image")
             for i, im in enumerate(calib):
                 ok = im.ndim == 3 and im.shape[-1] == 3 and (
                     input_size is None or im.shape[:2] == tuple(input_size))
@@ -328,21 +332,21 @@ def convert_tflite_many(model, jobs, input_size=DEFAULT_INPUT_SIZE, calibration_
         saved = {}
 
         def traced(for_quantized):
+            from tf_defocus.export.rewrite import (check_same_function, equalize_concat_inputs,
+                                                   fold_input_preprocessing)
             if for_quantized not in saved:
                 m = export_friendly(model, tflite=True)
                 if for_quantized and equalize:
-                    from tf_defocus.export.rewrite import fold_input_preprocessing
                     m, folded = fold_input_preprocessing(m)
                     if folded:
                         say(f"  folded the caffe preprocessing into {folded}")
-                    from tf_defocus.export.rewrite import equalize_concat_inputs
                     m, report = equalize_concat_inputs(m, calib[1:])
                     for name, maxima, scales in report:
                         say(f"  equalized {name}: input max |x| "
                             f"{', '.join(f'{v:.3g}' for v in maxima)} -> scales "
                             f"{', '.join(f'{v:.3g}' for v in scales)}")
-                from tf_defocus.export.rewrite import check_same_function
-                check_same_function(model, m, probe, "the TFLite graph rewrites")
+                if m is not model:
+                    check_same_function(model, m, probe, "the TFLite graph rewrites")
                 say(f"tracing the 'serve' signature with input {list(shape) + [3]}"
                     f"{' (rewritten for quantization)' if for_quantized and equalize else ''}")
                 saved[for_quantized] = work / f"saved_model_{int(for_quantized)}"
