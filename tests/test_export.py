@@ -77,12 +77,13 @@ def dynamic_tflite(tiny, tmp_path_factory):
 @pytest.fixture(scope="module")
 def trivial(tmp_path_factory):
     """A two-conv model that honours the inference contract (name ``blur_estimator``, image ->
-    (N,H,W,1) in [0,1], with a nearest UpSampling2D) for the fast plumbing tests; and its
+    (N,H,W,1) in [0,1], with a nearest upsampling) for the fast plumbing tests; and its
     saved ``.keras`` path."""
     import keras
+    from tf_defocus.models import NearestUpsample
     inp = keras.Input((None, None, 3), name="image")
     x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inp)
-    x = keras.layers.UpSampling2D(2)(keras.layers.MaxPooling2D(2)(x))
+    x = NearestUpsample(2)(keras.layers.MaxPooling2D(2)(x))
     out = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid")(x)
     model = keras.Model(inp, out, name="blur_estimator")
     path = tmp_path_factory.mktemp("trivial") / "blur_estimator.keras"

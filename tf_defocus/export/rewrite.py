@@ -3,12 +3,6 @@
 All rewrites clone the functional graph with ``keras.models.clone_model`` and share (or copy)
 the weights; the float outputs are unchanged up to float32 round-off.
 
-* ``UpSampling2D(interpolation="nearest")`` -> ``tf.image.resize`` nearest. Keras' version
-  (TF backend) repeats with dynamic reshapes that lose the channel dimension when H and W are
-  unknown; the next ``Conv2D`` then has an unknown input depth and the TFLite converter cannot
-  lower it (``'tf.Conv2D' op is neither a custom op nor a flex op``). For an integer factor
-  ``s``, nearest resizing with half-pixel centres maps output index ``i`` to
-  ``floor((i + 0.5) / s) = i // s``, the same repetition.
 * (TFLite only) ``SymmetricPad(p)`` -> slices + concatenation. TFLite's ``MIRROR_PAD`` has no
   XNNPACK kernel, so every pad splits the delegated graph; with slices and concatenations the
   whole network runs in XNNPACK (measured ~3-7x faster at 512x512 on CPU).
@@ -33,22 +27,6 @@ import numpy as np
 import tensorflow as tf
 
 MAX_CONCAT_INPUTS = 4   # XNNPACK delegates CONCATENATION with a small number of inputs
-
-
-class NearestUpsample(keras.layers.Layer):
-    """(N,H,W,C) -> (N,sH,sW,C) nearest-neighbour, C stays static for unknown H/W."""
-
-    def __init__(self, size, **kwargs):
-        super().__init__(**kwargs)
-        self.size = (int(size[0]), int(size[1]))
-
-    def call(self, x):
-        hw = tf.shape(x)[1:3] * tf.constant(self.size, tf.int32)
-        return tf.cast(tf.image.resize(x, hw, method="nearest"), x.dtype)
-
-    def compute_output_shape(self, s):
-        up = lambda v, k: None if v is None else v * k
-        return (s[0], up(s[1], self.size[0]), up(s[2], self.size[1]), s[3])
 
 
 def _concat_many(pieces, axis):
@@ -114,16 +92,14 @@ def _walk(model):
 
 def _replacement(layer, tflite):
     from tf_defocus.models.layers import SymmetricPad
-    if isinstance(layer, keras.layers.UpSampling2D) and layer.interpolation == "nearest":
-        return NearestUpsample(tuple(layer.size), name=layer.name)
     if tflite and isinstance(layer, SymmetricPad):
         return SliceSymmetricPad(layer.pad, name=layer.name)
     return None
 
 
 def export_friendly(model, tflite=False):
-    """``model`` with nearest ``UpSampling2D`` (and, if ``tflite``, ``SymmetricPad``) replaced
-    by the equivalent export-friendly layers (see the module docstring); weights shared.
+    """``model`` with (if ``tflite``) ``SymmetricPad`` replaced by the equivalent
+    export-friendly layer (see the module docstring); weights shared.
     Returns ``model`` itself when nothing needs replacing."""
     if not any(_replacement(l, tflite) is not None for l in _walk(model)):
         return model
