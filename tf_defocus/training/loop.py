@@ -18,7 +18,8 @@ what long runs need:
 
 Optional trainer hooks (duck-typed): ``phase_for_step(step) -> str`` and ``set_phase(phase)``
 (the loop retraces the train function when the phase changes, e.g. DMENet's MSE-only
-pre-training), ``reset_train_metrics()`` / ``reset_val_metrics()``.
+pre-training), ``reset_train_metrics()`` / ``reset_val_metrics()`` (otherwise every
+``trainer.metrics`` is reset after each log line and around validation).
 """
 
 import dataclasses
@@ -189,8 +190,7 @@ def run_training(task, model_dir, train_steps, *, checkpoint_every=1000, log_eve
         # shown is already a running mean, so all are "stateful" (shown as given).
         progbar = keras.utils.Progbar(train_steps - start_step, verbose=verbose,
                                       stateless_metrics=(), unit_name="step") if verbose else None
-        if hasattr(trainer, "reset_train_metrics"):
-            trainer.reset_train_metrics()
+        _reset_metrics(trainer, "train")
         t_interval, steps_interval = time.time(), 0
         if progbar is not None:
             log(f"training steps {start_step} -> {train_steps} in {model_dir}")
@@ -239,8 +239,7 @@ def run_training(task, model_dir, train_steps, *, checkpoint_every=1000, log_eve
                         log(f"step {step}/{train_steps} " + " ".join(
                             f"{k}={v:.4g}" for k, v in logs.items()) + f" ({rate:.2f} steps/s)")
                     t_interval, steps_interval = now, 0
-                    if hasattr(trainer, "reset_train_metrics"):
-                        trainer.reset_train_metrics()
+                    _reset_metrics(trainer, "train")
                 if task.image_panels is not None and (
                         (image_every and step % image_every == 0) or step == train_steps):
                     _write_panels(task, writer, data, strategy, step)
@@ -298,8 +297,7 @@ def _validate(task, strategy, writer, step):
         trainer._tf_defocus_val_fn = fn
     results = {}
     for name, ds in datasets.items():
-        if hasattr(trainer, "reset_val_metrics"):
-            trainer.reset_val_metrics()
+        _reset_metrics(trainer, "val")
         out = None
         for batch in ds:
             out = fn(batch)
@@ -307,7 +305,19 @@ def _validate(task, strategy, writer, step):
             continue
         prefix = f"{name}/" if name else ""
         results.update({prefix + k: v for k, v in _to_float_logs(out).items()})
+    if not hasattr(trainer, "reset_val_metrics"):
+        _reset_metrics(trainer, "train")   # shared trackers: do not mix val into train logs
     with writer.as_default(step=step):
         for k, v in results.items():
             tf.summary.scalar(k, v)
     return results
+
+
+def _reset_metrics(trainer, kind):
+    """``trainer.reset_<kind>_metrics()`` if it has one, else reset every ``trainer.metrics``."""
+    hook = getattr(trainer, f"reset_{kind}_metrics", None)
+    if hook is not None:
+        hook()
+        return
+    for m in trainer.metrics:
+        m.reset_state()
