@@ -129,6 +129,12 @@ def validate(config):
         raise ConfigError(f"--{e}") from None
     if config.limit < 0:
         raise ConfigError(f"--limit must be >= 0, got {config.limit}")
+    if "dof_weight" in config.methods:
+        from tf_defocus.dof import check_mask_size
+        try:
+            check_mask_size(config.mask_size)
+        except ValueError as e:
+            raise ConfigError(f"--{e}") from None
 
 
 def open_dataset(config):

@@ -120,6 +120,12 @@ def validate(config):
         check_tiling(config.tile_size, config.tile_overlap)
     except ValueError as e:
         raise ConfigError(f"--{e}") from None
+    if config.method == "dof_weight":
+        from tf_defocus.dof import check_mask_size
+        try:
+            check_mask_size(config.mask_size)
+        except ValueError as e:
+            raise ConfigError(f"--{e}") from None
     if config.threads < 0:
         raise ConfigError(f"--threads must be >= 0, got {config.threads}")
     if not config.mask_threshold_px >= 0:
