@@ -71,7 +71,7 @@ def conv_forward_flops(model, height, width):
 
     convs = [l for l in model._flatten_layers() if isinstance(l, keras.layers.Conv2D)]
     probe = keras.Model(model.inputs, [l.output for l in convs])
-    outs = probe(np.zeros((1, height, width, 3), np.float32))
+    outs = probe([np.zeros((1, height, width, 3), np.float32)])
     total = 0
     for layer, out in zip(convs, outs):
         kh, kw, cin, cout = layer.kernel.shape

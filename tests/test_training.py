@@ -72,16 +72,20 @@ def task_for(trainer, elements, repeat=True):
 # ------------------------------------------------------------------------------------- losses
 
 def test_aux_targets_use_tf1_align_corners_nearest():
-    h = 48
-    y = np.random.default_rng(0).random((1, h, h, 1)).astype(np.float32)
-    for factor in (2, 4, 16):
-        out = np.asarray(losses.downsample_nearest_aligned(tf.constant(y), factor))
-        n = h // factor
-        # TF1 resize_nearest_neighbor(align_corners=True): src = round(i * (in-1) / (out-1)).
-        idx = np.floor(np.arange(n) * (h - 1) / (n - 1) + 0.5).astype(int)
-        np.testing.assert_array_equal(out, y[:, idx][:, :, idx])
-        assert not np.array_equal(out, np.asarray(tf.image.resize(y, (n, n), "nearest"))) \
-            or factor == 2   # differs from TF2 nearest sampling
+    rng = np.random.default_rng(0)
+    for h, w in ((48, 48), (240, 240), (64, 96), (32, 16)):
+        y = rng.random((2, h, w, 1)).astype(np.float32)
+        for factor in (2, 4, 8, 16):
+            if h % factor or w % factor:
+                continue
+            out = np.asarray(losses.downsample_nearest_aligned(tf.constant(y), factor))
+            size = [h // factor, w // factor]
+            # The TF1 kernel the authors used (DownSampling2dLayer, method 1, align_corners).
+            ref = tf.compat.v1.image.resize_nearest_neighbor(y, size, align_corners=True)
+            np.testing.assert_array_equal(out, np.asarray(ref), err_msg=f"{h}x{w} / {factor}")
+    y = rng.random((1, 240, 240, 1)).astype(np.float32)
+    out = np.asarray(losses.downsample_nearest_aligned(y, 16))
+    assert not np.array_equal(out, np.asarray(tf.image.resize(y, (15, 15), "nearest")))
     np.testing.assert_array_equal(losses.downsample_nearest_aligned(y, 1), y)
 
 

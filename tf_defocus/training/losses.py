@@ -50,19 +50,28 @@ def mse_per_example(y_pred, y_true):
     return _mean_per_example(tf.math.squared_difference(_f32(y_pred), _f32(y_true)))
 
 
+def _aligned_indices(n_in, n_out):
+    """Source rows of TF1 ``resize_nearest_neighbor(align_corners=True)``: for output i,
+    ``roundf(i * float32((n_in - 1) / (n_out - 1)))`` (half away from zero), clipped."""
+    scale = tf.cast(n_in - 1, tf.float32) / tf.cast(tf.maximum(n_out - 1, 1), tf.float32)
+    idx = tf.floor(tf.cast(tf.range(n_out), tf.float32) * scale + 0.5)
+    return tf.minimum(tf.cast(idx, tf.int32), n_in - 1)
+
+
 def downsample_nearest_aligned(y, factor):
     """(N,H,W,C) -> (N,H/factor,W/factor,C) nearest neighbour, TF1 ``align_corners=True``.
 
     Output pixel i takes source ``round(i * (H - 1) / (H/factor - 1))``: the sampling the authors
     used for their auxiliary targets (it differs from TF2 ``tf.image.resize(..., "nearest")``).
-    H and W must be multiples of ``factor``.
+    Implemented with gathers (XLA-compatible). H and W must be multiples of ``factor``.
     """
     if factor == 1:
         return y
+    y = _f32(y)
     shape = tf.shape(y)
-    size = tf.stack([shape[1] // factor, shape[2] // factor])
-    return tf.raw_ops.ResizeNearestNeighbor(images=_f32(y), size=size, align_corners=True,
-                                            half_pixel_centers=False)
+    h, w = shape[1], shape[2]
+    y = tf.gather(y, _aligned_indices(h, h // factor), axis=1)
+    return tf.gather(y, _aligned_indices(w, w // factor), axis=2)
 
 
 def aux_per_example(outputs, y_true):
