@@ -179,7 +179,7 @@ def test_tiny_overfit_halves_the_mse():
     t.make_train_function(force=True)    # graph mode, as in real training
     el = tf.nest.map_structure(tf.constant, make_element(batch=2))
     mses = []
-    for _ in range(40):
+    for _ in range(30):
         t.reset_train_metrics()
         mses.append(float(t.train_function([el])["mse"]))
     assert mses[-1] < 0.5 * mses[0], mses
