@@ -205,7 +205,7 @@ def test_config_and_keras_round_trip(factory, shape, tmp_path):
 
 
 def test_inference_model_loads_in_fresh_process(tiny_b, tmp_path):
-    """``blur_estimator.keras`` loads with keras.saving.load_model after importing tf_defocus.models."""
+    """``blur_estimator.keras`` loads with keras.saving.load_model after ``import tf_defocus``."""
     path = tmp_path / "blur_estimator.keras"
     x = _images(1, 32, 32, seed=9)
     np.save(tmp_path / "x.npy", x)
@@ -213,7 +213,7 @@ def test_inference_model_loads_in_fresh_process(tiny_b, tmp_path):
     inf.save(path)
     np.save(tmp_path / "y.npy", inf(x).numpy())
     code = (
-        "import numpy as np, keras, tf_defocus.models\n"
+        "import numpy as np, keras, tf_defocus\n"
         f"m = keras.saving.load_model({str(path)!r})\n"
         f"x = np.load({str(tmp_path / 'x.npy')!r}); y = np.load({str(tmp_path / 'y.npy')!r})\n"
         "assert m.name == 'blur_estimator', m.name\n"

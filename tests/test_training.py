@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from tf_defocus.training import losses
 from tf_defocus.training.dmenet_task import DMENetTaskConfig, build_trainer, float32_inference_model
-from tf_defocus.training.dmenet_trainer import VARIANTS, DMENetTrainer
+from tf_defocus.training.dmenet_trainer import VARIANTS
 from tf_defocus.training.loop import NonFiniteLossError, run_training
 from tf_defocus.training.task import TrainingTask
 

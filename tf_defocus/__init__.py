@@ -2,11 +2,14 @@
 
 Units: blur sigma in pixels (see ``tf_defocus.units``).
 
-``load_estimator`` and ``dof_weight_map`` are imported lazily, so ``import tf_defocus`` does not
-import TensorFlow.
+Importing the package registers its custom Keras layers and models, so a saved
+``blur_estimator.keras`` / ``dofnet.keras`` loads with ``keras.saving.load_model(path)`` after
+``import tf_defocus``. ``load_estimator`` and ``dof_weight_map`` are imported on first use.
 """
 
 __version__ = "0.1.0"
+
+from tf_defocus import models as _models  # noqa: E402,F401  (registers the custom layers)
 
 _LAZY = {
     "load_estimator": "tf_defocus.inference",

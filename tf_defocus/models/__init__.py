@@ -10,7 +10,8 @@ from tf_defocus.models.blur_estimator import BlurEstimator
 from tf_defocus.models.discriminator import DomainDiscriminator
 from tf_defocus.models.calibrator import SharpnessCalibrator
 from tf_defocus.models.content_loss import ContentLoss
+from tf_defocus.models.dofnet import DoFNet
 
-__all__ = ["BlurEstimator", "CaffePreprocess", "ContentLoss", "DomainDiscriminator",
+__all__ = ["BlurEstimator", "CaffePreprocess", "ContentLoss", "DoFNet", "DomainDiscriminator",
            "NearestUpsample", "Resize", "SharpnessCalibrator", "SymmetricPad", "channels",
            "conv_block", "load_vgg19_imagenet", "vgg19_trunk"]

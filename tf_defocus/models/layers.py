@@ -151,9 +151,18 @@ class NearestUpsample(keras.layers.Layer):
             raise ValueError(f"factor must be >= 1, got {factor}")
 
     def call(self, inputs):
-        size = tf.shape(inputs)[1:3] * self.factor
-        y = tf.image.resize(inputs, size, method="nearest")
-        return tf.cast(y, inputs.dtype)
+        # Pixel duplication by reshape -> broadcast -> reshape rather than tf.image.resize:
+        # the gradient of a nearest resize (ResizeNearestNeighborGrad) has no XLA CPU kernel,
+        # so --jit_compile training failed; these ops compile, export to TFLite builtins
+        # (RESHAPE, BROADCAST_TO) and keep the channel count static for unknown H/W.
+        k = self.factor
+        channels = inputs.shape[-1]
+        shape = tf.shape(inputs)
+        n, h, w = shape[0], shape[1], shape[2]
+        c = channels if channels is not None else shape[3]
+        y = tf.reshape(inputs, tf.stack([n, h, 1, w, 1, c]))
+        y = tf.broadcast_to(y, tf.stack([n, h, k, w, k, c]))
+        return tf.reshape(y, tf.stack([n, h * k, w * k, c]))
 
     def compute_output_shape(self, input_shape):
         n, h, w, c = input_shape

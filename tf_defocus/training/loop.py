@@ -7,7 +7,8 @@ what long runs need:
 * ``tf.train.Checkpoint`` + ``CheckpointManager`` over the trainer (all its networks and
   metrics), every optimizer and the step counter, saved every ``checkpoint_every`` steps, on
   Ctrl-C and at the end; ``train_steps`` is the total, so rerunning the same command after a
-  kill resumes from the last checkpoint ("resuming from step N") and stops at the total;
+  kill resumes from the last checkpoint ("resuming from step N") and stops at the total
+  (the input pipeline is not checkpointed: it starts over from its seed on resume);
 * a non-finite loss stops training with :class:`NonFiniteLossError`; the weights of that step
   are never saved, the last good checkpoint stays the latest;
 * TensorBoard under ``<model_dir>/logs`` (``train/``: one scalar per loss term, learning rate,
@@ -24,7 +25,6 @@ pre-training), ``reset_train_metrics()`` / ``reset_val_metrics()`` (otherwise ev
 
 import dataclasses
 import math
-import os
 import time
 from pathlib import Path
 
