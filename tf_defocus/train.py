@@ -234,6 +234,9 @@ def config_from_flags(flag_values=FLAGS):
             raise ValueError(f"--val_image_size must be W,H integers: {e}") from e
         if len(values["val_image_size"]) != 2:
             raise ValueError("--val_image_size must be two integers W,H")
+    for name in ("dof_kernel_sizes", "dof_filters"):  # validated as positive integers above
+        if values.get(name) is not None:
+            values[name] = tuple(int(v) for v in values[name])
     return TrainConfig(**values)
 
 
