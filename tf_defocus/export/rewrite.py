@@ -127,6 +127,18 @@ def _model_nodes(model):
     return [n for nodes in model._nodes_by_depth.values() for n in nodes]
 
 
+def _graph_index(model):
+    """(nodes, users: id(tensor) -> consuming nodes, calls: id(layer) -> number of calls,
+    outputs: ids of the model's output tensors) of a functional model."""
+    nodes = _model_nodes(model)
+    users, calls = {}, {}
+    for n in nodes:
+        calls[id(n.operation)] = calls.get(id(n.operation), 0) + 1
+        for t in n.input_tensors:
+            users.setdefault(id(t), []).append(n)
+    return nodes, users, calls, {id(t) for t in model.outputs}
+
+
 def _pad_like(layer):
     from tf_defocus.models.layers import SymmetricPad
     return isinstance(layer, (SymmetricPad, SliceSymmetricPad, keras.layers.ZeroPadding2D))
@@ -136,13 +148,7 @@ def concat_plan(model):
     """Concatenations that can be rebalanced: list of (concat layer, input tensors, conv layer)
     where the concat joins on the last axis and feeds exactly one chain of zero or more pads
     (scale-equivariant) ending in a ``Conv2D`` used once in this model."""
-    nodes = _model_nodes(model)
-    users, calls = {}, {}
-    for n in nodes:
-        calls[id(n.operation)] = calls.get(id(n.operation), 0) + 1
-        for t in n.input_tensors:
-            users.setdefault(id(t), []).append(n)
-    outputs = {id(t) for t in model.outputs}
+    nodes, users, calls, outputs = _graph_index(model)
     plan = []
     for n in nodes:
         layer = n.operation
@@ -179,13 +185,7 @@ def fold_input_preprocessing(model):
     to fold (no CaffePreprocess feeding, through symmetric pads only, one biased Conv2D).
     """
     from tf_defocus.models.layers import VGG_MEAN_BGR, CaffePreprocess, SymmetricPad
-    nodes = _model_nodes(model)
-    users, calls = {}, {}
-    for n in nodes:
-        calls[id(n.operation)] = calls.get(id(n.operation), 0) + 1
-        for t in n.input_tensors:
-            users.setdefault(id(t), []).append(n)
-    outputs = {id(t) for t in model.outputs}
+    nodes, users, calls, outputs = _graph_index(model)
     pre = [n for n in nodes if isinstance(n.operation, CaffePreprocess)]
     if len(pre) != 1 or calls[id(pre[0].operation)] != 1:
         return model, None
