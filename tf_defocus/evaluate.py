@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from tf_defocus import __version__, artifacts, imageio, metrics
+from tf_defocus.predict import ConfigError, check_method_options
 from tf_defocus.units import SIGMA_MAX_PX
 
 DATASETS = ("syndof", "cuhk", "dut", "rtf")
@@ -47,10 +48,6 @@ DETECTION_METRICS = ("accuracy", "ap", "auc", "mae", "max_f", "iou")
 METRIC_TITLES = {"mse": "MSE (sigma/7)", "mae_norm": "MAE (sigma/7)", "mae_px": "MAE [px]",
                  "rtf_mse": "RTF MSE", "rtf_mae": "RTF MAE", "accuracy": "acc", "ap": "mAP",
                  "auc": "AUC", "mae": "MAE (det.)", "max_f": "max F (b2=0.3)", "iou": "IoU"}
-
-
-class ConfigError(ValueError):
-    """Bad command-line configuration (reported before any work)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,7 +97,6 @@ def parse_models(values):
 
 def validate(config):
     """Raise ConfigError for a bad config before any work."""
-    from tf_defocus.inference import check_tiling
     if config.dataset not in DATASETS:
         raise ConfigError(f"--dataset must be one of {DATASETS}, got {config.dataset!r}")
     if not config.data_dir:
@@ -123,18 +119,10 @@ def validate(config):
     if config.dataset in ("cuhk", "dut") and config.blurred_value not in (0, 255):
         raise ConfigError(f"--dataset={config.dataset} needs --blurred_value=255 (white = "
                           f"blurred) or --blurred_value=0 (black = blurred); copies differ")
-    try:
-        check_tiling(config.tile_size, config.tile_overlap)
-    except ValueError as e:
-        raise ConfigError(f"--{e}") from None
+    check_method_options(config.tile_size, config.tile_overlap,
+                         config.mask_size if "dof_weight" in config.methods else None)
     if config.limit < 0:
         raise ConfigError(f"--limit must be >= 0, got {config.limit}")
-    if "dof_weight" in config.methods:
-        from tf_defocus.dof import check_mask_size
-        try:
-            check_mask_size(config.mask_size)
-        except ValueError as e:
-            raise ConfigError(f"--{e}") from None
 
 
 def open_dataset(config):

@@ -44,6 +44,19 @@ class ConfigError(ValueError):
     """Bad command-line configuration (reported before any work)."""
 
 
+def check_method_options(tile_size, tile_overlap, mask_size=None):
+    """Tiling (and, when ``mask_size`` is given, dof_weight) options shared by the predict and
+    evaluate CLIs; raises ConfigError naming the flag."""
+    from tf_defocus.inference import check_tiling
+    try:
+        check_tiling(tile_size, tile_overlap)
+        if mask_size is not None:
+            from tf_defocus.dof import check_mask_size
+            check_mask_size(mask_size)
+    except ValueError as e:
+        raise ConfigError(f"--{e}") from None
+
+
 @dataclasses.dataclass(frozen=True)
 class PredictConfig:
     """Everything a predict run needs; written as JSON next to the outputs.
@@ -97,7 +110,6 @@ def split_list(values):
 
 def validate(config):
     """Check a PredictConfig before any work; raises ConfigError with a clear message."""
-    from tf_defocus.inference import check_tiling
     if config.method not in METHODS:
         raise ConfigError(f"--method must be one of {METHODS}, got {config.method!r}")
     if not config.inputs:
@@ -116,16 +128,8 @@ def validate(config):
     if config.method == "dof_weight" and "sigma" in config.outputs:
         raise ConfigError("--method=dof_weight gives a focus weight with no blur unit, so there is "
                           "no sigma map; drop 'sigma' from --outputs (use color, focus, mask)")
-    try:
-        check_tiling(config.tile_size, config.tile_overlap)
-    except ValueError as e:
-        raise ConfigError(f"--{e}") from None
-    if config.method == "dof_weight":
-        from tf_defocus.dof import check_mask_size
-        try:
-            check_mask_size(config.mask_size)
-        except ValueError as e:
-            raise ConfigError(f"--{e}") from None
+    check_method_options(config.tile_size, config.tile_overlap,
+                         config.mask_size if config.method == "dof_weight" else None)
     if config.threads < 0:
         raise ConfigError(f"--threads must be >= 0, got {config.threads}")
     if not config.mask_threshold_px >= 0:
