@@ -25,6 +25,7 @@ from absl import app, flags
 from tf_defocus.training.dmenet_trainer import VARIANTS
 
 FLAGS = flags.FLAGS
+_FLAGS_BEFORE = set(FLAGS)   # absl's own flags; every flag defined below is a TrainConfig field
 
 # --- general ---
 flags.DEFINE_enum("task", "dmenet", ["dmenet", "dofnet"], "What to train.")
@@ -142,91 +143,29 @@ for _name in ("dof_pool_size", "dof_source_size", "dof_max_side", "dof_val_image
 # --- end of DoF task flags ---
 
 
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Resolved settings of one training run (every field is the flag of the same name)."""
-    task: str = "dmenet"
-    model_dir: str = ""
-    train_steps: int = 100000
-    checkpoint_every: int = 1000
-    max_to_keep: int = 3
-    log_every: int = 50
-    image_every: int = 500
-    val_every: int | None = None
-    progress: bool = True
-    strategy: str = "default"
-    num_cpu_devices: int = 0
-    mixed_precision: str = "none"
-    jit_compile: bool = False
-    run_eagerly: bool = False
-    seed: int = 0
-    learning_rate: float | None = None
-    lr_decay_steps: int = 0
-    lr_decay_rate: float = 0.8
-    width: float | None = None
-    vgg_weights: str | None = None
-    variant: str = "BDSC"
-    use_discriminator: bool | None = None
-    use_calibrator: bool | None = None
-    use_content: bool | None = None
-    use_aux: bool | None = None
-    aux_weight: float = 1.0
-    content_weight: float = 1e-4
-    calibration_weight: float = 2e-2
-    adversarial_weight: float = 1e-3
-    pretrain_steps: int = 0
-    patch_size: int | None = None
-    batch_synthetic: int = 3
-    batch_real_mask: int = 3
-    batch_real_unlabelled: int = 3
-    synthetic_dir: str | None = None
-    synthetic_tfrecords: str | None = None
-    syndof_label_convention: str = "sigma10"
-    real_mask_dir: str | None = None
-    real_mask_layout: str = "cuhk"
-    real_mask_blurred_value: int | None = None
-    unlabelled_dir: str | None = None
-    pool_size: int = 32
-    pool_width: int = 640
-    pool_height: int = 480
-    pool_workers: int = 0
-    cache_dir: str | None = None
-    min_short_side: int = 0
-    max_short_side: int = 800
-    scale_mode: str = "clamp"
-    deterministic: bool = False
-    skip_bad: bool = False
-    val_synthetic_dir: str | None = None
-    val_mask_dir: str | None = None
-    val_mask_layout: str = "cuhk"
-    val_mask_blurred_value: int | None = None
-    val_num_images: int = 8
-    val_image_size: tuple = (320, 240)
-    # --- DoF task fields (dof_*) ---
-    dof_target: str = "weighted_image"
-    dof_image_dir: str | None = None
-    dof_mask_size: int = 15
-    dof_kernel_sizes: tuple = (9, 1, 5)
-    dof_filters: tuple = (64, 32)
-    dof_padding: str = "symmetric"
-    dof_pool_size: int = 256
-    dof_source_size: int = 192
-    dof_max_side: int = 512
-    dof_val_images: int = 16
-    dof_val_patch_size: int = 96
-    dof_batch_size: int = 16
-    # --- end of DoF task fields ---
+def _config_field(name):
+    """(name, type, default) of the TrainConfig field of flag ``name``; list flags (all lists of
+    integers here) become tuples of ints."""
+    default = FLAGS[name].default
+    if isinstance(default, list):
+        default = tuple(int(v) for v in default)
+    return name, object, dataclasses.field(default=default)
 
-    def to_json(self):
-        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+def _to_json(self):
+    return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+
+TrainConfig = dataclasses.make_dataclass(
+    "TrainConfig", [_config_field(n) for n in FLAGS if n not in _FLAGS_BEFORE], frozen=True,
+    namespace={"to_json": _to_json, "__doc__": "Resolved settings of one training run: one "
+               "field per flag of this module, same name and default (so the two never drift)."})
+TrainConfig.__module__ = __name__
 
 
 def config_from_flags(flag_values=FLAGS):
     """TrainConfig from parsed absl flags (a field without a flag keeps its default)."""
-    values = {}
-    for f in dataclasses.fields(TrainConfig):
-        if f.name in flag_values:
-            values[f.name] = flag_values[f.name].value
+    values = {f.name: flag_values[f.name].value for f in dataclasses.fields(TrainConfig)}
     if values.get("val_image_size") is not None:
         try:
             values["val_image_size"] = tuple(int(v) for v in values["val_image_size"])
