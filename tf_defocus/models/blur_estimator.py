@@ -18,7 +18,8 @@ Keras layer names mirror the TensorLayer scopes with ``/`` -> ``_`` (``u3/c1`` -
 
 import keras
 
-from tf_defocus.models.layers import CaffePreprocess, NearestUpsample, channels, conv_block
+from tf_defocus.models.layers import (CaffePreprocess, NearestUpsample, WidthConfigMixin,
+                                      channels, conv_block)
 from tf_defocus.models.vgg import VGG19_SKIP_NAMES, load_vgg19_imagenet, vgg19_trunk
 
 SIZE_MULTIPLE = 16    # input H and W must be multiples of this at run time
@@ -43,7 +44,7 @@ def _aux_head(x, scope, width, out_name):
 
 
 @keras.saving.register_keras_serializable(package="tf_defocus")
-class BlurEstimator(keras.Model):
+class BlurEstimator(WidthConfigMixin, keras.Model):
     """DMENet's B as a functional Keras model (graph built in ``__init__``).
 
     Input ``image``: (N,H,W,3) float32 RGB in [0,1]; H, W multiples of 16 (None allowed).
@@ -98,13 +99,6 @@ class BlurEstimator(keras.Model):
         self.width = width
         if vgg_weights is not None:
             load_vgg19_imagenet(self, vgg_weights, width=width)
-
-    def get_config(self):
-        return {"width": self.width, "name": self.name, "trainable": self.trainable}
-
-    @classmethod
-    def from_config(cls, config, custom_objects=None):
-        return cls(**config)
 
     def inference_model(self, dtype=None):
         """Plain functional model ``blur_estimator``: image (N,H,W,3) -> defocus (N,H,W,1).

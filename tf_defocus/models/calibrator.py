@@ -8,13 +8,13 @@ then a 1x1 conv to one logit (with bias). Layer names mirror the TensorLayer sco
 
 import keras
 
-from tf_defocus.models.layers import conv_block, channels
+from tf_defocus.models.layers import WidthConfigMixin, channels, conv_block
 
 _STAGES = ((1, 64), (2, 32), (3, 16))   # (scope index, base channels); 3 convs each
 
 
 @keras.saving.register_keras_serializable(package="tf_defocus")
-class SharpnessCalibrator(keras.Model):
+class SharpnessCalibrator(WidthConfigMixin, keras.Model):
     """Input ``defocus`` (N,H,W,1) sigma/7 map -> float32 logits (N,H,W,1), 1 = blurred.
 
     ``sigmoid(logits)`` is the probability that a pixel is out of focus.
@@ -32,10 +32,3 @@ class SharpnessCalibrator(keras.Model):
                             kernel_initializer="glorot_uniform", output_dtype="float32")
         super().__init__(inputs=defocus, outputs=logits, name=name, **kwargs)
         self.width = width
-
-    def get_config(self):
-        return {"width": self.width, "name": self.name, "trainable": self.trainable}
-
-    @classmethod
-    def from_config(cls, config, custom_objects=None):
-        return cls(**config)

@@ -7,13 +7,13 @@ Layer names mirror the TensorLayer scopes: ``h0_c1``, ``h0_b1``, ..., ``h4_c1``.
 
 import keras
 
-from tf_defocus.models.layers import LRELU_SLOPE, batch_norm, channels
+from tf_defocus.models.layers import LRELU_SLOPE, WidthConfigMixin, batch_norm, channels
 
 _BASES = (64, 128, 256, 512)
 
 
 @keras.saving.register_keras_serializable(package="tf_defocus")
-class DomainDiscriminator(keras.Model):
+class DomainDiscriminator(WidthConfigMixin, keras.Model):
     """Input ``feature`` (N,H,W,round(64*width)) -> float32 logits (N,ceil(H/32),ceil(W/32),1).
 
     Logit > 0 means "synthetic domain" (the authors label synthetic 1, real 0).
@@ -34,10 +34,3 @@ class DomainDiscriminator(keras.Model):
         logits = keras.layers.Activation("linear", dtype="float32", name="logits")(x)
         super().__init__(inputs=feature, outputs=logits, name=name, **kwargs)
         self.width = width
-
-    def get_config(self):
-        return {"width": self.width, "name": self.name, "trainable": self.trainable}
-
-    @classmethod
-    def from_config(cls, config, custom_objects=None):
-        return cls(**config)

@@ -15,6 +15,18 @@ from keras import ops
 
 PACKAGE = "tf_defocus"
 
+
+class WidthConfigMixin:
+    """``get_config`` / ``from_config`` of a functional ``keras.Model`` subclass whose graph is
+    rebuilt from its one architecture argument, ``width`` (list it before ``keras.Model``)."""
+
+    def get_config(self):
+        return {"width": self.width, "name": self.name, "trainable": self.trainable}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        return cls(**config)
+
 # Caffe VGG mean in BGR order (Keras ``vgg19.preprocess_input`` "caffe" mode, DMENet's VGG_MEAN).
 VGG_MEAN_BGR = (103.939, 116.779, 123.68)
 
