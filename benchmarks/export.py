@@ -5,7 +5,8 @@ Prints, measured in one run at ``--size`` (default 512x512) with ``--threads`` (
 1. latency (median of ``--repeats`` after one warm-up) of the Keras model
    (``predict_on_batch``), the SavedModel ``serve`` signature (float input) and
    ``serving_default`` (JPEG bytes, decode included), and the fixed-size TFLite files
-   (float32, float16, dynamic-range, int8) run with LiteRT; each as a ratio to Keras;
+   (float32, float16, dynamic-range, int8; int8 once more with TF's plain min/max activation
+   ranges instead of the default minimum-MSE ones) run with LiteRT; each as a ratio to Keras;
 2. file sizes (SavedModel directory, each .tflite);
 3. accuracy on ``--num_eval`` data-engine images (``tf_defocus.data.synthesize``, seeds apart
    from calibration): max |diff| and MAE against Keras in sigma/7 units, and MAE against the
@@ -134,6 +135,13 @@ def main():
                                   overwrite=True, source_model=args.model or "random",
                                   progress=lambda m: print("  " + m, flush=True))
     print(f"TFLite conversions (4 variants) in {time.perf_counter() - t0:.1f} s", flush=True)
+    variants = [(f"TFLite {QUANT_LABEL[r.info.quantization]}", r) for r in results]
+    # The same int8 model with TF's plain min/max activation ranges, for comparison.
+    minmax = convert_tflite_many(model, [("int8", out_dir / f"blur_estimator_int8_minmax_{h}x{w}.tflite")],
+                                 input_size=(h, w), calibration_images=calib, overwrite=True,
+                                 source_model=args.model or "random", int8_ranges="minmax",
+                                 progress=lambda m: print("  " + m, flush=True))
+    variants.append(("TFLite int8, min/max ranges", minmax[0]))
 
     x1 = images[:1]
     rows = []
@@ -161,7 +169,7 @@ def main():
                  "native": None})
 
     # TFLite
-    for r in results:
+    for label, r in variants:
         interp = Interpreter(model_path=str(r.path), num_threads=args.threads)
         runner = interp.get_signature_runner("serve")
         (name, d), = runner.get_input_details().items()
@@ -176,7 +184,7 @@ def main():
                                  for i in range(len(images))]) / SIGMA_MAX_PX
         xq = prep(x1)
         lat, _ = timed(lambda: runner(**{name: xq}), args.repeats)
-        rows.append({"variant": f"TFLite {QUANT_LABEL[r.info.quantization]}", "latency_s": lat,
+        rows.append({"variant": label, "latency_s": lat,
                      "bytes": r.size_bytes, "native": native, "quant": r.info.quantization})
 
     print()
@@ -210,6 +218,11 @@ def main():
         print(f"{row['variant']:36s} {size} {row['latency_s'] * 1e3:11.1f} "
               f"{row['latency_s'] / keras_lat:8.2f} {acc}  {verdict}")
         summary.append(entry)
+    int8 = {e["variant"]: e.get("mae_vs_keras") for e in summary}
+    a, b = int8.get("TFLite int8"), int8.get("TFLite int8, min/max ranges")
+    if a is not None and b:
+        print(f"\nint8 MAE vs Keras, minimum-MSE / min-max activation ranges: {a:.5f} / {b:.5f} "
+              f"= {a / b:.2f}")
     print(f"\nexports kept in {out_dir}" if args.out_dir else "")
     if args.json:
         Path(args.json).write_text(json.dumps({"size": [h, w], "threads": args.threads,

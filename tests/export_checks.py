@@ -341,3 +341,17 @@ def b64_instances(blobs):
     """TF Serving REST row-format body for the ``serving_default`` bytes signature."""
     return {"signature_name": "serving_default",
             "instances": [{"b64": base64.b64encode(b).decode("ascii")} for b in blobs]}
+
+
+def activation_scales(path):
+    """{tensor name: scale} of the per-tensor-quantized int8 tensors of a ``.tflite`` file that
+    hold no constant data (activations)."""
+    from tensorflow.lite.tools import flatbuffer_utils
+    model = flatbuffer_utils.read_model(str(path))
+    out = {}
+    for t in model.subgraphs[0].tensors:
+        q = t.quantization
+        has_data = t.buffer > 0 and model.buffers[t.buffer].data is not None
+        if q is not None and q.scale is not None and len(q.scale) == 1 and not has_data:
+            out[t.name.decode() if isinstance(t.name, bytes) else t.name] = float(q.scale[0])
+    return out

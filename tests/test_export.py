@@ -407,6 +407,72 @@ def test_quantized_file_has_no_preprocessing_ops(fixed_tflite):
     assert "MIRROR_PAD" not in fixed_tflite["none"].ops    # slices: XNNPACK runs the whole graph
 
 
+# ----------------------------------------------------------------------------- int8 ranges
+
+def test_quantization_mse_is_the_uniform_rounding_noise():
+    from tf_defocus.export.ranges import quantization_mse
+    x = np.linspace(0.0, 1.0, 200_001)
+    step = 1.0 / 255
+    assert quantization_mse(x, 0.0, 1.0) == pytest.approx(step ** 2 / 12, rel=0.02)
+    # A range half as wide clips the upper half: error dominated by the clipping.
+    assert quantization_mse(x, 0.0, 0.5) > 100 * quantization_mse(x, 0.0, 1.0)
+
+
+def test_best_alpha_shrinks_heavy_tails_only():
+    """The histogram search picks the range with least MSE on the raw values too."""
+    from tf_defocus.export.ranges import ALPHAS, best_alpha, histogram, quantization_mse
+    rng = np.random.default_rng(0)
+    uniform = rng.uniform(-1.0, 1.0, 100_000)
+    assert best_alpha(histogram(uniform, -1.0, 1.0), -1.0, 1.0) == 1.0
+    tails = rng.standard_t(3, 100_000)            # heavy tails set the min/max range
+    lo, hi = float(tails.min()), float(tails.max())
+    a = best_alpha(histogram(tails, lo, hi), lo, hi)
+    assert a < 0.9
+    assert quantization_mse(tails, a * lo, a * hi) < quantization_mse(tails, lo, hi) / 1.15
+    exact = min(ALPHAS, key=lambda g: quantization_mse(tails, g * lo, g * hi))
+    assert abs(a - exact) <= 0.041     # within two grid steps of the search on raw values
+
+
+def test_refined_calibration_fails_loudly_when_not_used():
+    from tf_defocus.export.ranges import refined_calibration
+    with pytest.raises(RuntimeError, match="did not call"):
+        with refined_calibration([np.zeros((8, 8, 3), np.float32)]):
+            pass
+
+
+def test_int8_ranges_mse_narrows_activations_but_not_the_input(tiny, fixed_tflite, tmp_path):
+    """Default (``mse``) vs ``minmax`` on the same calibration images: activation ranges shrink
+    (only the outputs, 7 * sigmoid and 1 - sigmoid, may widen to their exact range), the uint8
+    input keeps scale 1/255; both print their MAE vs Keras."""
+    from tf_defocus.export import convert_tflite
+    model, images, _ = tiny
+    plain = convert_tflite(model, tmp_path / "minmax.tflite", quantize="int8",
+                           input_size=(SIZE, SIZE), num_calibration=6, int8_ranges="minmax")
+    refined = ec.activation_scales(fixed_tflite["int8"].path)
+    minmax = ec.activation_scales(plain.path)
+    common = sorted(set(refined) & set(minmax))
+    assert len(common) > 20
+    ratios = np.array([refined[k] / minmax[k] for k in common])
+    grown = [k for k, r in zip(common, ratios) if r > 1.0 + 1e-5]
+    assert len(grown) <= 2, grown          # only the outputs' exact affine ranges may grow
+    assert np.mean(ratios < 0.99) > 0.25
+    ref = ec.keras_native(model, images)
+    for label, path in (("mse", fixed_tflite["int8"].path), ("minmax", plain.path)):
+        print(f"tiny random net, int8 {label} ranges: MAE vs Keras "
+              f"{ec.mae(ec.to_native(ec.run_tflite(path, images)), ref):.4f}")
+    with pytest.raises(Exception, match="int8_ranges"):
+        convert_tflite(model, tmp_path / "x.tflite", quantize="int8", int8_ranges="kl")
+
+
+def test_int8_sigma_output_is_not_requantized(tiny, fixed_tflite):
+    """``sigma_px = 7 * sigmoid``: its int8 range is 7x the sigmoid's fixed one (scale 1/256),
+    so every output value is exactly 7 * k / 256 (a re-rounded or clipped range would not be)."""
+    _, images, _ = tiny
+    k = ec.run_tflite(fixed_tflite["int8"].path, images)["sigma_px"] / 7.0 * 256.0
+    assert np.abs(k - np.round(k)).max() < 1e-3
+    assert len(np.unique(np.round(k))) > 5
+
+
 # ----------------------------------------------------------------------------- DoF kind
 
 
@@ -444,6 +510,7 @@ def _cli(*args, cwd=None):
     (["--format=tflite", "--calibration=dir", "--quantize=int8", "--out=OUT/m.tflite"],
      "--calibration_dir"),
     (["--format=tflite", "--out=OUT/m.bin"], ".tflite"),
+    (["--format=tflite", "--int8_ranges=minmax", "--out=OUT/m.tflite"], "--quantize=int8 only"),
 ])
 def test_cli_rejects_bad_flags_quickly(trivial, tmp_path, args, message):
     args = [a.replace("OUT", str(tmp_path)) for a in args]
@@ -487,6 +554,7 @@ def test_cli_int8_with_calibration_dir_reports_bad_photos(trivial, tmp_path):
     assert info.quantization == "int8" and info.input_size == (64, 64)
     cfg = json.loads((out.parent / "q.export_config.json").read_text())
     assert cfg["calibration"] == "dir" and cfg["input_size"] == [64, 64]
+    assert cfg["int8_ranges"] == "mse" and "minimum-MSE range" in proc.stdout
     ec.assert_builtin_ops_only(out)
     assert sorted(p.name for p in out.parent.iterdir()) == ["q.export_config.json", "q.json",
                                                             "q.tflite"]

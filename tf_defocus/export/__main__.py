@@ -40,6 +40,9 @@ flags.DEFINE_enum("calibration", None, CALIBRATIONS, "int8 calibration images: b
                   "--calibration_dir is given, else builtin.")
 flags.DEFINE_string("calibration_dir", None, "Folder of photos for int8 calibration.")
 flags.DEFINE_integer("num_calibration", 32, "Number of int8 calibration images.", lower_bound=1)
+flags.DEFINE_enum("int8_ranges", "mse", ("mse", "minmax"), "int8 activation ranges: 'mse' shrinks "
+                  "each calibrated min/max range to the one with least quantization error; "
+                  "'minmax' keeps TF's calibrated min/max.")
 flags.DEFINE_string("model_name", None, "saved_model: servable name (default: the model's name, "
                     "blur_estimator or dofnet).")
 flags.DEFINE_integer("version", 1, "Model version (saved_model directory name; recorded in the "
@@ -58,6 +61,7 @@ class ExportConfig:
     calibration: str = "builtin"
     calibration_dir: str | None = None
     num_calibration: int = 32
+    int8_ranges: str = "mse"
     model_name: str | None = None
     version: int = 1
     overwrite: bool = False
@@ -114,6 +118,8 @@ def config_from_flags(f=FLAGS):
             raise UsageError("--model_name applies to --format=saved_model only")
         if (f.calibration or f.calibration_dir) and f.quantize != "int8":
             raise UsageError("--calibration/--calibration_dir apply to --quantize=int8 only")
+        if f["int8_ranges"].present and f.quantize != "int8":
+            raise UsageError("--int8_ranges applies to --quantize=int8 only")
         if calibration == "dir" and not f.calibration_dir:
             raise UsageError("--calibration=dir needs --calibration_dir=DIR (a folder of photos)")
         if calibration == "builtin" and f.calibration_dir:
@@ -124,6 +130,7 @@ def config_from_flags(f=FLAGS):
     return ExportConfig(model=f.model, format=f.format, out=f.out, quantize=f.quantize,
                         input_size=input_size, calibration=calibration,
                         calibration_dir=f.calibration_dir, num_calibration=f.num_calibration,
+                        int8_ranges=f.int8_ranges,
                         model_name=f.model_name, version=f.version, overwrite=f.overwrite)
 
 
@@ -184,7 +191,8 @@ def run_export(cfg):
     from tf_defocus.export.tflite import convert_tflite
     result = convert_tflite(model, out, quantize=cfg.quantize, input_size=cfg.input_size,
                             calibration_images=calibration_images,
-                            num_calibration=cfg.num_calibration, version=cfg.version,
+                            num_calibration=cfg.num_calibration, int8_ranges=cfg.int8_ranges,
+                            version=cfg.version,
                             source_model=str(model_path), overwrite=cfg.overwrite,
                             extra_files={f"{out.stem}.export_config.json": cfg.to_json()},
                             progress=_say)

@@ -14,6 +14,9 @@ Quantization (https://ai.google.dev/edge/litert/models/post_training_quantizatio
   ``int8``     full integer: int8 weights and activations calibrated on representative images
                (the data engine's procedural images, or photos from a folder); input uint8 RGB
                (the raw 8-bit pixel values: input scale 1/255, zero point 0), outputs float32.
+               Activation ranges: ``mse`` (default) shrinks each calibrated min/max range to
+               the one with least quantization error (``tf_defocus.export.ranges``);
+               ``minmax`` keeps TF's calibrated min/max.
 
 Before tracing, ``tf_defocus.export.rewrite`` swaps layers for TFLite-friendly equivalents and,
 for dynamic / int8, folds the input preprocessing into the first conv and rebalances the
@@ -44,6 +47,7 @@ DEFAULT_CALIBRATION_SIZE = (256, 256)   # calibration image size [px] for the dy
 DEFAULT_NUM_CALIBRATION = 32
 CALIBRATION_SEED = 2_000_000            # data-engine seeds kept apart from training's
 EQUALIZE_IMAGES = 8                     # images measuring concat ranges for dynamic-range only
+INT8_RANGES = ("mse", "minmax")         # activation range setting of full-int8 models
 
 
 @dataclasses.dataclass(frozen=True)
@@ -246,7 +250,7 @@ def _smoke_run(content, kind, image, quantize):
 def convert_tflite(model, out_path, quantize="none", input_size=DEFAULT_INPUT_SIZE,
                    calibration_images=None, num_calibration=DEFAULT_NUM_CALIBRATION,
                    version=1, source_model="", overwrite=False, extra_files=None, progress=None,
-                   equalize=True):
+                   equalize=True, int8_ranges="mse"):
     """Convert ``model`` (keras inference model or ``.keras`` path) to ``out_path`` (.tflite).
 
     quantize: none | float16 | dynamic | int8. input_size: (H, W) [px], multiples of 16, for
@@ -257,6 +261,8 @@ def convert_tflite(model, out_path, quantize="none", input_size=DEFAULT_INPUT_SI
     extra_files: {file name: text} written beside the model. progress: callable(message).
     equalize: before quantizing (dynamic, int8), fold the input preprocessing into the first
     conv and rebalance concatenation inputs (float-exact rewrites, ``tf_defocus.export.rewrite``).
+    int8_ranges: ``mse`` (minimum-error activation ranges, ``tf_defocus.export.ranges``) or
+    ``minmax`` (TF's calibrated ranges as they are).
     Writes ``out_path`` and its sidecar ``<stem>.json`` atomically; refuses an existing
     ``out_path`` unless ``overwrite``. Returns a ``TFLiteExport``.
     """
@@ -265,13 +271,14 @@ def convert_tflite(model, out_path, quantize="none", input_size=DEFAULT_INPUT_SI
         calibration_images=calibration_images, num_calibration=num_calibration, version=version,
         source_model=source_model, overwrite=overwrite,
         extra_files={out_path: extra_files} if extra_files else None, progress=progress,
-        equalize=equalize)
+        equalize=equalize, int8_ranges=int8_ranges)
     return result
 
 
 def convert_tflite_many(model, jobs, input_size=DEFAULT_INPUT_SIZE, calibration_images=None,
                         num_calibration=DEFAULT_NUM_CALIBRATION, version=1, source_model="",
-                        overwrite=False, extra_files=None, progress=None, equalize=True):
+                        overwrite=False, extra_files=None, progress=None, equalize=True,
+                        int8_ranges="mse"):
     """Convert ``model`` once traced to several quantizations of one input size.
 
     jobs: list of (quantize, out_path). extra_files: {out_path: {file name: text}}. Other
@@ -284,6 +291,8 @@ def convert_tflite_many(model, jobs, input_size=DEFAULT_INPUT_SIZE, calibration_
     """
     say = progress or (lambda msg: None)
     jobs = [(q, Path(p)) for q, p in jobs]
+    if int8_ranges not in INT8_RANGES:
+        raise ExportError(f"int8_ranges must be one of {INT8_RANGES}, got {int8_ranges!r}")
     for quantize, out_path in jobs:
         if quantize not in QUANTIZATIONS:
             raise ExportError(f"quantize must be one of {QUANTIZATIONS}, got {quantize!r}")
@@ -357,7 +366,7 @@ def convert_tflite_many(model, jobs, input_size=DEFAULT_INPUT_SIZE, calibration_
         for quantize, out_path in jobs:
             sm = traced(quantize in ("int8", "dynamic"))
             say(f"converting to TFLite (quantize={quantize}, builtin ops only) -> {out_path}")
-            content = _convert(sm, quantize, calib)
+            content = _convert(sm, quantize, calib, int8_ranges, say)
             details = _smoke_run(content, kind, probe, quantize)
             info = tflite_info(kind, input_size, quantize, details, version, source_model)
             _publish(out_path, content, info, extra_files.get(out_path) or {})
@@ -369,22 +378,32 @@ def convert_tflite_many(model, jobs, input_size=DEFAULT_INPUT_SIZE, calibration_
     return results
 
 
-def _convert(saved_model_dir, quantize, calib):
-    """SavedModel ``serve`` -> TFLite bytes; ExportError on failure or non-builtin ops."""
+def _convert(saved_model_dir, quantize, calib, int8_ranges="mse", say=None):
+    """SavedModel ``serve`` -> TFLite bytes; ExportError on failure or non-builtin ops.
+    calib: float32 (H,W,3) images (int8 and dynamic); int8_ranges: see ``convert_tflite``."""
+    import contextlib
     import warnings
+
+    from tf_defocus.export.ranges import refined_calibration
 
     def representative():
         for im in calib:
             yield {graph.IMAGE_INPUT: im[None]}
 
+    refine = quantize == "int8" and int8_ranges == "mse"
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), (
+                refined_calibration(calib[1:]) if refine else contextlib.nullcontext()) as state:
             # The converter's own calibrator still uses the deprecated tf.lite.Interpreter.
             warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
             content = _converter(saved_model_dir, quantize, representative).convert()
     except Exception as e:  # noqa: BLE001 (ConverterError and friends)
         raise ExportError(f"TFLite conversion failed (only builtin ops are allowed): "
                           f"{_summarise_converter_error(e)}") from e
+    if refine and say:
+        r = state["report"]
+        say(f"  int8 activation ranges: {r['shrunk']} of {r['tensors']} shrunk to their "
+            f"minimum-MSE range (median factor {r['median_alpha']:.2f} of min/max)")
     bad = non_builtin_ops(content)
     if bad:
         raise ExportError(f"converted model uses non-builtin ops {bad}")
