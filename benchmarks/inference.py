@@ -200,7 +200,6 @@ def main(args):
     set_threads(args.threads)
     import keras
     from tf_defocus.data.synthesize import synthesize
-    from tf_defocus.inference import DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE  # noqa: F401
     tmp = Path(tempfile.mkdtemp(prefix="tfd_bench_inference_"))
     t_setup = time.perf_counter()
     if args.model:
