@@ -464,6 +464,18 @@ def test_int8_ranges_mse_narrows_activations_but_not_the_input(tiny, fixed_tflit
         convert_tflite(model, tmp_path / "x.tflite", quantize="int8", int8_ranges="kl")
 
 
+def test_dynamic_size_int8_calibrates_on_mixed_sizes(tiny, tmp_path):
+    """Any-size int8: calibration (and the range refinement) run images of different sizes."""
+    from tf_defocus.export import convert_tflite
+    a, _ = ec.data_engine_images(2, 48, SIZE, seed=610)
+    b, _ = ec.data_engine_images(2, SIZE, 32, seed=620)
+    result = convert_tflite(tiny[0], tmp_path / "q_any.tflite", quantize="int8", input_size=None,
+                            calibration_images=list(a) + list(b))
+    assert result.info.input_size is None and result.info.quantization == "int8"
+    out = ec.run_tflite(result.path, b)
+    assert out["sigma_px"].shape == (2, SIZE, 32, 1) and np.all(np.isfinite(out["sigma_px"]))
+
+
 def test_int8_sigma_output_is_not_requantized(tiny, fixed_tflite):
     """``sigma_px = 7 * sigmoid``: its int8 range is 7x the sigmoid's fixed one (scale 1/256),
     so every output value is exactly 7 * k / 256 (a re-rounded or clipped range would not be)."""

@@ -355,7 +355,10 @@ def convert_tflite_many(model, jobs, input_size=DEFAULT_INPUT_SIZE, calibration_
                             f"{', '.join(f'{v:.3g}' for v in maxima)} -> scales "
                             f"{', '.join(f'{v:.3g}' for v in scales)}")
                 if m is not model:
-                    check_same_function(model, m, probe, "the TFLite graph rewrites")
+                    # Folding x255 into conv1 reorders float32 sums: a deep random net moved
+                    # by 1.8e-4; a wrong rewrite moves it by ~0.1; the int8 output step is 1/256.
+                    check_same_function(model, m, probe, "the TFLite graph rewrites",
+                                        atol=1e-3 if for_quantized and equalize else 1e-4)
                 say(f"tracing the 'serve' signature with input {list(shape) + [3]}"
                     f"{' (rewritten for quantization)' if for_quantized and equalize else ''}")
                 saved[for_quantized] = work / f"saved_model_{int(for_quantized)}"
