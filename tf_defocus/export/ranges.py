@@ -102,12 +102,13 @@ def range_plan(model):
     function(ranges) -> (lo, hi)): SAME_SCALE_OPS take the union of their inputs' ranges,
     FIXED_RANGE_OPS their fixed range, SCALAR_OPS the affine image of their input's range.
     Model inputs keep their calibrated range (the uint8 image must not be clipped)."""
-    from tensorflow.lite.tools import flatbuffer_utils
+    from tf_defocus.export.tflite import opcode_name
     subgraph = model.subgraphs[0]
     has = {i for i, t in enumerate(subgraph.tensors) if _range(t) is not None}
     refine, derive = [], {}
     for op in subgraph.operators:
-        name = flatbuffer_utils.opcode_to_name(model, op.opcodeIndex)
+        oc = model.operatorCodes[op.opcodeIndex]
+        name = opcode_name(oc.builtinCode, oc.deprecatedBuiltinCode, oc.customCode)
         inputs = [int(i) for i in op.inputs]
         ins = [i for i in inputs if i in has]
         consts = [_scalar_constant(model, i) if i >= 0 and i not in has else None for i in inputs]

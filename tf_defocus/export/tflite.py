@@ -28,6 +28,7 @@ output names, units, quantization, version, source model. Outputs of signature `
 """
 
 import dataclasses
+import functools
 import os
 import shutil
 import tempfile
@@ -63,10 +64,22 @@ class TFLiteExport:
 
 # ----------------------------------------------------------------------------- op listing
 
+@functools.lru_cache(maxsize=1)
 def _builtin_names():
     from ai_edge_litert import schema_py_generated as schema
     return {v: k for k, v in vars(schema.BuiltinOperator).items()
             if not k.startswith("_") and isinstance(v, int)}
+
+
+def opcode_name(builtin_code, deprecated_code, custom_code=None):
+    """Name of a TFLite operator code: its schema name (``CONV_2D`` ...) or ``CUSTOM:<code>``.
+    Codes >= 127 live in builtin_code; older files use deprecated_builtin_code (int8)."""
+    from ai_edge_litert import schema_py_generated as schema
+    code = max(builtin_code, deprecated_code)
+    if code == schema.BuiltinOperator.CUSTOM:
+        custom = custom_code.decode() if isinstance(custom_code, bytes) else custom_code
+        return "CUSTOM:" + (custom or "?")
+    return _builtin_names().get(code, f"BUILTIN_{code}")
 
 
 def tflite_op_names(model):
@@ -79,17 +92,8 @@ def tflite_op_names(model):
     from ai_edge_litert import schema_py_generated as schema
     buf = model if isinstance(model, (bytes, bytearray)) else Path(model).read_bytes()
     m = schema.Model.GetRootAs(buf, 0)
-    names = _builtin_names()
-    codes = []
-    for i in range(m.OperatorCodesLength()):
-        oc = m.OperatorCodes(i)
-        # Codes >= 127 live in builtin_code; older files use deprecated_builtin_code (int8).
-        code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
-        if code == schema.BuiltinOperator.CUSTOM:
-            custom = oc.CustomCode()
-            codes.append("CUSTOM:" + (custom.decode() if custom else "?"))
-        else:
-            codes.append(names.get(code, f"BUILTIN_{code}"))
+    codes = [opcode_name(oc.BuiltinCode(), oc.DeprecatedBuiltinCode(), oc.CustomCode())
+             for oc in (m.OperatorCodes(i) for i in range(m.OperatorCodesLength()))]
     used = set()
     for s in range(m.SubgraphsLength()):
         sub = m.Subgraphs(s)
