@@ -5,8 +5,11 @@ Prints, measured in one run at ``--size`` (default 512x512) with ``--threads`` (
 1. latency (median of ``--repeats`` after one warm-up) of the Keras model
    (``predict_on_batch``), the SavedModel ``serve`` signature (float input) and
    ``serving_default`` (JPEG bytes, decode included), and the fixed-size TFLite files
-   (float32, float16, dynamic-range, int8; int8 once more with TF's plain min/max activation
-   ranges instead of the default minimum-MSE ones) run with LiteRT; each as a ratio to Keras;
+   (float32, float16, dynamic-range, int8; int8 twice more with the per-tensor minimum-MSE
+   activation ranges alone and with TF's plain min/max ranges instead of the default searched
+   ones) run with LiteRT's default CPU path
+   (XNNPACK), and the int8 file once more with TFLite's reference kernels (no XNNPACK, as
+   runtimes without that delegate execute it); each as a ratio to Keras;
 2. file sizes (SavedModel directory, each .tflite);
 3. accuracy on ``--num_eval`` data-engine images (``tf_defocus.data.synthesize``, seeds apart
    from calibration): max |diff| and MAE against Keras in sigma/7 units, and MAE against the
@@ -103,7 +106,7 @@ def main():
     import tensorflow as tf
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(min(args.threads, 2))
-    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
     from tf_defocus.data.synthesize import synthesize
     from tf_defocus.export import convert_tflite_many, export_saved_model
     from tf_defocus.export.tflite import builtin_calibration_images
@@ -136,12 +139,15 @@ def main():
                                   progress=lambda m: print("  " + m, flush=True))
     print(f"TFLite conversions (4 variants) in {time.perf_counter() - t0:.1f} s", flush=True)
     variants = [(f"TFLite {QUANT_LABEL[r.info.quantization]}", r) for r in results]
-    # The same int8 model with TF's plain min/max activation ranges, for comparison.
-    minmax = convert_tflite_many(model, [("int8", out_dir / f"blur_estimator_int8_minmax_{h}x{w}.tflite")],
-                                 input_size=(h, w), calibration_images=calib, overwrite=True,
-                                 source_model=args.model or "random", int8_ranges="minmax",
-                                 progress=lambda m: print("  " + m, flush=True))
-    variants.append(("TFLite int8, min/max ranges", minmax[0]))
+    # The same int8 model with the per-tensor minimum-MSE ranges alone and with TF's plain
+    # min/max activation ranges, for comparison.
+    for ranges, label in (("mse", "minimum-MSE ranges"), ("minmax", "min/max ranges")):
+        other = convert_tflite_many(
+            model, [("int8", out_dir / f"blur_estimator_int8_{ranges}_{h}x{w}.tflite")],
+            input_size=(h, w), calibration_images=calib, overwrite=True,
+            source_model=args.model or "random", int8_ranges=ranges,
+            progress=lambda m: print("  " + m, flush=True))
+        variants.append((f"TFLite int8, {label}", other[0]))
 
     x1 = images[:1]
     rows = []
@@ -168,9 +174,15 @@ def main():
     rows.append({"variant": "SavedModel serving_default (JPEG)", "latency_s": lat, "bytes": None,
                  "native": None})
 
-    # TFLite
-    for label, r in variants:
-        interp = Interpreter(model_path=str(r.path), num_threads=args.threads)
+    # TFLite: LiteRT's default CPU path (XNNPACK delegate); the int8 file once more with
+    # TFLite's own reference kernels, as runtimes without XNNPACK execute it.
+    reference = [(f"{label}, no XNNPACK", r, True) for label, r in variants[:4]
+                 if r.info.quantization == "int8"]
+    for label, r, builtin in [(label, r, False) for label, r in variants] + reference:
+        resolver = (OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES if builtin
+                    else OpResolverType.AUTO)
+        interp = Interpreter(model_path=str(r.path), num_threads=args.threads,
+                             experimental_op_resolver_type=resolver)
         runner = interp.get_signature_runner("serve")
         (name, d), = runner.get_input_details().items()
 
@@ -185,7 +197,8 @@ def main():
         xq = prep(x1)
         lat, _ = timed(lambda: runner(**{name: xq}), args.repeats)
         rows.append({"variant": label, "latency_s": lat,
-                     "bytes": r.size_bytes, "native": native, "quant": r.info.quantization})
+                     "bytes": r.size_bytes, "native": native,
+                     "quant": None if builtin else r.info.quantization})
 
     print()
     print(f"Export benchmark: input 1x{h}x{w}x3, {args.threads} threads, median of "
@@ -220,9 +233,11 @@ def main():
         summary.append(entry)
     int8 = {e["variant"]: e.get("mae_vs_keras") for e in summary}
     a, b = int8.get("TFLite int8"), int8.get("TFLite int8, min/max ranges")
-    if a is not None and b:
-        print(f"\nint8 MAE vs Keras, minimum-MSE / min-max activation ranges: {a:.5f} / {b:.5f} "
-              f"= {a / b:.2f}")
+    c = int8.get("TFLite int8, minimum-MSE ranges")
+    if a is not None and b and c:
+        print(f"\nint8 MAE vs Keras, searched / minimum-MSE / min-max activation ranges: "
+              f"{a:.5f} / {c:.5f} / {b:.5f}; searched / min-max = {a / b:.2f}, "
+              f"searched / minimum-MSE = {a / c:.2f}")
     print(f"\nexports kept in {out_dir}" if args.out_dir else "")
     if args.json:
         Path(args.json).write_text(json.dumps({"size": [h, w], "threads": args.threads,

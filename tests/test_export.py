@@ -440,28 +440,50 @@ def test_refined_calibration_fails_loudly_when_not_used():
             pass
 
 
-def test_int8_ranges_mse_narrows_activations_but_not_the_input(tiny, fixed_tflite, tmp_path):
-    """Default (``mse``) vs ``minmax`` on the same calibration images: activation ranges shrink
-    (only the outputs, 7 * sigmoid and 1 - sigmoid, may widen to their exact range), the uint8
-    input keeps scale 1/255; both print their MAE vs Keras."""
+def test_int8_ranges_narrow_activations_but_not_the_input(tiny, fixed_tflite, tmp_path):
+    """Default (``search``), ``mse`` and ``minmax`` on the same calibration images: activation
+    ranges shrink (only the outputs, 7 * sigmoid and 1 - sigmoid, may widen to their exact
+    range), the search shrinks them by one common factor on top of ``mse``, the uint8 input
+    keeps scale 1/255; all print their MAE vs Keras."""
     from tf_defocus.export import convert_tflite
+    from tf_defocus.export.ranges import GAMMAS
     model, images, _ = tiny
-    plain = convert_tflite(model, tmp_path / "minmax.tflite", quantize="int8",
-                           input_size=(SIZE, SIZE), num_calibration=6, int8_ranges="minmax")
-    refined = ec.activation_scales(fixed_tflite["int8"].path)
-    minmax = ec.activation_scales(plain.path)
-    common = sorted(set(refined) & set(minmax))
+    kw = dict(quantize="int8", input_size=(SIZE, SIZE), num_calibration=6)
+    plain = convert_tflite(model, tmp_path / "minmax.tflite", int8_ranges="minmax", **kw)
+    mse = convert_tflite(model, tmp_path / "mse.tflite", int8_ranges="mse", **kw)
+    searched = fixed_tflite["int8"]
+    assert plain.int8_ranges_report is None and "gamma" not in mse.int8_ranges_report
+    report = searched.int8_ranges_report
+    errors = report["search_errors"]
+    assert sorted(errors) == sorted(GAMMAS) and errors[report["gamma"]] == min(errors.values())
+    scales = {k: ec.activation_scales(r.path) for k, r in
+              (("search", searched), ("mse", mse), ("minmax", plain))}
+    common = sorted(set(scales["search"]) & set(scales["mse"]) & set(scales["minmax"]))
     assert len(common) > 20
-    ratios = np.array([refined[k] / minmax[k] for k in common])
+    ratios = np.array([scales["mse"][k] / scales["minmax"][k] for k in common])
     grown = [k for k, r in zip(common, ratios) if r > 1.0 + 1e-5]
     assert len(grown) <= 2, grown          # only the outputs' exact affine ranges may grow
     assert np.mean(ratios < 0.99) > 0.25
+    inputs = [k for k in common if scales["minmax"][k] == pytest.approx(1 / 255)]
+    assert inputs and all(scales["search"][k] == pytest.approx(1 / 255) for k in inputs)
+    if report["gamma"] < 1.0:
+        narrower = [scales["search"][k] / scales["mse"][k] for k in common]
+        assert np.median(narrower) == pytest.approx(report["gamma"], rel=0.02)
     ref = ec.keras_native(model, images)
-    for label, path in (("mse", fixed_tflite["int8"].path), ("minmax", plain.path)):
+    for label, r in (("search", searched), ("mse", mse), ("minmax", plain)):
         print(f"tiny random net, int8 {label} ranges: MAE vs Keras "
-              f"{ec.mae(ec.to_native(ec.run_tflite(path, images)), ref):.4f}")
+              f"{ec.mae(ec.to_native(ec.run_tflite(r.path, images)), ref):.4f}")
     with pytest.raises(Exception, match="int8_ranges"):
         convert_tflite(model, tmp_path / "x.tflite", quantize="int8", int8_ranges="kl")
+
+
+def test_output_error_is_zero_for_the_same_model_and_grows_with_noise(fixed_tflite, tiny):
+    from tf_defocus.export.ranges import output_error
+    f32 = fixed_tflite["none"].path.read_bytes()
+    images = list(tiny[1][:2])
+    assert output_error(f32, f32, images) == 0.0
+    q = output_error(fixed_tflite["int8"].path.read_bytes(), f32, images)
+    assert 0.0 < q < 0.2
 
 
 def test_dynamic_size_int8_calibrates_on_mixed_sizes(tiny, tmp_path):
@@ -566,7 +588,8 @@ def test_cli_int8_with_calibration_dir_reports_bad_photos(trivial, tmp_path):
     assert info.quantization == "int8" and info.input_size == (64, 64)
     cfg = json.loads((out.parent / "q.export_config.json").read_text())
     assert cfg["calibration"] == "dir" and cfg["input_size"] == [64, 64]
-    assert cfg["int8_ranges"] == "mse" and "minimum-MSE range" in proc.stdout
+    assert cfg["int8_ranges"] == "search" and "minimum-MSE range" in proc.stdout
+    assert "common shrink factor" in proc.stdout
     ec.assert_builtin_ops_only(out)
     assert sorted(p.name for p in out.parent.iterdir()) == ["q.export_config.json", "q.json",
                                                             "q.tflite"]

@@ -40,9 +40,11 @@ flags.DEFINE_enum("calibration", None, CALIBRATIONS, "int8 calibration images: b
                   "--calibration_dir is given, else builtin.")
 flags.DEFINE_string("calibration_dir", None, "Folder of photos for int8 calibration.")
 flags.DEFINE_integer("num_calibration", 32, "Number of int8 calibration images.", lower_bound=1)
-flags.DEFINE_enum("int8_ranges", "mse", ("mse", "minmax"), "int8 activation ranges: 'mse' shrinks "
-                  "each calibrated min/max range to the one with least quantization error; "
-                  "'minmax' keeps TF's calibrated min/max.")
+flags.DEFINE_enum("int8_ranges", "search", ("search", "mse", "minmax"), "int8 activation ranges: "
+                  "'mse' shrinks each calibrated min/max range to the one with least "
+                  "quantization error; 'search' then shrinks them all by the common factor "
+                  "with the least output error on calibration images; 'minmax' keeps TF's "
+                  "calibrated min/max.")
 flags.DEFINE_string("model_name", None, "saved_model: servable name (default: the model's name, "
                     "blur_estimator or dofnet).")
 flags.DEFINE_integer("version", 1, "Model version (saved_model directory name; recorded in the "
@@ -61,7 +63,7 @@ class ExportConfig:
     calibration: str = "builtin"
     calibration_dir: str | None = None
     num_calibration: int = 32
-    int8_ranges: str = "mse"
+    int8_ranges: str = "search"
     model_name: str | None = None
     version: int = 1
     overwrite: bool = False

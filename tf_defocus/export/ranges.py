@@ -27,6 +27,10 @@ import numpy as np
 ALPHAS = np.linspace(0.3, 1.0, 36)   # candidate range factors (1.0 = the calibrated min/max)
 BINS = 8192                          # histogram bins over a calibrated range (<= 1/9 int8 step)
 LEVELS = 255                         # int8 steps across a tensor's range
+# Common extra shrink factors tried on top of the per-tensor minimum-MSE ranges, judged by the
+# quantized model's output error on calibration images (``refined_calibration``).
+GAMMAS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+SEARCH_IMAGES = 8                    # calibration images that judge the factors
 
 
 def quantization_mse(x, lo, hi):
@@ -132,15 +136,62 @@ def range_plan(model):
     return refine, derive
 
 
+class RangeSet:
+    """A calibrated TFLite model plus its range plan: writes the model with every activation
+    range set from the calibrated min/max, the per-tensor minimum-MSE factors and a common
+    extra shrink factor ``gamma`` (see ``bytes_for``)."""
+
+    def __init__(self, model, refine, derive, calibrated, alphas):
+        self.model, self.refine, self.derive = model, refine, derive
+        self.calibrated, self.alphas = calibrated, alphas
+
+    def bytes_for(self, gamma=1.0):
+        """Model bytes with each refined tensor's range ``min(1, gamma * alpha) * (lo, hi)``
+        and the derived ranges recomputed from those."""
+        from tensorflow.lite.tools import flatbuffer_utils
+        ranges = dict(self.calibrated)
+        for i in self.refine:
+            a = min(1.0, gamma * self.alphas[i])
+            ranges[i] = (a * ranges[i][0], a * ranges[i][1])
+        for out, rule in self.derive.items():        # execution order: inputs are final
+            ranges[out] = rule(ranges)
+        tensors = self.model.subgraphs[0].tensors
+        for i in list(self.refine) + list(self.derive):
+            tensors[i].quantization.min = np.array([ranges[i][0]], np.float32)
+            tensors[i].quantization.max = np.array([ranges[i][1]], np.float32)
+        return bytes(flatbuffer_utils.convert_object_to_bytearray(self.model))
+
+
+def _interpreter(content, **kwargs):
+    from ai_edge_litert.interpreter import Interpreter
+    with warnings.catch_warnings():   # "intended for debugging": keeping them is the point here
+        warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors.*")
+        return Interpreter(model_content=bytes(content), num_threads=2, **kwargs)
+
+
+def _set_input(interp, image):
+    """Feed one float32 (H,W,3) [0,1] image (resizing the input if needed; uint8 inputs get
+    their quantization applied)."""
+    (inp,) = interp.get_input_details()
+    x = np.asarray(image, np.float32)[None]
+    if tuple(x.shape) != tuple(inp["shape"]):
+        interp.resize_tensor_input(inp["index"], x.shape)
+        interp.allocate_tensors()
+        (inp,) = interp.get_input_details()
+    if inp["dtype"] == np.uint8:
+        scale, zero = inp["quantization"]
+        x = np.clip(np.round(x / scale + zero), 0, 255).astype(np.uint8)
+    interp.set_tensor(inp["index"], x)
+
+
 def refine_ranges(calibrated, images, progress=None):
     """Minimum-MSE ranges for a calibrated TFLite model.
 
     calibrated: bytes of the float model with min/max stats (from TF's calibrator).
     images: float32 (H,W,3) RGB [0,1] calibration images of the model's input size.
-    Returns ``(new_bytes, report)`` with report {"tensors": n refined, "shrunk": m,
-    "median_alpha": a}.
+    Returns ``(range_set, report)``: a ``RangeSet`` (``range_set.bytes_for(1.0)`` is the model
+    with minimum-MSE ranges) and {"tensors": n refined, "shrunk": m, "median_alpha": a}.
     """
-    from ai_edge_litert.interpreter import Interpreter
     from tensorflow.lite.tools import flatbuffer_utils
 
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(calibrated))
@@ -151,62 +202,97 @@ def refine_ranges(calibrated, images, progress=None):
     images = list(images)
     if not images or not refine:
         raise ValueError("refine_ranges needs calibration images and a calibrated model")
-    with warnings.catch_warnings():   # "intended for debugging": keeping them is the point here
-        warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors.*")
-        interp = Interpreter(model_content=bytes(calibrated),
-                             experimental_preserve_all_tensors=True, num_threads=2)
+    interp = _interpreter(calibrated, experimental_preserve_all_tensors=True)
     interp.allocate_tensors()
-    (inp,) = interp.get_input_details()
     ranges = {i: _range(t) for i, t in enumerate(tensors) if _range(t) is not None}
     counts = {i: 0 for i in refine}
     for k, image in enumerate(images):
-        x = np.asarray(image, np.float32)[None]
-        if tuple(x.shape) != tuple(inp["shape"]):
-            interp.resize_tensor_input(inp["index"], x.shape)
-            interp.allocate_tensors()
-        interp.set_tensor(inp["index"], x)
+        _set_input(interp, image)
         interp.invoke()
         for i in refine:
             counts[i] = counts[i] + histogram(interp.get_tensor(i), *ranges[i])
         if progress:
             progress(k + 1, len(images))
-
-    alphas = {}
-    for i in refine:
-        lo, hi = ranges[i]
-        alphas[i] = best_alpha(counts[i], lo, hi)
-        ranges[i] = (alphas[i] * lo, alphas[i] * hi)
-    for out, rule in derive.items():            # execution order: inputs are final
-        ranges[out] = rule(ranges)
-    for i in list(refine) + list(derive):
-        tensors[i].quantization.min = np.array([ranges[i][0]], np.float32)
-        tensors[i].quantization.max = np.array([ranges[i][1]], np.float32)
+    alphas = {i: best_alpha(counts[i], *ranges[i]) for i in refine}
     values = list(alphas.values())
     report = {"tensors": len(values), "shrunk": int(sum(a < 1.0 for a in values)),
               "median_alpha": float(np.median(values))}
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model)), report
+    return RangeSet(model, refine, derive, ranges, alphas), report
+
+
+def _output_indices(interp):
+    """Output tensor indices in the order of their names (signature output names when the
+    model has exactly one signature, else tensor names)."""
+    signatures = interp.get_signature_list()
+    if len(signatures) == 1:
+        details = interp.get_signature_runner(next(iter(signatures))).get_output_details()
+        return [details[k]["index"] for k in sorted(details)]
+    return [d["index"] for d in sorted(interp.get_output_details(), key=lambda d: d["name"])]
+
+
+def output_error(quantized, reference, images):
+    """Mean over the outputs of mean |quantized - reference| / (reference's value span), both
+    models run with LiteRT's default CPU path on ``images`` (float32 (H,W,3) [0,1])."""
+    outs = []
+    for content in (reference, quantized):
+        interp = _interpreter(content)
+        interp.allocate_tensors()
+        got = []
+        for image in images:
+            _set_input(interp, image)
+            interp.invoke()
+            got.append([interp.get_tensor(i).astype(np.float64) for i in _output_indices(interp)])
+        outs.append(got)
+    ref, q = outs
+    errors = []
+    for j in range(len(ref[0])):
+        r = np.concatenate([o[j].ravel() for o in ref])
+        v = np.concatenate([o[j].ravel() for o in q])
+        errors.append(np.mean(np.abs(v - r)) / max(float(np.ptp(r)), 1e-12))
+    return float(np.mean(errors))
 
 
 @contextlib.contextmanager
-def refined_calibration(images, progress=None):
+def refined_calibration(images, search=True, progress=None):
     """While active, TF's int8 calibrator returns minimum-MSE ranges (see the module
-    docstring). Yields a dict that holds the ``refine_ranges`` report after the conversion;
-    raises RuntimeError at exit if the converter never called the calibrator."""
+    docstring); with ``search``, TF's quantizer is also run once per factor in ``GAMMAS`` and
+    the quantized model with the least ``output_error`` on up to ``SEARCH_IMAGES`` of
+    ``images`` is kept. Yields a dict holding the report after the conversion; raises
+    RuntimeError at exit if the converter never called the calibrator (or the quantizer)."""
+    from tensorflow.lite.python import lite
     from tensorflow.lite.python.optimize import calibrator
 
-    original = calibrator.Calibrator.calibrate
+    images = list(images)
+    original_calibrate = calibrator.Calibrator.calibrate
+    original_quantize = lite._mlir_quantize   # pylint: disable=protected-access
     state = {}
 
     def calibrate(self, dataset_gen):
-        content, state["report"] = refine_ranges(original(self, dataset_gen), images,
-                                                 progress=progress)
-        return content
+        calibrated = original_calibrate(self, dataset_gen)
+        state["float"] = calibrated
+        state["ranges"], state["report"] = refine_ranges(calibrated, images, progress=progress)
+        return state["ranges"].bytes_for(1.0)
+
+    def quantize(calibrated, *args, **kwargs):
+        if not search or "ranges" not in state:
+            return original_quantize(calibrated, *args, **kwargs)
+        subset = images[:SEARCH_IMAGES]
+        tried = {}
+        for gamma in GAMMAS:
+            content = original_quantize(state["ranges"].bytes_for(gamma), *args, **kwargs)
+            tried[gamma] = (output_error(content, state["float"], subset), content)
+        best = min(tried, key=lambda g: (tried[g][0], -g))
+        state["report"].update(gamma=best, search_errors={g: e for g, (e, _) in tried.items()})
+        return tried[best][1]
 
     calibrator.Calibrator.calibrate = calibrate
+    lite._mlir_quantize = quantize   # pylint: disable=protected-access
     try:
         yield state
     finally:
-        calibrator.Calibrator.calibrate = original
-    if "report" not in state:
-        raise RuntimeError("TF's TFLite converter did not call Calibrator.calibrate; minimum-MSE "
-                           "ranges could not be applied (use min/max ranges)")
+        calibrator.Calibrator.calibrate = original_calibrate
+        lite._mlir_quantize = original_quantize   # pylint: disable=protected-access
+    if "report" not in state or (search and "gamma" not in state["report"]):
+        raise RuntimeError("TF's TFLite converter did not call Calibrator.calibrate and "
+                           "mlir_quantize as expected; refined ranges could not be applied "
+                           "(use min/max ranges)")

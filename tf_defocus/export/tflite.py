@@ -14,9 +14,10 @@ Quantization (https://ai.google.dev/edge/litert/models/post_training_quantizatio
   ``int8``     full integer: int8 weights and activations calibrated on representative images
                (the data engine's procedural images, or photos from a folder); input uint8 RGB
                (the raw 8-bit pixel values: input scale 1/255, zero point 0), outputs float32.
-               Activation ranges: ``mse`` (default) shrinks each calibrated min/max range to
-               the one with least quantization error (``tf_defocus.export.ranges``);
-               ``minmax`` keeps TF's calibrated min/max.
+               Activation ranges (``tf_defocus.export.ranges``): ``mse`` shrinks each
+               calibrated min/max range to the one with least quantization error; ``search``
+               (default) then also shrinks them all by the common factor that gives the least
+               output error on calibration images; ``minmax`` keeps TF's calibrated min/max.
 
 Before tracing, ``tf_defocus.export.rewrite`` swaps layers for TFLite-friendly equivalents and,
 for dynamic / int8, folds the input preprocessing into the first conv and rebalances the
@@ -48,18 +49,20 @@ DEFAULT_CALIBRATION_SIZE = (256, 256)   # calibration image size [px] for the dy
 DEFAULT_NUM_CALIBRATION = 32
 CALIBRATION_SEED = 2_000_000            # data-engine seeds kept apart from training's
 EQUALIZE_IMAGES = 8                     # images measuring concat ranges for dynamic-range only
-INT8_RANGES = ("mse", "minmax")         # activation range setting of full-int8 models
+INT8_RANGES = ("search", "mse", "minmax")   # activation range setting of full-int8 models
 
 
 @dataclasses.dataclass(frozen=True)
 class TFLiteExport:
-    """What ``convert_tflite`` wrote: the model path, its sidecar, size [bytes], op names and
-    the ModelInfo."""
+    """What ``convert_tflite`` wrote: the model path, its sidecar, size [bytes], op names, the
+    ModelInfo and, for int8 with refined ranges, the range report (``ranges.refined_calibration``:
+    tensors, shrunk, median_alpha; with search also gamma and search_errors {gamma: error})."""
     path: Path
     info_path: Path
     size_bytes: int
     ops: tuple
     info: artifacts.ModelInfo
+    int8_ranges_report: dict | None = None
 
 
 # ----------------------------------------------------------------------------- op listing
@@ -254,7 +257,7 @@ def _smoke_run(content, kind, image, quantize):
 def convert_tflite(model, out_path, quantize="none", input_size=DEFAULT_INPUT_SIZE,
                    calibration_images=None, num_calibration=DEFAULT_NUM_CALIBRATION,
                    version=1, source_model="", overwrite=False, extra_files=None, progress=None,
-                   equalize=True, int8_ranges="mse"):
+                   equalize=True, int8_ranges="search"):
     """Convert ``model`` (keras inference model or ``.keras`` path) to ``out_path`` (.tflite).
 
     quantize: none | float16 | dynamic | int8. input_size: (H, W) [px], multiples of 16, for
@@ -265,8 +268,9 @@ def convert_tflite(model, out_path, quantize="none", input_size=DEFAULT_INPUT_SI
     extra_files: {file name: text} written beside the model. progress: callable(message).
     equalize: before quantizing (dynamic, int8), fold the input preprocessing into the first
     conv and rebalance concatenation inputs (float-exact rewrites, ``tf_defocus.export.rewrite``).
-    int8_ranges: ``mse`` (minimum-error activation ranges, ``tf_defocus.export.ranges``) or
-    ``minmax`` (TF's calibrated ranges as they are).
+    int8_ranges: ``search`` (minimum-error activation ranges shrunk by the common factor with
+    the least output error, ``tf_defocus.export.ranges``), ``mse`` (the minimum-error ranges
+    alone) or ``minmax`` (TF's calibrated ranges as they are).
     Writes ``out_path`` and its sidecar ``<stem>.json`` atomically; refuses an existing
     ``out_path`` unless ``overwrite``. Returns a ``TFLiteExport``.
     """
@@ -282,7 +286,7 @@ def convert_tflite(model, out_path, quantize="none", input_size=DEFAULT_INPUT_SI
 def convert_tflite_many(model, jobs, input_size=DEFAULT_INPUT_SIZE, calibration_images=None,
                         num_calibration=DEFAULT_NUM_CALIBRATION, version=1, source_model="",
                         overwrite=False, extra_files=None, progress=None, equalize=True,
-                        int8_ranges="mse"):
+                        int8_ranges="search"):
     """Convert ``model`` once traced to several quantizations of one input size.
 
     jobs: list of (quantize, out_path). extra_files: {out_path: {file name: text}}. Other
@@ -373,21 +377,22 @@ def convert_tflite_many(model, jobs, input_size=DEFAULT_INPUT_SIZE, calibration_
         for quantize, out_path in jobs:
             sm = traced(quantize in ("int8", "dynamic"))
             say(f"converting to TFLite (quantize={quantize}, builtin ops only) -> {out_path}")
-            content = _convert(sm, quantize, calib, int8_ranges, say)
+            content, report = _convert(sm, quantize, calib, int8_ranges, say)
             details = _smoke_run(content, kind, probe, quantize)
             info = tflite_info(kind, input_size, quantize, details, version, source_model)
             _publish(out_path, content, info, extra_files.get(out_path) or {})
             results.append(TFLiteExport(path=out_path, info_path=artifacts.info_path(out_path),
                                         size_bytes=len(content), ops=tflite_op_names(content),
-                                        info=info))
+                                        info=info, int8_ranges_report=report))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return results
 
 
-def _convert(saved_model_dir, quantize, calib, int8_ranges="mse", say=None):
-    """SavedModel ``serve`` -> TFLite bytes; ExportError on failure or non-builtin ops.
-    calib: float32 (H,W,3) images (int8 and dynamic); int8_ranges: see ``convert_tflite``."""
+def _convert(saved_model_dir, quantize, calib, int8_ranges="search", say=None):
+    """SavedModel ``serve`` -> (TFLite bytes, int8 range report or None); ExportError on failure
+    or non-builtin ops. calib: float32 (H,W,3) images (int8 and dynamic); int8_ranges: see
+    ``convert_tflite``."""
     import contextlib
     import warnings
 
@@ -397,24 +402,29 @@ def _convert(saved_model_dir, quantize, calib, int8_ranges="mse", say=None):
         for im in calib:
             yield {graph.IMAGE_INPUT: im[None]}
 
-    refine = quantize == "int8" and int8_ranges == "mse"
+    refine = quantize == "int8" and int8_ranges in ("search", "mse")
+    search = int8_ranges == "search"
     try:
-        with warnings.catch_warnings(), (
-                refined_calibration(calib[1:]) if refine else contextlib.nullcontext()) as state:
+        with warnings.catch_warnings(), (refined_calibration(calib[1:], search=search)
+                                         if refine else contextlib.nullcontext()) as state:
             # The converter's own calibrator still uses the deprecated tf.lite.Interpreter.
             warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
             content = _converter(saved_model_dir, quantize, representative).convert()
     except Exception as e:  # noqa: BLE001 (ConverterError and friends)
         raise ExportError(f"TFLite conversion failed (only builtin ops are allowed): "
                           f"{_summarise_converter_error(e)}") from e
-    if refine and say:
-        r = state["report"]
-        say(f"  int8 activation ranges: {r['shrunk']} of {r['tensors']} shrunk to their "
-            f"minimum-MSE range (median factor {r['median_alpha']:.2f} of min/max)")
+    report = state["report"] if refine else None
+    if report and say:
+        say(f"  int8 activation ranges: {report['shrunk']} of {report['tensors']} shrunk to "
+            f"their minimum-MSE range (median factor {report['median_alpha']:.2f} of min/max)")
+        if search:
+            errors = ", ".join(f"{g:g}: {e:.2e}" for g, e in report["search_errors"].items())
+            say(f"  common shrink factor {report['gamma']:g} on top (relative output error on "
+                f"calibration images by factor: {errors})")
     bad = non_builtin_ops(content)
     if bad:
         raise ExportError(f"converted model uses non-builtin ops {bad}")
-    return content
+    return content, report
 
 
 def _publish(out_path, content, info, extra_files):
