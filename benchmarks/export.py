@@ -7,9 +7,9 @@ Prints, measured in one run at ``--size`` (default 512x512) with ``--threads`` (
    ``serving_default`` (JPEG bytes, decode included), and the fixed-size TFLite files
    (float32, float16, dynamic-range, int8; int8 twice more with the per-tensor minimum-MSE
    activation ranges alone and with TF's plain min/max ranges instead of the default searched
-   ones) run with LiteRT's default CPU path
-   (XNNPACK), and the int8 file once more with TFLite's reference kernels (no XNNPACK, as
-   runtimes without that delegate execute it); each as a ratio to Keras;
+   ones) run with LiteRT's default CPU path (XNNPACK), and the int8 file once more with
+   TFLite's reference kernels (no XNNPACK, as runtimes without that delegate execute it); each
+   as a ratio to Keras;
 2. file sizes (SavedModel directory, each .tflite);
 3. accuracy on ``--num_eval`` data-engine images (``tf_defocus.data.synthesize``, seeds apart
    from calibration): max |diff| and MAE against Keras in sigma/7 units, and MAE against the
@@ -176,7 +176,7 @@ def main():
 
     # TFLite: LiteRT's default CPU path (XNNPACK delegate); the int8 file once more with
     # TFLite's own reference kernels, as runtimes without XNNPACK execute it.
-    reference = [(f"{label}, no XNNPACK", r, True) for label, r in variants[:4]
+    reference = [("TFLite int8, no XNNPACK", r, True) for r in results
                  if r.info.quantization == "int8"]
     for label, r, builtin in [(label, r, False) for label, r in variants] + reference:
         resolver = (OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES if builtin

@@ -33,8 +33,8 @@ def convert(fn, data):
     conv.representative_dataset = lambda: iter(data)
     conv.inference_input_type = tf.int8
     conv.inference_output_type = tf.int8
-    with warnings.catch_warnings():   # the converter's calibrator uses tf.lite.Interpreter
-        warnings.simplefilter("ignore")
+    with warnings.catch_warnings():   # the converter's own calibrator warns of its interpreter
+        warnings.filterwarnings("ignore", message=".*is deprecated.*")
         return conv.convert()
 
 

@@ -478,11 +478,12 @@ def test_int8_ranges_narrow_activations_but_not_the_input(tiny, fixed_tflite, tm
 
 
 def test_output_error_is_zero_for_the_same_model_and_grows_with_noise(fixed_tflite, tiny):
-    from tf_defocus.export.ranges import output_error
-    f32 = fixed_tflite["none"].path.read_bytes()
+    from tf_defocus.export.ranges import model_outputs, output_error
     images = list(tiny[1][:2])
-    assert output_error(f32, f32, images) == 0.0
-    q = output_error(fixed_tflite["int8"].path.read_bytes(), f32, images)
+    f32 = model_outputs(fixed_tflite["none"].path.read_bytes(), images)
+    assert [o.shape for o in f32] == [(2 * SIZE * SIZE,)] * 2       # focus, sigma_px
+    assert output_error(f32, f32) == 0.0
+    q = output_error(model_outputs(fixed_tflite["int8"].path.read_bytes(), images), f32)
     assert 0.0 < q < 0.2
 
 

@@ -239,26 +239,25 @@ def _output_indices(interp):
     return [d["index"] for d in sorted(interp.get_output_details(), key=lambda d: d["name"])]
 
 
-def output_error(quantized, reference, images):
-    """Mean over the outputs of mean |quantized - reference| / (reference's value span), both
-    models run with LiteRT's default CPU path on ``images`` (float32 (H,W,3) [0,1])."""
-    outs = []
-    for content in (reference, quantized):
-        interp = _interpreter(content)
-        interp.allocate_tensors()
-        got = []
-        for image in images:
-            _set_input(interp, image)
-            interp.invoke()
-            got.append([interp.get_tensor(i).astype(np.float64) for i in _output_indices(interp)])
-        outs.append(got)
-    ref, q = outs
-    errors = []
-    for j in range(len(ref[0])):
-        r = np.concatenate([o[j].ravel() for o in ref])
-        v = np.concatenate([o[j].ravel() for o in q])
-        errors.append(np.mean(np.abs(v - r)) / max(float(np.ptp(r)), 1e-12))
-    return float(np.mean(errors))
+def model_outputs(content, images):
+    """Outputs of a TFLite model run with LiteRT's default CPU path on ``images`` (float32
+    (H,W,3) [0,1]): one flat float64 array per output (``_output_indices`` order)."""
+    interp = _interpreter(content)
+    interp.allocate_tensors()
+    got = []
+    for image in images:
+        _set_input(interp, image)
+        interp.invoke()
+        got.append([interp.get_tensor(i).astype(np.float64).ravel()
+                    for i in _output_indices(interp)])
+    return [np.concatenate(parts) for parts in zip(*got)]
+
+
+def output_error(outputs, reference):
+    """Mean over the outputs of mean |output - reference| / (reference's value span); both
+    lists as returned by ``model_outputs``."""
+    return float(np.mean([np.mean(np.abs(v - r)) / max(float(np.ptp(r)), 1e-12)
+                          for v, r in zip(outputs, reference, strict=True)]))
 
 
 @contextlib.contextmanager
@@ -278,7 +277,8 @@ def refined_calibration(images, search=True, progress=None):
 
     def calibrate(self, dataset_gen):
         calibrated = original_calibrate(self, dataset_gen)
-        state["float"] = calibrated
+        if search:
+            state["float"] = calibrated        # the search's float reference
         state["ranges"], state["report"] = refine_ranges(calibrated, images, progress=progress)
         return state["ranges"].bytes_for(1.0)
 
@@ -286,10 +286,11 @@ def refined_calibration(images, search=True, progress=None):
         if not search or "ranges" not in state:
             return original_quantize(calibrated, *args, **kwargs)
         subset = images[:SEARCH_IMAGES]
+        reference = model_outputs(state.pop("float"), subset)
         tried = {}
         for gamma in GAMMAS:
             content = original_quantize(state["ranges"].bytes_for(gamma), *args, **kwargs)
-            tried[gamma] = (output_error(content, state["float"], subset), content)
+            tried[gamma] = (output_error(model_outputs(content, subset), reference), content)
         best = min(tried, key=lambda g: (tried[g][0], -g))
         state["report"].update(gamma=best, search_errors={g: e for g, (e, _) in tried.items()})
         return tried[best][1]
