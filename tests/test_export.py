@@ -590,7 +590,8 @@ def test_cli_int8_with_calibration_dir_reports_bad_photos(trivial, tmp_path):
     cfg = json.loads((out.parent / "q.export_config.json").read_text())
     assert cfg["calibration"] == "dir" and cfg["input_size"] == [64, 64]
     assert cfg["int8_ranges"] == "search" and "minimum-MSE range" in proc.stdout
-    assert "common shrink factor" in proc.stdout
+    assert "common shrink factor" in proc.stdout and "int8 ranges: common factor 0.5" in proc.stdout
+    assert "histograms of 3/3 calibration images" in proc.stdout
     ec.assert_builtin_ops_only(out)
     assert sorted(p.name for p in out.parent.iterdir()) == ["q.export_config.json", "q.json",
                                                             "q.tflite"]

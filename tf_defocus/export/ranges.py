@@ -265,8 +265,10 @@ def refined_calibration(images, search=True, progress=None):
     """While active, TF's int8 calibrator returns minimum-MSE ranges (see the module
     docstring); with ``search``, TF's quantizer is also run once per factor in ``GAMMAS`` and
     the quantized model with the least ``output_error`` on up to ``SEARCH_IMAGES`` of
-    ``images`` is kept. Yields a dict holding the report after the conversion; raises
-    RuntimeError at exit if the converter never called the calibrator (or the quantizer)."""
+    ``images`` is kept. progress: callable(message) or None. Yields a dict holding the report
+    after the conversion; raises RuntimeError at exit if the converter never called the
+    calibrator (or the quantizer)."""
+    say = progress or (lambda message: None)
     from tensorflow.lite.python import lite
     from tensorflow.lite.python.optimize import calibrator
 
@@ -275,11 +277,16 @@ def refined_calibration(images, search=True, progress=None):
     original_quantize = lite._mlir_quantize   # pylint: disable=protected-access
     state = {}
 
+    def histogram_progress(k, n):
+        if k % 8 == 0 or k == n:
+            say(f"int8 ranges: histograms of {k}/{n} calibration images")
+
     def calibrate(self, dataset_gen):
         calibrated = original_calibrate(self, dataset_gen)
         if search:
             state["float"] = calibrated        # the search's float reference
-        state["ranges"], state["report"] = refine_ranges(calibrated, images, progress=progress)
+        state["ranges"], state["report"] = refine_ranges(calibrated, images,
+                                                         progress=histogram_progress)
         return state["ranges"].bytes_for(1.0)
 
     def quantize(calibrated, *args, **kwargs):
@@ -291,6 +298,8 @@ def refined_calibration(images, search=True, progress=None):
         for gamma in GAMMAS:
             content = original_quantize(state["ranges"].bytes_for(gamma), *args, **kwargs)
             tried[gamma] = (output_error(model_outputs(content, subset), reference), content)
+            say(f"int8 ranges: common factor {gamma:g}: relative output error "
+                f"{tried[gamma][0]:.2e} on {len(subset)} calibration images")
         best = min(tried, key=lambda g: (tried[g][0], -g))
         state["report"].update(gamma=best, search_errors={g: e for g, (e, _) in tried.items()})
         return tried[best][1]

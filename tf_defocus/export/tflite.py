@@ -405,8 +405,10 @@ def _convert(saved_model_dir, quantize, calib, int8_ranges="search", say=None):
     refine = quantize == "int8" and int8_ranges in ("search", "mse")
     search = int8_ranges == "search"
     try:
-        with warnings.catch_warnings(), (refined_calibration(calib[1:], search=search)
-                                         if refine else contextlib.nullcontext()) as state:
+        with warnings.catch_warnings(), (
+                refined_calibration(calib[1:], search=search, progress=say and (
+                    lambda message: say("  " + message)))
+                if refine else contextlib.nullcontext()) as state:
             # The converter's own calibrator still uses the deprecated tf.lite.Interpreter.
             warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
             content = _converter(saved_model_dir, quantize, representative).convert()
@@ -418,9 +420,7 @@ def _convert(saved_model_dir, quantize, calib, int8_ranges="search", say=None):
         say(f"  int8 activation ranges: {report['shrunk']} of {report['tensors']} shrunk to "
             f"their minimum-MSE range (median factor {report['median_alpha']:.2f} of min/max)")
         if search:
-            errors = ", ".join(f"{g:g}: {e:.2e}" for g, e in report["search_errors"].items())
-            say(f"  common shrink factor {report['gamma']:g} on top (relative output error on "
-                f"calibration images by factor: {errors})")
+            say(f"  common shrink factor {report['gamma']:g} on top (least output error)")
     bad = non_builtin_ops(content)
     if bad:
         raise ExportError(f"converted model uses non-builtin ops {bad}")
