@@ -107,6 +107,7 @@ def main():
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(min(args.threads, 2))
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    from tf_defocus.artifacts import tflite_input
     from tf_defocus.data.synthesize import synthesize
     from tf_defocus.export import convert_tflite_many, export_saved_model
     from tf_defocus.export.tflite import builtin_calibration_images
@@ -185,16 +186,9 @@ def main():
                              experimental_op_resolver_type=resolver)
         runner = interp.get_signature_runner("serve")
         (name, d), = runner.get_input_details().items()
-
-        def prep(x, d=d):
-            if d["dtype"] == np.uint8:
-                scale, zero = d["quantization"]
-                return np.clip(np.round(x / scale + zero), 0, 255).astype(np.uint8)
-            return x
-
-        native = np.concatenate([runner(**{name: prep(images[i:i + 1])})["sigma_px"]
+        native = np.concatenate([runner(**{name: tflite_input(images[i:i + 1], d)})["sigma_px"]
                                  for i in range(len(images))]) / SIGMA_MAX_PX
-        xq = prep(x1)
+        xq = tflite_input(x1, d)
         lat, _ = timed(lambda: runner(**{name: xq}), args.repeats)
         rows.append({"variant": label, "latency_s": lat,
                      "bytes": r.size_bytes, "native": native,

@@ -316,8 +316,8 @@ def run_tflite(path, images, threads=1):
     chunks = [images[i:i + 1] for i in range(len(images))] if fixed_batch else [images]
     results = {}
     for x in chunks:
-        if details["dtype"] == np.uint8:
-            scale, zero = details["quantization"]
+        if details["dtype"] == np.uint8:   # written out here, not tf_defocus.artifacts'
+            scale, zero = details["quantization"]     # tflite_input: the test's own contract
             x = np.clip(np.round(x / scale + zero), 0, 255).astype(np.uint8)
         for k, v in runner(**{name: x}).items():
             results.setdefault(k, []).append(np.asarray(v, np.float32))

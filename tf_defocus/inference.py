@@ -315,15 +315,7 @@ class _TFLiteBackend(_Backend):
         self._shape = None
 
     def _quantize(self, x):
-        d = self._in
-        if d["dtype"] == np.float32:
-            return x.astype(np.float32)
-        # int8 export: uint8 input with scale 1/255, zero point 0 (real values in [0, 1]);
-        # without quantization parameters an integer input takes the raw 0..255 pixel values.
-        scale, zero = d["quantization"]
-        x = x / scale + zero if scale else x * 255.0
-        info = np.iinfo(d["dtype"])
-        return np.clip(np.round(x), info.min, info.max).astype(d["dtype"])
+        return artifacts.tflite_input(x, self._in)
 
     def _dequantize(self, y):
         d = self._out

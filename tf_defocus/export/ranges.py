@@ -181,16 +181,14 @@ def _interpreter(content, **kwargs):
 def _set_input(interp, image):
     """Feed one float32 (H,W,3) [0,1] image (resizing the input if needed; uint8 inputs get
     their quantization applied)."""
+    from tf_defocus.artifacts import tflite_input
     (inp,) = interp.get_input_details()
     x = np.asarray(image, np.float32)[None]
     if tuple(x.shape) != tuple(inp["shape"]):
         interp.resize_tensor_input(inp["index"], x.shape)
         interp.allocate_tensors()
         (inp,) = interp.get_input_details()
-    if inp["dtype"] == np.uint8:
-        scale, zero = inp["quantization"]
-        x = np.clip(np.round(x / scale + zero), 0, 255).astype(np.uint8)
-    interp.set_tensor(inp["index"], x)
+    interp.set_tensor(inp["index"], tflite_input(x, inp))
 
 
 def refine_ranges(calibrated, images, progress=None):

@@ -233,18 +233,14 @@ def _summarise_converter_error(error, limit=1500):
     return text if len(text) <= limit else text[:limit] + " ..."
 
 
-def _smoke_run(content, kind, image, quantize):
+def _smoke_run(content, kind, image):
     """Run the converted model once in LiteRT; returns the input details. Raises ExportError
     for missing outputs or non-finite values."""
     from ai_edge_litert.interpreter import Interpreter
     interp = Interpreter(model_content=content, num_threads=1)
     runner = interp.get_signature_runner(graph.SERVE_SIGNATURE)
     (name, details), = runner.get_input_details().items()
-    x = image[None].astype(np.float32)
-    if quantize == "int8":
-        scale, zero = details["quantization"]
-        x = np.clip(np.round(x / scale + zero), 0, 255).astype(np.uint8)
-    out = runner(**{name: x})
+    out = runner(**{name: artifacts.tflite_input(image[None], details)})
     want = set(graph.output_names(kind))
     if set(out) != want:
         raise ExportError(f"converted model outputs {sorted(out)}, expected {sorted(want)}")
@@ -378,7 +374,7 @@ def convert_tflite_many(model, jobs, input_size=DEFAULT_INPUT_SIZE, calibration_
             sm = traced(quantize in ("int8", "dynamic"))
             say(f"converting to TFLite (quantize={quantize}, builtin ops only) -> {out_path}")
             content, report = _convert(sm, quantize, calib, int8_ranges, say)
-            details = _smoke_run(content, kind, probe, quantize)
+            details = _smoke_run(content, kind, probe)
             info = tflite_info(kind, input_size, quantize, details, version, source_model)
             _publish(out_path, content, info, extra_files.get(out_path) or {})
             results.append(TFLiteExport(path=out_path, info_path=artifacts.info_path(out_path),
