@@ -62,7 +62,7 @@ from pathlib import Path
 import numpy as np
 
 from tf_defocus import __version__, imageio
-from tf_defocus.data import optics, render, rgbd, synthesize
+from tf_defocus.data import optics, photos, render, rgbd, synthesize
 
 SOURCES = ("procedural", "rgbd")
 FORMATS = ("syndof", "tfrecord")
@@ -91,6 +91,9 @@ class GenerateConfig:
     num_layers: int = render.DEFAULT_NUM_LAYERS
     records_per_file: int = 256
     num_workers: int = 1
+    scene: str = "dead_leaves"
+    isp: str = "basic"
+    photo_split: str = "train"
 
     def validate(self):
         if self.source not in SOURCES:
@@ -115,6 +118,12 @@ class GenerateConfig:
             raise ValueError("--seed must be >= 0")
         if not self.max_coc > 1:
             raise ValueError("--max_coc must be > 1 px")
+        if self.scene not in synthesize.SCENES:
+            raise ValueError(f"--scene must be one of {synthesize.SCENES}")
+        if self.isp not in render.ISP_PROFILES:
+            raise ValueError(f"--isp must be one of {render.ISP_PROFILES}")
+        if self.photo_split not in photos.SPLITS:
+            raise ValueError(f"--photo_split must be one of {photos.SPLITS}")
         if self.records_per_file < 1 or self.num_workers < 1 or self.num_layers < 1:
             raise ValueError("--records_per_file, --num_workers and --num_layers must be >= 1")
         if self.depth_scale is not None and not self.depth_scale > 0:
@@ -209,7 +218,8 @@ def _render_job(job, cfg):
     try:
         sample = synthesize.synthesize(job.seed, width, height, psf=cfg.psf, source=source,
                                        max_coc=cfg.max_coc, mask_threshold_px=cfg.mask_threshold_px,
-                                       num_layers=cfg.num_layers)
+                                       num_layers=cfg.num_layers, scene=cfg.scene, isp=cfg.isp,
+                                       photo_split=cfg.photo_split)
     except Exception as e:  # report, keep going with the other images
         name = job.pair.name if job.pair is not None else job.sample_id
         return ("bad", name, f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}")
@@ -440,6 +450,16 @@ def _flag_values():
     flags.DEFINE_integer("records_per_file", 256, "Images per TFRecord file.", flag_values=fv)
     flags.DEFINE_integer("num_workers", 1, "Worker processes (use the number of cores).",
                          flag_values=fv)
+    flags.DEFINE_enum("scene", "dead_leaves", list(synthesize.SCENES), "Procedural scenes: "
+                      "dead_leaves (textured confetti) or layered (ground/walls/sky, real-photo "
+                      "and smooth surfaces, thin structures; see tf_defocus.data.scenes).",
+                      flag_values=fv)
+    flags.DEFINE_enum("isp", "basic", list(render.ISP_PROFILES), "Camera pipeline of --psf=disc: "
+                      "basic, or varied (noise levels, tone curve, sharpening, downscaling from a "
+                      "larger render, JPEG quality 40-98).", flag_values=fv)
+    flags.DEFINE_enum("photo_split", "train", list(photos.SPLITS), "Package photos that textures "
+                      "of layered scenes come from (val: held-out photos, for validation sets).",
+                      flag_values=fv)
     return fv
 
 
@@ -469,7 +489,8 @@ def config_from_argv(argv):
         num_images=fv.num_images, image_width=w, image_height=h, psf=fv.psf, seed=fv.seed,
         format=fv.format, num_shards=fv.num_shards, shard_index=fv.shard_index,
         max_coc=fv.max_coc, mask_threshold_px=fv.mask_threshold_px, num_layers=fv.num_layers,
-        records_per_file=fv.records_per_file, num_workers=fv.num_workers)
+        records_per_file=fv.records_per_file, num_workers=fv.num_workers, scene=fv.scene,
+        isp=fv.isp, photo_split=fv.photo_split)
     cfg.validate()
     return cfg
 

@@ -90,6 +90,16 @@ flags.DEFINE_integer("pool_size", 32, "Images per built-in procedural pool.")
 flags.DEFINE_integer("pool_width", 640, "Width of procedural pool images [px].")
 flags.DEFINE_integer("pool_height", 480, "Height of procedural pool images [px].")
 flags.DEFINE_integer("pool_workers", 0, "Processes rendering pools (0 = one per core).")
+flags.DEFINE_enum("pool_scene", "dead_leaves", ["dead_leaves", "layered"], "Scenes of the "
+                  "built-in pools: dead_leaves, or layered (real-photo and smooth surfaces, "
+                  "ground/walls/sky, thin structures; tf_defocus.data.scenes).")
+flags.DEFINE_enum("pool_isp", "basic", ["basic", "varied"], "Camera pipeline of disc-PSF pools: "
+                  "basic, or varied (noise levels, tone curve, sharpening, downscaling, JPEG 40-98).")
+flags.DEFINE_enum("synthetic_psf", "gaussian", ["gaussian", "disc"], "PSF of the synthetic "
+                  "domain's pool: gaussian (SYNDOF) or disc (camera-like, like the real pools).")
+flags.DEFINE_boolean("unlabelled_photos", False, "Without --unlabelled_dir, feed the unlabelled "
+                     "real domain with the photos installed packages ship (scikit-image, Debian "
+                     "mate-backgrounds / ukui-wallpapers; tf_defocus.data.photos).")
 flags.DEFINE_string("cache_dir", None, "Pool cache (default $TF_DEFOCUS_CACHE or "
                     "~/.cache/tf_defocus).")
 flags.DEFINE_integer("min_short_side", 0, "Augmentation: min short side after rescaling "

@@ -193,10 +193,12 @@ def solve_f_number(min_depth_mm, max_depth_mm, focal_length_mm, focus_distance_m
 
 def sample_camera(depth_mm, rng, image_width_px, max_coc=DEFAULT_MAX_COC_PX,
                   focal_lengths_mm=FOCAL_LENGTHS_MM, focal_weights=FOCAL_LENGTH_WEIGHTS,
-                  sensor_width_mm=SENSOR_WIDTH_MM):
+                  sensor_width_mm=SENSOR_WIDTH_MM, focus_depth_mm=None):
     """SYNDOF camera for a scene: returns a ``Camera`` whose largest CoC over ``depth_mm`` is
     ``max_coc`` px (unless the scene has a single depth).
 
+    focus_depth_mm: focus on this scene depth [mm] instead of drawing it (SYNDOF's near-biased
+    draw); it is shifted with the scene like every depth.
     depth_mm: scene depths [mm], any shape (a depth map or its distinct layer depths); finite
     and > 0. rng: ``numpy.random.Generator``. image_width_px: width of the rendered image [px].
     """
@@ -208,7 +210,7 @@ def sample_camera(depth_mm, rng, image_width_px, max_coc=DEFAULT_MAX_COC_PX,
     f = sample_focal_length(rng, focal_lengths_mm, focal_weights)
     shift = depth_shift_mm(d.min(), f)
     z = d + shift
-    s1 = sample_focus_distance(z, rng)
+    s1 = sample_focus_distance(z, rng) if focus_depth_mm is None else float(focus_depth_mm) + shift
     n = solve_f_number(z.min(), z.max(), f, s1, image_width_px, max_coc, sensor_width_mm)
     return Camera(focal_length_mm=f, f_number=n, focus_distance_mm=s1,
                   image_width_px=int(image_width_px), sensor_width_mm=float(sensor_width_mm),

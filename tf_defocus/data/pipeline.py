@@ -51,7 +51,7 @@ import numpy as np
 import tensorflow as tf
 
 import tf_defocus
-from tf_defocus.data import readers
+from tf_defocus.data import photos, readers
 from tf_defocus.units import SIGMA_MAX_PX
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,11 @@ class PipelineConfig:
     real_unlabelled_dirs: flat photo folders; empty -> procedural disc pool.
     pool_size / pool_width / pool_height: images per procedural pool and their size.
     pool_workers: processes used to render a pool (0 = one per CPU core).
+    pool_scene / pool_isp: scene kind and disc camera pipeline of the pools (``generate``'s
+      ``--scene`` / ``--isp``). synthetic_psf: PSF of the synthetic domain's pool (gaussian:
+      SYNDOF's domain; disc: camera-like, as the real-domain pools).
+    unlabelled_photos: without ``real_unlabelled_dirs``, feed the unlabelled real domain with
+      the installed package photos (``photos.package_photos("train")``) instead of a pool.
     cache_dir: where pools are cached (None = ``default_cache_dir()``).
     in_memory: decode user files once and sample crops from RAM (small data sets only).
     crops_per_image: independent random crops taken from each decoded file (file streaming
@@ -119,6 +124,10 @@ class PipelineConfig:
     pool_width: int = 640
     pool_height: int = 480
     pool_workers: int = 0
+    pool_scene: str = "dead_leaves"
+    pool_isp: str = "basic"
+    synthetic_psf: str = "gaussian"
+    unlabelled_photos: bool = False
     cache_dir: Optional[str] = None
     in_memory: bool = False
     crops_per_image: int = 2
@@ -154,6 +163,11 @@ class PipelineConfig:
                              "blurred) when real_mask_dirs are set; mask polarity differs between copies")
         if self.pool_workers < 0:
             raise ValueError("pool_workers must be >= 0")
+        from tf_defocus.data import render, synthesize
+        for name, allowed in (("pool_scene", synthesize.SCENES), ("pool_isp", render.ISP_PROFILES),
+                              ("synthetic_psf", render.PSFS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
 
     @property
     def short_side_range(self):
@@ -534,12 +548,16 @@ def _pool_seed(seed, stream):
     return int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(stream)]).generate_state(1)[0] >> 1)
 
 
-def pool_dir(cache_dir, psf, width, height, count, seed, stream):
+def pool_dir(cache_dir, psf, width, height, count, seed, stream, scene="dead_leaves", isp="basic"):
     """Cache folder of one procedural pool and the key it is named after (a hash of everything
-    that shapes the pool). Returns (Path, key dict)."""
+    that shapes the pool, including the photo files of layered scenes). Returns (Path, key)."""
     key = {"psf": psf, "width": int(width), "height": int(height), "count": int(count),
            "generator_seed": _pool_seed(seed, stream), "format": POOL_FORMAT_VERSION,
            "tf_defocus": tf_defocus.__version__}
+    if scene != "dead_leaves" or isp != "basic":
+        key.update(scene=scene, isp=isp)
+    if scene == "layered":
+        key["photos"] = photos.fingerprint(photos.package_photos("train"))
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     return Path(cache_dir or default_cache_dir()) / "pools" / f"{psf}_{width}x{height}_n{count}_{digest}", key
 
@@ -552,7 +570,8 @@ def _generate_pool(out_dir, key, workers):
 
     gcfg = generate.GenerateConfig(out_dir=str(out_dir), source="procedural", num_images=key["count"],
                                    image_width=key["width"], image_height=key["height"], psf=key["psf"],
-                                   seed=key["generator_seed"], format="syndof", num_workers=workers)
+                                   seed=key["generator_seed"], format="syndof", num_workers=workers,
+                                   scene=key.get("scene", "dead_leaves"), isp=key.get("isp", "basic"))
     if workers <= 1:
         result = generate.run_generation(gcfg)
         if result["bad"]:
@@ -561,14 +580,16 @@ def _generate_pool(out_dir, key, workers):
         return
     cmd = [sys.executable, "-m", "tf_defocus.generate", f"--out_dir={out_dir}", "--source=procedural",
            f"--num_images={gcfg.num_images}", f"--image_size={gcfg.image_width}x{gcfg.image_height}",
-           f"--psf={gcfg.psf}", f"--seed={gcfg.seed}", "--format=syndof", f"--num_workers={workers}"]
+           f"--psf={gcfg.psf}", f"--seed={gcfg.seed}", "--format=syndof", f"--num_workers={workers}",
+           f"--scene={gcfg.scene}", f"--isp={gcfg.isp}"]
     rc = subprocess.run(cmd, check=False).returncode
     if rc != 0:
         raise RuntimeError(f"{out_dir}: rendering the procedural pool failed (exit code {rc}); "
                            f"command: {' '.join(cmd)}")
 
 
-def ensure_pool(psf, width, height, count, seed, stream, cache_dir=None, workers=0):
+def ensure_pool(psf, width, height, count, seed, stream, cache_dir=None, workers=0,
+                scene="dead_leaves", isp="basic"):
     """Render (or reuse) a procedural pool; returns its SYNDOF-layout folder.
 
     The pool is exactly the data set ``python -m tf_defocus.generate --psf=<psf>
@@ -576,12 +597,12 @@ def ensure_pool(psf, width, height, count, seed, stream, cache_dir=None, workers
     the key). Files are written atomically and an interrupted run resumes where it stopped.
     ``workers``: processes (0 = one per CPU core).
     """
-    out_dir, key = pool_dir(cache_dir, psf, width, height, count, seed, stream)
+    out_dir, key = pool_dir(cache_dir, psf, width, height, count, seed, stream, scene, isp)
     marker = out_dir / "pool.json"
     if marker.is_file():
         return out_dir
     workers = max(1, min(int(workers) or os.cpu_count() or 1, int(count)))
-    print(f"tf_defocus: rendering {count} procedural {psf} images ({width}x{height}) into {out_dir} "
+    print(f"tf_defocus: rendering {count} procedural {scene} {psf} images ({width}x{height}) into {out_dir} "
           f"with {workers} process(es); cached for later runs", file=sys.stderr, flush=True)
     t0 = time.time()
     _generate_pool(out_dir, key, workers)
@@ -592,8 +613,13 @@ def ensure_pool(psf, width, height, count, seed, stream, cache_dir=None, workers
 
 
 def _pool_source(domain, cfg):
-    folder = ensure_pool(POOL_PSF[domain], cfg.pool_width, cfg.pool_height, cfg.pool_size, cfg.seed,
-                         _STREAM[domain], cache_dir=cfg.cache_dir, workers=cfg.pool_workers)
+    psf = cfg.synthetic_psf if domain == "synthetic" else POOL_PSF[domain]
+    stream = _STREAM[domain]
+    if domain == "real_mask" and cfg.synthetic_psf == "disc":
+        stream = _STREAM["synthetic"]  # the same camera-like renders: sigma labels, here masks
+    folder = ensure_pool(psf, cfg.pool_width, cfg.pool_height, cfg.pool_size, cfg.seed,
+                         stream, cache_dir=cfg.cache_dir, workers=cfg.pool_workers,
+                         scene=cfg.pool_scene, isp=cfg.pool_isp)
     return _pool_file_source(folder, LABEL_KINDS[domain])
 
 
@@ -644,17 +670,25 @@ def make_domain_dataset(cfg, domain, batch_size=None):
         ds = _tfrecord_dataset(cfg.synthetic_tfrecords, cfg, base_seed)
     else:
         source = _user_source(domain, cfg)
-        if source is None:
-            source = _pool_source(domain, cfg)
-            in_memory = True
+        if source is None and domain == "real_unlabelled" and cfg.unlabelled_photos:
+            lib = photos.library("train")
+            if not len(lib):
+                raise ValueError("unlabelled_photos: no package photos are installed (pip install "
+                                 "scikit-image; apt-get install mate-backgrounds ukui-wallpapers)")
+            log.info("%s domain: %d package photos", domain, len(lib))
+            ds = _in_memory_dataset(lib.images(), None, cfg, domain, base_seed)
         else:
-            log.info("%s domain: %s (%d examples)", domain, source.name, len(source))
-            in_memory = cfg.in_memory
-        if in_memory:
-            images, labels, _ = load_all(source, skip_bad=cfg.skip_bad)
-            ds = _in_memory_dataset(images, labels, cfg, domain, base_seed)
-        else:
-            ds = _streaming_dataset(source, cfg, domain, base_seed)
+            if source is None:
+                source = _pool_source(domain, cfg)
+                in_memory = True
+            else:
+                log.info("%s domain: %s (%d examples)", domain, source.name, len(source))
+                in_memory = cfg.in_memory
+            if in_memory:
+                images, labels, _ = load_all(source, skip_bad=cfg.skip_bad)
+                ds = _in_memory_dataset(images, labels, cfg, domain, base_seed)
+            else:
+                ds = _streaming_dataset(source, cfg, domain, base_seed)
     ds = ds.batch(batch_size or cfg.batch_size(domain), drop_remainder=True)
     return ds.with_options(_options(cfg.deterministic))
 

@@ -149,6 +149,18 @@ def _inverse_depth_plane(rng, h, w, inv_center, inv_span):
     return (inv_center + 0.5 * inv_span * u / umax).astype(np.float32)
 
 
+def scene_fields(rng, width, height):
+    """Shared noise of one scene, which textures crop from: ``(fields, fine)``, two multi-scale
+    noise fields (coarse, medium) in [-1, 1] and unit-variance fine noise, all (H, W) float32."""
+    side = min(width, height)
+    fields = [_noise_field(rng, height, width, cell_px=c)
+              for c in (side * rng.uniform(0.15, 0.5), rng.uniform(4.0, 16.0))]
+    fine = rng.standard_normal((height, width)).astype(np.float32)
+    fine = cv2.GaussianBlur(fine, (0, 0), rng.uniform(0.4, 1.0))
+    fine /= max(float(fine.std()), 1e-6)
+    return fields, fine
+
+
 def dead_leaves_scene(rng, width, height, num_shapes=None):
     """A procedural RGB-D scene.
 
@@ -177,12 +189,7 @@ def dead_leaves_scene(rng, width, height, num_shapes=None):
     z_far = z_near * math.exp(rng.uniform(math.log(3.0), math.log(60.0)))
     inv_near, inv_far = 1.0 / z_near, 1.0 / z_far
 
-    # Shared noise fields for this scene (textures crop from them).
-    fields = [_noise_field(rng, height, width, cell_px=c)
-              for c in (side * rng.uniform(0.15, 0.5), rng.uniform(4.0, 16.0))]
-    fine = rng.standard_normal((height, width)).astype(np.float32)
-    fine = cv2.GaussianBlur(fine, (0, 0), rng.uniform(0.4, 1.0))
-    fine /= max(float(fine.std()), 1e-6)
+    fields, fine = scene_fields(rng, width, height)
 
     colours = _sample_colours(rng, num_shapes + 1)
 

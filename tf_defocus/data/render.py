@@ -79,12 +79,22 @@ class DiscOptions:
     rotation_deg: polygon rotation [degrees]. shot_noise: signal-dependent noise variance per
     unit linear intensity; read_noise: signal-independent noise std (linear light, [0,1] scale).
     jpeg_quality: 1..100, or 0 to skip JPEG.
+    render_scale: the scene is rendered this many times larger than the output and then
+      downscaled (area average, in linear light) like a user's resized photo; sigma labels are
+      divided by it. tone: strength of an S-shaped tone curve on the sRGB values (0 = none,
+      ``x - tone * sin(2 pi x) / (2 pi)``, monotone for |tone| < 1). sharpen_amount /
+      sharpen_sigma: unsharp mask ``x + a (x - G_s * x)`` after downscaling, as phones sharpen
+      (0 = none; the label is unchanged).
     """
     blades: int = 0
     rotation_deg: float = 0.0
     shot_noise: float = 1e-3
     read_noise: float = 3e-3
     jpeg_quality: int = 90
+    render_scale: float = 1.0
+    tone: float = 0.0
+    sharpen_amount: float = 0.0
+    sharpen_sigma: float = 1.0
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -373,6 +383,56 @@ def _composite(colour, layers, kernel_for, radius_for, info):
     return acc[..., :3] / alpha
 
 
+ISP_PROFILES = ("basic", "varied")
+
+
+def sample_varied_options(rng):
+    """Camera-pipeline variety for realistic data (``isp="varied"``): aperture as
+    ``sample_disc_options``; shot noise variance log-uniform in [1e-5, 5e-3], read noise std in
+    [2e-4, 1e-2]; half the images rendered 1-2x larger and downscaled; tone curve strength in
+    [-0.1, 0.5]; half sharpened (amount 0.2..0.8, radius sigma 0.6..1.5 px); JPEG quality 40..98,
+    1 in 10 left uncompressed."""
+    blades = 0 if rng.random() < 0.5 else int(rng.integers(5, 10))
+    return DiscOptions(
+        blades=blades,
+        rotation_deg=float(rng.uniform(0.0, 360.0)),
+        shot_noise=float(math.exp(rng.uniform(math.log(1e-5), math.log(5e-3)))),
+        read_noise=float(math.exp(rng.uniform(math.log(2e-4), math.log(1e-2)))),
+        jpeg_quality=0 if rng.random() < 0.1 else int(rng.integers(40, 99)),
+        render_scale=1.0 if rng.random() < 0.5 else float(rng.uniform(1.0, 2.0)),
+        tone=float(rng.uniform(-0.1, 0.5)),
+        sharpen_amount=float(rng.uniform(0.2, 0.8)) if rng.random() < 0.5 else 0.0,
+        sharpen_sigma=float(rng.uniform(0.6, 1.5)))
+
+
+def camera_finish(lin, disc, rng, out_size=None):
+    """The camera after the optics: Poisson-Gaussian sensor noise on linear light (H, W, 3),
+    then sRGB encoding, tone curve, downscaling to ``out_size`` (W, H) (area average), unsharp
+    masking and JPEG, as ``disc`` says. Returns sRGB float32 in [0, 1]."""
+    lin = np.clip(lin, 0.0, 1.0)
+    std = np.sqrt(disc.shot_noise * lin + disc.read_noise ** 2)
+    lin = lin + std * rng.standard_normal(lin.shape).astype(np.float32)
+    srgb = linear_to_srgb(lin)
+    if disc.tone:
+        srgb = srgb - np.float32(disc.tone / (2 * math.pi)) * np.sin(np.float32(2 * math.pi) * srgb)
+    if out_size is not None and tuple(out_size) != (srgb.shape[1], srgb.shape[0]):
+        srgb = linear_to_srgb(cv2.resize(srgb_to_linear(srgb), tuple(out_size),
+                                         interpolation=cv2.INTER_AREA))
+    if disc.sharpen_amount:
+        soft = cv2.GaussianBlur(srgb, (0, 0), disc.sharpen_sigma)
+        srgb = srgb + np.float32(disc.sharpen_amount) * (srgb - soft)
+    out = np.clip(srgb, 0.0, 1.0).astype(np.float32)
+    if disc.jpeg_quality:
+        u8 = np.round(out * 255.0).astype(np.uint8)
+        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(u8, cv2.COLOR_RGB2BGR),
+                               [cv2.IMWRITE_JPEG_QUALITY, int(disc.jpeg_quality)])
+        if not ok:
+            raise RuntimeError("JPEG encoding failed")
+        dec = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+        out = cv2.cvtColor(dec, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0
+    return out
+
+
 SMALL_SIGMA_PX = 0.7
 """Below this sigma a sampled Gaussian has visibly less variance than sigma^2; use instead the
 3-tap kernel [v/2, 1 - v, v/2] whose variance is exactly v = sigma^2."""
@@ -424,13 +484,16 @@ def _gaussian_blur(sigma):
 
 
 def render_defocus(image, depth_mm, camera, psf="gaussian", rng=None, num_layers=None,
-                   disc=None, return_info=False):
+                   disc=None, return_info=False, out_size=None):
     """Render thin-lens defocus.
 
     image: all-in-focus sRGB float32 (H, W, 3) in [0, 1]. depth_mm: (H, W) scene depth [mm],
     finite and > 0. camera: ``optics.Camera``. psf: ``gaussian`` or ``disc``. rng: numpy
     Generator for the disc domain's aperture / noise / JPEG when ``disc`` is None (default seed
     0). num_layers: CoC bins (default 256). disc: ``DiscOptions`` for ``psf="disc"``.
+
+    out_size: (W, H) smaller than the image to downscale the result (area average; sigma
+    labels are averaged and divided by the scale), or None.
 
     Returns ``(blurred, sigma_px)``: float32 (H, W, 3) in [0, 1] and float32 (H, W) label sigma
     [px]; with ``return_info=True`` a third dict (layer counts, disc options).
@@ -469,19 +532,12 @@ def render_defocus(image, depth_mm, camera, psf="gaussian", rng=None, num_layers
             return int(math.ceil(aperture_radius_px(sigma, disc.blades) + 0.5)) + 2
 
         lin = _composite(srgb_to_linear(image), layers, kernel_for, radius_for, info)
-        lin = np.clip(lin, 0.0, 1.0)
-        std = np.sqrt(disc.shot_noise * lin + disc.read_noise ** 2)
-        lin = lin + std * rng.standard_normal(lin.shape).astype(np.float32)
-        srgb = linear_to_srgb(lin)
-        out = srgb
-        if disc.jpeg_quality:
-            u8 = np.round(srgb * 255.0).astype(np.uint8)
-            ok, buf = cv2.imencode(".jpg", cv2.cvtColor(u8, cv2.COLOR_RGB2BGR),
-                                   [cv2.IMWRITE_JPEG_QUALITY, int(disc.jpeg_quality)])
-            if not ok:
-                raise RuntimeError("JPEG encoding failed")
-            dec = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-            out = cv2.cvtColor(dec, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0
+        out = camera_finish(lin, disc, rng, out_size)
+    if out_size is not None and tuple(out_size) != (sigma_map.shape[1], sigma_map.shape[0]):
+        scale = sigma_map.shape[1] / out_size[0]
+        sigma_map = cv2.resize(sigma_map, tuple(out_size), interpolation=cv2.INTER_AREA) / np.float32(scale)
+        if psf == "gaussian":
+            out = cv2.resize(out, tuple(out_size), interpolation=cv2.INTER_AREA)
     out = out.astype(np.float32)
     if return_info:
         return out, sigma_map, info

@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from tf_defocus import imageio
-from tf_defocus.data import optics, procedural, render
+from tf_defocus.data import optics, photos, procedural, render, scenes
 
 DEFAULT_MASK_THRESHOLD_PX = 1.0
 """Binary masks mark ``sigma_px > 1.0`` px as blurred: visibly defocused, like the human
@@ -73,8 +73,16 @@ def fit_source(image, depth_mm, width, height, rng):
             np.ascontiguousarray(depth_mm[y0:y0 + height, x0:x0 + width]))
 
 
+SCENES = ("dead_leaves", "layered")
+ALL_IN_FOCUS_PROB = 0.1
+"""Layered scenes: fraction rendered all in focus (largest CoC 1..1.5 px, so sigma <= 0.125)."""
+SMOOTH_FOCUS_PROB = 0.3
+"""Layered scenes with a large smooth surface: fraction focused on one of them."""
+
+
 def synthesize(seed, width, height, psf="gaussian", source=None, max_coc=optics.DEFAULT_MAX_COC_PX,
-               mask_threshold_px=DEFAULT_MASK_THRESHOLD_PX, num_layers=None):
+               mask_threshold_px=DEFAULT_MASK_THRESHOLD_PX, num_layers=None, scene="dead_leaves",
+               isp="basic", photo_split="train"):
     """Make one labelled defocused image (see the module docstring).
 
     seed: non-negative int. width, height: output size [px]; with a ``source`` either may be None
@@ -82,15 +90,45 @@ def synthesize(seed, width, height, psf="gaussian", source=None, max_coc=optics.
     in linear light, sensor noise, JPEG). source: None (procedural) or ``(image, depth_mm)``.
     max_coc: largest circle of confusion [px] (29 -> sigma 7). mask_threshold_px: sigma [px]
     above which ``mask`` is 1. num_layers: CoC bins of the renderer (default 256).
+    scene: procedural scene kind, ``dead_leaves`` (``procedural.py``) or ``layered``
+    (``scenes.py``: real-photo and smooth surfaces, planes, sky; ALL_IN_FOCUS_PROB of them all in
+    focus, SMOOTH_FOCUS_PROB focused on a large smooth surface). isp: disc-PSF camera pipeline,
+    ``basic`` (``render.sample_disc_options``) or ``varied`` (``render.sample_varied_options``:
+    noise levels, tone curve, sharpening, downscaling from a larger render, JPEG quality).
+    photo_split: photos textures come from (``photos.SPLITS``; layered scenes only).
     """
     if psf not in render.PSFS:
         raise ValueError(f"psf must be one of {render.PSFS}, got {psf!r}")
+    if scene not in SCENES:
+        raise ValueError(f"scene must be one of {SCENES}, got {scene!r}")
+    if isp not in render.ISP_PROFILES:
+        raise ValueError(f"isp must be one of {render.ISP_PROFILES}, got {isp!r}")
     scene_rng, camera_rng, render_rng, crop_rng = _streams(seed)
+    disc = None
+    if psf == "disc":
+        disc = (render.sample_disc_options if isp == "basic" else render.sample_varied_options)(render_rng)
+    focus_depth = None
+    out_size = None
     if source is None:
         if width is None or height is None:
             raise ValueError("width and height are required for procedural scenes")
-        image, depth = procedural.dead_leaves_scene(scene_rng, int(width), int(height))
-        source_name = "procedural"
+        if scene == "dead_leaves":
+            image, depth = procedural.dead_leaves_scene(scene_rng, int(width), int(height))
+            source_name = "procedural"
+        else:
+            s = disc.render_scale if disc is not None else 1.0
+            rw, rh = int(round(int(width) * s)), int(round(int(height) * s))
+            if (rw, rh) != (int(width), int(height)):
+                out_size = (int(width), int(height))
+                max_coc = max_coc * rw / int(width)
+            image, depth, hints = scenes.layered_scene(scene_rng, rw, rh, photos.library(photo_split))
+            source_name = "layered"
+            u = camera_rng.random()
+            if u < ALL_IN_FOCUS_PROB:
+                max_coc = float(camera_rng.uniform(1.01, 1.5))
+            elif hints["smooth_depths_mm"] and u < ALL_IN_FOCUS_PROB + SMOOTH_FOCUS_PROB:
+                d = hints["smooth_depths_mm"]
+                focus_depth = float(d[int(camera_rng.integers(len(d)))])
     else:
         image, depth = source
         image = imageio.to_rgb_float(image, "source image")
@@ -103,11 +141,14 @@ def synthesize(seed, width, height, psf="gaussian", source=None, max_coc=optics.
         height = depth.shape[0] if height is None else int(height)
         image, depth = fit_source(image, depth, width, height, crop_rng)
         source_name = "rgbd"
-    camera = optics.sample_camera(depth, camera_rng, image_width_px=image.shape[1], max_coc=max_coc)
-    disc = render.sample_disc_options(render_rng) if psf == "disc" else None
+    camera = optics.sample_camera(depth, camera_rng, image_width_px=image.shape[1], max_coc=max_coc,
+                                  focus_depth_mm=focus_depth)
     blurred, sigma, info = render.render_defocus(image, depth, camera, psf=psf, rng=render_rng,
-                                                 num_layers=num_layers, disc=disc, return_info=True)
+                                                 num_layers=num_layers, disc=disc, return_info=True,
+                                                 out_size=out_size)
     meta = camera.to_dict()
+    if out_size is not None:
+        max_coc = max_coc * out_size[0] / image.shape[1]
     meta.update(psf=psf, seed=int(seed), source=source_name, max_coc_px=float(max_coc),
                 mask_threshold_px=float(mask_threshold_px), num_layers=info["num_layers"],
                 min_depth_mm=float(depth.min()), max_depth_mm=float(depth.max()))

@@ -63,6 +63,10 @@ class DMENetTaskConfig:
     pool_width: int = 640
     pool_height: int = 480
     pool_workers: int = 0
+    pool_scene: str = "dead_leaves"
+    pool_isp: str = "basic"
+    synthetic_psf: str = "gaussian"
+    unlabelled_photos: bool = False
     cache_dir: str | None = None
     min_short_side: int = 0
     max_short_side: int = 800
@@ -120,7 +124,9 @@ class DMENetTaskConfig:
             real_mask_blurred_value=self.real_mask_blurred_value,
             real_unlabelled_dirs=dirs(self.unlabelled_dir), pool_size=self.pool_size,
             pool_width=self.pool_width, pool_height=self.pool_height,
-            pool_workers=self.pool_workers, cache_dir=self.cache_dir, seed=self.seed,
+            pool_workers=self.pool_workers, pool_scene=self.pool_scene, pool_isp=self.pool_isp,
+            synthetic_psf=self.synthetic_psf, unlabelled_photos=self.unlabelled_photos,
+            cache_dir=self.cache_dir, seed=self.seed,
             deterministic=self.deterministic, skip_bad=self.skip_bad)
 
 
