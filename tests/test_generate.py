@@ -48,7 +48,8 @@ def test_synthesize_sample_contract(psf):
     assert cam["seed"] == 3 and cam["source"] == "procedural"
     json.dumps(cam)  # JSON-safe
     if psf == "disc":
-        assert set(cam["disc"]) == {"blades", "rotation_deg", "shot_noise", "read_noise", "jpeg_quality"}
+        assert set(cam["disc"]) == {"blades", "rotation_deg", "shot_noise", "read_noise", "jpeg_quality",
+                                   "render_scale", "tone", "sharpen_amount", "sharpen_sigma"}
 
 
 def test_synthesize_same_seed_same_bytes():

@@ -120,7 +120,7 @@ def synthesize(seed, width, height, psf="gaussian", source=None, max_coc=optics.
             rw, rh = int(round(int(width) * s)), int(round(int(height) * s))
             if (rw, rh) != (int(width), int(height)):
                 out_size = (int(width), int(height))
-                max_coc = max_coc * rw / int(width)
+                max_coc = (max_coc - 1.0) * rw / int(width) + 1.0  # sigma cap scales with the image
             image, depth, hints = scenes.layered_scene(scene_rng, rw, rh, photos.library(photo_split))
             source_name = "layered"
             u = camera_rng.random()
@@ -148,7 +148,7 @@ def synthesize(seed, width, height, psf="gaussian", source=None, max_coc=optics.
                                                  out_size=out_size)
     meta = camera.to_dict()
     if out_size is not None:
-        max_coc = max_coc * out_size[0] / image.shape[1]
+        max_coc = (max_coc - 1.0) * out_size[0] / image.shape[1] + 1.0
     meta.update(psf=psf, seed=int(seed), source=source_name, max_coc_px=float(max_coc),
                 mask_threshold_px=float(mask_threshold_px), num_layers=info["num_layers"],
                 min_depth_mm=float(depth.min()), max_depth_mm=float(depth.max()))

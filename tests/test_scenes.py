@@ -1,0 +1,149 @@
+"""Realistic training data: layered scenes, package photos, the varied camera pipeline."""
+
+import numpy as np
+import pytest
+
+from tf_defocus.data import optics, photos, pipeline, render, scenes, synthesize
+
+
+def _library_or_skip(split="train"):
+    lib = photos.PhotoLibrary(split=split)
+    if not len(lib):
+        pytest.skip("no package photos installed")
+    return lib
+
+
+def test_package_photos_exclude_reserved_and_split_is_disjoint():
+    every = photos.package_photos("all")
+    names = {p.name for p in every}
+    assert not any("motorcycle" in n for n in names)  # Middlebury pair: reserved for evaluation
+    assert "clock_motion.png" not in names
+    train = set(photos.package_photos("train"))
+    val = set(photos.package_photos("val"))
+    assert not train & val
+    assert train | val == set(every)
+    assert all(p.name in photos.VAL_PHOTOS for p in val)
+    with pytest.raises(ValueError, match="split"):
+        photos.package_photos("test")
+
+
+def test_blur_suspect_mask_flags_defocus_not_flat_or_sharp():
+    rng = np.random.default_rng(0)
+    sharp = np.repeat(rng.random((96, 96, 1), np.float32), 3, -1)
+    import cv2
+    blurred = cv2.GaussianBlur(sharp, (0, 0), 3.0)
+    blurred = (blurred - blurred.min()) / np.ptp(blurred)  # keep its coarse contrast
+    flat = np.full((96, 96, 3), 0.4, np.float32)
+    assert photos.blur_suspect_mask(sharp).mean() < 0.05
+    assert photos.blur_suspect_mask(flat).mean() == 0.0
+    assert photos.blur_suspect_mask(blurred).mean() > 0.5
+
+
+def test_photo_crop_shape_range_and_determinism():
+    lib = _library_or_skip()
+    a = lib.crop(np.random.default_rng(1), 37, 53)
+    b = lib.crop(np.random.default_rng(1), 37, 53)
+    assert a.shape == (37, 53, 3) and a.dtype == np.float32
+    assert 0.0 <= a.min() and a.max() <= 1.0
+    np.testing.assert_array_equal(a, b)
+    big = lib.crop(np.random.default_rng(2), 1500, 1700)  # larger than any library photo
+    assert big.shape == (1500, 1700, 3)
+
+
+@pytest.mark.parametrize("with_photos", [True, False])
+def test_layered_scene_contract(with_photos):
+    lib = _library_or_skip() if with_photos else None
+    image, depth, hints = scenes.layered_scene(np.random.default_rng(5), 96, 64, lib)
+    assert image.shape == (64, 96, 3) and image.dtype == np.float32
+    assert depth.shape == (64, 96) and depth.dtype == np.float32
+    assert 0.0 <= image.min() and image.max() <= 1.0
+    assert np.all(np.isfinite(depth)) and depth.min() > 0 and depth.max() <= scenes.SKY_DEPTH_MM
+    assert hints["layout"] in scenes.LAYOUTS
+    again = scenes.layered_scene(np.random.default_rng(5), 96, 64, lib)
+    np.testing.assert_array_equal(image, again[0])
+    np.testing.assert_array_equal(depth, again[1])
+    with pytest.raises(ValueError, match="16x16"):
+        scenes.layered_scene(np.random.default_rng(0), 8, 8)
+
+
+def test_layered_scenes_cover_every_layout_and_smooth_surfaces():
+    layouts, smooth = set(), 0
+    for seed in range(30):
+        _, _, hints = scenes.layered_scene(np.random.default_rng(seed), 64, 48, None)
+        layouts.add(hints["layout"])
+        smooth += bool(hints["smooth_depths_mm"])
+    assert layouts == set(scenes.LAYOUTS)
+    assert smooth >= 10
+
+
+def test_smooth_surface_has_no_fine_detail():
+    rng = np.random.default_rng(0)
+    fields = [np.zeros((80, 80), np.float32)]
+    s = scenes.smooth_surface(rng, 80, 80, np.array([0.5, 0.4, 0.3], np.float32), fields)
+    assert s.shape == (80, 80, 3)
+    # neighbouring pixels differ by far less than one 8-bit step on average
+    assert np.abs(np.diff(s, axis=1)).mean() < 1.0 / 255
+
+
+def test_layered_synthesis_labels_follow_depth_and_all_in_focus_scenes_exist():
+    aif = 0
+    for seed in range(40):
+        s = synthesize.synthesize(seed, 64, 48, psf="disc", scene="layered", isp="varied")
+        assert s.image.shape == (48, 64, 3) and s.sigma_px.shape == (48, 64)
+        assert s.camera["source"] == "layered"
+        assert s.sigma_px.max() <= 7.0 + 1e-3
+        if s.camera["max_coc_px"] < 2.0:
+            aif += 1
+            assert s.sigma_px.max() <= 0.125 + 1e-6  # CoC <= 1.5 px -> sigma <= 0.125 px
+    assert aif >= 1
+
+
+def test_layered_synthesis_is_deterministic():
+    a = synthesize.synthesize(11, 48, 32, psf="disc", scene="layered", isp="varied")
+    b = synthesize.synthesize(11, 48, 32, psf="disc", scene="layered", isp="varied")
+    np.testing.assert_array_equal(a.image, b.image)
+    np.testing.assert_array_equal(a.sigma_px, b.sigma_px)
+    with pytest.raises(ValueError, match="scene"):
+        synthesize.synthesize(0, 32, 32, scene="cartoon")
+    with pytest.raises(ValueError, match="isp"):
+        synthesize.synthesize(0, 32, 32, psf="disc", isp="film")
+
+
+def test_downscaled_render_divides_sigma_by_the_scale():
+    rng = np.random.default_rng(0)
+    image = rng.random((64, 96, 3), np.float32)
+    depth = np.where(np.arange(96)[None, :] < 48, 1000.0, 4000.0).astype(np.float32)
+    depth = np.broadcast_to(depth, (64, 96)).copy()
+    cam = optics.sample_camera(depth, np.random.default_rng(1), image_width_px=96)
+    disc = render.DiscOptions(jpeg_quality=0, shot_noise=0.0, read_noise=0.0)
+    _, full = render.render_defocus(image, depth, cam, psf="disc", disc=disc)
+    out, half = render.render_defocus(image, depth, cam, psf="disc", disc=disc, out_size=(48, 32))
+    assert out.shape == (32, 48, 3) and half.shape == (32, 48)
+    # away from the depth edge the label is the full-resolution sigma / 2
+    np.testing.assert_allclose(half[:, :20], full[0, 0] / 2, rtol=1e-5)
+    np.testing.assert_allclose(half[:, -20:], full[0, -1] / 2, rtol=1e-5)
+
+
+def test_camera_finish_tone_sharpen_jpeg():
+    rng = np.random.default_rng(0)
+    lin = np.tile(np.linspace(0, 1, 64, dtype=np.float32), (16, 1))[..., None].repeat(3, -1)
+    plain = render.camera_finish(lin, render.DiscOptions(shot_noise=0, read_noise=0, jpeg_quality=0), rng)
+    toned = render.camera_finish(lin, render.DiscOptions(shot_noise=0, read_noise=0, jpeg_quality=0,
+                                                         tone=0.5), rng)
+    # S-curve: darker shadows, brighter highlights, same mid-grey, still monotone
+    assert toned[0, 5, 0] < plain[0, 5, 0] and toned[0, 58, 0] > plain[0, 58, 0]
+    assert np.all(np.diff(toned[0, :, 0]) >= 0)
+    small = render.camera_finish(lin, render.DiscOptions(jpeg_quality=60, sharpen_amount=0.5), rng,
+                                 out_size=(32, 8))
+    assert small.shape == (8, 32, 3) and 0 <= small.min() and small.max() <= 1
+    opts = render.sample_varied_options(np.random.default_rng(3))
+    assert 1.0 <= opts.render_scale <= 2.0 and 0 <= opts.jpeg_quality <= 98
+
+
+def test_pool_key_separates_scene_kinds_and_keeps_old_keys():
+    old, key_old = pipeline.pool_dir("/c", "disc", 64, 48, 4, 0, 1)
+    assert "scene" not in key_old  # dead-leaves pools keep their cache names
+    new, key_new = pipeline.pool_dir("/c", "disc", 64, 48, 4, 0, 1, scene="layered", isp="varied")
+    assert new != old and key_new["scene"] == "layered" and "photos" in key_new
+    with pytest.raises(ValueError, match="pool_scene"):
+        pipeline.PipelineConfig(pool_scene="cartoon")
