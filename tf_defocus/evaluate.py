@@ -2,7 +2,7 @@
 
     python -m tf_defocus.evaluate --dataset=cuhk --data_dir=CUHK --blurred_value=0 \\
         --model=ours=blur_estimator.keras --model=int8=blur_estimator_int8.tflite \\
-        --method=model --method=dof_weight --output=eval/cuhk
+        --method=model --method=dof_weight --method=lbp --method=hifst --output=eval/cuhk
 
 Data sets (``tf_defocus.data.readers``): ``syndof`` (sigma labels; ``--label_convention`` =
 sigma10 | released, required), ``rtf`` (``.npy`` sigma), ``cuhk`` and ``dut`` (binary masks;
@@ -13,6 +13,9 @@ Metrics (``tf_defocus.metrics``), per image then averaged over images:
 * sigma data sets, defocus models: ``mse`` / ``mae`` on sigma/7, ``mae_px``; on RTF also
   ``rtf_mse`` / ``rtf_mae`` (sigma clipped at 3.275 px, divided by 3.275 - the authors'
   protocol);
+* sigma data sets, every method: ``spearman``, Spearman's rank correlation between the blur
+  score and the true sigma per image (ties share their mean rank; at most 100k pixels per image,
+  a fixed random subset - ``metrics.spearman``);
 * every data set and method: blur detection against the mask (1 = blurred; on sigma data sets
   the mask is ``gt sigma > --mask_threshold_px``): ``accuracy`` (DMENet's: blur map thresholded
   at 0.3 max + 0.7 min per image), ``ap`` (mean of per-image average precision = mAP),
@@ -20,7 +23,10 @@ Metrics (``tf_defocus.metrics``), per image then averaged over images:
   per-image F curves over 256 thresholds averaged, then the maximum), ``iou`` (blurred class;
   prediction = sigma > --mask_threshold_px, or weight < --mask_threshold_weight).
 
-The blur score is sigma [px] for a defocus model and ``1 - weight`` for a focus-weight map.
+The blur score is sigma [px] for a defocus model and ``1 - weight`` for a focus-weight map,
+including the training-free baselines of ``tf_defocus.classical``: ``dof_weight`` (KCI 2020),
+``lbp`` (Yi & Eramian, TIP 2016) and ``hifst`` (Golestaneh & Karam, CVPR 2017), which give a
+focus score with no blur unit (kind ``dof_weight``), so the sigma errors do not apply to them.
 Writes ``per_image.csv``, ``results.json``, ``results.md`` and ``evaluate_config.json`` into
 ``--output``. An image that cannot be read is reported by name and skipped (exit code 1).
 """
@@ -41,11 +47,14 @@ from tf_defocus.predict import ConfigError, check_method_options
 from tf_defocus.units import SIGMA_MAX_PX
 
 DATASETS = ("syndof", "cuhk", "dut", "rtf")
-METHODS = ("model", "dof_weight")
+TRAINING_FREE = ("dof_weight", "lbp", "hifst")
+METHODS = ("model",) + TRAINING_FREE
 SIGMA_METRICS = ("mse", "mae_norm", "mae_px")
+RANK_METRICS = ("spearman",)
 RTF_METRICS = ("rtf_mse", "rtf_mae")
 DETECTION_METRICS = ("accuracy", "ap", "auc", "mae", "max_f", "iou")
 METRIC_TITLES = {"mse": "MSE (sigma/7)", "mae_norm": "MAE (sigma/7)", "mae_px": "MAE [px]",
+                 "spearman": "Spearman rho",
                  "rtf_mse": "RTF MSE", "rtf_mae": "RTF MAE", "accuracy": "acc", "ap": "mAP",
                  "auc": "AUC", "mae": "MAE (det.)", "max_f": "max F (b2=0.3)", "iou": "IoU"}
 
@@ -110,6 +119,10 @@ def validate(config):
         raise ConfigError("--method=model needs at least one --model=PATH (or name=PATH)")
     if "model" not in config.methods and config.models:
         raise ConfigError("--model given but --method does not include 'model'")
+    clash = [name for name, _ in config.models if name in TRAINING_FREE]
+    if clash:
+        raise ConfigError(f"--model name {clash[0]!r} is also a method name; name it with "
+                          f"--model=NAME=PATH")
     if config.dataset == "syndof":
         from tf_defocus.data.readers import LABEL_CONVENTIONS
         if config.label_convention not in LABEL_CONVENTIONS:
@@ -157,15 +170,19 @@ def load_methods(config):
             out.append(("dof_weight", inference.DoFWeightMethod(mask_size=config.mask_size)))
         except (NotImplementedError, ValueError) as e:
             raise ConfigError(str(e)) from e
+    from tf_defocus import classical
+    for name in dict.fromkeys(config.methods):          # given order, each once
+        if name in classical.METHODS:
+            out.append((name, classical.make_method(name)))
     return out
 
 
 def image_metrics(native, kind, label, label_kind, dataset, config):
     """Per-image metrics of one method.
 
-    native: (H, W) sigma/7 (defocus kind) or focus weight (dof_weight kind). label: (H, W)
-    sigma [px] (label_kind "sigma") or mask 1 = blurred ("mask"). Returns (dict of floats,
-    F curve array).
+    native: (H, W) sigma/7 (defocus kind) or focus weight / score (dof_weight kind). label:
+    (H, W) sigma [px] (label_kind "sigma") or mask 1 = blurred ("mask"). Returns (dict of
+    floats, F curve array).
     """
     native = np.clip(np.asarray(native, np.float64), 0.0, 1.0)
     row = {}
@@ -183,6 +200,7 @@ def image_metrics(native, kind, label, label_kind, dataset, config):
             row.update(mse=e["mse"], mae_norm=e["mae"], mae_px=e["mae_px"])
             if dataset == "rtf":
                 row.update(metrics.rtf_errors(sigma, label))
+        row["spearman"] = metrics.spearman(score, label)
         mask = label > config.mask_threshold_px
     else:
         mask = label > 0.5
@@ -195,7 +213,7 @@ def image_metrics(native, kind, label, label_kind, dataset, config):
 def metric_names(dataset, label_kind):
     names = []
     if label_kind == "sigma":
-        names += list(SIGMA_METRICS)
+        names += list(SIGMA_METRICS) + list(RANK_METRICS)
         if dataset == "rtf":
             names += list(RTF_METRICS)
     return names + list(DETECTION_METRICS)
@@ -339,8 +357,9 @@ def _define_flags():
                               "SavedModel dir, .tflite); repeatable.")
     flags.DEFINE_enum("dataset", None, DATASETS, "Benchmark layout.")
     flags.DEFINE_string("data_dir", None, "Root folder of the data set.")
-    flags.DEFINE_multi_enum("method", [], METHODS, "model (every --model) and/or dof_weight; "
-                            "default: model.")
+    flags.DEFINE_multi_enum("method", [], METHODS, "model (every --model) and/or the "
+                            "training-free dof_weight (KCI 2020), lbp (Yi & Eramian 2016), hifst "
+                            "(Golestaneh & Karam 2017); repeatable; default: model.")
     flags.DEFINE_string("output", None, "Folder for per_image.csv, results.json, results.md.")
     flags.DEFINE_enum("label_convention", None, ["sigma10", "released"],
                       "SYNDOF label convention (required for --dataset=syndof).")
@@ -366,7 +385,7 @@ def config_from_flags(argv):
         raise ConfigError(f"unexpected arguments: {argv[1:]}")
     return EvaluateConfig(
         dataset=f.dataset or "", data_dir=f.data_dir or "", output=f.output or "",
-        models=parse_models(f.model), methods=tuple(f.method) or ("model",),
+        models=parse_models(f.model), methods=tuple(dict.fromkeys(f.method)) or ("model",),
         label_convention=f.label_convention or "",
         blurred_value=int(f.blurred_value) if f.blurred_value is not None else -1,
         mask_threshold_px=f.mask_threshold_px, mask_threshold_weight=f.mask_threshold_weight,

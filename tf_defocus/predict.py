@@ -3,16 +3,20 @@
     python -m tf_defocus.predict --model=blur_estimator.keras --input=photos/ --output_dir=out
     python -m tf_defocus.predict --method=dof_weight --input='*.jpg' --output_dir=out \\
         --outputs=color,focus
+    python -m tf_defocus.predict --method=lbp --input=x.png --output_dir=out --outputs=color,focus
 
 Inputs are files, folders (non-recursive) or globs, given by ``--input`` (repeatable, or a
 comma list) and/or as positional arguments. ``--model`` is a ``.keras`` file, a SavedModel
-directory or a ``.tflite`` file (``tf_defocus.inference.load_estimator``).
+directory or a ``.tflite`` file (``tf_defocus.inference.load_estimator``). The training-free
+methods need no model: ``dof_weight`` (KCI 2020 DoF weight map, ``tf_defocus.dof``), ``lbp``
+(Yi & Eramian, TIP 2016) and ``hifst`` (Golestaneh & Karam, CVPR 2017) from
+``tf_defocus.classical``; they give a focus score in [0, 1] with no blur unit (no ``sigma``).
 
 Outputs per photo ``<stem>`` (``--outputs``, default ``sigma,color``):
 
 * ``sigma``: ``<stem>.npy`` float32 (H, W) blur sigma [px] at the input's size;
 * ``color``: ``<stem>_defocus.png`` rainbow map (red = in focus, blue = 7 px) with a legend bar
-  labelled in px (a ``dof_weight`` map: labelled 0..1 focus weight);
+  labelled in px (a focus weight / score: labelled 0..1 focus weight);
 * ``focus``: ``<stem>_focus.png`` 8-bit grey focus map, 255 = in focus (1 - sigma/7);
 * ``mask``: ``<stem>_mask.png`` binary blur mask, 255 = blurred (sigma > --mask_threshold_px;
   a weight map: weight < --mask_threshold_weight), 0 = sharp;
@@ -36,7 +40,9 @@ import numpy as np
 from tf_defocus import __version__, artifacts, imageio
 
 OUTPUT_KINDS = ("sigma", "color", "focus", "mask", "side_by_side")
-METHODS = ("model", "dof_weight")
+TRAINING_FREE = ("dof_weight", "lbp", "hifst")
+"""Methods that need no --model and give a focus score with no blur unit."""
+METHODS = ("model",) + TRAINING_FREE
 CONFIG_FILENAME = "predict_config.json"
 
 
@@ -123,11 +129,12 @@ def validate(config):
         raise ConfigError(f"unknown --outputs {bad}; choose from {','.join(OUTPUT_KINDS)}")
     if config.method == "model" and not config.model:
         raise ConfigError("--method=model needs --model=PATH (.keras, SavedModel dir or .tflite)")
-    if config.method == "dof_weight" and config.model:
-        raise ConfigError("--method=dof_weight is training-free; do not pass --model")
-    if config.method == "dof_weight" and "sigma" in config.outputs:
-        raise ConfigError("--method=dof_weight gives a focus weight with no blur unit, so there is "
-                          "no sigma map; drop 'sigma' from --outputs (use color, focus, mask)")
+    if config.method in TRAINING_FREE and config.model:
+        raise ConfigError(f"--method={config.method} is training-free; do not pass --model")
+    if config.method in TRAINING_FREE and "sigma" in config.outputs:
+        raise ConfigError(f"--method={config.method} gives a focus score with no blur unit, so "
+                          f"there is no sigma map; drop 'sigma' from --outputs (use color, focus, "
+                          f"mask)")
     check_method_options(config.tile_size, config.tile_overlap,
                          config.mask_size if config.method == "dof_weight" else None)
     if config.threads < 0:
@@ -140,14 +147,18 @@ def validate(config):
 
 
 def load_method(config):
-    """The estimator for ``config`` (``Estimator`` or ``DoFWeightMethod``); ConfigError if the
-    model cannot serve the requested outputs."""
+    """The estimator for ``config`` (``Estimator``, ``DoFWeightMethod`` or a
+    ``tf_defocus.classical`` method); ConfigError if the model cannot serve the requested
+    outputs."""
     from tf_defocus import inference
     if config.method == "dof_weight":
         try:
             return inference.DoFWeightMethod(mask_size=config.mask_size)
         except NotImplementedError as e:
             raise ConfigError(str(e)) from e
+    if config.method in TRAINING_FREE:
+        from tf_defocus import classical
+        return classical.make_method(config.method)
     try:
         est = inference.load_estimator(config.model, config.tile_size, config.tile_overlap,
                                        threads=config.threads or None)
@@ -336,8 +347,9 @@ def _define_flags():
     flags.DEFINE_multi_string("input", [], "Image file, folder or glob; repeatable or a comma "
                               "list. Positional arguments are inputs too.")
     flags.DEFINE_string("output_dir", None, "Folder for the outputs.")
-    flags.DEFINE_enum("method", "model", METHODS, "model: the network of --model; dof_weight: "
-                      "the training-free DoF weight map (KCI 2020).")
+    flags.DEFINE_enum("method", "model", METHODS, "model: the network of --model; training-free "
+                      "focus scores: dof_weight (DoF weight map, KCI 2020), lbp (LBP sharpness, "
+                      "Yi & Eramian 2016), hifst (HiFST, Golestaneh & Karam 2017).")
     flags.DEFINE_list("outputs", ["sigma", "color"], f"Any of {','.join(OUTPUT_KINDS)}.")
     flags.DEFINE_float("mask_threshold_px", 1.0, "mask output: sigma [px] above which a pixel "
                        "counts as blurred.")
