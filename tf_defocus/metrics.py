@@ -125,9 +125,9 @@ def spearman(score, target, max_samples=SPEARMAN_MAX_SAMPLES, seed=SPEARMAN_SEED
     sigma [px]): the Pearson correlation of their average ranks (ties get the mean rank).
 
     Images with more than ``max_samples`` pixels are ranked on a uniform random subset of that
-    many pixels (without replacement, fixed ``seed``: the same pixels every run) - the
-    correlation of 100k pixels has a standard error below 0.003. NaN if either map is constant
-    over the pixels used.
+    many pixels (without replacement, fixed ``seed``: the same pixels every run); the sampling
+    error of rho from 100k pixels is about (1 - rho^2) / sqrt(100k) <= 0.0032. NaN if either
+    map is constant over the pixels used.
     """
     s, t = _pair(score, target, "score", "target")
     s, t = s.ravel(), t.ravel()
