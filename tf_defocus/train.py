@@ -17,6 +17,7 @@ Examples::
 
 import dataclasses
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -189,6 +190,47 @@ def config_from_flags(flag_values=FLAGS):
     return TrainConfig(**values)
 
 
+_FLOAT32_MAX = 3.4028234663852886e38
+
+
+def _finite_float32(value):
+    """True for a number that stays finite in float32 (1e39 is finite in Python, inf in TF)."""
+    return isinstance(value, (int, float)) and math.isfinite(value) and abs(value) <= _FLOAT32_MAX
+
+
+def _check_ranges(config):
+    """One-line errors for numeric flags out of range (NaN/Inf included)."""
+    lr = config.learning_rate
+    if lr is not None and not (_finite_float32(lr) and lr > 0):
+        raise ValueError(f"--learning_rate must be a finite number > 0 (float32), got {lr}")
+    if not (_finite_float32(config.lr_decay_rate) and 0 < config.lr_decay_rate <= 1):
+        raise ValueError(f"--lr_decay_rate must be in (0, 1], got {config.lr_decay_rate}")
+    if config.width is not None and not (_finite_float32(config.width) and config.width > 0):
+        raise ValueError(f"--width must be a finite number > 0, got {config.width}")
+    for name in ("aux_weight", "content_weight", "calibration_weight", "adversarial_weight"):
+        v = getattr(config, name)
+        if not (_finite_float32(v) and v >= 0):
+            raise ValueError(f"--{name} must be a finite number >= 0, got {v}")
+    minimum = {"train_steps": 1, "max_to_keep": 1, "pool_size": 1, "pool_width": 1,
+               "pool_height": 1, "checkpoint_every": 0, "log_every": 0, "image_every": 0,
+               "val_every": 0, "lr_decay_steps": 0, "pretrain_steps": 0, "num_cpu_devices": 0,
+               "pool_workers": 0, "batch_synthetic": 0, "batch_real_mask": 0,
+               "batch_real_unlabelled": 0, "min_short_side": 0, "max_short_side": 1,
+               "val_num_images": 0, "patch_size": 1}
+    for name, low in minimum.items():
+        v = getattr(config, name)
+        if v is not None and v < low:
+            raise ValueError(f"--{name} must be >= {low}, got {v}")
+    if config.batch_synthetic + config.batch_real_mask + config.batch_real_unlabelled < 1:
+        raise ValueError("--batch_synthetic, --batch_real_mask and --batch_real_unlabelled are "
+                         "all 0: nothing to train on")
+    if config.min_short_side and config.max_short_side < config.min_short_side:
+        raise ValueError(f"--max_short_side ({config.max_short_side}) must be >= "
+                         f"--min_short_side ({config.min_short_side})")
+    if config.val_image_size is not None and min(config.val_image_size) < 1:
+        raise ValueError(f"--val_image_size must be positive W,H, got {config.val_image_size}")
+
+
 def validate(config):
     """Reject inconsistent settings with a message naming the flag."""
     if not config.model_dir:
@@ -202,6 +244,7 @@ def validate(config):
         raise ValueError("--checkpoint_every and --log_every must be >= 0")
     if config.lr_decay_steps < 0 or not config.lr_decay_rate > 0:
         raise ValueError("--lr_decay_steps must be >= 0 and --lr_decay_rate > 0")
+    _check_ranges(config)
     if config.vgg_weights and not Path(config.vgg_weights).is_file():
         raise ValueError(f"--vgg_weights: {config.vgg_weights} is not a file")
     if config.vgg_weights and config.width not in (None, 1.0):

@@ -9,11 +9,16 @@ what long runs need:
   Ctrl-C and at the end; ``train_steps`` is the total, so rerunning the same command after a
   kill resumes from the last checkpoint ("resuming from step N") and stops at the total
   (the input pipeline is not checkpointed: it starts over from its seed on resume);
-* a non-finite loss stops training with :class:`NonFiniteLossError`; the weights of that step
-  are never saved, the last good checkpoint stays the latest;
+* a non-finite loss, or non-finite weights / optimizer slots after a step (checked after every
+  step and again before every save, so a finite loss with poisoned weights is caught too), stop
+  training with :class:`NonFiniteLossError`; non-finite state is never saved, the last good
+  checkpoint stays the latest;
+* leftovers of a run killed while saving (``checkpoints/ckpt-N_temp/``, temporary files of the
+  atomic writes) are removed at the start;
 * TensorBoard under ``<model_dir>/logs`` (``train/``: one scalar per loss term, learning rate,
   steps/s, image panels; ``val/``: validation metrics);
-* a ``keras.utils.Progbar`` with ETA;
+* a ``keras.utils.Progbar`` with ETA when stdout is a terminal; otherwise (redirected to a file
+  or pipe) one plain log line per ``log_every`` steps;
 * at the end the inference model ``<model_dir>/<name>.keras`` (written atomically) plus its
   ``ModelInfo`` sidecar.
 
@@ -42,19 +47,69 @@ LOG_SUBDIR = "logs"
 
 
 class NonFiniteLossError(RuntimeError):
-    """Training produced a NaN/Inf loss; ``last_checkpoint`` is the last good state (or None)."""
+    """Training produced a NaN/Inf loss, or NaN/Inf weights or optimizer state (then
+    ``bad_variables`` names them); ``last_checkpoint`` is the last good state (or None)."""
 
-    def __init__(self, step, logs, last_checkpoint):
+    def __init__(self, step, logs, last_checkpoint, bad_variables=()):
         self.step = step
         self.logs = dict(logs)
         self.last_checkpoint = last_checkpoint
+        self.bad_variables = tuple(bad_variables)
         bad = sorted(k for k, v in self.logs.items() if not math.isfinite(v))
         where = (f"the last good checkpoint is {last_checkpoint}" if last_checkpoint
                  else "no checkpoint was written yet")
+        if bad:
+            what = f"non-finite loss at step {step} ({', '.join(f'{k}={self.logs[k]}' for k in bad)})"
+        else:
+            shown = ", ".join(self.bad_variables[:3])
+            more = len(self.bad_variables) - 3
+            what = (f"non-finite weights or optimizer state after step {step} (the loss was "
+                    f"finite; {len(self.bad_variables)} variables, e.g. {shown}"
+                    + (f" and {more} more" if more > 0 else "") + ")")
         super().__init__(
-            f"non-finite loss at step {step} ({', '.join(f'{k}={self.logs[k]}' for k in bad)}); "
-            f"training stopped and nothing was saved for this step; {where}. Lower the "
+            f"{what}; training stopped and nothing was saved for this step; {where}. Lower the "
             f"learning rate or check the data, then rerun to resume from that checkpoint.")
+
+
+class _FiniteState:
+    """Finds NaN/Inf in every floating variable that a checkpoint saves (the trainer's weights,
+    every optimizer's slots); one compiled reduction per call, retraced only when the set of
+    variables changes (optimizer slots are created lazily)."""
+
+    def __init__(self, trainer, optimizers):
+        self._trainer = trainer
+        self._optimizers = optimizers
+        self._key = None
+        self._fn = None
+        self._variables = []
+
+    def _collect(self):
+        seen, out = set(), []
+        for v in list(self._trainer.weights) + [v for o in self._optimizers for v in o.variables]:
+            if id(v) in seen or not tf.as_dtype(v.dtype).is_floating:
+                continue
+            seen.add(id(v))
+            out.append(v)
+        return out
+
+    def bad_variables(self):
+        """Names of the variables holding NaN or Inf (empty when all are finite)."""
+        variables = self._collect()
+        key = tuple(id(v) for v in variables)
+        if key != self._key:
+            captured = list(variables)
+
+            @tf.function(autograph=False)
+            def finite():
+                return tf.stack([tf.reduce_all(tf.math.is_finite(tf.convert_to_tensor(v)))
+                                 for v in captured])
+
+            self._key, self._fn, self._variables = key, finite, captured
+        if not self._variables:
+            return []
+        ok = self._fn().numpy()
+        return [getattr(v, "path", None) or v.name for v, good in zip(self._variables, ok)
+                if not good]
 
 
 @dataclasses.dataclass
@@ -171,10 +226,24 @@ def run_training(task, model_dir, train_steps, *, checkpoint_every=1000, log_eve
     val_writer = tf.summary.create_file_writer(str(model_dir / LOG_SUBDIR / "val"))
     logs, val_logs = {}, {}
 
+    finite_state = _FiniteState(trainer, optimizers)
+    checked = [None]   # the step whose state was last found finite
+
+    def check_finite(at_step):
+        """Raise NonFiniteLossError (naming the last good checkpoint) on non-finite state."""
+        if checked[0] == at_step:
+            return
+        bad = finite_state.bad_variables()
+        if bad:
+            writer.flush()
+            raise NonFiniteLossError(at_step, logs, manager.latest_checkpoint, bad)
+        checked[0] = at_step
+
     def save(at_step):
         nonlocal last_saved
         if last_saved == at_step:
             return
+        check_finite(at_step)   # never write non-finite state as the "last good" checkpoint
         step_var.assign(at_step)
         manager.save(checkpoint_number=at_step)
         last_saved = at_step
@@ -221,6 +290,7 @@ def run_training(task, model_dir, train_steps, *, checkpoint_every=1000, log_eve
                 if not all(math.isfinite(v) for v in logs.values()):
                     writer.flush()
                     raise NonFiniteLossError(step, logs, manager.latest_checkpoint)
+                check_finite(step)
                 if progbar is not None:
                     progbar.update(step - start_step, values=list(logs.items()),
                                    finalize=step == train_steps)
@@ -253,8 +323,11 @@ def run_training(task, model_dir, train_steps, *, checkpoint_every=1000, log_eve
         except KeyboardInterrupt:
             # The last completed step is consistent (train_function has returned).
             if logs and all(math.isfinite(v) for v in logs.values()) and step > start_step:
-                save(step)
-                log(f"interrupted; saved checkpoint at step {step}")
+                try:
+                    save(step)
+                    log(f"interrupted; saved checkpoint at step {step}")
+                except NonFiniteLossError as e:
+                    log(f"interrupted; not saved: {e}")
             raise
         finally:
             writer.flush()
