@@ -115,3 +115,176 @@ def test_train_cli_rejects_out_of_range_flags_in_one_line(tmp_path, capsys, flag
     assert message in err and err.count("\n") == 1 and "Traceback" not in err, err
     assert not (tmp_path / "run").exists()
 
+
+# ------------------------------------------------------------ image decoding: bad inputs
+
+def _chunk(ctype, payload):
+    import zlib
+    return (len(payload).to_bytes(4, "big") + ctype + payload
+            + zlib.crc32(ctype + payload).to_bytes(4, "big"))
+
+
+def png_header_bomb(width, height):
+    """A valid PNG header claiming width x height 8-bit RGB, a tiny IDAT and IEND (the file is
+    a few dozen bytes; decoding it would allocate width * height * 3 bytes)."""
+    import zlib
+    ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr)
+            + _chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + _chunk(b"IEND", b""))
+
+
+def jpeg_header_bomb(width, height):
+    sof = bytes([8]) + height.to_bytes(2, "big") + width.to_bytes(2, "big") + bytes(
+        [3, 1, 0x11, 0, 2, 0x11, 0, 3, 0x11, 0])
+    return (b"\xff\xd8" + b"\xff\xc0" + (len(sof) + 2).to_bytes(2, "big") + sof
+            + b"\xff\xda\x00\x08\x01\x01\x00\x00\x3f\x00" + b"\x00" * 32 + b"\xff\xd9")
+
+
+def _bombs():
+    w = h = 50000       # 2500 MP: above OpenCV's own 2^30 limit too
+    bmp = (b"BM" + (54).to_bytes(4, "little") + bytes(4) + (54).to_bytes(4, "little")
+           + (40).to_bytes(4, "little") + w.to_bytes(4, "little") + h.to_bytes(4, "little")
+           + (1).to_bytes(2, "little") + (24).to_bytes(2, "little") + bytes(24))
+    gif = b"GIF89a" + (65535).to_bytes(2, "little") * 2 + bytes(3) + b";"
+    vp8x = bytes(4) + (16383).to_bytes(3, "little") * 2
+    webp_body = b"WEBP" + b"VP8X" + len(vp8x).to_bytes(4, "little") + vp8x
+    webp = b"RIFF" + len(webp_body).to_bytes(4, "little") + webp_body
+    ifd = ((2).to_bytes(2, "little")
+           + (256).to_bytes(2, "little") + (4).to_bytes(2, "little") + (1).to_bytes(4, "little")
+           + w.to_bytes(4, "little")
+           + (257).to_bytes(2, "little") + (4).to_bytes(2, "little") + (1).to_bytes(4, "little")
+           + h.to_bytes(4, "little") + bytes(4))
+    tiff = b"II*\x00" + (8).to_bytes(4, "little") + ifd
+    return {"bomb_240mp.png": png_header_bomb(20000, 12000),
+            "bomb_1600mp.png": png_header_bomb(40000, 40000),
+            "bomb.jpg": jpeg_header_bomb(65535, 65535), "bomb.bmp": bmp, "bomb.gif": gif,
+            "bomb.webp": webp, "bomb.tif": tiff, "bomb.ppm": b"P6\n# big\n50000 50000\n255\n"
+            + bytes(64)}
+
+
+def _encoded(ext, array, params=()):
+    import cv2
+    ok, buf = cv2.imencode(ext, array, list(params))
+    assert ok
+    return buf.tobytes()
+
+
+def _photo(h=48, w=64, seed=0):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack([xx * 4, yy * 5, (xx + yy) * 2], -1) % 256
+    return np.clip(base + rng.integers(-20, 20, base.shape), 0, 255).astype(np.uint8)
+
+
+def _exif_rotated_jpeg():
+    jpeg = _encoded(".jpg", _photo(16, 32))
+    tiff = (b"II*\x00\x08\x00\x00\x00" + b"\x01\x00" +
+            b"\x12\x01\x03\x00\x01\x00\x00\x00\x06\x00\x00\x00" + b"\x00\x00\x00\x00")
+    app1 = b"Exif\x00\x00" + tiff
+    return jpeg[:2] + b"\xff\xe1" + (len(app1) + 2).to_bytes(2, "big") + app1 + jpeg[2:]
+
+
+def _motion_photo_tail():
+    # What phones append after EOI: an MP4 whose bytes happen to hold JPEG markers too.
+    return (b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8 + b"\xff\xd8\xff\xd9" * 4
+            + b"\xff\xd9\x00")
+
+
+def _bad_input_table():
+    photo = _photo()
+    png, jpg = _encoded(".png", photo), _encoded(".jpg", photo)
+    table = [
+        # name, bytes (None: do not create), expected shape or error regex
+        ("corrupt.png", b"\x89PNG\r\n\x1a\n garbage" * 3, "not a readable image|truncated"),
+        ("corrupt.jpg", b"\xff\xd8\xff\xe0 not really a jpeg", "truncated|not a readable"),
+        ("truncated.png", png[: len(png) // 2], "truncated"),
+        ("truncated.jpg", jpg[: len(jpg) // 2], "truncated"),
+        ("no_eoi.jpg", jpg[:-2], "truncated"),
+        ("empty.png", b"", "empty file"),
+        ("text.jpg", b"this is a text file, not a photo\n" * 20, "not a readable image"),
+        ("missing.png", None, "no such file"),
+        ("one_pixel.png", _encoded(".png", photo[:1, :1]), "at least 8 px"),
+        ("eight.png", _encoded(".png", photo[:8, :8]), (8, 8, 3)),
+        ("gray.png", _encoded(".png", photo[..., 0]), (48, 64, 3)),
+        ("rgba.png", _encoded(".png", np.dstack([photo, photo[..., :1]])), (48, 64, 3)),
+        ("deep.png", _encoded(".png", photo.astype(np.uint16) * 257), (48, 64, 3)),
+        ("exif_rotated.jpg", _exif_rotated_jpeg(), (32, 16, 3)),
+        ("trailing.png", png + b"\x00garbage after IEND" * 50, (48, 64, 3)),
+        ("motion_photo.jpg", jpg + _motion_photo_tail(), (48, 64, 3)),
+    ]
+    table += [(name, data, r"limit is 200 MP") for name, data in _bombs().items()]
+    return table
+
+
+BAD_INPUTS = _bad_input_table()
+
+
+@pytest.mark.parametrize("name, data, expected", BAD_INPUTS, ids=[t[0] for t in BAD_INPUTS])
+def test_image_decoding_bad_input_table(tmp_path, capfd, name, data, expected):
+    from tf_defocus import imageio
+    path = tmp_path / name
+    if data is not None:
+        path.write_bytes(data)
+    if isinstance(expected, tuple):
+        img = imageio.read_image(path)
+        assert img.shape == expected and img.dtype == np.float32
+        assert np.all(np.isfinite(img)) and img.min() >= 0 and img.max() <= 1
+    else:
+        with pytest.raises(imageio.ImageReadError, match=expected) as info:
+            imageio.read_image(path)
+        assert type(info.value) is imageio.ImageReadError
+        assert str(info.value).startswith(str(path)), str(info.value)
+        assert "\n" not in str(info.value)
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "cv2.error" not in err
+
+
+# ---------------------------------------------- 2: data after the end marker is not "truncated"
+
+def test_data_after_the_end_marker_decodes_exactly_as_the_original(tmp_path):
+    from tf_defocus import imageio
+    photo = _photo(40, 56, seed=3)
+    for ext, tail in ((".jpg", _motion_photo_tail()), (".png", b"\x00\x00extra" * 300),
+                      (".jpg", _encoded(".jpg", _photo(8, 8, seed=9))),   # MPO-like 2nd frame
+                      (".png", b"IEND" + bytes(100))):
+        original = _encoded(ext, photo)
+        (tmp_path / f"a{ext}").write_bytes(original)
+        (tmp_path / f"b{ext}").write_bytes(original + tail)
+        np.testing.assert_array_equal(imageio.read_image(tmp_path / f"b{ext}"),
+                                      imageio.read_image(tmp_path / f"a{ext}"))
+        assert not imageio.is_truncated(original + tail)
+        # ... while a cut anywhere inside the image still is truncated.
+        for cut in (len(original) // 3, len(original) - 1):
+            assert imageio.is_truncated(original[:cut]), (ext, cut)
+
+
+# ------------------------------------- 4: header bombs refused before decoding, own error type
+
+@pytest.mark.parametrize("name", sorted(_bombs()))
+def test_header_bombs_are_refused_before_decoding(tmp_path, monkeypatch, name):
+    from tf_defocus import imageio
+
+    def no_decode(*args, **kwargs):
+        raise AssertionError("decoder called for an image refused by its header")
+
+    path = tmp_path / name
+    path.write_bytes(_bombs()[name])
+    assert path.stat().st_size < 1024
+    monkeypatch.setattr(imageio.cv2, "imdecode", no_decode)
+    with pytest.raises(imageio.ImageReadError, match=rf"{name}: image is \d+x\d+ px .*limit"):
+        imageio.read_image(path)
+
+
+def test_decoder_errors_become_image_read_errors(tmp_path, monkeypatch):
+    import cv2
+    from tf_defocus import imageio
+
+    def failing(*args, **kwargs):
+        raise cv2.error("OpenCV(5.0.0) loadsave.cpp:77: error: (-215:Assertion failed) "
+                        "pixels <= CV_IO_MAX_IMAGE_PIXELS in function 'validateInputImageSize'")
+
+    path = tmp_path / "odd.exr"
+    path.write_bytes(b"v/1\x01" + bytes(64))       # a format whose header is not parsed here
+    monkeypatch.setattr(imageio.cv2, "imdecode", failing)
+    with pytest.raises(imageio.ImageReadError, match="odd.exr: not a readable image .*pixels"):
+        imageio.read_image(path)

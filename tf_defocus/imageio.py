@@ -2,6 +2,12 @@
 
 ``read_image`` turns any photo on disk (8/16-bit, grayscale, RGBA, EXIF-rotated PNG/JPEG/...)
 into float32 RGB in [0, 1], shape (H, W, 3), or raises ``ImageReadError`` naming the file.
+Every decode failure is an ``ImageReadError``: the size an image claims in its header (PNG,
+JPEG, BMP, GIF, WebP, TIFF, PNM/PAM/PFM) is checked against ``MAX_IMAGE_PIXELS`` before
+anything is decoded, so a small file claiming a huge image is refused without allocating it.
+A PNG or JPEG is complete when its own end (IEND chunk, EOI marker) is reached by walking its
+chunks / segments as the decoder does; data after that end (phones' "motion photo" JPEGs
+carry a video there) is ignored, like every decoder does.
 Writers go through ``atomic_path`` so an interrupted run never leaves a half-written file.
 """
 
@@ -68,16 +74,43 @@ def read_raw_image(path, flags=cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR):
     path = str(path)
     if not os.path.isfile(path):
         raise ImageReadError(f"{path}: no such file")
-    data = np.fromfile(path, dtype=np.uint8)
-    if data.size == 0:
-        raise ImageReadError(f"{path}: empty file")
-    img = cv2.imdecode(data, flags)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ImageReadError(f"{path}: cannot read ({e.strerror or e})") from e
+    return decode_image_bytes(data, path, flags)
+
+
+def decode_image_bytes(data, name="<bytes>", flags=cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR):
+    """``read_raw_image`` for an encoded image in memory; errors name ``name``."""
+    if len(data) == 0:
+        raise ImageReadError(f"{name}: empty file")
+    size, truncated = _inspect(data)
+    if size is not None:
+        w, h = size
+        if w < 1 or h < 1:
+            raise ImageReadError(f"{name}: corrupt image header (size {w}x{h})")
+        if w * h > MAX_IMAGE_PIXELS:
+            raise ImageReadError(f"{name}: image is {w}x{h} px ({w * h / 1e6:.0f} MP) by its "
+                                 f"header; limit is {MAX_IMAGE_PIXELS / 1e6:.0f} MP")
+    if truncated:
+        raise ImageReadError(f"{name}: truncated image file (the data ends before the image "
+                             f"does)")
+    try:
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    except cv2.error as e:
+        reason = str(e).strip().splitlines()[-1] if str(e).strip() else "decoder error"
+        raise ImageReadError(f"{name}: not a readable image ({reason})") from None
+    except MemoryError:
+        raise ImageReadError(f"{name}: not enough memory to decode this image") from None
     if img is None:
-        raise ImageReadError(f"{path}: not a readable image (corrupt, truncated or unknown format)")
-    if _looks_truncated(data):
-        raise ImageReadError(f"{path}: truncated image file")
+        raise ImageReadError(f"{name}: not a readable image (corrupt, truncated or unknown format)")
     if img.dtype not in (np.uint8, np.uint16):
-        raise ImageReadError(f"{path}: unsupported pixel type {img.dtype}")
+        raise ImageReadError(f"{name}: unsupported pixel type {img.dtype}")
+    if img.shape[0] * img.shape[1] > MAX_IMAGE_PIXELS:
+        raise ImageReadError(f"{name}: image has {img.shape[0] * img.shape[1] / 1e6:.0f} MP; "
+                             f"limit is {MAX_IMAGE_PIXELS / 1e6:.0f} MP")
     return img
 
 
@@ -99,13 +132,180 @@ def read_image(path):
     return to_rgb_float(img, path)
 
 
-def _looks_truncated(data):
-    """OpenCV decodes truncated PNG/JPEG files partially; check their end markers."""
-    if data[:8].tobytes() == b"\x89PNG\r\n\x1a\n":
-        return b"IEND" not in data[-16:].tobytes()
-    if data[:2].tobytes() == b"\xff\xd8":
-        return b"\xff\xd9" not in data[-4096:].tobytes()
-    return False
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# JPEG start-of-frame markers (baseline, extended, progressive, lossless; Huffman/arithmetic).
+_JPEG_SOF = frozenset((0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE,
+                       0xCF))
+
+
+def _u16be(b, i):
+    return int.from_bytes(b[i:i + 2], "big")
+
+
+def _png_walk(b):
+    """(width, height, complete) of PNG bytes: chunks are walked (length, type, data, CRC) up
+    to IEND; complete is False when the data ends first. Bytes after IEND are ignored."""
+    n, pos, size = len(b), 8, None
+    while pos + 8 <= n:
+        length = int.from_bytes(b[pos:pos + 4], "big")
+        ctype = b[pos + 4:pos + 8]
+        if ctype == b"IHDR" and size is None and pos + 16 <= n:
+            size = (int.from_bytes(b[pos + 8:pos + 12], "big"),
+                    int.from_bytes(b[pos + 12:pos + 16], "big"))
+        end = pos + 12 + length
+        if end > n:
+            return size, False
+        if ctype == b"IEND":
+            return size, True
+        pos = end
+    return size, False
+
+
+def _jpeg_walk(b):
+    """(width, height, complete) of JPEG bytes: segments are walked by their lengths (so an
+    EXIF thumbnail's markers are skipped) and entropy-coded scans up to their next marker, as
+    libjpeg does, until the EOI marker; complete is False when the data ends first. Bytes after
+    EOI (a "motion photo" video, a second MPO frame) are ignored."""
+    n, pos, size = len(b), 2, None
+    while True:
+        pos = b.find(b"\xff", pos)            # libjpeg skips stray bytes before a marker
+        if pos < 0:
+            return size, False
+        while pos < n and b[pos] == 0xFF:     # fill bytes
+            pos += 1
+        if pos >= n:
+            return size, False
+        marker = b[pos]
+        pos += 1
+        if marker == 0xD9:                    # EOI
+            return size, True
+        if marker in (0x00, 0x01, 0xD8) or 0xD0 <= marker <= 0xD7:
+            continue                          # no length field
+        if pos + 2 > n:
+            return size, False
+        length = _u16be(b, pos)
+        if marker in _JPEG_SOF and size is None and pos + 7 <= n:
+            size = (_u16be(b, pos + 5), _u16be(b, pos + 3))   # (width, height)
+        pos += length
+        if pos > n:
+            return size, False
+        if marker == 0xDA:                    # start of scan: entropy-coded data follows
+            while True:
+                i = b.find(b"\xff", pos)
+                if i < 0 or i + 1 >= n:
+                    return size, False
+                nxt = b[i + 1]
+                if nxt == 0x00 or 0xD0 <= nxt <= 0xD7:   # stuffed byte or restart marker
+                    pos = i + 2
+                elif nxt == 0xFF:                         # fill byte before a marker
+                    pos = i + 1
+                else:
+                    pos = i
+                    break
+
+
+def is_truncated(data):
+    """True for PNG / JPEG bytes that end before the image does (judged by walking the file as
+    the decoder reads it, not by the last bytes: trailing data after the end is fine)."""
+    return _inspect(data)[1]
+
+
+def _tiff_size(b):
+    little = b[:2] == b"II"
+    order = "little" if little else "big"
+    u = lambda i, k: int.from_bytes(b[i:i + k], order)
+    big = u(2, 2) == 43                        # BigTIFF
+    ifd = u(8, 8) if big else u(4, 4)
+    count_len, entry_len, value_off = (8, 20, 12) if big else (2, 12, 8)
+    if ifd + count_len > len(b):
+        return None
+    count = u(ifd, count_len)
+    w = h = None
+    for k in range(min(count, 4096)):
+        e = ifd + count_len + k * entry_len
+        if e + entry_len > len(b):
+            break
+        tag, typ = u(e, 2), u(e + 2, 2)
+        if tag in (256, 257):
+            value = u(e + value_off, 2) if typ == 3 else u(e + value_off, 4)
+            if tag == 256:
+                w = value
+            else:
+                h = value
+    return (w, h) if w is not None and h is not None else None
+
+
+def _pnm_size(b):
+    """P1-P6 / PF / Pf: magic, width, height as whitespace-separated tokens (# comments);
+    P7 (PAM): WIDTH / HEIGHT lines before ENDHDR."""
+    head = b[:4096]
+    if head[:2] == b"P7":
+        w = h = None
+        for line in head.split(b"\n")[1:]:
+            parts = line.split()
+            if len(parts) == 2 and parts[0] == b"WIDTH" and parts[1].isdigit():
+                w = int(parts[1])
+            elif len(parts) == 2 and parts[0] == b"HEIGHT" and parts[1].isdigit():
+                h = int(parts[1])
+            elif parts[:1] == [b"ENDHDR"]:
+                break
+        return (w, h) if w is not None and h is not None else None
+    tokens = []
+    for line in head[2:].split(b"\n"):
+        tokens += line.split(b"#")[0].split()
+        if len(tokens) >= 2:
+            break
+    if len(tokens) >= 2 and tokens[0].isdigit() and tokens[1].isdigit():
+        return int(tokens[0]), int(tokens[1])
+    return None
+
+
+def header_size(data):
+    """(width, height) an encoded image claims in its header, without decoding; None when
+    the format is not recognised or the header is too short to tell.
+
+    PNG (IHDR), JPEG (first SOF, EXIF thumbnails skipped), BMP, GIF, WebP (VP8, VP8L, VP8X),
+    TIFF and BigTIFF (first IFD), PNM / PAM / PFM.
+    """
+    return _inspect(data)[0]
+
+
+def _inspect(data):
+    """(header size or None, truncated) of encoded image bytes."""
+    b = data if isinstance(data, bytes) else bytes(data)
+    if b[:8] == PNG_SIGNATURE:
+        size, complete = _png_walk(b)
+        return (size if b[12:16] == b"IHDR" else None), not complete
+    if b[:2] == b"\xff\xd8":
+        size, complete = _jpeg_walk(b)
+        return size, not complete
+    return _other_size(b), False
+
+
+def _other_size(b):
+    if b[:2] == b"BM" and len(b) >= 26:
+        if int.from_bytes(b[14:18], "little") == 12:          # OS/2 BITMAPCOREHEADER
+            return int.from_bytes(b[18:20], "little"), int.from_bytes(b[20:22], "little")
+        return (abs(int.from_bytes(b[18:22], "little", signed=True)),
+                abs(int.from_bytes(b[22:26], "little", signed=True)))
+    if b[:6] in (b"GIF87a", b"GIF89a") and len(b) >= 10:
+        return int.from_bytes(b[6:8], "little"), int.from_bytes(b[8:10], "little")
+    if b[:4] == b"RIFF" and b[8:12] == b"WEBP" and len(b) >= 30:
+        chunk = b[12:16]
+        if chunk == b"VP8 ":
+            return (int.from_bytes(b[26:28], "little") & 0x3FFF,
+                    int.from_bytes(b[28:30], "little") & 0x3FFF)
+        if chunk == b"VP8L":
+            bits = int.from_bytes(b[21:25], "little")
+            return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+        if chunk == b"VP8X":
+            return int.from_bytes(b[24:27], "little") + 1, int.from_bytes(b[27:30], "little") + 1
+        return None
+    if b[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+") and len(b) >= 16:
+        return _tiff_size(b)
+    if len(b) >= 3 and b[:1] == b"P" and b[1:2] in b"1234567fF" and b[2:3].isspace():
+        return _pnm_size(b)
+    return None
 
 
 def list_images(inputs):
