@@ -170,6 +170,9 @@ def worker(spec):
         t_read = time.perf_counter()
         img = read_image(spec["image_file"])
         t_read = time.perf_counter() - t_read
+    elif spec.get("image_npy"):  # an exact image (benchmarks/default_model.py)
+        t_read = 0.0
+        img = np.load(spec["image_npy"])
     else:
         t_read = 0.0
         img = test_image(np.load(spec["base"]), spec["size"], spec["size"])

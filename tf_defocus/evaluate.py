@@ -115,8 +115,6 @@ def validate(config):
     bad = [m for m in config.methods if m not in METHODS]
     if bad or not config.methods:
         raise ConfigError(f"--method must be one or more of {METHODS}, got {list(config.methods)}")
-    if "model" in config.methods and not config.models:
-        raise ConfigError("--method=model needs at least one --model=PATH (or name=PATH)")
     if "model" not in config.methods and config.models:
         raise ConfigError("--model given but --method does not include 'model'")
     clash = [name for name, _ in config.models if name in TRAINING_FREE]
@@ -158,7 +156,7 @@ def load_methods(config):
     from tf_defocus import inference
     out = []
     if "model" in config.methods:
-        for name, path in config.models:
+        for name, path in config.models or (("default", None),):  # None: the built-in model
             try:
                 est = inference.load_estimator(path, config.tile_size, config.tile_overlap,
                                                threads=config.threads or None)
@@ -353,7 +351,8 @@ def run_config(config, stream=None):
 
 def _define_flags():
     from absl import flags
-    flags.DEFINE_multi_string("model", [], "Model to evaluate: PATH or name=PATH (.keras, "
+    flags.DEFINE_multi_string("model", [], "Model to evaluate (default: the built-in default "
+                              "model, named 'default'): PATH or name=PATH (.keras, "
                               "SavedModel dir, .tflite); repeatable.")
     flags.DEFINE_enum("dataset", None, DATASETS, "Benchmark layout.")
     flags.DEFINE_string("data_dir", None, "Root folder of the data set.")

@@ -528,9 +528,20 @@ def set_tf_threads(threads):
         pass  # TF already initialised; keep its pools
 
 
-def load_estimator(path, tile_size=DEFAULT_TILE_SIZE, tile_overlap=DEFAULT_TILE_OVERLAP,
+def default_model_path():
+    """Path of the built-in default model (``tf_defocus/weights/default_model.keras``);
+    ModelLoadError if this installation lacks it."""
+    from tf_defocus.weights import DEFAULT_MODEL
+    if not DEFAULT_MODEL.is_file():
+        raise ModelLoadError(f"{DEFAULT_MODEL}: the built-in default model is missing from this "
+                             f"installation; reinstall tf_defocus or pass a model path")
+    return DEFAULT_MODEL
+
+
+def load_estimator(path=None, tile_size=DEFAULT_TILE_SIZE, tile_overlap=DEFAULT_TILE_OVERLAP,
                    threads=None):
-    """Load a ``.keras`` file, SavedModel directory or ``.tflite`` file as an ``Estimator``.
+    """Load a ``.keras`` file, SavedModel directory or ``.tflite`` file as an ``Estimator``;
+    ``path=None`` loads the built-in default model (``default_model_path()``).
 
     tile_size, tile_overlap: px, multiples of 16 (tile_size 0 = whole image in one pass).
     threads: TFLite interpreter threads (default 2) / TF thread pools (default: TF's choice).
@@ -538,6 +549,8 @@ def load_estimator(path, tile_size=DEFAULT_TILE_SIZE, tile_overlap=DEFAULT_TILE_
     ValueError for bad tiling parameters, before any inference work.
     """
     check_tiling(tile_size, tile_overlap)
+    if path is None:
+        path = default_model_path()
     p = Path(path)
     if not p.exists():
         raise ModelLoadError(f"{path}: no such file or directory")

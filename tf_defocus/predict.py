@@ -127,8 +127,6 @@ def validate(config):
     bad = [o for o in config.outputs if o not in OUTPUT_KINDS]
     if bad:
         raise ConfigError(f"unknown --outputs {bad}; choose from {','.join(OUTPUT_KINDS)}")
-    if config.method == "model" and not config.model:
-        raise ConfigError("--method=model needs --model=PATH (.keras, SavedModel dir or .tflite)")
     if config.method in TRAINING_FREE and config.model:
         raise ConfigError(f"--method={config.method} is training-free; do not pass --model")
     if config.method in TRAINING_FREE and "sigma" in config.outputs:
@@ -160,7 +158,7 @@ def load_method(config):
         from tf_defocus import classical
         return classical.make_method(config.method)
     try:
-        est = inference.load_estimator(config.model, config.tile_size, config.tile_overlap,
+        est = inference.load_estimator(config.model or None, config.tile_size, config.tile_overlap,
                                        threads=config.threads or None)
     except (inference.ModelLoadError, ValueError) as e:
         raise ConfigError(str(e)) from e
@@ -343,7 +341,8 @@ def run_config(config, stream=None):
 
 def _define_flags():
     from absl import flags
-    flags.DEFINE_string("model", "", "Model: .keras file, SavedModel directory or .tflite file.")
+    flags.DEFINE_string("model", "", "Model: .keras file, SavedModel directory or .tflite file "
+                        "(default: the built-in default model, tf_defocus/weights).")
     flags.DEFINE_multi_string("input", [], "Image file, folder or glob; repeatable or a comma "
                               "list. Positional arguments are inputs too.")
     flags.DEFINE_string("output_dir", None, "Folder for the outputs.")

@@ -27,7 +27,8 @@ FORMATS = ("saved_model", "tflite")
 CALIBRATIONS = ("builtin", "dir")
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model", None, "Trained .keras inference model (or a training model_dir).")
+flags.DEFINE_string("model", None, "Trained .keras inference model (or a training model_dir); "
+                    "default: the built-in default model.")
 flags.DEFINE_enum("format", "saved_model", FORMATS, "Export format.")
 flags.DEFINE_string("out", None, "saved_model: root directory (OUT/<model_name>/<version>/); "
                     "tflite: the .tflite file to write.")
@@ -99,8 +100,13 @@ def parse_input_size(text):
 
 def config_from_flags(f=FLAGS):
     """Build and check an ExportConfig from parsed absl flags (raises UsageError)."""
-    if not f.model:
-        raise UsageError("--model is required (a trained .keras inference model)")
+    model = f.model
+    if not model:
+        from tf_defocus.inference import ModelLoadError, default_model_path
+        try:
+            model = str(default_model_path())
+        except ModelLoadError as e:
+            raise UsageError(str(e)) from e
     if not f.out:
         raise UsageError("--out is required")
     if f.format == "saved_model":
@@ -129,7 +135,7 @@ def config_from_flags(f=FLAGS):
         if f.calibration_dir and not Path(f.calibration_dir).is_dir():
             raise UsageError(f"--calibration_dir={f.calibration_dir}: no such directory")
     input_size = parse_input_size(f.input_size) if f.format == "tflite" else None
-    return ExportConfig(model=f.model, format=f.format, out=f.out, quantize=f.quantize,
+    return ExportConfig(model=model, format=f.format, out=f.out, quantize=f.quantize,
                         input_size=input_size, calibration=calibration,
                         calibration_dir=f.calibration_dir, num_calibration=f.num_calibration,
                         int8_ranges=f.int8_ranges,

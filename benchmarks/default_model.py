@@ -1,0 +1,88 @@
+"""Speed and memory of the built-in default model vs the full-width (paper) network (issue 11).
+
+Measured in one run, each figure in its own fresh subprocess (peak RSS = its ru_maxrss), at
+``--threads`` (default 2), with the package's tiled ``Estimator`` on a real photo (a held-out
+package photo, resized to each ``--sizes`` WxH): seconds per megapixel and peak RSS of
+
+* the default model (``tf_defocus/weights/default_model.keras``, or ``--model``);
+* a full-width ``BlurEstimator`` (27 M parameters, random weights with calibrated BatchNorm:
+  speed does not depend on the weight values),
+
+and their ratios. Target: the default model at most 3 s per megapixel here.
+
+    python benchmarks/default_model.py [--sizes=1024x768,2048x1536] [--threads=2]
+"""
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+for p in (str(REPO), str(REPO / "benchmarks")):
+    if p not in sys.path:
+        sys.path.insert(0, p)
+
+from inference import make_model, run_worker  # noqa: E402  (benchmarks/inference.py)
+
+
+def photo(width, height):
+    """A held-out package photo (float32 RGB) resized to (height, width, 3)."""
+    import cv2
+    from tf_defocus.data import photos
+    from tf_defocus.imageio import read_image
+    paths = photos.package_photos("val")
+    if not paths:
+        raise SystemExit("no package photos installed (pip install scikit-image)")
+    img = read_image(max(paths, key=lambda p: os.path.getsize(p)))
+    return cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def main(args):
+    from tf_defocus.inference import default_model_path
+    default = Path(args.model) if args.model else default_model_path()
+    sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
+    with tempfile.TemporaryDirectory() as tmp:
+        full = Path(tmp) / "full_width.keras"
+        make_model(1.0, full)
+        print(f"default model: {default} ({default.stat().st_size / 2**20:.1f} MB)")
+        print(f"threads {args.threads}; tile 768/128 (the package default)")
+        print(f"{'size':>11} {'model':>13} {'s/MP':>7} {'RSS MB':>7}")
+        rows = []
+        for w, h in sizes:
+            base = Path(tmp) / f"photo_{w}x{h}.npy"
+            np.save(base, photo(w, h))
+            res = {}
+            for name, path in (("default", default), ("full width", full)):
+                spec = {"model": str(path), "tile_size": 768, "tile_overlap": 128,
+                        "threads": args.threads, "image_npy": str(base)}
+                r = run_worker(spec)
+                mp = w * h / 1e6
+                res[name] = {"s_per_mp": r["seconds"] / mp, "rss_mb": r["rss_mb"]}
+                print(f"{w:>5}x{h:<5} {name:>13} {r['seconds'] / mp:7.2f} {r['rss_mb']:7.0f}")
+            ratio_t = res["default"]["s_per_mp"] / res["full width"]["s_per_mp"]
+            ratio_m = res["default"]["rss_mb"] / res["full width"]["rss_mb"]
+            verdict = "PASS" if res["default"]["s_per_mp"] <= 3.0 else "FAIL"
+            print(f"{'':>11} {'ratio':>13} {ratio_t:7.3f} {ratio_m:7.3f}   default <= 3 s/MP: {verdict}")
+            rows.append({"size": [w, h], **res, "time_ratio": ratio_t, "rss_ratio": ratio_m})
+        if args.json:
+            Path(args.json).write_text(json.dumps({"threads": args.threads, "rows": rows}, indent=2) + "\n")
+
+
+def parse(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", default="", help="default: the built-in default model")
+    p.add_argument("--sizes", default="1024x768,2048x1536")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", default="", help="also write the figures to this JSON file")
+    return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    main(parse(sys.argv[1:]))

@@ -1,0 +1,11 @@
+"""Weights shipped inside the package (package data).
+
+``DEFAULT_MODEL``: the built-in default defocus model, a ``blur_estimator.keras`` inference model
+(input RGB [0, 1], output sigma / 7) trained by ``configs/default_model.flags`` on the built-in
+realistic data; its ``ModelInfo`` sidecar is ``default_model.keras.json`` beside it. See
+``docs/MODEL_CARD.md`` for data, recipe, metrics and limits.
+"""
+
+from pathlib import Path
+
+DEFAULT_MODEL = Path(__file__).with_name("default_model.keras")
