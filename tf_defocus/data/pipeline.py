@@ -354,6 +354,16 @@ def _drop_ok(*args):
     return args[0] if len(args) == 2 else args[:-1]
 
 
+def _hold(array):
+    """A tensor holding ``array`` in one copy: outside ``tf.distribute`` a non-trainable Variable
+    (tf.data functions capture it by reference; a captured constant kept a second copy, +2.4x
+    RSS measured on a 2.2 GB pool), else a constant (a Variable would be mirrored per device)."""
+    if tf.distribute.has_strategy():
+        return tf.constant(array)
+    with tf.device("/cpu:0"):
+        return tf.Variable(array, trainable=False)
+
+
 class _RaggedStore:
     """Images (and labels) of different sizes packed into flat tensors for in-graph gathering."""
 
@@ -362,10 +372,13 @@ class _RaggedStore:
         shapes = np.array([im.shape[:2] for im in images], np.int32)
         sizes = shapes[:, 0].astype(np.int64) * shapes[:, 1]
         offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-        # uint16 keeps 8- and 16-bit sources lossless at half the memory of float32.
-        flat = np.concatenate([np.round(im.reshape(-1, 3) * 65535.0).astype(np.uint16) for im in images])
-        self.images = tf.constant(flat)
-        self.labels = None if labels is None else tf.constant(
+        # uint8 when every image is 8-bit (k / 255 exactly, e.g. PNG pools), else uint16: both
+        # lossless, at 1/4 or 1/2 the memory of float32.
+        eight_bit = all(np.array_equal(np.round(im * 255.0) / 255.0, im) for im in images)
+        dtype, self.scale = (np.uint8, 255.0) if eight_bit else (np.uint16, 65535.0)
+        flat = np.concatenate([np.round(im.reshape(-1, 3) * self.scale).astype(dtype) for im in images])
+        self.images = _hold(flat)
+        self.labels = None if labels is None else _hold(
             np.concatenate([lab.reshape(-1).astype(np.float32) for lab in labels]))
         self.shapes = tf.constant(shapes)
         self.offsets = tf.constant(offsets)
@@ -376,7 +389,7 @@ class _RaggedStore:
         off = self.offsets[idx]
         size = tf.cast(h, tf.int64) * tf.cast(w, tf.int64)
         image = tf.reshape(self.images[off:off + size], [h, w, 3])
-        image = tf.cast(image, tf.float32) / 65535.0
+        image = tf.cast(image, tf.float32) / self.scale
         label = None
         if self.labels is not None:
             label = tf.reshape(self.labels[off:off + size], [h, w, 1])
