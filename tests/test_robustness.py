@@ -288,3 +288,80 @@ def test_decoder_errors_become_image_read_errors(tmp_path, monkeypatch):
     monkeypatch.setattr(imageio.cv2, "imdecode", failing)
     with pytest.raises(imageio.ImageReadError, match="odd.exr: not a readable image .*pixels"):
         imageio.read_image(path)
+
+
+# ------------------------------------------- 3 + 8: the serving signature (size limit, JPEG)
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """(keras model, loaded SavedModel, version dir) of a width-0.125 BlurEstimator."""
+    import keras
+    import tensorflow as tf
+    from tests import export_checks as ec
+    from tf_defocus.export import export_saved_model
+    from tf_defocus.models import BlurEstimator
+    keras.utils.set_random_seed(0)
+    model = BlurEstimator(width=0.125).inference_model()
+    images, _ = ec.data_engine_images(2, 64, 64)
+    ec.conditioned(model, images)
+    version_dir = export_saved_model(model, tmp_path_factory.mktemp("serving"),
+                                     warmup_requests=False)
+    return model, tf.saved_model.load(str(version_dir)), version_dir
+
+
+def _peak_rss_mb():
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def test_serving_refuses_oversize_and_empty_requests_and_keeps_answering(served):
+    import cv2
+    import tensorflow as tf
+    from tf_defocus import artifacts
+    from tf_defocus.export.graph import DEFAULT_MAX_PIXELS
+    _, loaded, version_dir = served
+    sd = loaded.signatures["serving_default"]
+    photo = _photo(40, 56)
+    png = _encoded(".png", photo)
+    assert sd(image_bytes=tf.constant([png]))["sigma_px"].shape == (1, 40, 56, 1)
+
+    # 20000 x 12000 (240 MP) claimed by a ~100-byte PNG: decoding it would need 2.9 GB as
+    # float32 (and aborted the whole process with std::bad_alloc).
+    bomb = png_header_bomb(20000, 12000)
+    assert len(bomb) < 200
+    rss_before = _peak_rss_mb()
+    flat = _encoded(".png", np.zeros((1024, 1024), np.uint8))    # 1 MP in a few KB
+    for request in ([bomb], [png, bomb], [jpeg_header_bomb(20000, 12000)], [flat] * 17):
+        with pytest.raises(tf.errors.InvalidArgumentError, match="request too large"):
+            sd(image_bytes=tf.constant(request))
+    assert _peak_rss_mb() - rss_before < 300
+    with pytest.raises(tf.errors.InvalidArgumentError, match="empty request"):
+        sd(image_bytes=tf.constant([], tf.string))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="not a JPEG, PNG, BMP, GIF or WebP"):
+        sd(image_bytes=tf.constant([b"GIF? no, plain text"]))
+    # The process still answers, and WebP is accepted (8-bit, like the other formats).
+    out = sd(image_bytes=tf.constant([png]))["sigma_px"].numpy()
+    webp = sd(image_bytes=tf.constant([_encoded(".webp", photo, [cv2.IMWRITE_WEBP_QUALITY, 101])]))
+    np.testing.assert_allclose(webp["sigma_px"].numpy(), out, atol=1e-4)   # lossless WebP
+    # The limit is stated in the sidecar.
+    info = artifacts.read_info(version_dir)
+    assert info.max_pixels == DEFAULT_MAX_PIXELS
+    assert f"at most {DEFAULT_MAX_PIXELS} pixels per request" in info.normalisation
+
+
+def test_served_jpeg_map_matches_local_predict(served, tmp_path):
+    import cv2
+    import tensorflow as tf
+    from tf_defocus import imageio
+    from tf_defocus.export import graph
+    model, loaded, _ = served
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(_encoded(".jpg", _photo(48, 64, seed=5), [cv2.IMWRITE_JPEG_QUALITY, 90]))
+    local = imageio.read_image(path)            # OpenCV's decoder, as predict reads photos
+    decoded = graph.decode_images(tf.constant([path.read_bytes()])).numpy()[0]
+    np.testing.assert_allclose(decoded, local, atol=1e-6)
+    served_sigma = loaded.signatures["serving_default"](
+        image_bytes=tf.constant([path.read_bytes()]))["sigma_px"].numpy()[0, ..., 0]
+    local_sigma = 7.0 * np.asarray(model(local[None], training=False))[0, ..., 0]
+    np.testing.assert_allclose(served_sigma, local_sigma, atol=1e-4)
+

@@ -32,6 +32,9 @@ class ModelInfo:
     input_size: (H, W) for fixed-size models, None for any size (multiple of ``size_multiple``).
     normalisation: how to feed the input, e.g. "float32 RGB in [0,1]" or "uint8 RGB 0..255".
     outputs: output names in the serving signature / TFLite model.
+    max_pixels: SavedModel only: the ``serving_default`` bytes signature refuses requests of
+      more pixels (all their images together, read from the headers before decoding) with
+      InvalidArgument; None = no limit.
     """
     kind: str
     input_size: tuple | None = None
@@ -43,6 +46,7 @@ class ModelInfo:
     version: int = 1
     source_model: str = ""
     tf_defocus_version: str = ""
+    max_pixels: int | None = None
 
     def __post_init__(self):
         if self.kind not in KINDS:

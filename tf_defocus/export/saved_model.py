@@ -3,10 +3,16 @@
 Layout: ``OUT/<model_name>/<version>/`` (``saved_model.pb``, ``variables/``,
 ``assets.extra/tf_serving_warmup_requests``, ``tf_defocus.json``). Signatures:
 
-* ``serving_default``: ``image_bytes`` tf.string (N,) encoded JPEG/PNG (over REST:
-  ``{"instances": [{"b64": "..."}]}``) -> ``sigma_px`` (N,H,W,1) blur sigma [px] and ``focus``
-  (N,H,W,1) = 1 - sigma/7 (dof_weight kind: ``focus`` only). Any image size; all images of one
-  request must share it. A corrupt image gives an InvalidArgument error.
+* ``serving_default``: ``image_bytes`` tf.string (N,) encoded JPEG, PNG (8/16 bit), BMP, GIF
+  (first frame) or WebP (over REST: ``{"instances": [{"b64": "..."}]}``) -> ``sigma_px``
+  (N,H,W,1) blur sigma [px] and ``focus`` (N,H,W,1) = 1 - sigma/7 (dof_weight kind: ``focus``
+  only). Any image size up to the limit; all images of one request must share it. At most
+  ``max_pixels`` pixels per request (all its images together; default
+  ``graph.DEFAULT_MAX_PIXELS`` = 4096 x 4096, recorded as ``max_pixels`` in
+  ``tf_defocus.json``): the sizes are read from the image headers and a larger request is
+  refused with InvalidArgument before anything is decoded. An empty request, an unknown format
+  or a corrupt image also give InvalidArgument. JPEGs are decoded with the accurate integer
+  DCT, as OpenCV (and so ``tf_defocus.predict``) decodes them.
 * ``serve``: ``image`` float32 (N,H,W,3) RGB [0,1], H and W unknown -> the same outputs. Sizes
   that are not multiples of 16 are edge-replicated inside the graph and cropped back.
 
@@ -23,11 +29,12 @@ from tf_defocus.export.model_io import (SIZE_MULTIPLE, ExportError, check_infere
 
 
 def write_serving_archive(model, kind, path, image_shape=(None, None, None), include_bytes=True,
-                          tflite=False):
+                          tflite=False, max_pixels=graph.DEFAULT_MAX_PIXELS):
     """Write a SavedModel at ``path`` with the ``serve`` endpoint (input ``image`` float32 of
     shape ``image_shape + (3,)``, i.e. (N, H, W) or fixed) and, if ``include_bytes``, the
-    ``serving_default`` bytes endpoint. ``tflite``: apply the TFLite-only graph rewrites
-    (``tf_defocus.export.rewrite``). No ModelInfo, no warm-up (see ``export_saved_model``)."""
+    ``serving_default`` bytes endpoint (at most ``max_pixels`` pixels per request).
+    ``tflite``: apply the TFLite-only graph rewrites (``tf_defocus.export.rewrite``). No
+    ModelInfo, no warm-up (see ``export_saved_model``)."""
     import keras
     import tensorflow as tf
 
@@ -40,12 +47,18 @@ def write_serving_archive(model, kind, path, image_shape=(None, None, None), inc
         input_signature=[tf.TensorSpec(list(image_shape) + [3], tf.float32, name=graph.IMAGE_INPUT)])
     if include_bytes:
         archive.add_endpoint(
-            graph.BYTES_SIGNATURE, graph.make_bytes_fn(predict),
+            graph.BYTES_SIGNATURE, graph.make_bytes_fn(predict, _check_max_pixels(max_pixels)),
             input_signature=[tf.TensorSpec([None], tf.string, name=graph.BYTES_INPUT)])
     archive.write_out(str(path), verbose=False)
 
 
-def saved_model_info(kind, version=1, source_model=""):
+def _check_max_pixels(max_pixels):
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
+        raise ExportError(f"max_pixels must be a positive integer, got {max_pixels!r}")
+    return max_pixels
+
+
+def saved_model_info(kind, version=1, source_model="", max_pixels=graph.DEFAULT_MAX_PIXELS):
     """The ModelInfo written as ``<version dir>/tf_defocus.json``."""
     units = artifacts.ModelInfo(kind=artifacts.KIND_DEFOCUS).units if kind == artifacts.KIND_DEFOCUS \
         else "focus: depth-of-field weight in [0,1], 1 = in focus (no blur unit)"
@@ -54,9 +67,12 @@ def saved_model_info(kind, version=1, source_model=""):
         normalisation=(f"signature '{graph.SERVE_SIGNATURE}': input '{graph.IMAGE_INPUT}' float32 "
                        f"RGB in [0,1], NHWC, any H/W (edge-padded to a multiple of "
                        f"{SIZE_MULTIPLE[kind]} inside); signature '{graph.BYTES_SIGNATURE}': input "
-                       f"'{graph.BYTES_INPUT}' tf.string (N,) encoded JPEG/PNG/BMP/GIF of one size"),
+                       f"'{graph.BYTES_INPUT}' tf.string (N,) encoded {graph.BYTES_FORMATS} "
+                       f"images of one size, at most {max_pixels} pixels per request (all "
+                       f"images together; larger requests are refused before decoding)"),
         outputs=graph.output_names(kind), units=units, quantization="none", version=int(version),
-        source_model=str(source_model), tf_defocus_version=__version__)
+        source_model=str(source_model), tf_defocus_version=__version__,
+        max_pixels=int(max_pixels))
 
 
 def _check_name_version(model_name, version):
@@ -68,14 +84,17 @@ def _check_name_version(model_name, version):
 
 
 def export_saved_model(model, out_dir, model_name=None, version=1, overwrite=False,
-                       source_model="", warmup_requests=True, extra_files=None):
+                       source_model="", warmup_requests=True, extra_files=None,
+                       max_pixels=graph.DEFAULT_MAX_PIXELS):
     """Export ``model`` (a keras inference model or a ``.keras`` path) for TF Serving.
 
     Writes ``out_dir/<model_name>/<version>/`` (model_name defaults to the model's name,
     ``blur_estimator`` or ``dofnet``) and returns that Path. Refuses an existing version
     directory unless ``overwrite``. ``warmup_requests``: True (default requests), False, or a
     list of (signature_name, {input: array}). ``extra_files``: {file name: text} written into
-    the version directory (e.g. the CLI's config JSON).
+    the version directory (e.g. the CLI's config JSON). ``max_pixels``: the bytes signature's
+    limit per request (pixels of all its images together; about 160 bytes of memory per pixel
+    for the full-width network), refused from the headers before decoding.
     """
     if isinstance(model, (str, Path)):
         source_model = source_model or str(model)
@@ -84,13 +103,14 @@ def export_saved_model(model, out_dir, model_name=None, version=1, overwrite=Fal
         kind = check_inference_model(model)
     model_name = model_name or model.name
     _check_name_version(model_name, version)
+    _check_max_pixels(max_pixels)
     final = Path(out_dir) / model_name / str(version)
     with staged_directory(final, overwrite=overwrite) as tmp:
-        write_serving_archive(model, kind, tmp)
+        write_serving_archive(model, kind, tmp, max_pixels=max_pixels)
         if warmup_requests:
             reqs = warmup.default_warmup_requests() if warmup_requests is True else warmup_requests
             warmup.write_warmup_requests(tmp, model_name, reqs)
-        artifacts.write_info(tmp, saved_model_info(kind, version, source_model))
+        artifacts.write_info(tmp, saved_model_info(kind, version, source_model, max_pixels))
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text)
     return final

@@ -203,7 +203,7 @@ def tflite_info(kind, input_size, quantize, input_details=None, version=1, sourc
         norm = f"float32 RGB in [0,1], NHWC {shape}"
     return dataclasses.replace(
         base, input_size=tuple(input_size) if input_size else None, normalisation=norm,
-        quantization=quantize, tf_defocus_version=__version__)
+        quantization=quantize, tf_defocus_version=__version__, max_pixels=None)
 
 
 def _converter(saved_model_dir, quantize, representative):
