@@ -365,3 +365,51 @@ def test_served_jpeg_map_matches_local_predict(served, tmp_path):
     local_sigma = 7.0 * np.asarray(model(local[None], training=False))[0, ..., 0]
     np.testing.assert_allclose(served_sigma, local_sigma, atol=1e-4)
 
+
+# ------------------------------------- 6: orphans of a kill mid-save are removed at start
+
+def test_orphaned_checkpoint_temp_dirs_are_removed_at_start(tmp_path):
+    from tests.test_training import make_element, task_for, tiny_cfg
+    from tf_defocus.training.dmenet_task import build_trainer
+    from tf_defocus.training.loop import run_training
+
+    ckpt_dir = tmp_path / "checkpoints"
+    # What a kill during tf.train.CheckpointManager.save and atomic writes leaves behind.
+    orphan = ckpt_dir / "ckpt-7_temp"
+    orphan.mkdir(parents=True)
+    (orphan / "part-00000-of-00001.data-00000-of-00001").write_bytes(b"\0" * 100)
+    (orphan / "part-00000-of-00001.index").write_bytes(b"\0" * 10)
+    tmp_model = tmp_path / ".blur_estimator.k2j_x9q1.tmp.keras"
+    tmp_model.write_bytes(b"half a model")
+    tmp_sidecar = tmp_path / ".blur_estimator.keras.ab12cd34.tmp.json"
+    tmp_sidecar.write_text("{")
+    keep = [tmp_path / "notes.txt", ckpt_dir / "ckpt-7_temp.txt", tmp_path / ".hidden.tmp.keras"]
+    for p in keep:
+        p.write_text("mine")
+    messages = []
+    t = build_trainer(tiny_cfg(variant="B"))
+    t.run_eagerly = True
+    run_training(task_for(t, [make_element(0)]), tmp_path, 1, checkpoint_every=1, verbose=0,
+                 log=messages.append)
+    assert not orphan.exists() and not tmp_model.exists() and not tmp_sidecar.exists()
+    assert all(p.exists() for p in keep)
+    assert any("removed 3 leftover(s) of an interrupted save" in m for m in messages), messages
+    assert sorted(p.name for p in ckpt_dir.iterdir() if p.is_dir()) == []
+
+
+# --------------------------------------------- 9: plain progress lines when not a terminal
+
+def test_training_progress_is_plain_lines_when_stdout_is_not_a_terminal(tmp_path, capsys):
+    from tests.test_training import make_element, task_for, tiny_cfg
+    from tf_defocus.training.dmenet_task import build_trainer
+    from tf_defocus.training.loop import run_training
+
+    t = build_trainer(tiny_cfg(variant="B"))
+    t.run_eagerly = True
+    run_training(task_for(t, [make_element(0)]), tmp_path, 6, checkpoint_every=0, log_every=2,
+                 verbose=1)                   # progress "bar" requested, stdout captured
+    out = capsys.readouterr().out
+    assert "\r" not in out and "\b" not in out
+    lines = out.splitlines()
+    assert [l.split()[1] for l in lines if l.startswith("step ")] == ["2/6", "4/6", "6/6"], out
+    assert len(lines) <= 6, out

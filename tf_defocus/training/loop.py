@@ -30,6 +30,9 @@ pre-training), ``reset_train_metrics()`` / ``reset_val_metrics()`` (otherwise ev
 
 import dataclasses
 import math
+import re
+import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -44,6 +47,12 @@ from tf_defocus.imageio import atomic_path
 
 CHECKPOINT_SUBDIR = "checkpoints"
 LOG_SUBDIR = "logs"
+# What a run killed mid-write leaves behind: TF's sharded checkpoint staging directory
+# (``ckpt-N_temp/``, merged into ``ckpt-N.*`` and removed when a save completes) and
+# ``imageio.atomic_path`` temporaries of the model, its sidecar and config.json.
+_CHECKPOINT_TEMP = re.compile(r"^ckpt-\d+_temp$")
+_ATOMIC_TEMP = re.compile(r"^\.(config|blur_estimator|dofnet)(\.keras)?\.[a-z0-9_]{8}"
+                          r"\.tmp\.(json|keras)$")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -153,6 +162,26 @@ def _first_replica(strategy, element):
     return tf.nest.map_structure(lambda v: strategy.experimental_local_results(v)[0], element)
 
 
+def remove_orphans(model_dir):
+    """Delete the leftovers of an interrupted save in ``model_dir`` (``checkpoints/ckpt-N_temp/``
+    directories, temporary files of the atomic writes); returns the removed paths. Call it only
+    when no other process trains in the same directory."""
+    model_dir = Path(model_dir)
+    removed = []
+    ckpt_dir = model_dir / CHECKPOINT_SUBDIR
+    if ckpt_dir.is_dir():
+        for p in sorted(ckpt_dir.iterdir()):
+            if p.is_dir() and not p.is_symlink() and _CHECKPOINT_TEMP.match(p.name):
+                shutil.rmtree(p, ignore_errors=True)
+                removed.append(p)
+    if model_dir.is_dir():
+        for p in sorted(model_dir.iterdir()):
+            if p.is_file() and _ATOMIC_TEMP.match(p.name):
+                p.unlink(missing_ok=True)
+                removed.append(p)
+    return removed
+
+
 def save_inference_model(model, model_dir, model_info=None):
     """Write ``<model_dir>/<model.name>.keras`` atomically plus its ModelInfo sidecar."""
     path = Path(model_dir) / f"{model.name}.keras"
@@ -174,7 +203,8 @@ def run_training(task, model_dir, train_steps, *, checkpoint_every=1000, log_eve
       ``checkpoint_every``). val_dataset may be one finite dataset or a dict name -> dataset.
     learning_rate: if given, every optimizer's learning rate is set to
       ``learning_rate * lr_decay_rate ** floor(step / lr_decay_steps)`` before each step.
-    verbose: 1 = progress bar, 0 = only the log lines. log: callable for one-line messages.
+    verbose: 1 = progress bar (plain log lines when stdout is not a terminal), 0 = only the
+      log lines. log: callable for one-line messages.
     Raises NonFiniteLossError on NaN/Inf loss (after keeping the last good checkpoint).
     """
     t_start = time.time()
@@ -189,6 +219,10 @@ def run_training(task, model_dir, train_steps, *, checkpoint_every=1000, log_eve
 
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
+    orphans = remove_orphans(model_dir)
+    if orphans:
+        log(f"removed {len(orphans)} leftover(s) of an interrupted save: "
+            + ", ".join(str(p.relative_to(model_dir)) for p in orphans))
     trainer = task.trainer
     strategy = trainer.distribute_strategy
     optimizers = list(getattr(trainer, "optimizers", None) or [])
@@ -256,12 +290,15 @@ def run_training(task, model_dir, train_steps, *, checkpoint_every=1000, log_eve
         dist_dataset = strategy.experimental_distribute_dataset(task.train_dataset)
         iterator = iter(dist_dataset)
         # Target = steps of this run (Progbar's ETA assumes it started at 0); every value
-        # shown is already a running mean, so all are "stateful" (shown as given).
+        # shown is already a running mean, so all are "stateful" (shown as given). The bar
+        # redraws its line with "\r" (on Linux Keras does so even into a file): only on a
+        # terminal; otherwise the plain log line every log_every steps.
         progbar = keras.utils.Progbar(train_steps - start_step, verbose=verbose,
-                                      stateless_metrics=(), unit_name="step") if verbose else None
+                                      stateless_metrics=(), unit_name="step") \
+            if verbose and _stdout_is_terminal() else None
         _reset_metrics(trainer, "train")
         t_interval, steps_interval = time.time(), 0
-        if progbar is not None:
+        if verbose:
             log(f"training steps {start_step} -> {train_steps} in {model_dir}")
         try:
             while step < train_steps:
@@ -340,6 +377,16 @@ def run_training(task, model_dir, train_steps, *, checkpoint_every=1000, log_eve
     return TrainingResult(step=step, start_step=start_step, logs=logs, val_logs=val_logs,
                           model_path=model_path, checkpoint=manager.latest_checkpoint,
                           seconds=time.time() - t_start)
+
+
+def _stdout_is_terminal():
+    """True when a redrawn progress bar can be shown: stdout is a terminal (or a notebook)."""
+    try:
+        if sys.stdout is not None and sys.stdout.isatty():
+            return True
+    except (AttributeError, ValueError):
+        pass
+    return "ipykernel" in sys.modules
 
 
 def _write_panels(task, writer, data, strategy, step):
