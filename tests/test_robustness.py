@@ -413,3 +413,80 @@ def test_training_progress_is_plain_lines_when_stdout_is_not_a_terminal(tmp_path
     lines = out.splitlines()
     assert [l.split()[1] for l in lines if l.startswith("step ")] == ["2/6", "4/6", "6/6"], out
     assert len(lines) <= 6, out
+
+
+# ------------------------- 9: no TensorFlow start-up chatter, --help exits 0, --verbose works
+
+def test_commands_print_no_tensorflow_chatter_and_help_exits_0():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    repo = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TF_CPP_MIN_LOG_LEVEL", "TF_DEFOCUS_VERBOSE", "TF_DEFOCUS_QUIET")}
+    # absl's --help exited 1 for these three (generate and montage parse their own --help);
+    # one process each, in parallel (each imports TensorFlow).
+    commands = {m: [sys.executable, "-m", m, "--help"] for m in (
+        "tf_defocus.train", "tf_defocus.export", "tf_defocus.convert_official")}
+    procs = {k: subprocess.Popen(c, cwd=repo, env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+             for k, c in commands.items()}
+    results = {k: (p.communicate(timeout=300), p.returncode) for k, p in procs.items()}
+    for name, ((out, err), code) in results.items():
+        assert code == 0, (name, code, err[-2000:])
+        assert "--" in out and "flags" in out.lower(), (name, out[:500])
+        # oneDNN, "Could not find cuda drivers", cpu_feature_guard, absl's pre-init line
+        assert err == "", (name, err)
+
+
+def test_cli_entry_point_and_verbose_detection():
+    from tf_defocus import cli
+    assert cli.entry_point(["python", "-m", "tf_defocus.train", "--x"]) == "tf_defocus.train"
+    assert cli.entry_point(["python", "-B", "-W", "ignore", "-mtf_defocus.export"]) == \
+        "tf_defocus.export"
+    assert cli.entry_point(["/venv/bin/python", "/venv/bin/tf-defocus-train", "--help"]) == \
+        "tf-defocus-train"
+    assert cli.entry_point(["python", "-c", "import tf_defocus"]) is None
+    assert cli.entry_point(["python"]) is None
+    env = {}
+    assert not cli.wants_verbose(["prog", "--model_dir=x"], env)
+    assert cli.wants_verbose(["prog", "--verbose"], env)
+    assert cli.wants_verbose(["prog", "--verbosity=1"], env)
+    assert not cli.wants_verbose(["prog", "--verbose", "--noverbose"], env)
+    assert not cli.wants_verbose(["prog", "--", "--verbose"], env)
+    assert cli.wants_verbose(["prog"], {"TF_DEFOCUS_VERBOSE": "1"})
+    assert cli.asked_for_help(["prog", "--help"]) and not cli.asked_for_help(["prog", "-x"])
+    for module in ("tf_defocus.train", "tf_defocus.generate", "tf_defocus.export",
+                   "tf_defocus.convert_official", "tf_defocus.montage"):
+        assert module in cli.QUIET_ENTRY_POINTS
+        assert cli.QUIET_ENTRY_POINTS[module].startswith("tf-defocus-")
+
+
+def test_tensorflow_start_up_lines_are_dropped_and_other_output_kept(tmp_path):
+    import subprocess
+    import sys
+    # A stand-in "tensorflow" that prints what TF 2.21 prints while its libraries load (before
+    # TF_CPP_MIN_LOG_LEVEL applies) plus a line that must survive.
+    fake = tmp_path / "tensorflow.py"
+    fake.write_text(
+        "import os\n"
+        "os.write(2, b'WARNING: All log messages before absl::InitializeLog() is called are "
+        "written to STDERR\\n')\n"
+        "os.write(2, b'I0000 00:00:1796117599.880767   11542 port.cc:153] oneDNN custom "
+        "operations are on.\\n')\n"
+        "os.write(2, b'E0000 00:00:1796117535.141318   11336 cuda_platform.cc:52] failed call "
+        "to cuInit\\n')\n"
+        "os.write(2, b'To enable the following instructions: AVX2 FMA, rebuild TensorFlow\\n')\n"
+        "import warnings; warnings.warn('a real warning')\n")
+    from tf_defocus import cli
+    code = ("import importlib.util, sys; sys.path.insert(0, sys.argv[1]); "
+            "spec = importlib.util.spec_from_file_location('cli', sys.argv[2]); "
+            "cli = importlib.util.module_from_spec(spec); spec.loader.exec_module(cli); "
+            "cli.import_tensorflow_quietly(); print('imported', 'tensorflow' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path), cli.__file__],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "imported True" in proc.stdout, proc.stderr
+    assert "a real warning" in proc.stderr
+    for chatter in ("InitializeLog", "oneDNN", "cuInit", "To enable"):
+        assert chatter not in proc.stderr, proc.stderr

@@ -343,6 +343,8 @@ def _define_flags():
     flags.DEFINE_bool("estimator_only", False, "Accept files without S and D arrays (e.g. the "
                       "authors' pre-training *_init.npz).")
     flags.mark_flag_as_required("npz")
+    from tf_defocus import cli
+    cli.define_verbose_flag()   # TensorFlow's start-up lines: hidden by tf_defocus/__init__
 
 
 def main(argv):
@@ -362,10 +364,10 @@ def main(argv):
 
 
 def run():
-    """Console-script entry point (``tf-defocus-convert-official``)."""
-    from absl import app
+    """Console-script entry point (``tf-defocus-convert-official``); ``--help`` exits 0."""
+    from tf_defocus import cli
     _define_flags()
-    app.run(lambda argv: sys.exit(main(argv)))
+    cli.run_app(main)
 
 
 if __name__ == "__main__":

@@ -53,7 +53,6 @@ import dataclasses
 import json
 import math
 import multiprocessing
-import os
 import sys
 import time
 import traceback
@@ -61,7 +60,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tf_defocus import __version__, imageio
+from tf_defocus import __version__, cli, imageio
 from tf_defocus.data import optics, photos, render, rgbd, synthesize
 
 SOURCES = ("procedural", "rgbd")
@@ -460,6 +459,7 @@ def _flag_values():
     flags.DEFINE_enum("photo_split", "train", list(photos.SPLITS), "Package photos that textures "
                       "of layered scenes come from (val: held-out photos, for validation sets).",
                       flag_values=fv)
+    cli.define_verbose_flag(fv)   # TensorFlow's start-up lines: hidden by tf_defocus/__init__
     return fv
 
 
@@ -532,5 +532,4 @@ def run():
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     run()

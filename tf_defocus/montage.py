@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tf_defocus import imageio, visualize
+from tf_defocus import cli, imageio, visualize
 from tf_defocus.data import synthesize
 from tf_defocus.units import focus_from_sigma
 
@@ -86,6 +86,7 @@ def main(argv):
     flags.DEFINE_string("out", "montage.png", "Output PNG.", flag_values=fv)
     flags.DEFINE_integer("num", 4, "Number of samples (rows).", flag_values=fv)
     flags.DEFINE_integer("tile_width", 320, "Width of each tile [px].", flag_values=fv)
+    cli.define_verbose_flag(fv)   # TensorFlow's start-up lines: hidden by tf_defocus/__init__
     if any(a in ("-h", "--help") for a in argv[1:]):
         print(__doc__)
         print(fv.get_help())

@@ -23,9 +23,11 @@ from pathlib import Path
 
 from absl import app, flags
 
+from tf_defocus import cli   # TensorFlow's start-up lines are hidden by tf_defocus/__init__
 from tf_defocus.training.dmenet_trainer import VARIANTS
 
 FLAGS = flags.FLAGS
+cli.define_verbose_flag(FLAGS)   # --verbose: not a TrainConfig field (defined before the mark)
 _FLAGS_BEFORE = set(FLAGS)   # absl's own flags; every flag defined below is a TrainConfig field
 
 # --- general ---
@@ -354,8 +356,8 @@ def main(argv):
 
 
 def run():
-    """Console-script entry point (``tf-defocus-train``)."""
-    app.run(main)
+    """Console-script entry point (``tf-defocus-train``); ``--help`` exits 0."""
+    cli.run_app(main)
 
 
 if __name__ == "__main__":

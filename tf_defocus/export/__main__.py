@@ -23,6 +23,8 @@ from pathlib import Path
 
 from absl import app, flags
 
+from tf_defocus import cli   # TensorFlow's start-up lines are hidden by tf_defocus/__init__
+
 FORMATS = ("saved_model", "tflite")
 CALIBRATIONS = ("builtin", "dir")
 
@@ -51,6 +53,7 @@ flags.DEFINE_string("model_name", None, "saved_model: servable name (default: th
 flags.DEFINE_integer("version", 1, "Model version (saved_model directory name; recorded in the "
                      "sidecar of both formats).", lower_bound=1)
 flags.DEFINE_boolean("overwrite", False, "Replace an existing output.")
+cli.define_verbose_flag(FLAGS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,12 +222,7 @@ def _next_version(model_dir):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    import os
-    from absl import logging as absl_logging
     from tf_defocus.export.model_io import ExportError
-    if not FLAGS["verbosity"].present:      # keep TF's INFO chatter out of the progress lines
-        absl_logging.set_verbosity(absl_logging.WARNING)
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     try:
         cfg = config_from_flags()
         run_export(cfg)
@@ -235,8 +233,8 @@ def main(argv):
 
 
 def run():
-    """Console-script entry point (``tf-defocus-export``)."""
-    app.run(main)
+    """Console-script entry point (``tf-defocus-export``); ``--help`` exits 0."""
+    cli.run_app(main)
 
 
 if __name__ == "__main__":

@@ -68,7 +68,8 @@ class NonFiniteLossError(RuntimeError):
         where = (f"the last good checkpoint is {last_checkpoint}" if last_checkpoint
                  else "no checkpoint was written yet")
         if bad:
-            what = f"non-finite loss at step {step} ({', '.join(f'{k}={self.logs[k]}' for k in bad)})"
+            values = ", ".join(f"{k}={self.logs[k]}" for k in bad)
+            what = f"non-finite loss at step {step} ({values})"
         else:
             shown = ", ".join(self.bad_variables[:3])
             more = len(self.bad_variables) - 3

@@ -1,0 +1,213 @@
+"""Shared command-line plumbing: quiet library start-up logs, ``--verbose``, ``--help`` exit 0.
+
+Standard library only, so it can run before TensorFlow is imported. TensorFlow prints start-up
+lines (oneDNN, "Could not find cuda drivers", the cpu_feature_guard notice, an error-level
+"failed call to cuInit") on every command, and every worker process prints them again; a user
+should see our progress and results instead. Two kinds:
+
+* lines printed while TensorFlow's libraries load, before it initialises its logging ("All
+  log messages before absl::InitializeLog() is called are written to STDERR"): TensorFlow 2.21
+  prints these whatever ``TF_CPP_MIN_LOG_LEVEL`` says, so ``import_tensorflow_quietly``
+  imports TensorFlow with file descriptor 2 redirected to a temporary file and afterwards
+  writes back everything that is not such a log line (Python warnings, errors);
+* later lines (cuInit, converter chatter): hidden by ``TF_CPP_MIN_LOG_LEVEL=3`` (set unless
+  already set) and absl / ``tensorflow`` Python logging at ERROR.
+
+Importing ``tf_defocus`` imports TensorFlow (it registers the Keras layers), so an entry module
+cannot do this from its own body: ``tf_defocus/__init__.py`` calls
+``quiet_if_cli_entry_point()`` first, which quiets the commands listed in
+``QUIET_ENTRY_POINTS`` (``python -m <module>`` or the console script) and processes started
+with ``TF_DEFOCUS_QUIET=1`` in their environment, which a quieted command sets so that its
+worker processes are quiet too. A command opts in by being listed there, defining ``--verbose``
+with ``define_verbose_flag`` and (for absl ``app.run`` mains) starting through ``run_app``.
+Library users and tests are not affected.
+
+Show everything with ``--verbose`` on the command line (not in a flagfile: it is read before
+the flags are parsed) or ``TF_DEFOCUS_VERBOSE=1``.
+"""
+
+import logging
+import os
+import re
+import sys
+import tempfile
+
+VERBOSE_ENV = "TF_DEFOCUS_VERBOSE"
+QUIET_ENV = "TF_DEFOCUS_QUIET"      # set by a quieted command: its worker processes are quiet too
+VERBOSE_FLAG = "verbose"
+VERBOSE_HELP = ("Show TensorFlow's own start-up and library log lines (hidden by default; "
+                f"also {VERBOSE_ENV}=1).")
+# Module run with ``python -m`` -> console script of the same command.
+QUIET_ENTRY_POINTS = {
+    "tf_defocus.train": "tf-defocus-train",
+    "tf_defocus.generate": "tf-defocus-generate",
+    "tf_defocus.export": "tf-defocus-export",
+    "tf_defocus.export.__main__": "tf-defocus-export",
+    "tf_defocus.convert_official": "tf-defocus-convert-official",
+    "tf_defocus.montage": "tf-defocus-montage",
+}
+_HELP_FLAGS = ("-h", "-help", "--help", "-helpshort", "--helpshort", "-helpfull", "--helpfull",
+               "-helpxml", "--helpxml", "-?")
+# TensorFlow's own log lines (absl format "I0000 00:00:1796117599.880767   42 file.cc:12] msg"),
+# the line absl prints before it is initialised, and cpu_feature_guard's second line.
+_CHATTER = re.compile(rb"^([IWEF]\d{4} [\d:.]+\s+\d+ \S+:\d+\] |WARNING: All log "
+                      rb"messages before absl::InitializeLog\(\)|To enable the following "
+                      rb"instructions: )")
+_quieted = False
+
+
+def _flag_args(argv):
+    """The arguments before a ``--`` separator (what absl parses as flags)."""
+    args = list(argv[1:]) if argv else []
+    return args[:args.index("--")] if "--" in args else args
+
+
+def wants_verbose(argv=None, environ=None):
+    """True if ``--verbose`` (``--verbose=true``) is on the command line, absl's
+    ``--verbosity``/``-v`` is given, or ``TF_DEFOCUS_VERBOSE`` is set to a true value."""
+    environ = os.environ if environ is None else environ
+    if environ.get(VERBOSE_ENV, "").strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    verbose = False
+    for a in _flag_args(sys.argv if argv is None else argv):
+        name, _, value = a.lstrip("-").partition("=")
+        if not a.startswith("-"):
+            continue
+        if name == VERBOSE_FLAG:
+            verbose = value.strip().lower() not in ("0", "false", "no", "off")
+        elif name == "no" + VERBOSE_FLAG:
+            verbose = False
+        elif name in ("verbosity", "v"):
+            verbose = True
+    return verbose
+
+
+def entry_point(orig_argv=None):
+    """Name of what this process runs: the module of ``python -m MODULE`` or the console
+    script's file name; None for ``python -c``, ``python -`` or an interactive interpreter."""
+    if orig_argv is None:
+        orig_argv = getattr(sys, "orig_argv", None) or []
+    argv = list(orig_argv)
+    i = 1
+    while i < len(argv):
+        a = argv[i]
+        if a == "-m":
+            return argv[i + 1] if i + 1 < len(argv) else None
+        if a.startswith("-m") and len(a) > 2:
+            return a[2:]
+        if a in ("-c", "-") or a.startswith("-c"):
+            return None
+        if a in ("-W", "-X", "--check-hash-based-pycs"):
+            i += 2
+            continue
+        if a.startswith("-"):
+            i += 1
+            continue
+        return os.path.basename(a)
+    return None
+
+
+def quiet_library_logs(argv=None):
+    """Unless ``wants_verbose(argv)``: ``TF_CPP_MIN_LOG_LEVEL=3`` (if not set), absl and
+    ``tensorflow`` Python logging at ERROR, ``TF_DEFOCUS_QUIET=1`` for worker processes, and
+    TensorFlow imported with its start-up lines dropped. Call before TensorFlow is imported.
+    Returns True if it quieted."""
+    global _quieted
+    if wants_verbose(argv):
+        return False
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    os.environ[QUIET_ENV] = "1"
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    _quieted = True
+    quiet_absl()
+    import_tensorflow_quietly()
+    return True
+
+
+def import_tensorflow_quietly():
+    """``import tensorflow`` with stderr (file descriptor 2) captured; TensorFlow's own log lines
+    are dropped, anything else (Python warnings, an error) is written back to stderr."""
+    if "tensorflow" in sys.modules:
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, AttributeError, ValueError):
+        import tensorflow  # noqa: F401  (no file descriptor to redirect)
+        return
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        failed = True
+        try:
+            import tensorflow  # noqa: F401
+            failed = False
+        finally:
+            try:
+                sys.stderr.flush()
+            except (OSError, ValueError):
+                pass
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            lines = captured.read().splitlines(keepends=True)
+            keep = lines if failed else [l for l in lines if not _CHATTER.match(l)]
+            if keep:
+                os.write(2, b"".join(keep))
+
+
+def quiet_absl():
+    """absl (and TensorFlow's Python) logging at ERROR; absl's flag parsing resets the level,
+    so ``run_app`` calls this again once the flags are parsed."""
+    try:
+        from absl import logging as absl_logging
+    except ImportError:
+        return
+    absl_logging.set_verbosity(absl_logging.ERROR)
+
+
+def quiet_if_cli_entry_point():
+    """``quiet_library_logs()`` when this process is one of ``QUIET_ENTRY_POINTS`` (module or
+    console script) or a worker of one (``TF_DEFOCUS_QUIET=1``); otherwise nothing. Called
+    first thing by ``tf_defocus/__init__.py``."""
+    name = entry_point()
+    listed = name in QUIET_ENTRY_POINTS or name in QUIET_ENTRY_POINTS.values()
+    if listed:
+        return quiet_library_logs()
+    if os.environ.get(QUIET_ENV) == "1":
+        return quiet_library_logs([])     # a worker: the parent already looked at --verbose
+    return False
+
+
+def define_verbose_flag(flag_values=None):
+    """Define the boolean ``--verbose`` flag (see ``VERBOSE_HELP``) in ``flag_values`` (absl's
+    global FLAGS by default) unless it exists; returns the FlagValues."""
+    from absl import flags
+    fv = flags.FLAGS if flag_values is None else flag_values
+    if VERBOSE_FLAG not in fv:
+        flags.DEFINE_boolean(VERBOSE_FLAG, False, VERBOSE_HELP, flag_values=fv)
+    return fv
+
+
+def asked_for_help(argv=None):
+    return any(a in _HELP_FLAGS for a in _flag_args(sys.argv if argv is None else argv))
+
+
+def run_app(main, argv=None):
+    """``absl.app.run(main)`` with the conventions of every tf_defocus command: ``--help``
+    exits 0 (absl exits 1), library logs stay at ERROR after flag parsing unless verbose, and
+    an integer returned by ``main`` is the exit status."""
+    from absl import app
+    argv = list(sys.argv if argv is None else argv)
+
+    def wrapped(args):
+        if _quieted and not wants_verbose(argv):
+            quiet_absl()
+        return main(args)
+
+    try:
+        app.run(wrapped, argv=argv)
+    except SystemExit as e:
+        if e.code == 1 and asked_for_help(argv):
+            raise SystemExit(0) from None
+        raise
