@@ -273,6 +273,9 @@ def test_header_bombs_are_refused_before_decoding(tmp_path, monkeypatch, name):
     monkeypatch.setattr(imageio.cv2, "imdecode", no_decode)
     with pytest.raises(imageio.ImageReadError, match=rf"{name}: image is \d+x\d+ px .*limit"):
         imageio.read_image(path)
+    from tf_defocus import montage                # its masks are read through imageio too
+    with pytest.raises(imageio.ImageReadError, match=rf"{name}: image is"):
+        montage._read_mask(path)
 
 
 def test_decoder_errors_become_image_read_errors(tmp_path, monkeypatch):

@@ -32,9 +32,9 @@ class MontageConfig:
 
 
 def _read_mask(path):
-    data = np.fromfile(str(path), np.uint8) if Path(path).is_file() else np.zeros(0, np.uint8)
-    m = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE) if data.size else None
-    if m is None:
+    # imageio's checks (header size limit, truncation, decoder errors -> ImageReadError).
+    m = imageio.read_raw_image(path, cv2.IMREAD_GRAYSCALE)
+    if m.ndim != 2:
         raise imageio.ImageReadError(f"{path}: not a readable mask")
     return m
 
