@@ -486,10 +486,16 @@ def test_tensorflow_start_up_lines_are_dropped_and_other_output_kept(tmp_path):
     code = ("import importlib.util, sys; sys.path.insert(0, sys.argv[1]); "
             "spec = importlib.util.spec_from_file_location('cli', sys.argv[2]); "
             "cli = importlib.util.module_from_spec(spec); spec.loader.exec_module(cli); "
-            "cli.import_tensorflow_quietly(); print('imported', 'tensorflow' in sys.modules)")
+            "cli.import_tensorflow_quietly(); print('imported', 'tensorflow' in sys.modules)\n"
+            "import os; cli._quieted = True\n"
+            "with cli.quiet_native_output():\n"
+            "    os.write(2, b'fully_quantize: 0, inference_type: 6, input_inference_type: UINT8\\n')\n"
+            "    os.write(2, b'INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\\n')\n"
+            "    os.write(2, b'kept line\\n')\n")
     proc = subprocess.run([sys.executable, "-c", code, str(tmp_path), cli.__file__],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "imported True" in proc.stdout, proc.stderr
-    assert "a real warning" in proc.stderr
-    for chatter in ("InitializeLog", "oneDNN", "cuInit", "To enable"):
+    assert "a real warning" in proc.stderr and "kept line" in proc.stderr
+    for chatter in ("InitializeLog", "oneDNN", "cuInit", "To enable", "fully_quantize",
+                    "XNNPACK"):
         assert chatter not in proc.stderr, proc.stderr

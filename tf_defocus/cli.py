@@ -10,8 +10,10 @@ should see our progress and results instead. Two kinds:
   prints these whatever ``TF_CPP_MIN_LOG_LEVEL`` says, so ``import_tensorflow_quietly``
   imports TensorFlow with file descriptor 2 redirected to a temporary file and afterwards
   writes back everything that is not such a log line (Python warnings, errors);
-* later lines (cuInit, converter chatter): hidden by ``TF_CPP_MIN_LOG_LEVEL=3`` (set unless
-  already set) and absl / ``tensorflow`` Python logging at ERROR.
+* later lines (cuInit, converter logs): hidden by ``TF_CPP_MIN_LOG_LEVEL=3`` (set unless
+  already set) and absl / ``tensorflow`` Python logging at ERROR; what TensorFlow Lite and its
+  quantizer write straight to stderr ("INFO: Created TensorFlow Lite XNNPACK delegate",
+  "fully_quantize: ...") is dropped inside ``quiet_native_output()`` blocks.
 
 Importing ``tf_defocus`` imports TensorFlow (it registers the Keras layers), so an entry module
 cannot do this from its own body: ``tf_defocus/__init__.py`` calls
@@ -26,6 +28,7 @@ Show everything with ``--verbose`` on the command line (not in a flagfile: it is
 the flags are parsed) or ``TF_DEFOCUS_VERBOSE=1``.
 """
 
+import contextlib
 import logging
 import os
 import re
@@ -50,9 +53,11 @@ _HELP_FLAGS = ("-h", "-help", "--help", "-helpshort", "--helpshort", "-helpfull"
                "-helpxml", "--helpxml", "-?")
 # TensorFlow's own log lines (absl format "I0000 00:00:1796117599.880767   42 file.cc:12] msg"),
 # the line absl prints before it is initialised, and cpu_feature_guard's second line.
+# TensorFlow Lite's and the converter's direct writes are dropped too.
 _CHATTER = re.compile(rb"^([IWEF]\d{4} [\d:.]+\s+\d+ \S+:\d+\] |WARNING: All log "
                       rb"messages before absl::InitializeLog\(\)|To enable the following "
-                      rb"instructions: )")
+                      rb"instructions: |INFO: Created TensorFlow Lite |INFO: Initialized "
+                      rb"TensorFlow Lite runtime|fully_quantize: \d)")
 _quieted = False
 
 
@@ -130,17 +135,38 @@ def import_tensorflow_quietly():
     are dropped, anything else (Python warnings, an error) is written back to stderr."""
     if "tensorflow" in sys.modules:
         return
+    with _filtered_stderr():
+        import tensorflow  # noqa: F401
+
+
+@contextlib.contextmanager
+def quiet_native_output():
+    """In a quieted command, drop the lines that TensorFlow Lite and its converter write
+    straight to stderr from C++ ("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",
+    "fully_quantize: 0, inference_type: 6, ..." once per quantization) inside the block; other
+    output is written back when the block ends. Elsewhere (library use, --verbose): nothing."""
+    if not _quieted:
+        yield
+        return
+    with _filtered_stderr():
+        yield
+
+
+@contextlib.contextmanager
+def _filtered_stderr():
+    """Redirect file descriptor 2 to a temporary file for the block, then write back what is
+    not ``_CHATTER`` (everything, if the block raised)."""
     try:
         sys.stderr.flush()
         saved = os.dup(2)
     except (OSError, AttributeError, ValueError):
-        import tensorflow  # noqa: F401  (no file descriptor to redirect)
+        yield                           # no file descriptor to redirect
         return
     with tempfile.TemporaryFile() as captured:
         os.dup2(captured.fileno(), 2)
         failed = True
         try:
-            import tensorflow  # noqa: F401
+            yield
             failed = False
         finally:
             try:

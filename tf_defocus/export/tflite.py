@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tf_defocus import __version__, artifacts
+from tf_defocus import __version__, artifacts, cli
 from tf_defocus.export import graph
 from tf_defocus.export.model_io import (SIZE_MULTIPLE, ExportError, check_inference_model,
                                         export_friendly, load_inference_model)
@@ -374,7 +374,8 @@ def convert_tflite_many(model, jobs, input_size=DEFAULT_INPUT_SIZE, calibration_
             sm = traced(quantize in ("int8", "dynamic"))
             say(f"converting to TFLite (quantize={quantize}, builtin ops only) -> {out_path}")
             content, report = _convert(sm, quantize, calib, int8_ranges, say)
-            details = _smoke_run(content, kind, probe)
+            with cli.quiet_native_output():   # "INFO: Created TensorFlow Lite XNNPACK ..."
+                details = _smoke_run(content, kind, probe)
             info = tflite_info(kind, input_size, quantize, details, version, source_model)
             _publish(out_path, content, info, extra_files.get(out_path) or {})
             results.append(TFLiteExport(path=out_path, info_path=artifacts.info_path(out_path),
@@ -407,7 +408,8 @@ def _convert(saved_model_dir, quantize, calib, int8_ranges="search", say=None):
                 if refine else contextlib.nullcontext()) as state:
             # The converter's own calibrator still uses the deprecated tf.lite.Interpreter.
             warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
-            content = _converter(saved_model_dir, quantize, representative).convert()
+            with cli.quiet_native_output():   # "fully_quantize: ..." per quantization
+                content = _converter(saved_model_dir, quantize, representative).convert()
     except Exception as e:  # noqa: BLE001 (ConverterError and friends)
         raise ExportError(f"TFLite conversion failed (only builtin ops are allowed): "
                           f"{_summarise_converter_error(e)}") from e
