@@ -499,3 +499,166 @@ def test_tensorflow_start_up_lines_are_dropped_and_other_output_kept(tmp_path):
     for chatter in ("InitializeLog", "oneDNN", "cuInit", "To enable", "fully_quantize",
                     "XNNPACK"):
         assert chatter not in proc.stderr, proc.stderr
+
+
+# -------------------------- 5: an unusable output folder is one line and exit 2, no traceback
+
+def _write_png(path, h=48, w=64, seed=0):
+    import cv2
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), _photo(h, w, seed))
+    return path
+
+
+def _cuhk_layout(root, n=2):
+    import cv2
+    for i in range(n):
+        _write_png(root / "image" / f"{i}.png", seed=i)
+        mask = np.zeros((48, 64), np.uint8)
+        mask[:, 32:] = 255
+        (root / "gt").mkdir(parents=True, exist_ok=True)
+        assert cv2.imwrite(str(root / "gt" / f"{i}.png"), mask)
+    return root
+
+
+def _full_disk(path, data):
+    """imageio.write_bytes on a full disk: the atomic temporary exists, the write fails."""
+    import errno
+    import os
+    from tf_defocus import imageio
+    with imageio.atomic_path(path) as tmp:
+        tmp.write_bytes(bytes(data)[:1])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def _unusable_output(case, tmp_path, monkeypatch):
+    """(output folder path, expected message regex) for one way an output folder is unusable;
+    installs the monkeypatches of the simulated cases."""
+    import errno
+    import os
+    import pathlib
+    from tf_defocus import imageio, predict
+    a_file = tmp_path / "a_file.txt"
+    a_file.write_text("not a folder")
+    if case == "under_a_file":
+        return a_file / "out", r"cannot create the folder: .*a_file.txt is not a folder"
+    if case == "is_a_file":
+        return a_file, r"a_file.txt: exists and is not a folder"
+    if case == "uncreatable":                      # a name longer than any file system allows
+        return tmp_path / ("x" * 300) / "out", r"cannot create the folder: File name too long"
+    if case == "read_only_dir":
+        ro = tmp_path / "read_only"
+        ro.mkdir()
+        ro.chmod(0o555)
+        if os.geteuid() == 0:                      # root ignores the mode: answer as for a user
+            real_access = os.access
+            monkeypatch.setattr(predict.os, "access", lambda p, mode, **kw: (
+                False if str(p) == str(ro) and mode & os.W_OK else real_access(p, mode, **kw)))
+        return ro / "out", r"read_only is not writable \(permission denied\)"
+    if case == "read_only_fs":
+        real_mkdir = pathlib.Path.mkdir
+
+        def mkdir(self, *args, **kwargs):
+            if "ro_fs" in str(self):
+                raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+            return real_mkdir(self, *args, **kwargs)
+        monkeypatch.setattr(pathlib.Path, "mkdir", mkdir)
+        return tmp_path / "ro_fs" / "out", r"cannot create the folder: Read-only file system"
+    assert case == "disk_full"
+    monkeypatch.setattr(imageio, "write_bytes", _full_disk)
+    return tmp_path / "full" / "out", r"_config.json: cannot write: No space left on device"
+
+
+UNUSABLE_OUTPUTS = ("under_a_file", "is_a_file", "uncreatable", "read_only_dir", "read_only_fs",
+                    "disk_full")
+
+
+@pytest.mark.parametrize("case", UNUSABLE_OUTPUTS)
+def test_predict_unusable_output_folder_is_one_line_and_exit_2(tmp_path, monkeypatch, capfd,
+                                                               case):
+    import io
+    import os
+    import re
+    from tf_defocus import predict
+    photo = _write_png(tmp_path / "in" / "photo.png")
+    out, expected = _unusable_output(case, tmp_path, monkeypatch)
+    existed = os.path.exists(out)
+    err = io.StringIO()
+    cfg = predict.PredictConfig(inputs=(str(photo),), output_dir=str(out), method="dof_weight",
+                                outputs=("color", "focus"))
+    assert predict.run_config(cfg, err) == 2
+    log = err.getvalue()
+    assert log.count("\n") == 1 and log.startswith("error: "), log
+    assert re.search(expected, log), log
+    assert str(out) in log or predict.CONFIG_FILENAME in log, log      # names the folder / file
+    assert os.path.exists(out) == existed                   # nothing created, nothing left
+    if case == "disk_full":
+        assert not (tmp_path / "full").exists()             # the folders it made are removed
+    captured = capfd.readouterr()
+    assert "Traceback" not in captured.err + captured.out
+
+
+@pytest.mark.parametrize("case", UNUSABLE_OUTPUTS)
+def test_evaluate_unusable_output_folder_is_one_line_and_exit_2(tmp_path, monkeypatch, capfd,
+                                                                case):
+    import io
+    import os
+    import re
+    from tf_defocus import evaluate
+    data = _cuhk_layout(tmp_path / "cuhk")
+    out, expected = _unusable_output(case, tmp_path, monkeypatch)
+    existed = os.path.exists(out)
+    err = io.StringIO()
+    cfg = evaluate.EvaluateConfig(dataset="cuhk", data_dir=str(data), output=str(out),
+                                  methods=("dof_weight",), blurred_value=255)
+    assert evaluate.run_config(cfg, err) == 2
+    log = err.getvalue()
+    assert log.count("\n") == 1 and log.startswith("error: "), log
+    assert re.search(expected.replace("--output_dir", "--output"), log), log
+    assert str(out) in log or "evaluate_config.json" in log, log
+    assert os.path.exists(out) == existed
+    captured = capfd.readouterr()
+    assert "Traceback" not in captured.err + captured.out
+
+
+def test_predict_stops_at_a_full_disk_mid_run(tmp_path, monkeypatch, capfd):
+    import io
+    from tf_defocus import imageio, predict
+    photos = [_write_png(tmp_path / "in" / f"p{i}.png", seed=i) for i in range(3)]
+    out = tmp_path / "out"
+    cfg = predict.PredictConfig(inputs=(str(tmp_path / "in"),), output_dir=str(out),
+                                method="dof_weight", outputs=("focus",))
+    real = imageio.write_bytes
+    monkeypatch.setattr(imageio, "write_bytes", lambda path, data: (
+        _full_disk(path, data) if path.name.startswith("p1") else real(path, data)))
+    err = io.StringIO()
+    assert predict.run_config(cfg, err) == 1
+    log = err.getvalue()
+    assert f"error: {out / 'p1_focus.png'}: cannot write: No space left on device" in log, log
+    assert "stopping: outputs cannot be written to" in log and "1 more input(s) not" in log, log
+    assert "1 ok, 1 failed, 1 not processed" in log, log
+    assert (out / "p0_focus.png").exists() and not (out / "p2_focus.png").exists()
+    assert sorted(p.name for p in out.iterdir()) == ["p0_focus.png", predict.CONFIG_FILENAME]
+    assert str(photos[2]) not in log.split("failed:")[-1]
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_evaluate_results_that_cannot_be_written_are_one_line_and_exit_1(tmp_path, monkeypatch,
+                                                                       capfd):
+    import io
+    from tf_defocus import evaluate, imageio
+    data = _cuhk_layout(tmp_path / "cuhk")
+    out = tmp_path / "eval"
+    real = imageio.write_bytes
+    monkeypatch.setattr(imageio, "write_bytes", lambda path, data: (
+        _full_disk(path, data) if path.name == "results.json" else real(path, data)))
+    err = io.StringIO()
+    cfg = evaluate.EvaluateConfig(dataset="cuhk", data_dir=str(data), output=str(out),
+                                  methods=("dof_weight",), blurred_value=255)
+    assert evaluate.run_config(cfg, err) == 1
+    errors = [l for l in err.getvalue().splitlines() if l.startswith("error")]
+    assert errors == [f"error: {out / 'results.json'}: cannot write: No space left on device "
+                      f"(the results are only in the table above)"], err.getvalue()
+    captured = capfd.readouterr()
+    assert "| dof_weight | dof_weight | 2 |" in captured.out        # the table still printed
+    assert "Traceback" not in captured.err + captured.out

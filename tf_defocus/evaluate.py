@@ -43,7 +43,8 @@ from pathlib import Path
 import numpy as np
 
 from tf_defocus import __version__, artifacts, imageio, metrics
-from tf_defocus.predict import ConfigError, check_method_options
+from tf_defocus.predict import (ConfigError, OutputWriteError, check_method_options,
+                                check_output_dir, prepare_output_dir)
 from tf_defocus.units import SIGMA_MAX_PX
 
 DATASETS = ("syndof", "cuhk", "dut", "rtf")
@@ -314,33 +315,49 @@ def _json_safe(obj):
 
 
 def write_results(config, results, rows):
+    """Write per_image.csv, results.json and results.md into ``config.output``; raises
+    OutputWriteError naming the file that cannot be written."""
     out = Path(config.output)
-    out.mkdir(parents=True, exist_ok=True)
-    imageio.write_text(out / "per_image.csv", per_image_csv(rows, results["metrics"]))
-    imageio.write_text(out / "results.json",
-                       json.dumps(_json_safe(results), indent=2, sort_keys=True, allow_nan=False))
-    imageio.write_text(out / "results.md", markdown_table(results))
+    files = (("per_image.csv", lambda: per_image_csv(rows, results["metrics"])),
+             ("results.json", lambda: json.dumps(_json_safe(results), indent=2, sort_keys=True,
+                                                 allow_nan=False)),
+             ("results.md", lambda: markdown_table(results)))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputWriteError(out, e) from e
+    for name, text in files:
+        try:
+            imageio.write_text(out / name, text())
+        except OSError as e:
+            raise OutputWriteError(out / name, e) from e
 
 
 def run_config(config, stream=None):
     """Validate, evaluate, write, print the table; returns the exit code (0 ok, 1 some images
-    failed, 2 bad configuration)."""
+    failed or the results could not be written, 2 bad configuration: flags, data set layout,
+    model or output folder, before any work)."""
     stream = stream or sys.stderr
     try:
         validate(config)
         source_check = open_dataset(config)   # layout errors before loading models
         del source_check
+        check_output_dir(config.output, "--output")
         methods = load_methods(config)
+        prepare_output_dir(config.output, "evaluate_config.json",
+                           json.dumps({**dataclasses.asdict(config),
+                                       "tf_defocus_version": __version__},
+                                      indent=2, sort_keys=True, default=list), "--output")
     except ConfigError as e:
         stream.write(f"error: {e}\n")
         return 2
-    Path(config.output).mkdir(parents=True, exist_ok=True)
-    imageio.write_text(Path(config.output) / "evaluate_config.json",
-                       json.dumps({**dataclasses.asdict(config), "tf_defocus_version": __version__},
-                                  indent=2, sort_keys=True, default=list))
     results, rows, failed = evaluate(config, methods, stream)
-    write_results(config, results, rows)
     print(markdown_table(results))
+    try:
+        write_results(config, results, rows)
+    except OutputWriteError as e:
+        stream.write(f"error: {e} (the results are only in the table above)\n")
+        return 1
     stream.write(f"evaluate: {results['num_images']} images, {len(failed)} failures, "
                  f"{results['seconds']:.1f} s; results in {config.output}\n")
     if failed:

@@ -29,6 +29,7 @@ Every output is written atomically; the run's config is written to
 """
 
 import dataclasses
+import errno
 import json
 import os
 import sys
@@ -48,6 +49,80 @@ CONFIG_FILENAME = "predict_config.json"
 
 class ConfigError(ValueError):
     """Bad command-line configuration (reported before any work)."""
+
+
+class OutputDirError(ConfigError):
+    """The output folder cannot be created or written (reported before any work, exit 2)."""
+
+
+class OutputWriteError(RuntimeError):
+    """Writing one output file failed; the message names the file. ``errno``: the cause's."""
+
+    def __init__(self, path, cause):
+        super().__init__(f"{path}: cannot write: {_os_reason(cause)}")
+        self.path = str(path)
+        self.errno = getattr(cause, "errno", None)
+
+
+# Write errors that every later file of the run would hit too: stop instead of failing each.
+FATAL_WRITE_ERRNOS = frozenset(
+    e for e in (errno.ENOSPC, getattr(errno, "EDQUOT", None), errno.EROFS, errno.EACCES,
+                errno.EPERM) if e is not None)
+
+
+def _os_reason(e):
+    """The reason of an OSError without the '[Errno N]' prefix and the file name."""
+    return getattr(e, "strerror", None) or str(e) or type(e).__name__
+
+
+def check_output_dir(path, flag="--output_dir"):
+    """Raise OutputDirError unless ``path`` is, or can be created as, a writable folder.
+    Creates nothing: checks the nearest existing ancestor."""
+    target = Path(path)
+    probe = target
+    while not os.path.lexists(probe) and probe.parent != probe:
+        probe = probe.parent
+    where = f"{flag}={path}"
+    if not os.path.isdir(probe):
+        if probe == target:
+            raise OutputDirError(f"{where}: exists and is not a folder")
+        raise OutputDirError(f"{where}: cannot create the folder: {probe} is not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        what = "the folder is" if probe == target else f"cannot create the folder: {probe} is"
+        ro = _read_only_fs(probe)
+        raise OutputDirError(f"{where}: {what} " + ("on a read-only file system" if ro else
+                                                    "not writable (permission denied)"))
+
+
+def _read_only_fs(path):
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        return False
+
+
+def prepare_output_dir(path, config_name, config_text, flag="--output_dir"):
+    """Create the output folder and write the run's config file into it atomically. Raises
+    OutputDirError (one line naming the folder or file) on any OSError; folders it created
+    are removed again if the config cannot be written."""
+    target = Path(path)
+    created, p = [], target
+    while not os.path.lexists(p) and p.parent != p:
+        created.append(p)
+        p = p.parent
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputDirError(f"{flag}={path}: cannot create the folder: {_os_reason(e)}") from None
+    try:
+        imageio.write_text(target / config_name, config_text)
+    except OSError as e:
+        for d in created:                  # deepest first; only the empty folders we made
+            try:
+                d.rmdir()
+            except OSError:
+                break
+        raise OutputDirError(f"{target / config_name}: cannot write: {_os_reason(e)}") from None
 
 
 def check_method_options(tile_size, tile_overlap, mask_size=None):
@@ -89,16 +164,19 @@ class PredictConfig:
 
 @dataclasses.dataclass
 class Summary:
-    """Result of a run: processed paths, failures as (path, message), seconds, megapixels."""
+    """Result of a run: processed paths, failures as (path, message), seconds, megapixels,
+    inputs not processed because the run stopped (outputs could not be written)."""
     ok: list
     failed: list
     seconds: float
     megapixels: float
+    not_processed: list = dataclasses.field(default_factory=list)
 
     def line(self):
         rate = self.megapixels / self.seconds if self.seconds > 0 else 0.0
-        return (f"predict: {len(self.ok)} ok, {len(self.failed)} failed, {self.seconds:.1f} s, "
-                f"{self.megapixels:.2f} MP, {rate:.3f} MP/s")
+        skipped = (f", {len(self.not_processed)} not processed" if self.not_processed else "")
+        return (f"predict: {len(self.ok)} ok, {len(self.failed)} failed{skipped}, "
+                f"{self.seconds:.1f} s, {self.megapixels:.2f} MP, {rate:.3f} MP/s")
 
 
 def split_list(values):
@@ -203,7 +281,8 @@ def output_stems(paths):
 
 def write_outputs(image, native, kind, stem, config):
     """Write the requested outputs of one photo. ``native``: (H, W) float32 sigma/7 (defocus)
-    or focus weight (dof_weight). Returns the written paths."""
+    or focus weight (dof_weight). Returns the written paths; OutputWriteError naming the file
+    if one cannot be written."""
     from tf_defocus import visualize
     from tf_defocus.units import SIGMA_MAX_PX
     out = Path(config.output_dir)
@@ -222,19 +301,24 @@ def write_outputs(image, native, kind, stem, config):
     for kind_out in config.outputs:
         if kind_out == "sigma":
             path = out / f"{stem}.npy"
-            imageio.write_npy(path, sigma.astype(np.float32))
+            data, write = sigma.astype(np.float32), imageio.write_npy
         elif kind_out == "color":
             path = out / f"{stem}_defocus.png"
-            imageio.write_image(path, color())
+            data, write = color(), imageio.write_image
         elif kind_out == "focus":
             path = out / f"{stem}_focus.png"
-            imageio.write_image(path, np.round(focus * 255.0).astype(np.uint8))
+            data, write = np.round(focus * 255.0).astype(np.uint8), imageio.write_image
         elif kind_out == "mask":
             path = out / f"{stem}_mask.png"
-            imageio.write_image(path, mask.astype(np.uint8) * 255)
+            data, write = mask.astype(np.uint8) * 255, imageio.write_image
         else:  # side_by_side
             path = out / f"{stem}_side_by_side.png"
-            imageio.write_image(path, visualize.side_by_side(visualize.to_uint8_rgb(image), color()))
+            data = visualize.side_by_side(visualize.to_uint8_rgb(image), color())
+            write = imageio.write_image
+        try:
+            write(path, data)
+        except OSError as e:
+            raise OutputWriteError(path, e) from e
         written.append(path)
     return written
 
@@ -272,26 +356,43 @@ class _Progress:
         self.stream.flush()
 
 
-def predict_files(config, estimator=None, stream=None):
+def predict_files(config, estimator=None, stream=None, inputs=None):
     """Run ``config`` (validated) over its inputs; returns a Summary. Does not raise for a bad
-    image: it is reported on ``stream`` (default stderr) and listed in ``Summary.failed``."""
+    image: it is reported on ``stream`` (default stderr) and listed in ``Summary.failed``.
+    A write error that every later file would hit too (full disk, read-only or unwritable
+    folder) stops the run (``Summary.not_processed``). Raises OutputDirError if the output
+    folder cannot be created or the config written. ``inputs``: ``expand_inputs`` result, if
+    already expanded (and its missing inputs reported)."""
     stream = stream or sys.stderr
     start = time.time()
-    files, failed = expand_inputs(config.inputs)
-    for item, msg in failed:
-        stream.write(f"error: {msg}\n")
+    if inputs is None:
+        files, failed = expand_inputs(config.inputs)
+        for item, msg in failed:
+            stream.write(f"error: {msg}\n")
+    else:
+        files, failed = inputs[0], list(inputs[1])
     if estimator is None:
         estimator = load_method(config)
-    Path(config.output_dir).mkdir(parents=True, exist_ok=True)
-    imageio.write_text(Path(config.output_dir) / CONFIG_FILENAME, config_json(config, estimator))
+    prepare_output_dir(config.output_dir, CONFIG_FILENAME, config_json(config, estimator))
     progress = _Progress(len(files), stream)
-    ok, megapixels = [], 0.0
-    for path, stem in zip(files, output_stems(files)):
+    ok, megapixels, not_processed = [], 0.0, []
+    for i, (path, stem) in enumerate(zip(files, output_stems(files))):
         t0 = time.time()
         try:
             image = imageio.read_image(path)
             native = estimator.predict_native(image, progress=progress.tile(path.name))
             write_outputs(image, native, estimator.kind, stem, config)
+        except OutputWriteError as e:
+            failed.append((str(path), str(e)))
+            progress.file_done(path.name, "FAILED")
+            stream.write(f"error: {e}\n")
+            if e.errno in FATAL_WRITE_ERRNOS:
+                not_processed = [str(p) for p in files[i + 1:]]
+                stream.write(f"error: stopping: outputs cannot be written to "
+                             f"{config.output_dir}; {len(not_processed)} more input(s) not "
+                             f"processed\n")
+                break
+            continue
         except Exception as e:  # noqa: BLE001  (report the file, keep going with the others)
             text = str(e) if isinstance(e, (ValueError, OSError)) else f"{type(e).__name__}: {e}"
             msg = text if str(path) in text else f"{path}: {text}"
@@ -303,7 +404,8 @@ def predict_files(config, estimator=None, stream=None):
         megapixels += h * w / 1e6
         ok.append(str(path))
         progress.file_done(path.name, f"{w}x{h} px, {time.time() - t0:.1f} s")
-    return Summary(ok=ok, failed=failed, seconds=time.time() - start, megapixels=megapixels)
+    return Summary(ok=ok, failed=failed, seconds=time.time() - start, megapixels=megapixels,
+                   not_processed=not_processed)
 
 
 def config_json(config, estimator=None):
@@ -319,18 +421,19 @@ def config_json(config, estimator=None):
 
 
 def run_config(config, stream=None):
-    """Validate, run, print the summary; returns the exit code (0 ok, 1 some failed, 2 bad
-    configuration)."""
+    """Validate, run, print the summary; returns the exit code (0 ok, 1 some inputs missing or
+    failed, 2 bad configuration: flags, model or output folder, before any work)."""
     stream = stream or sys.stderr
     try:
         validate(config)
+        check_output_dir(config.output_dir)
         estimator = load_method(config)
+        summary = predict_files(config, estimator, stream)
     except ConfigError as e:
         stream.write(f"error: {e}\n")
         return 2
-    summary = predict_files(config, estimator, stream)
     stream.write(summary.line() + "\n")
-    if summary.failed:
+    if summary.failed or summary.not_processed:
         stream.write("failed:\n" + "".join(f"  {p}\n" for p, _ in summary.failed))
         return 1
     if not summary.ok:
