@@ -662,3 +662,78 @@ def test_evaluate_results_that_cannot_be_written_are_one_line_and_exit_1(tmp_pat
     captured = capfd.readouterr()
     assert "| dof_weight | dof_weight | 2 |" in captured.out        # the table still printed
     assert "Traceback" not in captured.err + captured.out
+
+
+# ------------------- 6: predict's and evaluate's orphaned temporaries are removed at start
+
+def _orphans(folder, names):
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (folder / name).write_bytes(b"half a file")
+    return [folder / n for n in names]
+
+
+PREDICT_ORPHANS = (".photo.k2j_x9q1.tmp.npy", ".photo_defocus.ab12cd34.tmp.png",
+                   ".photo_focus_color.x9y8z7w6.tmp.png", ".photo_side_by_side.00000000.tmp.png",
+                   ".predict_config.abcdefgh.tmp.json")
+NOT_PREDICT_ORPHANS = (".notes.ab12cd34.tmp.txt", ".holiday.ab12cd34.tmp.png",   # not our names
+                       ".photo.short.tmp.npy", "photo.ab12cd34.tmp.npy",  # not mkstemp's pattern
+                       ".results.abcdefgh.tmp.json", "photo.npy", "notes.txt")
+
+
+def test_predict_removes_its_orphaned_temporaries_at_start(tmp_path):
+    import io
+    from tf_defocus import predict
+    photo = _write_png(tmp_path / "in" / "photo.png")
+    out = tmp_path / "out"
+    ours = _orphans(out, PREDICT_ORPHANS)            # what a kill -9 mid-write leaves behind
+    others = _orphans(out, NOT_PREDICT_ORPHANS)
+    err = io.StringIO()
+    cfg = predict.PredictConfig(inputs=(str(photo),), output_dir=str(out), method="dof_weight",
+                                outputs=("color", "focus"))
+    assert predict.run_config(cfg, err) == 0, err.getvalue()
+    assert not any(p.exists() for p in ours), sorted(p.name for p in out.iterdir())
+    assert all(p.exists() for p in others)
+    lines = [l for l in err.getvalue().splitlines() if "leftover" in l]
+    assert len(lines) == 1 and f"removed 5 leftover temporary file(s) of an interrupted run " \
+        f"from {out}: " in lines[0], err.getvalue()
+
+
+def test_predict_keeps_the_temporaries_of_a_run_writing_into_the_same_folder(tmp_path):
+    import fcntl
+    import io
+    import os
+    from tf_defocus import predict
+    photo = _write_png(tmp_path / "in" / "photo.png")
+    out = tmp_path / "out"
+    live = _orphans(out, PREDICT_ORPHANS[:2])
+    fd = os.open(out, os.O_RDONLY)               # another predict run holds the folder
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        cfg = predict.PredictConfig(inputs=(str(photo),), output_dir=str(out),
+                                    method="dof_weight", outputs=("focus",))
+        err = io.StringIO()
+        assert predict.run_config(cfg, err) == 0, err.getvalue()
+        assert all(p.exists() for p in live) and "leftover" not in err.getvalue()
+    finally:
+        os.close(fd)
+    # ... and removes them once no other run holds it.
+    assert predict.run_config(cfg, io.StringIO()) == 0
+    assert not any(p.exists() for p in live)
+
+
+def test_evaluate_removes_its_orphaned_temporaries_at_start(tmp_path):
+    import io
+    from tf_defocus import evaluate
+    data = _cuhk_layout(tmp_path / "cuhk")
+    out = tmp_path / "eval"
+    ours = _orphans(out, (".results.abcdefgh.tmp.json", ".per_image.12345678.tmp.csv",
+                          ".results.abcdefgh.tmp.md", ".evaluate_config.a_b_c_d_.tmp.json"))
+    others = _orphans(out, (".photo.k2j_x9q1.tmp.npy", ".mine.abcdefgh.tmp.json"))
+    err = io.StringIO()
+    cfg = evaluate.EvaluateConfig(dataset="cuhk", data_dir=str(data), output=str(out),
+                                  methods=("dof_weight",), blurred_value=255)
+    assert evaluate.run_config(cfg, err) == 0, err.getvalue()
+    assert not any(p.exists() for p in ours) and all(p.exists() for p in others)
+    assert "removed 4 leftover temporary file(s)" in err.getvalue()
+    assert not [p.name for p in out.iterdir() if ".tmp." in p.name and p not in others]

@@ -31,6 +31,7 @@ Writes ``per_image.csv``, ``results.json``, ``results.md`` and ``evaluate_config
 ``--output``. An image that cannot be read is reported by name and skipped (exit code 1).
 """
 
+import contextlib
 import csv
 import dataclasses
 import io
@@ -44,7 +45,7 @@ import numpy as np
 
 from tf_defocus import __version__, artifacts, imageio, metrics
 from tf_defocus.predict import (ConfigError, OutputWriteError, check_method_options,
-                                check_output_dir, prepare_output_dir)
+                                check_output_dir, output_dir_session)
 from tf_defocus.units import SIGMA_MAX_PX
 
 DATASETS = ("syndof", "cuhk", "dut", "rtf")
@@ -333,31 +334,37 @@ def write_results(config, results, rows):
             raise OutputWriteError(out / name, e) from e
 
 
+EVALUATE_OUTPUTS = ("per_image.csv", "results.json", "results.md", "evaluate_config.json")
+
+
 def run_config(config, stream=None):
     """Validate, evaluate, write, print the table; returns the exit code (0 ok, 1 some images
     failed or the results could not be written, 2 bad configuration: flags, data set layout,
     model or output folder, before any work)."""
     stream = stream or sys.stderr
-    try:
-        validate(config)
-        source_check = open_dataset(config)   # layout errors before loading models
-        del source_check
-        check_output_dir(config.output, "--output")
-        methods = load_methods(config)
-        prepare_output_dir(config.output, "evaluate_config.json",
-                           json.dumps({**dataclasses.asdict(config),
-                                       "tf_defocus_version": __version__},
-                                      indent=2, sort_keys=True, default=list), "--output")
-    except ConfigError as e:
-        stream.write(f"error: {e}\n")
-        return 2
-    results, rows, failed = evaluate(config, methods, stream)
-    print(markdown_table(results))
-    try:
-        write_results(config, results, rows)
-    except OutputWriteError as e:
-        stream.write(f"error: {e} (the results are only in the table above)\n")
-        return 1
+    with contextlib.ExitStack() as stack:
+        try:
+            validate(config)
+            source_check = open_dataset(config)   # layout errors before loading models
+            del source_check
+            check_output_dir(config.output, "--output")
+            methods = load_methods(config)
+            config_text = json.dumps({**dataclasses.asdict(config),
+                                      "tf_defocus_version": __version__},
+                                     indent=2, sort_keys=True, default=list)
+            stack.enter_context(output_dir_session(
+                config.output, "evaluate_config.json", config_text,
+                EVALUATE_OUTPUTS.__contains__, stream, flag="--output"))
+        except ConfigError as e:
+            stream.write(f"error: {e}\n")
+            return 2
+        results, rows, failed = evaluate(config, methods, stream)
+        print(markdown_table(results))
+        try:
+            write_results(config, results, rows)
+        except OutputWriteError as e:
+            stream.write(f"error: {e} (the results are only in the table above)\n")
+            return 1
     stream.write(f"evaluate: {results['num_images']} images, {len(failed)} failures, "
                  f"{results['seconds']:.1f} s; results in {config.output}\n")
     if failed:

@@ -28,10 +28,12 @@ Every output is written atomically; the run's config is written to
 ``<output_dir>/predict_config.json``.
 """
 
+import contextlib
 import dataclasses
 import errno
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -101,10 +103,93 @@ def _read_only_fs(path):
         return False
 
 
-def prepare_output_dir(path, config_name, config_text, flag="--output_dir"):
-    """Create the output folder and write the run's config file into it atomically. Raises
-    OutputDirError (one line naming the folder or file) on any OSError; folders it created
-    are removed again if the config cannot be written."""
+# imageio.atomic_path's temporary beside ``<stem><suffix>``: ".<stem>.<tempfile's 8 random
+# characters>.tmp<suffix>", removed when the write ends - unless the process was killed.
+_ATOMIC_TEMP = re.compile(r"^\.(?P<stem>.+)\.[a-z0-9_]{8}\.tmp(?P<suffix>\.[A-Za-z0-9]+)$")
+_PNG_OUTPUT_ENDINGS = ("_defocus", "_focus", "_focus_color", "_mask", "_side_by_side")
+LEFTOVER_MIN_AGE_S = 3600
+"""Where file locks are unsupported, leftover temporaries younger than this are kept (they
+could belong to a run writing into the same folder)."""
+
+
+def is_predict_output(name):
+    """True for the file names predict writes (``<stem>.npy``, ``<stem>_<kind>.png``, the
+    config)."""
+    stem, suffix = os.path.splitext(name)
+    return (name == CONFIG_FILENAME or suffix == ".npy"
+            or (suffix == ".png" and stem.endswith(_PNG_OUTPUT_ENDINGS)))
+
+
+def leftover_temporaries(folder, is_ours, min_age_s=0.0):
+    """Temporary files of interrupted atomic writes in ``folder`` (not recursive) whose target
+    name satisfies ``is_ours``, at least ``min_age_s`` seconds old, sorted."""
+    out, now = [], time.time()
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return out
+    for entry in entries:
+        m = _ATOMIC_TEMP.match(entry.name)
+        try:
+            if (m and is_ours(m["stem"] + m["suffix"]) and entry.is_file(follow_symlinks=False)
+                    and now - entry.stat(follow_symlinks=False).st_mtime >= min_age_s):
+                out.append(Path(entry.path))
+        except OSError:
+            continue
+    return sorted(out)
+
+
+@contextlib.contextmanager
+def claim_output_dir(folder, is_ours):
+    """Hold ``folder`` for a run writing into it and first remove the leftovers of interrupted
+    runs there: temporaries of atomic writes whose target ``is_ours``. Yields the removed paths.
+
+    A run holds a shared ``flock`` on the folder; the leftovers are removed only under an
+    exclusive one, i.e. when no other run writes there (its temporaries are live). Where file
+    locks are unsupported, only temporaries older than LEFTOVER_MIN_AGE_S are removed."""
+    fd = fcntl = None
+    try:
+        import fcntl
+        fd = os.open(folder, os.O_RDONLY)
+    except (ImportError, OSError):
+        pass
+    try:
+        alone = None                             # None: no lock on this system / file system
+        if fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                alone = True
+            except BlockingIOError:
+                alone = False                    # another run is writing into this folder
+            except OSError:
+                pass
+        removed = []
+        if alone is not False:
+            for p in leftover_temporaries(folder, is_ours, 0 if alone else LEFTOVER_MIN_AGE_S):
+                try:
+                    p.unlink()
+                    removed.append(p)
+                except FileNotFoundError:
+                    pass
+                except OSError:
+                    continue                     # not ours to fix (read-only leftover, ...)
+        if alone is not None:
+            fcntl.flock(fd, fcntl.LOCK_SH)       # waits only while another run cleans up
+        yield removed
+    finally:
+        if fd is not None:
+            os.close(fd)                         # releases the lock
+
+
+@contextlib.contextmanager
+def output_dir_session(path, config_name, config_text, is_ours, stream=None,
+                       flag="--output_dir"):
+    """For the duration of a run: create the output folder, claim it (``claim_output_dir``:
+    leftovers of interrupted runs removed, reported in one line on ``stream``) and write the
+    run's config file into it atomically. Raises OutputDirError (one line naming the folder or
+    file) on any OSError; folders it created are removed again if the config cannot be
+    written."""
+    stream = stream or sys.stderr
     target = Path(path)
     created, p = [], target
     while not os.path.lexists(p) and p.parent != p:
@@ -114,15 +199,23 @@ def prepare_output_dir(path, config_name, config_text, flag="--output_dir"):
         target.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise OutputDirError(f"{flag}={path}: cannot create the folder: {_os_reason(e)}") from None
-    try:
-        imageio.write_text(target / config_name, config_text)
-    except OSError as e:
-        for d in created:                  # deepest first; only the empty folders we made
-            try:
-                d.rmdir()
-            except OSError:
-                break
-        raise OutputDirError(f"{target / config_name}: cannot write: {_os_reason(e)}") from None
+    with claim_output_dir(target, is_ours) as removed:
+        if removed:
+            names = ", ".join(p.name for p in removed[:5])
+            more = f" and {len(removed) - 5} more" if len(removed) > 5 else ""
+            stream.write(f"removed {len(removed)} leftover temporary file(s) of an interrupted "
+                         f"run from {target}: {names}{more}\n")
+        try:
+            imageio.write_text(target / config_name, config_text)
+        except OSError as e:
+            for d in created:              # deepest first; only the empty folders we made
+                try:
+                    d.rmdir()
+                except OSError:
+                    break
+            raise OutputDirError(f"{target / config_name}: cannot write: {_os_reason(e)}") \
+                from None
+        yield target
 
 
 def check_method_options(tile_size, tile_overlap, mask_size=None):
@@ -373,37 +466,39 @@ def predict_files(config, estimator=None, stream=None, inputs=None):
         files, failed = inputs[0], list(inputs[1])
     if estimator is None:
         estimator = load_method(config)
-    prepare_output_dir(config.output_dir, CONFIG_FILENAME, config_json(config, estimator))
-    progress = _Progress(len(files), stream)
-    ok, megapixels, not_processed = [], 0.0, []
-    for i, (path, stem) in enumerate(zip(files, output_stems(files))):
-        t0 = time.time()
-        try:
-            image = imageio.read_image(path)
-            native = estimator.predict_native(image, progress=progress.tile(path.name))
-            write_outputs(image, native, estimator.kind, stem, config)
-        except OutputWriteError as e:
-            failed.append((str(path), str(e)))
-            progress.file_done(path.name, "FAILED")
-            stream.write(f"error: {e}\n")
-            if e.errno in FATAL_WRITE_ERRNOS:
-                not_processed = [str(p) for p in files[i + 1:]]
-                stream.write(f"error: stopping: outputs cannot be written to "
-                             f"{config.output_dir}; {len(not_processed)} more input(s) not "
-                             f"processed\n")
-                break
-            continue
-        except Exception as e:  # noqa: BLE001  (report the file, keep going with the others)
-            text = str(e) if isinstance(e, (ValueError, OSError)) else f"{type(e).__name__}: {e}"
-            msg = text if str(path) in text else f"{path}: {text}"
-            failed.append((str(path), msg))
-            progress.file_done(path.name, "FAILED")
-            stream.write(f"error: {msg}\n")
-            continue
-        h, w = image.shape[:2]
-        megapixels += h * w / 1e6
-        ok.append(str(path))
-        progress.file_done(path.name, f"{w}x{h} px, {time.time() - t0:.1f} s")
+    with output_dir_session(config.output_dir, CONFIG_FILENAME, config_json(config, estimator),
+                            is_predict_output, stream):
+        progress = _Progress(len(files), stream)
+        ok, megapixels, not_processed = [], 0.0, []
+        for i, (path, stem) in enumerate(zip(files, output_stems(files))):
+            t0 = time.time()
+            try:
+                image = imageio.read_image(path)
+                native = estimator.predict_native(image, progress=progress.tile(path.name))
+                write_outputs(image, native, estimator.kind, stem, config)
+            except OutputWriteError as e:
+                failed.append((str(path), str(e)))
+                progress.file_done(path.name, "FAILED")
+                stream.write(f"error: {e}\n")
+                if e.errno in FATAL_WRITE_ERRNOS:
+                    not_processed = [str(p) for p in files[i + 1:]]
+                    stream.write(f"error: stopping: outputs cannot be written to "
+                                 f"{config.output_dir}; {len(not_processed)} more input(s) not "
+                                 f"processed\n")
+                    break
+                continue
+            except Exception as e:  # noqa: BLE001  (report the file, go on with the others)
+                text = (str(e) if isinstance(e, (ValueError, OSError))
+                        else f"{type(e).__name__}: {e}")
+                msg = text if str(path) in text else f"{path}: {text}"
+                failed.append((str(path), msg))
+                progress.file_done(path.name, "FAILED")
+                stream.write(f"error: {msg}\n")
+                continue
+            h, w = image.shape[:2]
+            megapixels += h * w / 1e6
+            ok.append(str(path))
+            progress.file_done(path.name, f"{w}x{h} px, {time.time() - t0:.1f} s")
     return Summary(ok=ok, failed=failed, seconds=time.time() - start, megapixels=megapixels,
                    not_processed=not_processed)
 
