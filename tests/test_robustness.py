@@ -737,3 +737,59 @@ def test_evaluate_removes_its_orphaned_temporaries_at_start(tmp_path):
     assert not any(p.exists() for p in ours) and all(p.exists() for p in others)
     assert "removed 4 leftover temporary file(s)" in err.getvalue()
     assert not [p.name for p in out.iterdir() if ".tmp." in p.name and p not in others]
+
+
+# ------------- 7: evaluate with unpaired files evaluates the rest, names each once, exit 1
+
+def _cuhk_with_unpaired_files(root):
+    """3 pairs, then one label removed and one label without an image added."""
+    import shutil
+    _cuhk_layout(root, 3)
+    (root / "gt" / "1.png").unlink()
+    shutil.copy(root / "gt" / "0.png", root / "gt" / "orphan.png")
+    return root
+
+
+@pytest.mark.parametrize("skip_bad", [False, True])
+def test_evaluate_unpaired_files_are_named_once_and_the_rest_evaluated(tmp_path, capfd, caplog,
+                                                                        skip_bad):
+    import io
+    import json
+    from tf_defocus import evaluate
+    data = _cuhk_with_unpaired_files(tmp_path / "cuhk")
+    out = tmp_path / "eval"
+    err = io.StringIO()
+    cfg = evaluate.EvaluateConfig(dataset="cuhk", data_dir=str(data), output=str(out),
+                                  methods=("dof_weight",), blurred_value=255, skip_bad=skip_bad)
+    assert evaluate.run_config(cfg, err) == (0 if skip_bad else 1), err.getvalue()
+    log = err.getvalue()
+    missing_label = f"{data / 'image' / '1.png'}: no label {data / 'gt' / '1'}."
+    no_image = f"{data / 'gt' / 'orphan.png'}: label without an image"
+    for problem in (missing_label, no_image):
+        assert log.count(problem) == 1, log                        # named once
+        prefix = "warning: skipping " if skip_bad else "error: "
+        assert f"{prefix}{problem}" in log, log
+    results = json.loads((out / "results.json").read_text())
+    assert results["methods"]["dof_weight"]["num_images"] == 2          # the rest evaluated
+    assert len(results["unpaired"]) == 2 and results["unpaired_skipped"] is skip_bad
+    if not skip_bad:
+        failed = log.split("failed:\n")[1].split()
+        assert failed == [str(data / "image" / "1.png"), str(data / "gt" / "orphan.png")]
+    assert not [r for r in caplog.records if "skipping" in r.getMessage()]   # not logged too
+    captured = capfd.readouterr()
+    assert "skipping" not in captured.err and "Traceback" not in captured.err + captured.out
+    assert "2 unpaired file(s) left out" in captured.out                      # in the table
+
+
+def test_evaluate_with_no_pair_at_all_is_a_layout_error(tmp_path):
+    import io
+    from tf_defocus import evaluate
+    data = _cuhk_layout(tmp_path / "cuhk", 1)
+    (data / "gt" / "0.png").unlink()
+    err = io.StringIO()
+    cfg = evaluate.EvaluateConfig(dataset="cuhk", data_dir=str(data), output=str(tmp_path / "o"),
+                                  methods=("dof_weight",), blurred_value=255)
+    assert evaluate.run_config(cfg, err) == 2
+    assert err.getvalue().count("\n") == 1 and "no (image, label) pairs (1 unpaired file(s), " \
+        f"e.g. {data / 'image' / '0.png'}: no label" in err.getvalue(), err.getvalue()
+    assert not (tmp_path / "o").exists()

@@ -28,7 +28,10 @@ including the training-free baselines of ``tf_defocus.classical``: ``dof_weight`
 ``lbp`` (Yi & Eramian, TIP 2016) and ``hifst`` (Golestaneh & Karam, CVPR 2017), which give a
 focus score with no blur unit (kind ``dof_weight``), so the sigma errors do not apply to them.
 Writes ``per_image.csv``, ``results.json``, ``results.md`` and ``evaluate_config.json`` into
-``--output``. An image that cannot be read is reported by name and skipped (exit code 1).
+``--output``. An image or label that cannot be read, and a file that cannot be paired (an image
+without a label, a label without an image), is reported by name once and left out; the other
+images are evaluated and the exit code is 1 (``--skip_bad``: unpaired files are a warning, not
+a failure). Exit code 2: bad flags, data set layout, model or output folder, before any work.
 """
 
 import contextlib
@@ -36,6 +39,7 @@ import csv
 import dataclasses
 import io
 import json
+import logging
 import math
 import sys
 import time
@@ -138,19 +142,67 @@ def validate(config):
         raise ConfigError(f"--limit must be >= 0, got {config.limit}")
 
 
-def open_dataset(config):
-    """The readers' FileSource for ``config``; ConfigError on a layout problem."""
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """A listed data set: the readers' FileSource of the (image, label) pairs, and the files
+    that could not be paired (an image without a label, a label without an image), as
+    messages naming the file."""
+    source: object
+    unpaired: tuple = ()
+
+
+@contextlib.contextmanager
+def _collect_listing_problems():
+    """Collect the problems ``tf_defocus.data.readers`` logs while listing with
+    ``skip_bad=True`` (``log.warning("skipping %s", problem)``) instead of letting them reach
+    the log handlers, so that evaluate reports each once, itself."""
     from tf_defocus.data import readers
+    problems = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            args = record.args if isinstance(record.args, tuple) else ()
+            problems.append(str(args[0]) if record.msg == "skipping %s" and args
+                            else record.getMessage())
+
+    logger, handler = readers.log, Collect(logging.WARNING)
+    saved = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
     try:
-        if config.dataset == "syndof":
-            return readers.syndof(config.data_dir, config.label_convention, skip_bad=config.skip_bad)
-        if config.dataset == "cuhk":
-            return readers.cuhk(config.data_dir, config.blurred_value, skip_bad=config.skip_bad)
-        if config.dataset == "dut":
-            return readers.dut_dbd(config.data_dir, config.blurred_value, skip_bad=config.skip_bad)
-        return readers.rtf(config.data_dir, skip_bad=config.skip_bad)
-    except (readers.DataError, ValueError) as e:
-        raise ConfigError(str(e)) from e
+        yield problems
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+
+
+def open_dataset(config):
+    """List the data set of ``config`` -> Dataset; ConfigError on a layout problem (no such
+    folder, no pair at all, ...). Unpaired files do not stop the run: they are left out and
+    listed in ``Dataset.unpaired`` (``evaluate`` reports them)."""
+    from tf_defocus.data import readers
+    with _collect_listing_problems() as unpaired:
+        try:
+            if config.dataset == "syndof":
+                source = readers.syndof(config.data_dir, config.label_convention, skip_bad=True)
+            elif config.dataset == "cuhk":
+                source = readers.cuhk(config.data_dir, config.blurred_value, skip_bad=True)
+            elif config.dataset == "dut":
+                source = readers.dut_dbd(config.data_dir, config.blurred_value, skip_bad=True)
+            else:
+                source = readers.rtf(config.data_dir, skip_bad=True)
+        except (readers.DataError, ValueError) as e:
+            more = (f" ({len(unpaired)} unpaired file(s), e.g. {unpaired[0]})" if unpaired
+                    else "")
+            raise ConfigError(f"{e}{more}") from e
+    return Dataset(source, tuple(unpaired))
+
+
+def _problem_path(message):
+    """The file a listing problem names (its text up to the first ': ')."""
+    return message.split(": ", 1)[0]
 
 
 def load_methods(config):
@@ -219,11 +271,17 @@ def metric_names(dataset, label_kind):
     return names + list(DETECTION_METRICS)
 
 
-def evaluate(config, methods=None, stream=None):
-    """Run the evaluation; returns (results dict, per-image rows, list of (path, message))."""
+def evaluate(config, methods=None, stream=None, dataset=None):
+    """Run the evaluation; returns (results dict, per-image rows, list of (path, message)).
+
+    dataset: ``open_dataset(config)``, if already listed. Its unpaired files are reported on
+    ``stream`` once each: as failures, or with ``config.skip_bad`` as skipped (a warning, not
+    a failure); the pairs are evaluated either way."""
     from tf_defocus.predict import _Progress
     stream = stream or sys.stderr
-    source = open_dataset(config)
+    if dataset is None:
+        dataset = open_dataset(config)
+    source = dataset.source
     if methods is None:
         methods = load_methods(config)
     examples = list(source.examples)
@@ -231,6 +289,12 @@ def evaluate(config, methods=None, stream=None):
         examples = examples[:config.limit]
     names = metric_names(config.dataset, source.label_kind)
     rows, failed = [], []
+    for problem in dataset.unpaired:
+        if config.skip_bad:
+            stream.write(f"warning: skipping {problem} (--skip_bad)\n")
+        else:
+            stream.write(f"error: {problem}\n")
+            failed.append((_problem_path(problem), problem))
     per_method = {name: {"rows": [], "curves": [], "failed": []} for name, _ in methods}
     progress = _Progress(len(examples), stream)
     start = time.time()
@@ -263,7 +327,8 @@ def evaluate(config, methods=None, stream=None):
                            f"{image.shape[1]}x{image.shape[0]} px, {time.time() - t0:.1f} s")
     results = {"dataset": config.dataset, "data_dir": config.data_dir,
                "num_images": len(examples), "seconds": round(time.time() - start, 3),
-               "metrics": names, "methods": {}, "tf_defocus_version": __version__}
+               "metrics": names, "methods": {}, "tf_defocus_version": __version__,
+               "unpaired": list(dataset.unpaired), "unpaired_skipped": bool(config.skip_bad)}
     for name, est in methods:
         d = per_method[name]
         agg = {k: metrics.nanmean([r.get(k, float("nan")) for r in d["rows"]]) for k in names}
@@ -282,8 +347,10 @@ def _fmt(v):
 def markdown_table(results):
     """Methods as rows, metrics as columns (n/a where a metric does not apply)."""
     names = results["metrics"]
+    unpaired = len(results.get("unpaired") or ())
     lines = [f"Data set: {results['dataset']} ({results['data_dir']}), "
-             f"{results['num_images']} images listed", "",
+             f"{results['num_images']} images listed"
+             + (f", {unpaired} unpaired file(s) left out" if unpaired else ""), "",
              "| method | kind | images | " + " | ".join(METRIC_TITLES[n] for n in names) + " |",
              "|---|---|---:|" + "---:|" * len(names)]
     for method, r in results["methods"].items():
@@ -345,8 +412,7 @@ def run_config(config, stream=None):
     with contextlib.ExitStack() as stack:
         try:
             validate(config)
-            source_check = open_dataset(config)   # layout errors before loading models
-            del source_check
+            dataset = open_dataset(config)        # layout errors before loading models
             check_output_dir(config.output, "--output")
             methods = load_methods(config)
             config_text = json.dumps({**dataclasses.asdict(config),
@@ -358,7 +424,7 @@ def run_config(config, stream=None):
         except ConfigError as e:
             stream.write(f"error: {e}\n")
             return 2
-        results, rows, failed = evaluate(config, methods, stream)
+        results, rows, failed = evaluate(config, methods, stream, dataset)
         print(markdown_table(results))
         try:
             write_results(config, results, rows)
@@ -368,7 +434,8 @@ def run_config(config, stream=None):
     stream.write(f"evaluate: {results['num_images']} images, {len(failed)} failures, "
                  f"{results['seconds']:.1f} s; results in {config.output}\n")
     if failed:
-        stream.write("failed:\n" + "".join(f"  {m}\n" for _, m in failed))
+        paths = dict.fromkeys(p for p, _ in failed)          # each once, in order
+        stream.write("failed:\n" + "".join(f"  {p}\n" for p in paths))
         return 1
     return 0
 
@@ -397,8 +464,9 @@ def _define_flags():
     flags.DEFINE_integer("threads", 0, "CPU threads for TF / TFLite (0 = default).")
     flags.DEFINE_integer("mask_size", 15, "dof_weight: Gaussian mask size [px].")
     flags.DEFINE_integer("limit", 0, "Evaluate only the first N images (0 = all).")
-    flags.DEFINE_bool("skip_bad", False, "Skip unpaired files when listing the data set instead "
-                      "of failing.")
+    flags.DEFINE_bool("skip_bad", False, "Unpaired files (an image without a label, a label "
+                      "without an image) are skipped with a warning instead of counting as "
+                      "failures (exit code 1); the pairs are evaluated either way.")
 
 
 def config_from_flags(argv):
