@@ -42,6 +42,7 @@ import math
 
 import cv2
 import numpy as np
+import threadpoolctl
 from numpy.lib.stride_tricks import sliding_window_view
 
 from tf_defocus import artifacts
@@ -408,7 +409,10 @@ def hifst_sharpness(image, stride=HIFST_STRIDE, scales=HIFST_SCALES, num_layers=
     smooth = cv2.GaussianBlur(gray, (0, 0), HIFST_PRESMOOTH_SIGMA, borderType=cv2.BORDER_REFLECT)
     grad = gradient_magnitude(smooth, presmooth_sigma=0)
     ys, xs = grid_positions(h, stride), grid_positions(w, stride)
-    layers = sorted_hf_layers(grad, ys, xs, scales, n_layers)
+    # Thousands of small matrix products: OpenBLAS' thread pool spin-waits on them (84 s instead
+    # of 1.5 s for a 640x480 image on a busy 2-core machine), so run them on one thread.
+    with threadpoolctl.threadpool_limits(1, user_api="blas"):
+        layers = sorted_hf_layers(grad, ys, xs, scales, n_layers)
     # every layer min-max normalised over the image (a constant layer becomes 0), in place
     lo = layers.min(axis=(0, 1))
     span = layers.max(axis=(0, 1)) - lo
