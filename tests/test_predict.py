@@ -88,7 +88,7 @@ def test_bad_flags_fail_before_any_work(model_path, photos, tmp_path):
     cases = [(dict(tile_size=100), "multiple of 16"), (dict(tile_overlap=8), "multiple of 16"),
              (dict(outputs=("sigma", "bogus")), "bogus"),
              (dict(model=str(tmp_path / "none.keras")), "none.keras"),
-             (dict(method="dof_weight", model=""), "no blur unit")]
+             (dict(method="dof_weight", model="", outputs=("sigma", "color")), "no blur unit")]
     for kw, msg in cases:
         out = tmp_path / f"o{len(msg)}"
         err = io.StringIO()
@@ -139,3 +139,101 @@ def test_cli_subprocess_positional_and_comma_inputs(model_path, photos, tmp_path
                           f"--input={photos}", f"--output_dir={out}", "--tile_size=30"],
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "multiple of 16" in bad.stderr
+
+
+# ------------------------------------------------------------- first contact (issue #12, 9)
+
+@pytest.fixture(scope="module")
+def dofnet_path(tmp_path_factory):
+    from tf_defocus.models.dofnet import DoFNet
+    path = tmp_path_factory.mktemp("dofnet") / "dofnet.keras"
+    DoFNet(width=0.125).inference_model().save(path)
+    return str(path)
+
+
+@pytest.mark.parametrize("method", ["model", "dofnet", "dof_weight", "lbp", "hifst"])
+def test_default_outputs_suit_the_method(model_path, dofnet_path, photos, tmp_path, method):
+    """No --outputs: sigma + colour map for a defocus model; colour + grey focus map for focus
+    scores (no sigma), whose colour file is not called _defocus.png."""
+    out = tmp_path / "out"
+    kw = (dict(model=model_path, tile_size=32, tile_overlap=16) if method == "model" else
+          dict(model=dofnet_path, tile_size=32, tile_overlap=16) if method == "dofnet" else
+          dict(method=method))
+    cfg = predict.PredictConfig(inputs=(str(photos / "odd.jpg"),), output_dir=str(out), **kw)
+    assert cfg.outputs is None
+    err = io.StringIO()
+    assert predict.run_config(cfg, err) == 0, err.getvalue()
+    names = sorted(p.name for p in out.iterdir())
+    if method == "model":
+        assert names == ["odd.npy", "odd_defocus.png", predict.CONFIG_FILENAME]
+        expect = ["sigma", "color"]
+    else:
+        assert names == ["odd_focus.png", "odd_focus_color.png", predict.CONFIG_FILENAME]
+        expect = ["color", "focus"]
+        color = cv2.imread(str(out / "odd_focus_color.png"))
+        assert color.shape[0] == 45 and color.shape[1] > 67               # with its legend
+    assert json.loads((out / predict.CONFIG_FILENAME).read_text())["outputs"] == expect
+
+
+def test_focus_score_methods_still_refuse_an_explicit_sigma(dofnet_path, photos, tmp_path):
+    for kw in (dict(method="lbp"), dict(model=dofnet_path)):
+        err = io.StringIO()
+        cfg = predict.PredictConfig(inputs=(str(photos / "odd.jpg"),), output_dir=str(tmp_path / "o"),
+                                    outputs=("sigma",), **kw)
+        assert predict.run_config(cfg, err) == 2 and "drop 'sigma'" in err.getvalue(), kw
+    assert not (tmp_path / "o").exists()
+
+
+def test_wrong_input_path_writes_nothing(tmp_path):
+    (tmp_path / "empty").mkdir()
+    for inputs in ([tmp_path / "nope.jpg"], [tmp_path / "no_such_dir"], [tmp_path / "*.png"],
+                   [tmp_path / "empty"]):
+        out = tmp_path / "out"
+        err = io.StringIO()
+        cfg = predict.PredictConfig(inputs=tuple(map(str, inputs)), output_dir=str(out),
+                                    method="dof_weight")
+        assert predict.run_config(cfg, err) == 1
+        log = err.getvalue()
+        assert f"error: {inputs[0]}: " in log and "no images to process; nothing written" in log
+        assert not out.exists(), inputs                  # no folder, no predict_config.json
+
+
+def test_last_line_says_where_the_outputs_are(photos, tmp_path):
+    import os
+    out = tmp_path / "maps"
+    for inputs, code in (([photos / "odd.jpg"], 0), ([photos / "odd.jpg", photos / "broken.png"], 1)):
+        err = io.StringIO()
+        cfg = predict.PredictConfig(inputs=tuple(map(str, inputs)), output_dir=str(out),
+                                    method="dof_weight")
+        assert predict.run_config(cfg, err) == code
+        assert err.getvalue().splitlines()[-1] == \
+            f"predict: outputs of 1 image(s) in {os.path.abspath(out)}", err.getvalue()
+
+
+def test_colour_map_of_tiny_images_keeps_the_image_size(tmp_path):
+    """An 8x8 photo gave a 30x8 colour map with an unreadable legend; below MIN_LEGEND_HEIGHT the
+    colour map is the photo's size, from it on the legend is added on the right."""
+    rng = np.random.default_rng(0)
+    min_h = predict.MIN_LEGEND_HEIGHT
+    for kind in ("defocus", "dof_weight"):
+        for h, w in ((8, 8), (min_h - 1, 12), (min_h, 12), (8, 200)):
+            image = rng.random((h, w, 3), dtype=np.float32)
+            native = rng.random((h, w), dtype=np.float32)
+            cfg = predict.PredictConfig(inputs=("x",), output_dir=str(tmp_path / kind),
+                                        outputs=("color", "side_by_side"))
+            color_path, sbs_path = predict.write_outputs(image, native, kind, f"p{h}x{w}", cfg)
+            color = cv2.imread(str(color_path))
+            sbs = cv2.imread(str(sbs_path))
+            if h < min_h:
+                assert color.shape == (h, w, 3), (kind, h, w, color.shape)
+                assert sbs.shape == (h, 2 * w + 8, 3)             # photo | 8 px gap | map
+            else:
+                assert color.shape[0] == h and color.shape[1] > w + 30   # legend bar added
+            assert color_path.name.endswith("_defocus.png" if kind == "defocus"
+                                            else "_focus_color.png")
+    # --nolegend: never a legend.
+    cfg = predict.PredictConfig(inputs=("x",), output_dir=str(tmp_path / "n"), outputs=("color",),
+                                legend=False)
+    (path,) = predict.write_outputs(rng.random((64, 64, 3), dtype=np.float32),
+                                    rng.random((64, 64), dtype=np.float32), "defocus", "p", cfg)
+    assert cv2.imread(str(path)).shape == (64, 64, 3)

@@ -793,3 +793,88 @@ def test_evaluate_with_no_pair_at_all_is_a_layout_error(tmp_path):
     assert err.getvalue().count("\n") == 1 and "no (image, label) pairs (1 unpaired file(s), " \
         f"e.g. {data / 'image' / '0.png'}: no label" in err.getvalue(), err.getvalue()
     assert not (tmp_path / "o").exists()
+
+
+# ------------- 9: predict / evaluate as a new user runs them (subprocesses, run in parallel)
+
+def _run_parallel(commands, cwd):
+    """{name: (returncode, stdout, stderr)} of ``commands`` ({name: argv}), run at once with
+    TensorFlow's log settings cleared (as in a fresh shell)."""
+    import os
+    import subprocess
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TF_CPP_MIN_LOG_LEVEL", "TF_DEFOCUS_VERBOSE", "TF_DEFOCUS_QUIET")}
+    procs = {k: subprocess.Popen(c, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True) for k, c in commands.items()}
+    return {k: (p.wait(timeout=300),) + p.communicate() for k, p in procs.items()}
+
+
+_TF_CHATTER = ("InitializeLog", "oneDNN", "cuda", "cuInit", "To enable the following",
+               "cpu_feature_guard", "Traceback")
+
+
+def test_predict_and_evaluate_cli_first_contact(tmp_path):
+    """Quiet start-up, --help exits 0 and lists --verbose, bad flags exit 2 (as predict's
+    docstring says), default outputs for dof_weight, where the outputs went, an unusable output
+    folder and unpaired labels in one line each."""
+    import os
+    import sys
+    from pathlib import Path
+    repo = Path(__file__).resolve().parents[1]
+    photo = _write_png(tmp_path / "x.png")
+    data = _cuhk_with_unpaired_files(tmp_path / "cuhk")
+    (tmp_path / "a_file").write_text("not a folder")
+    py = [sys.executable, "-m"]
+    predict_ = py + ["tf_defocus.predict"]
+    evaluate_ = py + ["tf_defocus.evaluate", "--dataset=cuhk", f"--data_dir={data}",
+                      "--blurred_value=255", "--method=dof_weight"]
+    results = _run_parallel({
+        "predict": predict_ + ["--method=dof_weight", f"--input={photo}",
+                               f"--output_dir={tmp_path / 'o'}"],
+        "predict_help": predict_ + ["--help"],
+        "evaluate_help": py + ["tf_defocus.evaluate", "--help"],
+        "unknown_flag": predict_ + ["--method=dof_weight", f"--input={photo}",
+                                    f"--output_dir={tmp_path / 'o2'}", "--tile_sizee=32"],
+        "bad_value": predict_ + ["--method=dof_weight", f"--input={photo}",
+                                 f"--output_dir={tmp_path / 'o2'}", "--tile_size=abc"],
+        "under_a_file": predict_ + ["--method=dof_weight", f"--input={photo}",
+                                    f"--output_dir={tmp_path / 'a_file' / 'o'}"],
+        "evaluate_under_a_file": evaluate_ + [f"--output={tmp_path / 'a_file' / 'e'}"],
+        "evaluate_unpaired": evaluate_ + [f"--output={tmp_path / 'e1'}"],
+        "evaluate_skip_bad": evaluate_ + [f"--output={tmp_path / 'e2'}", "--skip_bad"],
+    }, repo)
+    for name, (code, out, err) in results.items():
+        for chatter in _TF_CHATTER:
+            assert chatter not in err, (name, err)
+
+    code, out, err = results["predict"]
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [
+        "predict_config.json", "x_focus.png", "x_focus_color.png"]
+    assert err.splitlines()[-1] == f"predict: outputs of 1 image(s) in {tmp_path / 'o'}", err
+    assert all(l.startswith(("[1/1] x.png", "predict: ")) for l in err.splitlines()), err
+
+    for name in ("predict_help", "evaluate_help"):
+        code, out, err = results[name]
+        assert code == 0 and err == "" and "--[no]verbose" in out and "--output" in out, name
+
+    for name in ("unknown_flag", "bad_value"):
+        code, out, err = results[name]
+        assert code == 2, (name, code, err)
+        assert err.startswith("FATAL Flags parsing error: ") and "tile_size" in err, err
+    assert "Did you mean: tile_size" in results["unknown_flag"][2]
+    assert not (tmp_path / "o2").exists()
+
+    for name, flag in (("under_a_file", "--output_dir"), ("evaluate_under_a_file", "--output")):
+        code, out, err = results[name]
+        assert code == 2 and err.count("\n") == 1, (name, err)
+        assert err.startswith(f"error: {flag}={tmp_path / 'a_file'}/") and \
+            f"{tmp_path / 'a_file'} is not a folder" in err, (name, err)
+
+    missing = f"{data / 'image' / '1.png'}: no label"
+    code, out, err = results["evaluate_unpaired"]
+    assert code == 1 and err.count(missing) == 1 and f"error: {missing}" in err, err
+    assert "| dof_weight | dof_weight | 2 |" in out
+    code, out, err = results["evaluate_skip_bad"]
+    assert code == 0 and err.count(missing) == 1 and f"warning: skipping {missing}" in err, err
+    assert os.path.exists(tmp_path / "e2" / "results.json")

@@ -48,6 +48,8 @@ QUIET_ENTRY_POINTS = {
     "tf_defocus.export.__main__": "tf-defocus-export",
     "tf_defocus.convert_official": "tf-defocus-convert-official",
     "tf_defocus.montage": "tf-defocus-montage",
+    "tf_defocus.predict": "tf-defocus-predict",
+    "tf_defocus.evaluate": "tf-defocus-evaluate",
 }
 _HELP_FLAGS = ("-h", "-help", "--help", "-helpshort", "--helpshort", "-helpfull", "--helpfull",
                "-helpxml", "--helpxml", "-?")
@@ -219,10 +221,12 @@ def asked_for_help(argv=None):
     return any(a in _HELP_FLAGS for a in _flag_args(sys.argv if argv is None else argv))
 
 
-def run_app(main, argv=None):
+def run_app(main, argv=None, flag_error_code=1):
     """``absl.app.run(main)`` with the conventions of every tf_defocus command: ``--help``
     exits 0 (absl exits 1), library logs stay at ERROR after flag parsing unless verbose, and
-    an integer returned by ``main`` is the exit status."""
+    an integer returned by ``main`` is the exit status. ``flag_error_code``: exit status of a
+    flag absl cannot parse (unknown flag, bad value; absl's own is 1), for commands whose
+    ``main`` returns 1 for something else."""
     from absl import app
     argv = list(sys.argv if argv is None else argv)
 
@@ -231,8 +235,16 @@ def run_app(main, argv=None):
             quiet_absl()
         return main(args)
 
+    def parse_flags(args):
+        try:
+            return app.parse_flags_with_usage(args)
+        except SystemExit as e:
+            if e.code == 1 and flag_error_code != 1 and not asked_for_help(args):
+                raise SystemExit(flag_error_code) from None
+            raise
+
     try:
-        app.run(wrapped, argv=argv)
+        app.run(wrapped, argv=argv, flags_parser=parse_flags)
     except SystemExit as e:
         if e.code == 1 and asked_for_help(argv):
             raise SystemExit(0) from None

@@ -31,7 +31,8 @@ Writes ``per_image.csv``, ``results.json``, ``results.md`` and ``evaluate_config
 ``--output``. An image or label that cannot be read, and a file that cannot be paired (an image
 without a label, a label without an image), is reported by name once and left out; the other
 images are evaluated and the exit code is 1 (``--skip_bad``: unpaired files are a warning, not
-a failure). Exit code 2: bad flags, data set layout, model or output folder, before any work.
+a failure). Exit code 2: bad or unknown flags, data set layout, model or output folder,
+before any work; ``--help``: 0. TensorFlow's start-up log lines are hidden unless ``--verbose``.
 """
 
 import contextlib
@@ -494,10 +495,14 @@ def main(argv):
 
 
 def run():
-    """Console-script entry point (``tf-defocus-evaluate``)."""
-    from absl import app
+    """Console-script entry point (``tf-defocus-evaluate``): quiet TensorFlow start-up unless
+    ``--verbose``, ``--help`` exits 0, flags absl cannot parse exit 2."""
+    from absl import flags
+    from tf_defocus import cli
     _define_flags()
-    app.run(lambda argv: sys.exit(main(argv)))
+    cli.define_verbose_flag()
+    flags.declare_key_flag(cli.VERBOSE_FLAG)      # listed by --help with this command's flags
+    cli.run_app(main, flag_error_code=2)
 
 
 if __name__ == "__main__":

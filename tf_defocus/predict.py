@@ -1,9 +1,8 @@
 """Defocus / focus maps for photos on disk.
 
     python -m tf_defocus.predict --model=blur_estimator.keras --input=photos/ --output_dir=out
-    python -m tf_defocus.predict --method=dof_weight --input='*.jpg' --output_dir=out \\
-        --outputs=color,focus
-    python -m tf_defocus.predict --method=lbp --input=x.png --output_dir=out --outputs=color,focus
+    python -m tf_defocus.predict --method=dof_weight --input='*.jpg' --output_dir=out
+    python -m tf_defocus.predict --method=lbp --input=x.png --output_dir=out --outputs=color,mask
 
 Inputs are files, folders (non-recursive) or globs, given by ``--input`` (repeatable, or a
 comma list) and/or as positional arguments. ``--model`` is a ``.keras`` file, a SavedModel
@@ -12,20 +11,33 @@ methods need no model: ``dof_weight`` (KCI 2020 DoF weight map, ``tf_defocus.dof
 (Yi & Eramian, TIP 2016) and ``hifst`` (Golestaneh & Karam, CVPR 2017) from
 ``tf_defocus.classical``; they give a focus score in [0, 1] with no blur unit (no ``sigma``).
 
-Outputs per photo ``<stem>`` (``--outputs``, default ``sigma,color``):
+Outputs per photo ``<stem>`` (``--outputs``; default ``sigma,color`` for a defocus model,
+``color,focus`` for a focus-weight model (DoFNet) and the training-free methods, which have no
+sigma):
 
 * ``sigma``: ``<stem>.npy`` float32 (H, W) blur sigma [px] at the input's size;
-* ``color``: ``<stem>_defocus.png`` rainbow map (red = in focus, blue = 7 px) with a legend bar
-  labelled in px (a focus weight / score: labelled 0..1 focus weight);
-* ``focus``: ``<stem>_focus.png`` 8-bit grey focus map, 255 = in focus (1 - sigma/7);
+* ``color``: a defocus model: ``<stem>_defocus.png``, rainbow map of sigma (red = in focus,
+  blue = 7 px) with a legend bar labelled in px; a focus weight / score (DoFNet, dof_weight,
+  lbp, hifst): ``<stem>_focus_color.png``, rainbow map of the focus (red = 1, in focus; blue =
+  0) with a legend labelled 0..1. The map has the photo's size; the legend bar is added on the
+  right only for photos at least MIN_LEGEND_HEIGHT (40) px high (its labels would not fit);
+* ``focus``: ``<stem>_focus.png`` 8-bit grey focus map, 255 = in focus (1 - sigma/7, or the
+  focus weight / score);
 * ``mask``: ``<stem>_mask.png`` binary blur mask, 255 = blurred (sigma > --mask_threshold_px;
   a weight map: weight < --mask_threshold_weight), 0 = sharp;
-* ``side_by_side``: ``<stem>_side_by_side.png`` the photo | its colour map with legend.
+* ``side_by_side``: ``<stem>_side_by_side.png`` the photo | its colour map (with legend).
 
-A file that cannot be read is reported by name, the others are still processed, and the exit
-code is 1. Bad flags or a model that is not a tf_defocus model: exit code 2 before any work.
-Every output is written atomically; the run's config is written to
-``<output_dir>/predict_config.json``.
+Every output is written atomically (temporaries of a killed run are removed by the next run
+into the same folder); the run's config is written to ``<output_dir>/predict_config.json``, and
+the last line says where the outputs are. TensorFlow's start-up log lines are hidden unless
+``--verbose``.
+
+Exit codes: 0 every input processed. 1 an input that matches nothing or cannot be read, or
+whose outputs cannot be written: it is reported by name and the others are still processed (a
+full disk or an unwritable folder stops the run); when no input matches anything, nothing is
+written, not even the output folder. 2 before any work: bad or unknown flags, a model that
+cannot be loaded or is not a tf_defocus model, an output folder that cannot be created or
+written. ``--help``: 0.
 """
 
 import contextlib
@@ -43,6 +55,14 @@ import numpy as np
 from tf_defocus import __version__, artifacts, imageio
 
 OUTPUT_KINDS = ("sigma", "color", "focus", "mask", "side_by_side")
+DEFAULT_OUTPUTS = {artifacts.KIND_DEFOCUS: ("sigma", "color")}
+DEFAULT_FOCUS_OUTPUTS = ("color", "focus")
+"""--outputs when not given: by the kind of map (a focus weight / score has no sigma)."""
+COLOR_SUFFIX = {artifacts.KIND_DEFOCUS: "_defocus.png"}
+FOCUS_COLOR_SUFFIX = "_focus_color.png"
+"""File name ending of the ``color`` output: a sigma map, or a focus weight / score map."""
+MIN_LEGEND_HEIGHT = 40
+"""Colour maps of photos lower than this [px] get no legend bar (its labels would not fit)."""
 TRAINING_FREE = ("dof_weight", "lbp", "hifst")
 """Methods that need no --model and give a focus score with no blur unit."""
 METHODS = ("model",) + TRAINING_FREE
@@ -235,17 +255,19 @@ def check_method_options(tile_size, tile_overlap, mask_size=None):
 class PredictConfig:
     """Everything a predict run needs; written as JSON next to the outputs.
 
-    inputs: files, folders or globs. outputs: subset of OUTPUT_KINDS. mask_threshold_px: sigma
+    inputs: files, folders or globs. outputs: subset of OUTPUT_KINDS (None: ``default_outputs``
+    of the method's kind, resolved by ``run_config``). mask_threshold_px: sigma
     [px] above which a pixel is blurred in the ``mask`` output (weight maps:
     mask_threshold_weight). tile_size / tile_overlap [px], multiples of 16 (tile_size 0 = whole
     image). threads: TF / TFLite threads (0 = default). mask_size: Gaussian mask of the
-    dof_weight method [px]. legend: draw the legend bar on colour maps.
+    dof_weight method [px]. legend: draw the legend bar on colour maps (photos at least
+    MIN_LEGEND_HEIGHT px high).
     """
     inputs: tuple
     output_dir: str
     model: str = ""
     method: str = "model"
-    outputs: tuple = ("sigma", "color")
+    outputs: tuple = None
     mask_threshold_px: float = 1.0
     mask_threshold_weight: float = 0.5
     tile_size: int = 768
@@ -293,14 +315,14 @@ def validate(config):
         raise ConfigError("no input: give --input=PATH (files, folders or globs)")
     if not config.output_dir:
         raise ConfigError("--output_dir is required")
-    if not config.outputs:
+    if config.outputs is not None and not config.outputs:
         raise ConfigError(f"--outputs is empty; choose from {','.join(OUTPUT_KINDS)}")
-    bad = [o for o in config.outputs if o not in OUTPUT_KINDS]
+    bad = [o for o in config.outputs or () if o not in OUTPUT_KINDS]
     if bad:
         raise ConfigError(f"unknown --outputs {bad}; choose from {','.join(OUTPUT_KINDS)}")
     if config.method in TRAINING_FREE and config.model:
         raise ConfigError(f"--method={config.method} is training-free; do not pass --model")
-    if config.method in TRAINING_FREE and "sigma" in config.outputs:
+    if config.method in TRAINING_FREE and "sigma" in (config.outputs or ()):
         raise ConfigError(f"--method={config.method} gives a focus score with no blur unit, so "
                           f"there is no sigma map; drop 'sigma' from --outputs (use color, focus, "
                           f"mask)")
@@ -333,10 +355,27 @@ def load_method(config):
                                        threads=config.threads or None)
     except (inference.ModelLoadError, ValueError) as e:
         raise ConfigError(str(e)) from e
-    if est.kind != artifacts.KIND_DEFOCUS and "sigma" in config.outputs:
+    if est.kind != artifacts.KIND_DEFOCUS and "sigma" in (config.outputs or ()):
         raise ConfigError(f"{config.model}: a {est.kind} model gives a focus weight with no blur "
                           f"unit; drop 'sigma' from --outputs")
     return est
+
+
+def default_outputs(kind):
+    """--outputs when not given, for a map of ``kind`` (``artifacts.KIND_*``)."""
+    return DEFAULT_OUTPUTS.get(kind, DEFAULT_FOCUS_OUTPUTS)
+
+
+def color_filename(stem, kind):
+    """File name of the ``color`` output of a ``kind`` map."""
+    return stem + COLOR_SUFFIX.get(kind, FOCUS_COLOR_SUFFIX)
+
+
+def with_outputs(config, kind):
+    """``config`` with ``outputs`` resolved for a map of ``kind`` (unchanged if given)."""
+    if config.outputs is not None:
+        return config
+    return dataclasses.replace(config, outputs=default_outputs(kind))
 
 
 def expand_inputs(inputs):
@@ -381,22 +420,23 @@ def write_outputs(image, native, kind, stem, config):
     out = Path(config.output_dir)
     native = np.clip(native, 0.0, 1.0)
     written = []
+    legend = config.legend and native.shape[0] >= MIN_LEGEND_HEIGHT
     if kind == artifacts.KIND_DEFOCUS:
         sigma = native * np.float32(SIGMA_MAX_PX)
         focus = 1.0 - native
         mask = sigma > config.mask_threshold_px
-        color = lambda: visualize.colorize_sigma(sigma, legend=config.legend)
+        color = lambda: visualize.colorize_sigma(sigma, legend=legend)
     else:
         sigma = None
         focus = native
         mask = native < config.mask_threshold_weight
-        color = lambda: visualize.colorize_weight(native, legend=config.legend)
-    for kind_out in config.outputs:
+        color = lambda: visualize.colorize_weight(native, legend=legend)
+    for kind_out in config.outputs or default_outputs(kind):
         if kind_out == "sigma":
             path = out / f"{stem}.npy"
             data, write = sigma.astype(np.float32), imageio.write_npy
         elif kind_out == "color":
-            path = out / f"{stem}_defocus.png"
+            path = out / color_filename(stem, kind)
             data, write = color(), imageio.write_image
         elif kind_out == "focus":
             path = out / f"{stem}_focus.png"
@@ -466,6 +506,7 @@ def predict_files(config, estimator=None, stream=None, inputs=None):
         files, failed = inputs[0], list(inputs[1])
     if estimator is None:
         estimator = load_method(config)
+    config = with_outputs(config, estimator.kind)
     with output_dir_session(config.output_dir, CONFIG_FILENAME, config_json(config, estimator),
                             is_predict_output, stream):
         progress = _Progress(len(files), stream)
@@ -516,25 +557,40 @@ def config_json(config, estimator=None):
 
 
 def run_config(config, stream=None):
-    """Validate, run, print the summary; returns the exit code (0 ok, 1 some inputs missing or
-    failed, 2 bad configuration: flags, model or output folder, before any work)."""
+    """Validate, run, print the summary; returns the exit code (see the module docstring: 0 ok,
+    1 some inputs missing or failed, 2 bad configuration: flags, model or output folder)."""
     stream = stream or sys.stderr
     try:
         validate(config)
         check_output_dir(config.output_dir)
+    except ConfigError as e:
+        stream.write(f"error: {e}\n")
+        return 2
+    files, missing = expand_inputs(config.inputs)
+    for _, msg in missing:
+        stream.write(f"error: {msg}\n")
+    if not files:
+        stream.write("error: no images to process; nothing written\n")
+        return 1
+    try:
         estimator = load_method(config)
-        summary = predict_files(config, estimator, stream)
+        config = with_outputs(config, estimator.kind)
+        summary = predict_files(config, estimator, stream, inputs=(files, missing))
     except ConfigError as e:
         stream.write(f"error: {e}\n")
         return 2
     stream.write(summary.line() + "\n")
+    code = 0
     if summary.failed or summary.not_processed:
         stream.write("failed:\n" + "".join(f"  {p}\n" for p, _ in summary.failed))
-        return 1
+        code = 1
     if not summary.ok:
-        stream.write("error: no images were processed\n")
+        stream.write(f"error: no images were processed (only {CONFIG_FILENAME} written to "
+                     f"{os.path.abspath(config.output_dir)})\n")
         return 1
-    return 0
+    stream.write(f"predict: outputs of {len(summary.ok)} image(s) in "
+                 f"{os.path.abspath(config.output_dir)}\n")
+    return code
 
 
 def _define_flags():
@@ -547,7 +603,9 @@ def _define_flags():
     flags.DEFINE_enum("method", "model", METHODS, "model: the network of --model; training-free "
                       "focus scores: dof_weight (DoF weight map, KCI 2020), lbp (LBP sharpness, "
                       "Yi & Eramian 2016), hifst (HiFST, Golestaneh & Karam 2017).")
-    flags.DEFINE_list("outputs", ["sigma", "color"], f"Any of {','.join(OUTPUT_KINDS)}.")
+    flags.DEFINE_list("outputs", None, f"Any of {','.join(OUTPUT_KINDS)} (default: sigma,color "
+                      f"for a defocus model; color,focus for a focus-weight model (DoFNet) and "
+                      f"the training-free methods, which have no sigma).")
     flags.DEFINE_float("mask_threshold_px", 1.0, "mask output: sigma [px] above which a pixel "
                        "counts as blurred.")
     flags.DEFINE_float("mask_threshold_weight", 0.5, "mask output of a focus-weight map: weight "
@@ -558,7 +616,8 @@ def _define_flags():
                          "at most tile_size / 2.")
     flags.DEFINE_integer("threads", 0, "CPU threads for TF / TFLite (0 = default; TFLite: 2).")
     flags.DEFINE_integer("mask_size", 15, "dof_weight method: Gaussian mask size [px], odd.")
-    flags.DEFINE_bool("legend", True, "Draw a legend bar on colour maps.")
+    flags.DEFINE_bool("legend", True, f"Draw a legend bar on colour maps (of photos at least "
+                      f"{MIN_LEGEND_HEIGHT} px high).")
 
 
 def config_from_flags(argv):
@@ -566,7 +625,8 @@ def config_from_flags(argv):
     f = flags.FLAGS
     return PredictConfig(
         inputs=tuple(split_list(list(f.input) + list(argv[1:]))), output_dir=f.output_dir or "",
-        model=f.model, method=f.method, outputs=tuple(split_list(f.outputs)),
+        model=f.model, method=f.method,
+        outputs=None if f.outputs is None else tuple(split_list(f.outputs)),
         mask_threshold_px=f.mask_threshold_px, mask_threshold_weight=f.mask_threshold_weight,
         tile_size=f.tile_size, tile_overlap=f.tile_overlap, threads=f.threads,
         mask_size=f.mask_size, legend=f.legend)
@@ -577,10 +637,14 @@ def main(argv):
 
 
 def run():
-    """Console-script entry point (``tf-defocus-predict``)."""
-    from absl import app
+    """Console-script entry point (``tf-defocus-predict``): quiet TensorFlow start-up unless
+    ``--verbose``, ``--help`` exits 0, flags absl cannot parse exit 2."""
+    from absl import flags
+    from tf_defocus import cli
     _define_flags()
-    app.run(lambda argv: sys.exit(main(argv)))
+    cli.define_verbose_flag()
+    flags.declare_key_flag(cli.VERBOSE_FLAG)      # listed by --help with this command's flags
+    cli.run_app(main, flag_error_code=2)
 
 
 if __name__ == "__main__":
