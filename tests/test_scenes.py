@@ -85,6 +85,18 @@ def test_smooth_surface_has_no_fine_detail():
     assert np.abs(np.diff(s, axis=1)).mean() < 1.0 / 255
 
 
+def test_smooth_surface_grain_is_faint():
+    rng = np.random.default_rng(0)
+    fields = [np.zeros((80, 80), np.float32)]
+    fine = np.random.default_rng(1).standard_normal((80, 80)).astype(np.float32)
+    grains = []
+    for _ in range(20):
+        s = scenes.smooth_surface(rng, 80, 80, np.array([0.5, 0.5, 0.5], np.float32), fields, fine)
+        grains.append(float(np.std(np.diff(s[..., 0], axis=1)) / 0.5))
+    assert max(grains) < 0.1                      # at most a few percent of the surface's level
+    assert sum(g > 0.005 for g in grains) >= 8    # most surfaces carry some grain
+
+
 def test_layered_synthesis_labels_follow_depth_and_all_in_focus_scenes_exist():
     aif = 0
     for seed in range(40):
