@@ -279,8 +279,9 @@ def test_config_errors_for_training_free_methods(tmp_path):
     out = tmp_path / "p"
     for method in METHODS:
         err = io.StringIO()
-        bad = predict.PredictConfig(inputs=("x.png",), output_dir=str(out), method=method)
-        assert predict.run_config(bad, err) == 2                 # default outputs include sigma
+        bad = predict.PredictConfig(inputs=("x.png",), output_dir=str(out), method=method,
+                                    outputs=("sigma", "color"))
+        assert predict.run_config(bad, err) == 2                 # no sigma for a focus score
         assert "no blur unit" in err.getvalue() and f"--method={method}" in err.getvalue()
         err = io.StringIO()
         bad = predict.PredictConfig(inputs=("x.png",), output_dir=str(out), method=method,
@@ -303,7 +304,7 @@ def test_predict_cli_lbp(tmp_path):
     from tf_defocus.imageio import read_image
     np.testing.assert_allclose(focus / 255.0, classical.lbp_sharpness(read_image(path)),
                                atol=1 / 255 + 1e-6)
-    color = cv2.imread(str(out / "x_defocus.png"))
+    color = cv2.imread(str(out / "x_focus_color.png"))
     assert color.shape[0] == 45 and color.shape[1] > 67               # legend bar
     cfg = json.loads((out / predict.CONFIG_FILENAME).read_text())
     assert cfg["method"] == "lbp" and cfg["model_kind"] == artifacts.KIND_DOF_WEIGHT
