@@ -455,3 +455,26 @@ def test_flagfiles_parse_and_command_line_overrides(name, tmp_path):
                                                                               "BDSC")
         assert (cfg.batch_synthetic, cfg.batch_real_mask, cfg.batch_real_unlabelled) == (3, 3, 3)
         assert config.lr_decay_rate == 0.8 and config.pretrain_steps > 0
+
+
+def test_snapshot_restores_the_networks_of_a_checkpoint(tmp_path):
+    """training.snapshot: B's inference model from a checkpoint equals the run's final model."""
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "tf_defocus.train", "--task=dmenet", "--variant=B", "--width=0.0625",
+           "--patch_size=32", "--batch_synthetic=2", "--train_steps=2", "--checkpoint_every=2",
+           "--pool_size=2", "--pool_width=64", "--pool_height=48", f"--cache_dir={tmp_path / 'cache'}",
+           "--val_num_images=0", f"--model_dir={run}", "--progress=false"]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = tmp_path / "snap.keras"
+    res = subprocess.run([sys.executable, "-m", "tf_defocus.training.snapshot", f"--model_dir={run}",
+                          f"--out={out}"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "ckpt-2" in res.stdout
+    x = np.random.default_rng(0).random((1, 32, 32, 3)).astype(np.float32)
+    final = keras.saving.load_model(run / "blur_estimator.keras")
+    snap = keras.saving.load_model(out)
+    np.testing.assert_allclose(snap(x), final(x), atol=1e-6)
+    res = subprocess.run([sys.executable, "-m", "tf_defocus.training.snapshot", f"--model_dir={run}",
+                          f"--out={out}", "--step=7"], capture_output=True, text=True)
+    assert res.returncode == 2 and "no checkpoint" in res.stderr

@@ -183,9 +183,10 @@ def remove_orphans(model_dir):
     return removed
 
 
-def save_inference_model(model, model_dir, model_info=None):
-    """Write ``<model_dir>/<model.name>.keras`` atomically plus its ModelInfo sidecar."""
-    path = Path(model_dir) / f"{model.name}.keras"
+def save_inference_model(model, model_dir, model_info=None, path=None):
+    """Write ``<model_dir>/<model.name>.keras`` (or ``path``) atomically plus its ModelInfo
+    sidecar; returns the path."""
+    path = Path(path) if path is not None else Path(model_dir) / f"{model.name}.keras"
     with atomic_path(path) as tmp:
         model.save(tmp)
     write_info(path, model_info or default_model_info(model))
