@@ -7,6 +7,9 @@ file) carries a ``ModelInfo`` so loaders know what the output means without gues
   sidecar ``<file>.json`` may add detail;
 * SavedModel directory: ``<dir>/tf_defocus.json`` (TF Serving ignores extra files);
 * ``.tflite``: sidecar ``<file without suffix>.json``.
+
+``model_info(kind, form, ...)`` is the one way to build a ``ModelInfo``; what each kind means
+(size multiple, outputs, units) lives in ``tf_defocus.model_kinds``.
 """
 
 import dataclasses
@@ -15,20 +18,19 @@ from pathlib import Path
 
 import numpy as np
 
-from tf_defocus.units import SIGMA_MAX_PX
+from tf_defocus import model_kinds
+from tf_defocus.model_kinds import KIND_DEFOCUS, KIND_DOF_WEIGHT, KINDS, MODEL_NAME_TO_KIND  # noqa: F401
 
-KIND_DEFOCUS = "defocus"      # output is sigma/7 in [0,1]; sigma [px] = 7 * output
-KIND_DOF_WEIGHT = "dof_weight"  # output is a focus weight in [0,1], 1 = in focus; no blur unit
-KINDS = (KIND_DEFOCUS, KIND_DOF_WEIGHT)
-MODEL_NAME_TO_KIND = {"blur_estimator": KIND_DEFOCUS, "dofnet": KIND_DOF_WEIGHT}
 INFO_FILENAME = "tf_defocus.json"
+FORM_KERAS = "keras"          # a ``.keras`` inference model: its one output, native units
+FORM_SIGNATURE = "signature"  # SavedModel ``serve`` / TFLite: the named signature outputs
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelInfo:
     """Metadata of an exported model.
 
-    kind: ``defocus`` or ``dof_weight``.
+    kind: ``defocus`` or ``dof_weight`` (``tf_defocus.model_kinds``).
     input_size: (H, W) for fixed-size models, None for any size (multiple of ``size_multiple``).
     normalisation: how to feed the input, e.g. "float32 RGB in [0,1]" or "uint8 RGB 0..255".
     outputs: output names in the serving signature / TFLite model.
@@ -38,10 +40,10 @@ class ModelInfo:
     """
     kind: str
     input_size: tuple | None = None
-    size_multiple: int = 16
+    size_multiple: int = model_kinds.DEFOCUS.size_multiple
     normalisation: str = "float32 RGB in [0,1], NHWC"
-    outputs: tuple = ("sigma_px", "focus")
-    units: str = f"sigma_px: Gaussian-equivalent blur sigma in pixels (0..{SIGMA_MAX_PX:g}); focus: 1 - sigma/{SIGMA_MAX_PX:g}"
+    outputs: tuple = model_kinds.DEFOCUS.signature_output_names
+    units: str = model_kinds.DEFOCUS.signature_units
     quantization: str = "none"
     version: int = 1
     source_model: str = ""
@@ -65,6 +67,23 @@ class ModelInfo:
         if "outputs" in d:
             d["outputs"] = tuple(d["outputs"])
         return cls(**d)
+
+
+def model_info(kind, form, **fields):
+    """The ``ModelInfo`` of a ``kind`` model saved as ``form``: ``FORM_KERAS`` (the ``.keras``
+    inference model: its one output in native units) or ``FORM_SIGNATURE`` (SavedModel /
+    TFLite: the exported signature outputs). Kind, size multiple, outputs and units come from
+    ``tf_defocus.model_kinds``; ``fields`` set the rest (input_size, normalisation, version,
+    source_model, ...)."""
+    spec = model_kinds.spec(kind)
+    if form == FORM_KERAS:
+        outputs, units = (spec.keras_output,), spec.keras_units
+    elif form == FORM_SIGNATURE:
+        outputs, units = spec.signature_output_names, spec.signature_units
+    else:
+        raise ValueError(f"form must be {FORM_KERAS!r} or {FORM_SIGNATURE!r}, got {form!r}")
+    return ModelInfo(kind=kind, size_multiple=spec.size_multiple, outputs=outputs, units=units,
+                     **fields)
 
 
 def info_path(model_path):

@@ -306,11 +306,9 @@ def convert(config, log=print):
     written = []
     inference = models.estimator.inference_model()
     _save_keras(inference, config.out)
-    artifacts.write_info(config.out, artifacts.ModelInfo(
-        kind=artifacts.KIND_DEFOCUS, input_size=None, size_multiple=16,
-        outputs=("defocus",),
-        units="defocus: Gaussian-equivalent blur sigma / 7 in [0,1]; sigma_px = 7 * defocus",
-        source_model=source, tf_defocus_version=tf_defocus.__version__))
+    artifacts.write_info(config.out, artifacts.model_info(
+        artifacts.KIND_DEFOCUS, artifacts.FORM_KERAS, source_model=source,
+        tf_defocus_version=tf_defocus.__version__))
     written.append(config.out)
     extra = ((config.trainable_out, models.estimator, "trainable blur estimator"),
              (config.calibrator_out, models.calibrator, "calibrator"),

@@ -48,10 +48,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tf_defocus import __version__, artifacts, imageio, metrics
+from tf_defocus import __version__, artifacts, imageio, metrics, model_kinds
 from tf_defocus.predict import (ConfigError, OutputWriteError, check_method_options,
                                 check_output_dir, output_dir_session)
-from tf_defocus.units import SIGMA_MAX_PX
 
 DATASETS = ("syndof", "cuhk", "dut", "rtf")
 TRAINING_FREE = ("dof_weight", "lbp", "hifst")
@@ -81,8 +80,8 @@ class EvaluateConfig:
     methods: tuple = ("model",)
     label_convention: str = ""
     blurred_value: int = -1
-    mask_threshold_px: float = 1.0
-    mask_threshold_weight: float = 0.5
+    mask_threshold_px: float = model_kinds.DEFAULT_MASK_THRESHOLD_PX
+    mask_threshold_weight: float = model_kinds.DEFAULT_MASK_THRESHOLD_WEIGHT
     tile_size: int = 768
     tile_overlap: int = 128
     threads: int = 0
@@ -237,16 +236,10 @@ def image_metrics(native, kind, label, label_kind, dataset, config):
     (H, W) sigma [px] (label_kind "sigma") or mask 1 = blurred ("mask"). Returns (dict of
     floats, F curve array).
     """
-    native = np.clip(np.asarray(native, np.float64), 0.0, 1.0)
+    maps = model_kinds.spec(kind).maps(np.asarray(native, np.float64), config.mask_threshold_px,
+                                       config.mask_threshold_weight)
+    sigma, score, pred_mask = maps.sigma_px, maps.blur_score, maps.mask
     row = {}
-    if kind == artifacts.KIND_DEFOCUS:
-        sigma = native * SIGMA_MAX_PX
-        score = sigma
-        pred_mask = sigma > config.mask_threshold_px
-    else:
-        sigma = None
-        score = 1.0 - native
-        pred_mask = native < config.mask_threshold_weight
     if label_kind == "sigma":
         if sigma is not None:
             e = metrics.defocus_errors(sigma, label)
@@ -456,10 +449,11 @@ def _define_flags():
                       "SYNDOF label convention (required for --dataset=syndof).")
     flags.DEFINE_enum("blurred_value", None, ["255", "0"], "CUHK / DUT masks: grey level of "
                       "blurred pixels (required for cuhk and dut).")
-    flags.DEFINE_float("mask_threshold_px", 1.0, "Sigma [px] above which a pixel is blurred (IoU "
-                       "of defocus models; gt mask of sigma data sets).")
-    flags.DEFINE_float("mask_threshold_weight", 0.5, "Focus weight below which a pixel is "
-                       "blurred (IoU of dof_weight maps).")
+    flags.DEFINE_float("mask_threshold_px", model_kinds.DEFAULT_MASK_THRESHOLD_PX,
+                       "Sigma [px] above which a pixel is blurred (IoU of defocus models; gt mask "
+                       "of sigma data sets).")
+    flags.DEFINE_float("mask_threshold_weight", model_kinds.DEFAULT_MASK_THRESHOLD_WEIGHT,
+                       "Focus weight below which a pixel is blurred (IoU of dof_weight maps).")
     flags.DEFINE_integer("tile_size", 768, "Tile side [px], multiple of 16; 0 = whole image.")
     flags.DEFINE_integer("tile_overlap", 128, "Tile overlap [px], multiple of 16.")
     flags.DEFINE_integer("threads", 0, "CPU threads for TF / TFLite (0 = default).")

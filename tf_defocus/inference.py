@@ -34,11 +34,12 @@ from pathlib import Path
 
 import numpy as np
 
-from tf_defocus import artifacts
+from tf_defocus import artifacts, model_kinds
 from tf_defocus.imageio import to_rgb_float
-from tf_defocus.units import SIGMA_MAX_PX
 
-SIZE_MULTIPLE = 16
+TILE_MULTIPLE = model_kinds.MAX_SIZE_MULTIPLE
+"""Tile sizes, overlaps and starts are multiples of this [px] (16: every kind's size multiple
+divides it, so every tile sees the whole image's pooling grid)."""
 DEFAULT_TILE_SIZE = 768
 """Largest tile side [px]. A full-width (1.0) DMENet tile of 768^2 peaks near 1.1 GB of
 activations (1024^2: 2.3 GB). Tiles are shrunk evenly to cover the photo (``balanced_tile``):
@@ -54,7 +55,7 @@ class ModelLoadError(ValueError):
 
 # ----------------------------------------------------------------------------- tiling
 
-def check_tiling(tile_size, tile_overlap, multiple=SIZE_MULTIPLE):
+def check_tiling(tile_size, tile_overlap, multiple=TILE_MULTIPLE):
     """Validate tile parameters [px]; ``tile_size`` 0 means no tiling (whole image)."""
     for name, v in (("tile_size", tile_size), ("tile_overlap", tile_overlap)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
@@ -81,7 +82,7 @@ def tile_starts(length, tile, step):
     return starts
 
 
-def balanced_tile(length, tile_max, overlap, multiple=SIZE_MULTIPLE):
+def balanced_tile(length, tile_max, overlap, multiple=TILE_MULTIPLE):
     """Tile length [px] along an axis of ``length`` px: the fewest tiles of at most
     ``tile_max`` px (overlapping by ``overlap``) that cover the axis, shrunk evenly to the
     smallest multiple of ``multiple`` that still covers it. E.g. 1024 px with tiles of at most
@@ -147,7 +148,7 @@ class _Backend:
     kind's native units (defocus: sigma/7; dof_weight: focus weight in [0,1])."""
     kind = artifacts.KIND_DEFOCUS
     fixed_size = None        # (h, w) or None
-    size_multiple = SIZE_MULTIPLE
+    size_multiple = model_kinds.DEFOCUS.size_multiple
     info = None
 
     def __call__(self, batch):
@@ -177,7 +178,6 @@ def _fixed_hw(shape):
 class _KerasBackend(_Backend):
     def __init__(self, path):
         import tensorflow as tf
-        from tf_defocus.export.model_io import SIZE_MULTIPLE as KIND_MULTIPLE
         from tf_defocus.export.model_io import load_inference_model
         try:
             model, kind, info = load_inference_model(path)
@@ -187,7 +187,7 @@ class _KerasBackend(_Backend):
         self.model = model
         self.info = info
         self.fixed_size = _fixed_hw(model.inputs[0].shape)
-        self.size_multiple = KIND_MULTIPLE[kind]
+        self.size_multiple = model_kinds.spec(kind).size_multiple
 
         def run(x):
             y = model(x, training=False)
@@ -225,15 +225,8 @@ class _SavedModelBackend(_Backend):
             raise ModelLoadError(f"{path}: 'serve' input is {spec.dtype.name}, expected float32")
         outs = fn.structured_outputs
         names = set(outs)
-        if info is not None:
-            kind = info.kind
-        elif "sigma_px" in names:
-            kind = artifacts.KIND_DEFOCUS
-        elif names == {"focus"}:
-            kind = artifacts.KIND_DOF_WEIGHT
-        else:
-            kind = None
-        need = "sigma_px" if kind == artifacts.KIND_DEFOCUS else "focus"
+        kind = info.kind if info is not None else model_kinds.kind_of_outputs(names)
+        need = model_kinds.spec(kind).map_output if kind is not None else None
         if kind is None or need not in names:
             raise ModelLoadError(f"{path}: 'serve' outputs {sorted(names)} are not a tf_defocus "
                                  f"model's (expected 'sigma_px' and 'focus', or 'focus' only)")
@@ -241,18 +234,17 @@ class _SavedModelBackend(_Backend):
         self._loaded = loaded     # keep the resources alive
         self._fn = fn
         self._out = need
+        self._spec = model_kinds.spec(kind)
         self.kind = kind
         self.info = info
         self.fixed_size = _fixed_hw(spec.shape.as_list())
         if info is not None:
-            self.size_multiple = info.size_multiple or SIZE_MULTIPLE
+            self.size_multiple = info.size_multiple or self.size_multiple
 
     def __call__(self, batch):
         import tensorflow as tf
         y = np.asarray(self._fn(**{self._input_name: tf.constant(batch)})[self._out])[..., 0]
-        if self._out == "sigma_px":
-            y = y / SIGMA_MAX_PX
-        return y
+        return self._spec.native_from_signature(y)
 
 
 class _TFLiteBackend(_Backend):
@@ -289,12 +281,13 @@ class _TFLiteBackend(_Backend):
         has = lambda key: [n for n in names if n == key or key in n]
         if info is not None:
             kind = info.kind
-        elif has("sigma_px"):
+        elif has(model_kinds.DEFOCUS.map_output):
             kind = artifacts.KIND_DEFOCUS
         else:
             raise ModelLoadError(f"{path}: no sidecar {artifacts.info_path(path).name} and outputs "
                                  f"{sorted(names)} do not say what the model computes")
-        want = "sigma_px" if kind == artifacts.KIND_DEFOCUS else "focus"
+        self._spec = model_kinds.spec(kind)
+        want = self._spec.map_output
         match = has(want)
         if not match and len(names) == 1 and info is not None and info.outputs[:1] == (want,):
             match = list(names)
@@ -303,7 +296,6 @@ class _TFLiteBackend(_Backend):
                                  f"{kind} model")
         self._out_name = match[0]
         self._out = outs[self._out_name]
-        self._out_kind = want
         self.kind = kind
         _check_io(path, self._in["shape_signature"], [self._out["shape_signature"]])
         if info is not None and info.input_size:
@@ -311,7 +303,7 @@ class _TFLiteBackend(_Backend):
         else:
             self.fixed_size = _fixed_hw(list(self._in["shape_signature"]))
         if info is not None:
-            self.size_multiple = info.size_multiple or SIZE_MULTIPLE
+            self.size_multiple = info.size_multiple or self.size_multiple
         self._shape = None
 
     def _quantize(self, x):
@@ -336,10 +328,7 @@ class _TFLiteBackend(_Backend):
             self.interp.set_tensor(self._in["index"], x)
             self.interp.invoke()
             y = self.interp.get_tensor(self._out["index"])
-        y = self._dequantize(y)[..., 0]
-        if self._out_kind == "sigma_px":
-            y = y / SIGMA_MAX_PX
-        return y
+        return self._spec.native_from_signature(self._dequantize(y)[..., 0])
 
 
 # ----------------------------------------------------------------------------- estimator
@@ -443,18 +432,17 @@ class Estimator:
 
     def predict(self, image, progress=None):
         """Defocus map: float32 sigma [px], shape (H, W) of the input (see ``predict_native``)."""
-        if self.kind != artifacts.KIND_DEFOCUS:
+        spec = model_kinds.spec(self.kind)
+        if not spec.has_sigma:
             raise ValueError(f"{self.path or 'model'}: a {self.kind} model outputs a focus weight "
                              f"with no blur unit; use predict_focus()")
-        return np.clip(self.predict_native(image, progress), 0.0, 1.0) * np.float32(SIGMA_MAX_PX)
+        return spec.sigma_px(np.clip(self.predict_native(image, progress), 0.0, 1.0))
 
     def predict_focus(self, image, progress=None):
         """Focus map in [0, 1] (1 = in focus), float32 (H, W): 1 - sigma/7 for a defocus model,
         the weight map for a dof_weight model."""
         native = np.clip(self.predict_native(image, progress), 0.0, 1.0)
-        if self.kind == artifacts.KIND_DEFOCUS:
-            return np.float32(1.0) - native
-        return native
+        return model_kinds.spec(self.kind).focus(native)
 
 
 class DoFWeightMethod:
@@ -534,7 +522,8 @@ def default_model_path():
     from tf_defocus.weights import DEFAULT_MODEL
     if not DEFAULT_MODEL.is_file():
         raise ModelLoadError(f"{DEFAULT_MODEL}: the built-in default model is missing from this "
-                             f"installation; reinstall tf_defocus or pass a model path")
+                             f"installation; pass a model path (--model=PATH) or use a "
+                             f"training-free method (--method=hifst or --method=lbp)")
     return DEFAULT_MODEL
 
 

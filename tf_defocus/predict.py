@@ -52,7 +52,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tf_defocus import __version__, artifacts, imageio
+from tf_defocus import __version__, artifacts, imageio, model_kinds
 
 OUTPUT_KINDS = ("sigma", "color", "focus", "mask", "side_by_side")
 DEFAULT_OUTPUTS = {artifacts.KIND_DEFOCUS: ("sigma", "color")}
@@ -268,8 +268,8 @@ class PredictConfig:
     model: str = ""
     method: str = "model"
     outputs: tuple = None
-    mask_threshold_px: float = 1.0
-    mask_threshold_weight: float = 0.5
+    mask_threshold_px: float = model_kinds.DEFAULT_MASK_THRESHOLD_PX
+    mask_threshold_weight: float = model_kinds.DEFAULT_MASK_THRESHOLD_WEIGHT
     tile_size: int = 768
     tile_overlap: int = 128
     threads: int = 0
@@ -416,21 +416,16 @@ def write_outputs(image, native, kind, stem, config):
     or focus weight (dof_weight). Returns the written paths; OutputWriteError naming the file
     if one cannot be written."""
     from tf_defocus import visualize
-    from tf_defocus.units import SIGMA_MAX_PX
     out = Path(config.output_dir)
-    native = np.clip(native, 0.0, 1.0)
+    maps = model_kinds.spec(kind).maps(native, config.mask_threshold_px,
+                                       config.mask_threshold_weight)
+    sigma, focus, mask = maps.sigma_px, maps.focus, maps.mask
     written = []
     legend = config.legend and native.shape[0] >= MIN_LEGEND_HEIGHT
-    if kind == artifacts.KIND_DEFOCUS:
-        sigma = native * np.float32(SIGMA_MAX_PX)
-        focus = 1.0 - native
-        mask = sigma > config.mask_threshold_px
+    if sigma is not None:
         color = lambda: visualize.colorize_sigma(sigma, legend=legend)
     else:
-        sigma = None
-        focus = native
-        mask = native < config.mask_threshold_weight
-        color = lambda: visualize.colorize_weight(native, legend=legend)
+        color = lambda: visualize.colorize_weight(focus, legend=legend)
     for kind_out in config.outputs or default_outputs(kind):
         if kind_out == "sigma":
             path = out / f"{stem}.npy"
@@ -606,10 +601,11 @@ def _define_flags():
     flags.DEFINE_list("outputs", None, f"Any of {','.join(OUTPUT_KINDS)} (default: sigma,color "
                       f"for a defocus model; color,focus for a focus-weight model (DoFNet) and "
                       f"the training-free methods, which have no sigma).")
-    flags.DEFINE_float("mask_threshold_px", 1.0, "mask output: sigma [px] above which a pixel "
-                       "counts as blurred.")
-    flags.DEFINE_float("mask_threshold_weight", 0.5, "mask output of a focus-weight map: weight "
-                       "below which a pixel counts as blurred.")
+    flags.DEFINE_float("mask_threshold_px", model_kinds.DEFAULT_MASK_THRESHOLD_PX,
+                       "mask output: sigma [px] above which a pixel counts as blurred.")
+    flags.DEFINE_float("mask_threshold_weight", model_kinds.DEFAULT_MASK_THRESHOLD_WEIGHT,
+                       "mask output of a focus-weight map: weight below which a pixel counts as "
+                       "blurred.")
     flags.DEFINE_integer("tile_size", 768, "Tile side [px], multiple of 16; 0 = whole image in "
                          "one pass (memory grows with the image).")
     flags.DEFINE_integer("tile_overlap", 128, "Overlap of neighbouring tiles [px], multiple of 16, "

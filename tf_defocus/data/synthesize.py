@@ -28,10 +28,7 @@ import numpy as np
 
 from tf_defocus import imageio
 from tf_defocus.data import optics, photos, procedural, render, scenes
-
-DEFAULT_MASK_THRESHOLD_PX = 1.0
-"""Binary masks mark ``sigma_px > 1.0`` px as blurred: visibly defocused, like the human
-annotations of CUHK. SYNDOF's own ``blur_map_binary`` used CoC > 1 px, i.e. threshold 0."""
+from tf_defocus.model_kinds import DEFAULT_MASK_THRESHOLD_PX   # the mask rule of the labels
 
 SYNDOF_SIGMA_SCALE = 10.0
 """``blur_map/*.png`` stores uint16 ``round(sigma_px * 10)`` (SYNDOF's public generator)."""

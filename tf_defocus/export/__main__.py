@@ -24,6 +24,7 @@ from pathlib import Path
 from absl import app, flags
 
 from tf_defocus import cli   # TensorFlow's start-up lines are hidden by tf_defocus/__init__
+from tf_defocus.model_kinds import MAX_SIZE_MULTIPLE
 
 FORMATS = ("saved_model", "tflite")
 CALIBRATIONS = ("builtin", "dir")
@@ -94,10 +95,11 @@ def parse_input_size(text):
         h, w = int(parts[0]), int(parts[1])
     except ValueError:
         raise UsageError(f"--input_size={text!r}: expected HxW (e.g. 512x512) or 'dynamic'") from None
-    if h <= 0 or w <= 0 or h % 16 or w % 16:
-        raise UsageError(f"--input_size={text}: height and width must be positive multiples of 16 "
-                         f"(the network downsamples by 16), e.g. {max(16, -(-h // 16) * 16)}x"
-                         f"{max(16, -(-w // 16) * 16)}")
+    m = MAX_SIZE_MULTIPLE
+    if h <= 0 or w <= 0 or h % m or w % m:
+        raise UsageError(f"--input_size={text}: height and width must be positive multiples of {m} "
+                         f"(the network downsamples by {m}), e.g. {max(m, -(-h // m) * m)}x"
+                         f"{max(m, -(-w // m) * m)}")
     return h, w
 
 

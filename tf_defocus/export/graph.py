@@ -2,9 +2,10 @@
 serving time).
 
 * ``predict_images``: float32 (N,H,W,3) RGB [0,1], any H/W -> edge-replicate to a multiple of
-  16 (centred, like ``tf_defocus.inference``), run the network, crop back, and name the outputs:
-  defocus kind ``{"sigma_px": 7 * y, "focus": 1 - y}``; dof_weight kind ``{"focus": y}``;
-  all (N,H,W,1) float32.
+  the kind's size multiple (16 for defocus; centred, like ``tf_defocus.inference``), run the
+  network, crop back, and name the outputs (``tf_defocus.model_kinds``): defocus kind
+  ``{"sigma_px": 7 * y, "focus": 1 - y}``; dof_weight kind ``{"focus": y}``; all (N,H,W,1)
+  float32.
 * ``decode_images``: tf.string (N,) encoded JPEG/PNG/BMP/GIF/WebP -> float32 (N,H,W,3) in
   [0,1], decoded like ``tf_defocus.imageio.read_image`` (OpenCV) decodes them (JPEG with the
   accurate integer DCT, so served and local maps agree). Before anything is decoded, every
@@ -16,8 +17,7 @@ serving time).
 
 import tensorflow as tf
 
-from tf_defocus import artifacts
-from tf_defocus.units import SIGMA_MAX_PX
+from tf_defocus import model_kinds
 
 SERVE_SIGNATURE = "serve"
 BYTES_SIGNATURE = "serving_default"
@@ -28,11 +28,6 @@ BYTES_INPUT = "image_bytes"   # TF Serving REST: "_bytes" names mark base64 bina
 # 7.7 GB), so this is ~2.7 GB; a 12 MP phone photo fits.
 DEFAULT_MAX_PIXELS = 4096 * 4096
 BYTES_FORMATS = "JPEG, PNG (8 or 16 bit), BMP, GIF (first frame) or WebP"
-
-
-def output_names(kind):
-    """Signature output names of a model kind."""
-    return ("sigma_px", "focus") if kind == artifacts.KIND_DEFOCUS else ("focus",)
 
 
 def _edge_index(n, n_out, offset):
@@ -68,8 +63,10 @@ def _crop(y, crop):
     return y[:, top:top + h, left:left + w, :]
 
 
-def make_predict_fn(model, kind, multiple):
+def make_predict_fn(model, kind):
     """Python function image (N,H,W,3) float32 [0,1] -> dict of (N,H,W,1) float32 outputs."""
+    spec = model_kinds.spec(kind)
+    multiple = spec.size_multiple
 
     def predict_images(image):
         image = tf.convert_to_tensor(image, tf.float32)
@@ -78,9 +75,7 @@ def make_predict_fn(model, kind, multiple):
         if isinstance(y, dict):
             (y,) = y.values()
         y = _crop(tf.cast(y, tf.float32), crop)
-        if kind == artifacts.KIND_DEFOCUS:
-            return {"sigma_px": y * SIGMA_MAX_PX, "focus": 1.0 - y}
-        return {"focus": y}
+        return spec.signature_outputs(y)
 
     return predict_images
 

@@ -15,8 +15,6 @@ from pathlib import Path
 
 from tf_defocus import artifacts
 
-# Defocus networks downsample by 16 (VGG19 to conv5_4); DoFNet is fully convolutional at 1/1.
-SIZE_MULTIPLE = {artifacts.KIND_DEFOCUS: 16, artifacts.KIND_DOF_WEIGHT: 1}
 INFERENCE_FILENAMES = tuple(f"{name}.keras" for name in artifacts.MODEL_NAME_TO_KIND)
 
 

@@ -22,10 +22,10 @@ a half-written version.
 
 from pathlib import Path
 
-from tf_defocus import __version__, artifacts
+from tf_defocus import __version__, artifacts, model_kinds
 from tf_defocus.export import graph, warmup
-from tf_defocus.export.model_io import (SIZE_MULTIPLE, ExportError, check_inference_model,
-                                        export_friendly, load_inference_model, staged_directory)
+from tf_defocus.export.model_io import (ExportError, check_inference_model, export_friendly,
+                                        load_inference_model, staged_directory)
 
 
 def write_serving_archive(model, kind, path, image_shape=(None, None, None), include_bytes=True,
@@ -39,7 +39,7 @@ def write_serving_archive(model, kind, path, image_shape=(None, None, None), inc
     import tensorflow as tf
 
     model = export_friendly(model, tflite=tflite)
-    predict = graph.make_predict_fn(model, kind, SIZE_MULTIPLE[kind])
+    predict = graph.make_predict_fn(model, kind)
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(
@@ -60,17 +60,16 @@ def _check_max_pixels(max_pixels):
 
 def saved_model_info(kind, version=1, source_model="", max_pixels=graph.DEFAULT_MAX_PIXELS):
     """The ModelInfo written as ``<version dir>/tf_defocus.json``."""
-    units = artifacts.ModelInfo(kind=artifacts.KIND_DEFOCUS).units if kind == artifacts.KIND_DEFOCUS \
-        else "focus: depth-of-field weight in [0,1], 1 = in focus (no blur unit)"
-    return artifacts.ModelInfo(
-        kind=kind, input_size=None, size_multiple=SIZE_MULTIPLE[kind],
+    multiple = model_kinds.spec(kind).size_multiple
+    return artifacts.model_info(
+        kind, artifacts.FORM_SIGNATURE, input_size=None,
         normalisation=(f"signature '{graph.SERVE_SIGNATURE}': input '{graph.IMAGE_INPUT}' float32 "
                        f"RGB in [0,1], NHWC, any H/W (edge-padded to a multiple of "
-                       f"{SIZE_MULTIPLE[kind]} inside); signature '{graph.BYTES_SIGNATURE}': input "
+                       f"{multiple} inside); signature '{graph.BYTES_SIGNATURE}': input "
                        f"'{graph.BYTES_INPUT}' tf.string (N,) encoded {graph.BYTES_FORMATS} "
                        f"images of one size, at most {max_pixels} pixels per request (all "
                        f"images together; larger requests are refused before decoding)"),
-        outputs=graph.output_names(kind), units=units, quantization="none", version=int(version),
+        quantization="none", version=int(version),
         source_model=str(source_model), tf_defocus_version=__version__,
         max_pixels=int(max_pixels))
 

@@ -37,10 +37,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tf_defocus import __version__, artifacts, cli
+from tf_defocus import __version__, artifacts, cli, model_kinds
 from tf_defocus.export import graph
-from tf_defocus.export.model_io import (SIZE_MULTIPLE, ExportError, check_inference_model,
-                                        export_friendly, load_inference_model)
+from tf_defocus.export.model_io import (ExportError, check_inference_model, export_friendly,
+                                        load_inference_model)
 from tf_defocus.export.saved_model import saved_model_info, write_serving_archive
 
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
@@ -184,7 +184,7 @@ def check_input_size(input_size, kind=artifacts.KIND_DEFOCUS):
         h, w = (int(v) for v in input_size)
     except (TypeError, ValueError):
         raise ExportError(f"input size must be (H, W), got {input_size!r}") from None
-    m = SIZE_MULTIPLE[kind]
+    m = model_kinds.spec(kind).size_multiple
     if h <= 0 or w <= 0 or h % m or w % m:
         raise ExportError(f"input size {h}x{w}: height and width must be positive multiples of "
                           f"{m} (the network downsamples by {m})")
@@ -241,7 +241,7 @@ def _smoke_run(content, kind, image):
     runner = interp.get_signature_runner(graph.SERVE_SIGNATURE)
     (name, details), = runner.get_input_details().items()
     out = runner(**{name: artifacts.tflite_input(image[None], details)})
-    want = set(graph.output_names(kind))
+    want = set(model_kinds.spec(kind).signature_output_names)
     if set(out) != want:
         raise ExportError(f"converted model outputs {sorted(out)}, expected {sorted(want)}")
     for k, v in out.items():

@@ -18,16 +18,16 @@ Keras layer names mirror the TensorLayer scopes with ``/`` -> ``_`` (``u3/c1`` -
 
 import keras
 
+from tf_defocus.model_kinds import DEFOCUS
 from tf_defocus.models.layers import (CaffePreprocess, NearestUpsample, WidthConfigMixin,
                                       channels, conv_block)
 from tf_defocus.models.vgg import VGG19_SKIP_NAMES, load_vgg19_imagenet, vgg19_trunk
 
-SIZE_MULTIPLE = 16    # input H and W must be multiples of this at run time
 NUM_REFINE_BLOCKS = 7
 # Output name -> downsampling factor of the auxiliary heads.
 AUX_FACTORS = {"aux_16": 16, "aux_8": 8, "aux_4": 4, "aux_2": 2, "aux_1": 1}
 OUTPUT_NAMES = ("defocus",) + tuple(AUX_FACTORS) + ("feature",)
-INFERENCE_MODEL_NAME = "blur_estimator"
+INFERENCE_MODEL_NAME = DEFOCUS.model_name   # "blur_estimator"; input H, W: DEFOCUS.size_multiple
 # Decoder levels: (TensorLayer scope, skip conv name, base channels, number of convs).
 _DECODER_LEVELS = (("u3", "block4_conv4", 256, 3), ("u2", "block3_conv4", 128, 3),
                    ("u1", "block2_conv2", 64, 3))

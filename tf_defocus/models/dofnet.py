@@ -20,10 +20,11 @@ import keras
 from keras import ops
 
 from tf_defocus.dof import RECOVERY_EPS, TARGETS
+from tf_defocus.model_kinds import DOF_WEIGHT
 from tf_defocus.models.layers import SymmetricPad
 
 PACKAGE = "tf_defocus"
-INFERENCE_NAME = "dofnet"
+INFERENCE_NAME = DOF_WEIGHT.model_name   # "dofnet"
 PADDINGS = ("symmetric", "zero")
 
 

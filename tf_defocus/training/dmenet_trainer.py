@@ -32,7 +32,9 @@ import dataclasses
 import keras
 import tensorflow as tf
 
+from tf_defocus.model_kinds import DEFAULT_MASK_THRESHOLD_PX
 from tf_defocus.training import losses
+from tf_defocus.units import SIGMA_MAX_PX
 
 PHASE_PRETRAIN = "pretrain"
 PHASE_JOINT = "joint"
@@ -129,7 +131,7 @@ class DMENetTrainer(keras.Model):
         self.pretrain_steps = int(pretrain_steps)
         self.phase = PHASE_PRETRAIN if self.pretrain_steps > 0 else PHASE_JOINT
         if mask_threshold is None:
-            mask_threshold = 1.0 / 7.0   # sigma > 1 px in B's sigma/7 units
+            mask_threshold = DEFAULT_MASK_THRESHOLD_PX / SIGMA_MAX_PX   # in B's sigma/7 units
         self.mask_threshold = float(mask_threshold)
         self.b_optimizer = None
         self.d_optimizer = None

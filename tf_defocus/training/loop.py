@@ -41,8 +41,7 @@ import tensorflow as tf
 import keras
 
 import tf_defocus
-from tf_defocus.artifacts import (KIND_DEFOCUS, KIND_DOF_WEIGHT, MODEL_NAME_TO_KIND, ModelInfo,
-                                  write_info)
+from tf_defocus.artifacts import FORM_KERAS, MODEL_NAME_TO_KIND, model_info, write_info
 from tf_defocus.imageio import atomic_path
 
 CHECKPOINT_SUBDIR = "checkpoints"
@@ -147,11 +146,8 @@ def default_model_info(model):
     if kind is None:
         raise ValueError(f"inference model name {model.name!r} is not one of "
                          f"{sorted(MODEL_NAME_TO_KIND)}")
-    common = dict(source_model="tf_defocus.train", tf_defocus_version=tf_defocus.__version__)
-    if kind == KIND_DEFOCUS:
-        return ModelInfo(kind=KIND_DEFOCUS, size_multiple=16, **common)
-    return ModelInfo(kind=KIND_DOF_WEIGHT, size_multiple=1, outputs=("focus",),
-                     units="focus: DoF weight in [0,1], 1 = in focus", **common)
+    return model_info(kind, FORM_KERAS, source_model="tf_defocus.train",
+                      tf_defocus_version=tf_defocus.__version__)
 
 
 def _to_float_logs(logs):
