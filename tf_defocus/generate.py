@@ -30,16 +30,9 @@ Layout ``--format=syndof`` (SYNDOF's public generator, plus metadata)::
 Layout ``--format=tfrecord``: ``data-JJJJJ-of-FFFFF.tfrecord.gz`` files (GZIP), file j holding
 images [j * R, (j + 1) * R) for ``R = --records_per_file``; shard I writes the files with
 ``j % K == I``. Beside each, ``<file>.jsonl`` holds its manifest lines. One ``tf.train.Example``
-per image, features:
+per image, features (``tf_defocus.data.synthesize.TFRECORD_SCHEMA``):
 
-    id      bytes   image id (utf-8)
-    image   bytes   PNG, uint8 RGB, height x width
-    sigma   bytes   raw little-endian float32, height * width values, row-major: sigma [px]
-    mask    bytes   PNG, uint8 gray, 255 = blurred, 0 = sharp
-    height  int64
-    width   int64
-    camera  bytes   JSON (same content as meta/<id>.json)
-
+{tfrecord_schema}
 Camera / meta JSON: ``focal_length_mm``, ``f_number`` (null = pinhole), ``focus_distance_mm``
 (in the shifted depth frame), ``depth_shift_mm``, ``sensor_width_mm``, ``image_width_px``,
 ``psf``, ``disc`` (aperture blades, noise, JPEG quality; disc PSF only), ``num_layers`` (non-empty
@@ -62,6 +55,8 @@ import numpy as np
 
 from tf_defocus import __version__, cli, imageio
 from tf_defocus.data import optics, photos, render, rgbd, synthesize
+
+__doc__ = __doc__.replace("{tfrecord_schema}", synthesize.tfrecord_schema_text())
 
 SOURCES = ("procedural", "rgbd")
 FORMATS = ("syndof", "tfrecord")

@@ -52,6 +52,7 @@ import tensorflow as tf
 
 import tf_defocus
 from tf_defocus.data import photos, readers
+from tf_defocus.data.synthesize import parse_tfrecord  # the generator's TFRecord format
 from tf_defocus.units import SIGMA_MAX_PX
 
 log = logging.getLogger(__name__)
@@ -463,36 +464,6 @@ def _expand_files(patterns):
                 raise readers.DataError(f"{p}: no such TFRecord file, folder or glob match")
             out.extend(matches)
     return out
-
-
-# Schema written by ``tf_defocus.data.synthesize.tfrecord_example`` (one tf.train.Example per
-# image): "image" PNG bytes (uint8 RGB), "sigma" raw little-endian float32 (height * width) [px],
-# "mask" PNG (uint8, 255 = blurred), "height", "width" int64, "id" and "camera" (JSON) bytes.
-TFRECORD_FEATURES = {
-    "id": tf.io.FixedLenFeature([], tf.string, default_value=""),
-    "image": tf.io.FixedLenFeature([], tf.string),
-    "sigma": tf.io.FixedLenFeature([], tf.string),
-    "height": tf.io.FixedLenFeature([], tf.int64),
-    "width": tf.io.FixedLenFeature([], tf.int64),
-}
-
-
-def parse_tfrecord(serialized):
-    """One serialized generator record -> (image float32 (H, W, 3) [0, 1], sigma (H, W, 1) px, id).
-
-    A record whose PNG does not decode or whose sizes disagree fails with an error that
-    carries its id.
-    """
-    f = tf.io.parse_single_example(serialized, TFRECORD_FEATURES)
-    h, w = tf.cast(f["height"], tf.int32), tf.cast(f["width"], tf.int32)
-    image = tf.io.decode_png(f["image"], channels=3, dtype=tf.uint8)
-    sigma = tf.io.decode_raw(f["sigma"], tf.float32, little_endian=True)
-    tf.debugging.assert_equal(tf.size(sigma), h * w, message="TFRecord sigma size != height * width")
-    tf.debugging.assert_equal(tf.shape(image)[:2], tf.stack([h, w]),
-                              message="TFRecord image size != height, width")
-    image = tf.cast(image, tf.float32) / 255.0
-    sigma = tf.reshape(sigma, tf.stack([h, w, 1]))
-    return image, sigma, f["id"]
 
 
 def _check_shards(files, skip_bad):

@@ -9,7 +9,8 @@ decode its labels into float32 arrays in this project's units (SPEC.md section 5
 Layouts (``<root>`` is what the user passes):
 
 * SYNDOF: ``<root>/image/*`` + ``<root>/blur_map/*.png``. Two label conventions, chosen
-  explicitly (they cannot be told apart from the files):
+  explicitly (they cannot be told apart from the files); this module owns the codec
+  (``encode_syndof_sigma`` / ``syndof_sigma_from_array``, also used by the generator):
   ``"sigma10"`` - integer value v = sigma * 10 (uint16, 3 equal channels). Written by the
   public SYNDOF generator and by ``tf_defocus.generate``. sigma = v / 10.
   ``"released"`` - the released SYNDOF that trained DMENet: v / 10 = x with x in [1, 15] and
@@ -51,6 +52,8 @@ from tf_defocus.data.errors import DataError
 log = logging.getLogger(__name__)
 
 LABEL_CONVENTIONS = ("sigma10", "released")
+SYNDOF_SIGMA_SCALE = 10.0
+"""SYNDOF ``blur_map`` values are ``round(x * 10)`` (x = sigma [px] for ``sigma10``)."""
 BLURRED_VALUES = (255, 0)
 MASK_EXTENSIONS = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".gif", ".pgm", ".ppm", ".webp")
 NPY_EXTENSIONS = (".npy",)
@@ -184,14 +187,24 @@ def decode_syndof_sigma(path, label_convention):
     ``label_convention``: ``"sigma10"`` (sigma = v / 10) or ``"released"``
     (sigma = (max(v / 10, 1) - 1) / 2), see the module docstring.
     """
+    _check_convention(label_convention)
+    return syndof_sigma_from_array(read_label_array(path), label_convention)
+
+
+def _check_convention(label_convention):
     if label_convention not in LABEL_CONVENTIONS:
         raise ValueError(f"label_convention must be one of {LABEL_CONVENTIONS}, got {label_convention!r}")
-    raw = read_label_array(path)
+
+
+def syndof_sigma_from_array(raw, label_convention):
+    """SYNDOF ``blur_map`` values (integer (H, W) or (H, W, C)) -> sigma [px], float32 (H, W)."""
+    _check_convention(label_convention)
+    raw = np.asarray(raw)
     if raw.ndim == 3:
         # 3 equal channels; channel 1 is G in both BGR and RGB order, as the authors read it.
         raw = raw[..., 1] if raw.shape[-1] >= 2 else raw[..., 0]
     # One-pass ufuncs (astype + divide allocates twice and costs ~10x more on 640x480 maps).
-    v = np.divide(raw, np.float32(10.0), dtype=np.float32)
+    v = np.divide(raw, np.float32(SYNDOF_SIGMA_SCALE), dtype=np.float32)
     if label_convention == "sigma10":
         return v
     np.maximum(v, np.float32(1.0), out=v)
@@ -202,13 +215,12 @@ def decode_syndof_sigma(path, label_convention):
 
 def encode_syndof_sigma(sigma_px, label_convention="sigma10"):
     """Inverse of ``decode_syndof_sigma``: sigma [px] (H, W) -> uint16 (H, W, 3) label image."""
+    _check_convention(label_convention)
     s = np.maximum(np.asarray(sigma_px, np.float32), 0.0)
     if label_convention == "sigma10":
-        v = s * 10.0
-    elif label_convention == "released":
-        v = (2.0 * s + 1.0) * 10.0
-    else:
-        raise ValueError(f"label_convention must be one of {LABEL_CONVENTIONS}, got {label_convention!r}")
+        v = s * SYNDOF_SIGMA_SCALE
+    else:   # released
+        v = (2.0 * s + 1.0) * SYNDOF_SIGMA_SCALE
     v = np.clip(np.round(v), 0, 65535).astype(np.uint16)
     return np.repeat(v[..., None], 3, axis=-1)
 

@@ -14,9 +14,11 @@
 (``numpy.random.SeedSequence``) into independent streams for the scene, the camera and the
 renderer, so ``psf="gaussian"`` and ``psf="disc"`` with one seed show the same scene and camera.
 
-This module also holds the on-disk formats shared with readers and pipelines:
-``write_syndof_sample`` (SYNDOF layout) and ``tfrecord_example`` (``tf.train.Example`` bytes);
-see ``tf_defocus.generate`` for the full layout and schema.
+This module also holds the on-disk formats of generated data: ``write_syndof_sample`` (SYNDOF
+layout; its ``blur_map`` codec lives in ``tf_defocus.data.readers``) and the TFRecord format:
+``TFRECORD_SCHEMA`` (the one description of its features), ``tfrecord_example_from_encoded``
+(writer) and ``parse_tfrecord`` (reader, used by ``tf_defocus.data.pipeline``); see
+``tf_defocus.generate`` for the full layout.
 """
 
 import dataclasses
@@ -27,11 +29,8 @@ import cv2
 import numpy as np
 
 from tf_defocus import imageio
-from tf_defocus.data import optics, photos, procedural, render, scenes
+from tf_defocus.data import optics, photos, procedural, readers, render, scenes
 from tf_defocus.model_kinds import DEFAULT_MASK_THRESHOLD_PX   # the mask rule of the labels
-
-SYNDOF_SIGMA_SCALE = 10.0
-"""``blur_map/*.png`` stores uint16 ``round(sigma_px * 10)`` (SYNDOF's public generator)."""
 
 SYNDOF_DIRS = ("image", "blur_map", "blur_map_binary", "meta")
 
@@ -161,20 +160,6 @@ def image_to_uint8(image):
     return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def sigma_to_syndof(sigma_px):
-    """sigma [px] (H, W) -> SYNDOF ``blur_map`` uint16 (H, W, 3): round(sigma * 10), 3 channels."""
-    v = np.round(np.clip(sigma_px, 0.0, 6553.5) * SYNDOF_SIGMA_SCALE).astype(np.uint16)
-    return np.repeat(v[..., None], 3, axis=-1)
-
-
-def syndof_to_sigma(blur_map):
-    """SYNDOF ``blur_map`` array (uint16, (H, W) or (H, W, C)) -> sigma [px] float32 (H, W)."""
-    a = np.asarray(blur_map)
-    if a.ndim == 3:
-        a = a[..., 0]
-    return a.astype(np.float32) / SYNDOF_SIGMA_SCALE
-
-
 def syndof_paths(out_dir, sample_id):
     """Paths of one sample in the SYNDOF layout: dict name -> Path."""
     out = Path(out_dir)
@@ -199,7 +184,7 @@ def write_syndof_sample(out_dir, sample_id, sample, extra_meta=None):
     """
     paths = syndof_paths(out_dir, sample_id)
     imageio.write_image(paths["image"], image_to_uint8(sample.image))
-    imageio.write_image(paths["blur_map"], sigma_to_syndof(sample.sigma_px))
+    imageio.write_image(paths["blur_map"], readers.encode_syndof_sigma(sample.sigma_px, "sigma10"))
     imageio.write_image(paths["blur_map_binary"],
                         np.where(np.asarray(sample.mask) > 0.5, 255, 0).astype(np.uint8))
     meta = {"id": str(sample_id), **sample.camera, **(extra_meta or {})}
@@ -215,10 +200,30 @@ def read_syndof_sigma(path):
         raise imageio.ImageReadError(f"{path}: not a readable blur map")
     if a.dtype != np.uint16:
         raise imageio.ImageReadError(f"{path}: expected a 16-bit PNG, got {a.dtype}")
-    return syndof_to_sigma(a)
+    return readers.syndof_sigma_from_array(a, "sigma10")
 
 
 # ----------------------------------------------------------------------------- TFRecord
+TFRECORD_SCHEMA = (
+    # (feature, type, content) of the one ``tf.train.Example`` per image, in writing order.
+    ("id", "bytes", "image id (utf-8)"),
+    ("image", "bytes", "PNG, uint8 RGB, height x width"),
+    ("sigma", "bytes", "raw little-endian float32, height * width values, row-major: sigma [px]"),
+    ("mask", "bytes", "PNG, uint8 gray, 255 = blurred, 0 = sharp"),
+    ("height", "int64", ""),
+    ("width", "int64", ""),
+    ("camera", "bytes", "JSON (same content as meta/<id>.json)"),
+)
+TFRECORD_PARSED = ("id", "image", "sigma", "height", "width")
+"""The features ``parse_tfrecord`` reads (``id`` may be missing: it defaults to "")."""
+
+
+def tfrecord_schema_text(indent="    "):
+    """``TFRECORD_SCHEMA`` as an aligned table (one feature a line), for help texts."""
+    return "".join(f"{indent}{name:<7} {kind:<7} {content}".rstrip() + "\n"
+                   for name, kind, content in TFRECORD_SCHEMA)
+
+
 def encode_png(array):
     """uint8/uint16 array (H, W) or RGB (H, W, 3) -> PNG bytes."""
     a = np.asarray(array)
@@ -245,22 +250,38 @@ def tfrecord_example_from_encoded(sample_id, encoded, meta):
     """Serialized ``tf.train.Example`` from ``encode_sample`` output and a meta dict."""
     import tensorflow as tf  # lazy: only the TFRecord path needs TensorFlow
 
-    def _bytes(b):
-        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[b]))
+    def feature(kind, value):
+        if kind == "bytes":
+            return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
 
-    def _int(v):
-        return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v)]))
-
-    feats = {
-        "id": _bytes(str(sample_id).encode("utf-8")),
-        "image": _bytes(encoded["image"]),
-        "sigma": _bytes(encoded["sigma"]),
-        "mask": _bytes(encoded["mask"]),
-        "height": _int(encoded["height"]),
-        "width": _int(encoded["width"]),
-        "camera": _bytes(json.dumps(meta, sort_keys=True).encode("utf-8")),
-    }
+    values = {**encoded, "id": str(sample_id).encode("utf-8"),
+              "camera": json.dumps(meta, sort_keys=True).encode("utf-8")}
+    feats = {name: feature(kind, values[name]) for name, kind, _ in TFRECORD_SCHEMA}
     return tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString()
+
+
+def parse_tfrecord(serialized):
+    """One serialized generator record -> (image float32 (H, W, 3) [0, 1], sigma (H, W, 1) px, id).
+
+    A record whose PNG does not decode or whose sizes disagree fails with an error that
+    carries its id. TF ops (works inside ``tf.data`` maps).
+    """
+    import tensorflow as tf
+    dtypes = {"bytes": tf.string, "int64": tf.int64}
+    optional = {"id": ""}   # name -> default value
+    spec = {name: tf.io.FixedLenFeature([], dtypes[kind], default_value=optional.get(name))
+            for name, kind, _ in TFRECORD_SCHEMA if name in TFRECORD_PARSED}
+    f = tf.io.parse_single_example(serialized, spec)
+    h, w = tf.cast(f["height"], tf.int32), tf.cast(f["width"], tf.int32)
+    image = tf.io.decode_png(f["image"], channels=3, dtype=tf.uint8)
+    sigma = tf.io.decode_raw(f["sigma"], tf.float32, little_endian=True)
+    tf.debugging.assert_equal(tf.size(sigma), h * w, message="TFRecord sigma size != height * width")
+    tf.debugging.assert_equal(tf.shape(image)[:2], tf.stack([h, w]),
+                              message="TFRecord image size != height, width")
+    image = tf.cast(image, tf.float32) / 255.0
+    sigma = tf.reshape(sigma, tf.stack([h, w, 1]))
+    return image, sigma, f["id"]
 
 
 def tfrecord_example(sample_id, sample, extra_meta=None):
