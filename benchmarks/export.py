@@ -107,7 +107,7 @@ def main():
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(min(args.threads, 2))
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
-    from tf_defocus.artifacts import tflite_input
+    from tf_defocus.litert import tflite_input
     from tf_defocus.data.synthesize import synthesize
     from tf_defocus.export import convert_tflite_many, export_saved_model
     from tf_defocus.export.tflite import builtin_calibration_images

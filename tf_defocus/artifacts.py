@@ -16,8 +16,6 @@ import dataclasses
 import json
 from pathlib import Path
 
-import numpy as np
-
 from tf_defocus import model_kinds
 from tf_defocus.model_kinds import KIND_DEFOCUS, KIND_DOF_WEIGHT, KINDS, MODEL_NAME_TO_KIND  # noqa: F401
 
@@ -109,17 +107,3 @@ def read_info(model_path):
         return None
     return ModelInfo.from_json(p.read_text())
 
-
-def tflite_input(x, details):
-    """Images ``x`` (float, RGB in [0,1]) in the encoding of a TFLite input tensor: float32
-    for float inputs; integer inputs (int8 exports: uint8 with scale 1/255, zero point 0) are
-    quantized with the tensor's scale and zero point, or take the raw 0..255 pixel values when
-    it has none. details: a LiteRT input detail dict (``dtype``, ``quantization``)."""
-    dtype = details["dtype"]
-    if not np.issubdtype(dtype, np.integer):
-        return np.asarray(x, np.float32)
-    scale, zero = details["quantization"]
-    x = np.asarray(x, np.float32)
-    x = x / scale + zero if scale else x * 255.0
-    info = np.iinfo(dtype)
-    return np.clip(np.round(x), info.min, info.max).astype(dtype)

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tf_defocus import artifacts, model_kinds
+from tf_defocus import artifacts, litert, model_kinds
 from tf_defocus.imageio import to_rgb_float
 
 TILE_MULTIPLE = model_kinds.MAX_SIZE_MULTIPLE
@@ -306,18 +306,8 @@ class _TFLiteBackend(_Backend):
             self.size_multiple = info.size_multiple or self.size_multiple
         self._shape = None
 
-    def _quantize(self, x):
-        return artifacts.tflite_input(x, self._in)
-
-    def _dequantize(self, y):
-        d = self._out
-        if np.issubdtype(y.dtype, np.integer):
-            scale, zero = d["quantization"]
-            y = (y.astype(np.float32) - zero) * (scale if scale else 1.0)
-        return y.astype(np.float32)
-
     def __call__(self, batch):
-        x = self._quantize(batch)
+        x = litert.tflite_input(batch, self._in)
         if self._runner is not None:
             y = self._runner(**{self._input_name: x})[self._out_name]
         else:
@@ -328,7 +318,7 @@ class _TFLiteBackend(_Backend):
             self.interp.set_tensor(self._in["index"], x)
             self.interp.invoke()
             y = self.interp.get_tensor(self._out["index"])
-        return self._spec.native_from_signature(self._dequantize(y)[..., 0])
+        return self._spec.native_from_signature(litert.tflite_output(y, self._out)[..., 0])
 
 
 # ----------------------------------------------------------------------------- estimator

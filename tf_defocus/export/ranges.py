@@ -33,6 +33,8 @@ import warnings
 
 import numpy as np
 
+from tf_defocus.litert import opcode_name, tflite_input
+
 ALPHAS = np.linspace(0.3, 1.0, 36)   # candidate range factors (1.0 = the calibrated min/max)
 BINS = 8192                          # histogram bins over a calibrated range (<= 1/9 int8 step)
 LEVELS = 255                         # int8 steps across a tensor's range
@@ -115,7 +117,6 @@ def range_plan(model):
     function(ranges) -> (lo, hi)): SAME_SCALE_OPS take the union of their inputs' ranges,
     FIXED_RANGE_OPS their fixed range, SCALAR_OPS the affine image of their input's range.
     Model inputs keep their calibrated range (the uint8 image must not be clipped)."""
-    from tf_defocus.export.tflite import opcode_name
     subgraph = model.subgraphs[0]
     has = {i for i, t in enumerate(subgraph.tensors) if _range(t) is not None}
     refine, derive = [], {}
@@ -181,7 +182,6 @@ def _interpreter(content, **kwargs):
 def _set_input(interp, image):
     """Feed one float32 (H,W,3) [0,1] image (resizing the input if needed; uint8 inputs get
     their quantization applied)."""
-    from tf_defocus.artifacts import tflite_input
     (inp,) = interp.get_input_details()
     x = np.asarray(image, np.float32)[None]
     if tuple(x.shape) != tuple(inp["shape"]):

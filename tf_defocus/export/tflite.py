@@ -29,7 +29,6 @@ output names, units, quantization, version, source model. Outputs of signature `
 """
 
 import dataclasses
-import functools
 import os
 import shutil
 import tempfile
@@ -41,7 +40,9 @@ from tf_defocus import __version__, artifacts, cli, model_kinds
 from tf_defocus.export import graph
 from tf_defocus.export.model_io import (ExportError, check_inference_model, export_friendly,
                                         load_inference_model)
+from tf_defocus.export.ranges import refined_calibration
 from tf_defocus.export.saved_model import saved_model_info, write_serving_archive
+from tf_defocus.litert import non_builtin_ops, tflite_input, tflite_op_names
 
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
 DEFAULT_INPUT_SIZE = (512, 512)
@@ -63,51 +64,6 @@ class TFLiteExport:
     ops: tuple
     info: artifacts.ModelInfo
     int8_ranges_report: dict | None = None
-
-
-# ----------------------------------------------------------------------------- op listing
-
-@functools.lru_cache(maxsize=1)
-def _builtin_names():
-    from ai_edge_litert import schema_py_generated as schema
-    return {v: k for k, v in vars(schema.BuiltinOperator).items()
-            if not k.startswith("_") and isinstance(v, int)}
-
-
-def opcode_name(builtin_code, deprecated_code, custom_code=None):
-    """Name of a TFLite operator code: its schema name (``CONV_2D`` ...) or ``CUSTOM:<code>``.
-    Codes >= 127 live in builtin_code; older files use deprecated_builtin_code (int8)."""
-    from ai_edge_litert import schema_py_generated as schema
-    code = max(builtin_code, deprecated_code)
-    if code == schema.BuiltinOperator.CUSTOM:
-        custom = custom_code.decode() if isinstance(custom_code, bytes) else custom_code
-        return "CUSTOM:" + (custom or "?")
-    return _builtin_names().get(code, f"BUILTIN_{code}")
-
-
-def tflite_op_names(model):
-    """Sorted names of the operators a ``.tflite`` model (path or bytes) uses.
-
-    Builtins by their schema name (``CONV_2D``, ``MIRROR_PAD`` ...); custom and Flex (TF Select)
-    ops as ``CUSTOM:<code>`` (e.g. ``CUSTOM:FlexConv2D``). Parsed with the flatbuffer schema
-    shipped in ``ai_edge_litert``.
-    """
-    from ai_edge_litert import schema_py_generated as schema
-    buf = model if isinstance(model, (bytes, bytearray)) else Path(model).read_bytes()
-    m = schema.Model.GetRootAs(buf, 0)
-    codes = [opcode_name(oc.BuiltinCode(), oc.DeprecatedBuiltinCode(), oc.CustomCode())
-             for oc in (m.OperatorCodes(i) for i in range(m.OperatorCodesLength()))]
-    used = set()
-    for s in range(m.SubgraphsLength()):
-        sub = m.Subgraphs(s)
-        for o in range(sub.OperatorsLength()):
-            used.add(codes[sub.Operators(o).OpcodeIndex()])
-    return tuple(sorted(used))
-
-
-def non_builtin_ops(model):
-    """Op names of ``model`` that are not TFLite builtins (custom or Flex); empty if all are."""
-    return tuple(n for n in tflite_op_names(model) if n.startswith("CUSTOM:"))
 
 
 # ----------------------------------------------------------------------------- calibration
@@ -240,7 +196,7 @@ def _smoke_run(content, kind, image):
     interp = Interpreter(model_content=content, num_threads=1)
     runner = interp.get_signature_runner(graph.SERVE_SIGNATURE)
     (name, details), = runner.get_input_details().items()
-    out = runner(**{name: artifacts.tflite_input(image[None], details)})
+    out = runner(**{name: tflite_input(image[None], details)})
     want = set(model_kinds.spec(kind).signature_output_names)
     if set(out) != want:
         raise ExportError(f"converted model outputs {sorted(out)}, expected {sorted(want)}")
@@ -392,8 +348,6 @@ def _convert(saved_model_dir, quantize, calib, int8_ranges="search", say=None):
     ``convert_tflite``."""
     import contextlib
     import warnings
-
-    from tf_defocus.export.ranges import refined_calibration
 
     def representative():
         for im in calib:
