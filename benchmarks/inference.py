@@ -179,6 +179,7 @@ def worker(spec):
     (th, tw), ys, xs, (hp, wp) = est.tiles(*img.shape[:2])
     # warm-up (traces the function): one tile's worth of pixels
     est.predict_native(np.zeros((th, tw, 3), np.float32))
+    hwm_reset = _reset_peak_rss()
     t0 = time.perf_counter()
     native = est.predict_native(img)
     seconds = time.perf_counter() - t0
@@ -186,7 +187,26 @@ def worker(spec):
         np.save(spec["save_map"], native)
     print(json.dumps({"seconds": seconds, "read_seconds": t_read, "tiles": len(ys) * len(xs),
                       "tile_hw": [th, tw], "padded": [hp, wp], "shape": list(img.shape[:2]),
-                      "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                      "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      "inference_peak_rss_mb": _peak_rss_mb() if hwm_reset else None}))
+
+
+def _reset_peak_rss():
+    """Reset this process's peak RSS (Linux: ``5`` to /proc/self/clear_refs); True if done, so
+    ``_peak_rss_mb`` then measures the inference alone, not the start-up (TF import) peak."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_mb():
+    """VmHWM of /proc/self/status [MB]."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return None
 
 
 def run_worker(spec):

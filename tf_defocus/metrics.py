@@ -293,3 +293,18 @@ def nanmean(values):
     v = np.asarray([x for x in values if x is not None], np.float64)
     v = v[np.isfinite(v)]
     return float(v.mean()) if v.size else float("nan")
+
+
+SMOOTH_STD_MAX = 2.0 / 255
+"""Local standard deviation (15x15, grey, after a sigma-1 px blur that removes sensor noise)
+below which a pixel counts as part of a smooth surface: under 2 grey levels."""
+
+
+def smooth_in_focus_pixels(image, sigma_px, in_focus_px=0.5, std_max=SMOOTH_STD_MAX):
+    """Bool (H, W): in-focus (true sigma <= ``in_focus_px``) pixels on smooth surfaces, the
+    pixels the quickstart model called blurred (issue 11). image: float32 (H, W, 3) [0, 1]."""
+    import cv2
+    g = cv2.GaussianBlur(cv2.cvtColor(np.asarray(image, np.float32), cv2.COLOR_RGB2GRAY), (0, 0), 1.0)
+    mean = cv2.blur(g, (15, 15))
+    std = np.sqrt(np.maximum(cv2.blur(g * g, (15, 15)) - mean * mean, 0.0))
+    return (std < std_max) & (np.asarray(sigma_px) <= in_focus_px)

@@ -1,0 +1,88 @@
+"""The built-in default model (tf_defocus/weights): it ships, loads with no argument, and does
+not call smooth in-focus surfaces blurred (the quickstart model's failure, issue 11)."""
+
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+import tf_defocus
+from tf_defocus import artifacts, inference, metrics
+from tf_defocus.data import synthesize
+from tf_defocus.generate import image_seed
+from tf_defocus.weights import DEFAULT_MODEL
+
+VAL_SEED = 20261201  # configs/validation_set.flags
+SHIPPED = pytest.mark.skipif(not DEFAULT_MODEL.is_file(),
+                             reason="the default model has not shipped yet (issue 11)")
+MAX_PACKAGE_MB = 25
+
+
+@SHIPPED
+def test_default_model_ships_with_its_info_and_is_small():
+    assert DEFAULT_MODEL.is_file(), f"{DEFAULT_MODEL} is missing"
+    assert DEFAULT_MODEL.stat().st_size <= MAX_PACKAGE_MB * 2**20
+    info = artifacts.read_info(DEFAULT_MODEL)
+    assert info is not None and info.kind == artifacts.KIND_DEFOCUS
+
+
+@SHIPPED
+def test_load_estimator_without_argument_loads_the_default_model():
+    est = tf_defocus.load_estimator()
+    assert est.kind == artifacts.KIND_DEFOCUS
+    assert est.path == str(DEFAULT_MODEL)
+    sigma = est.predict(np.random.default_rng(0).random((40, 56, 3), np.float32))
+    assert sigma.shape == (40, 56) and sigma.dtype == np.float32
+    assert 0.0 <= sigma.min() and sigma.max() <= 7.0
+
+
+def _all_in_focus_validation_scenes(count):
+    """The first ``count`` all-in-focus scenes of the validation set (same seeds and settings
+    as ``configs/validation_set.flags``) with a large smooth in-focus area."""
+    out = []
+    for index in range(64):
+        s = synthesize.synthesize(image_seed(VAL_SEED, index), 640, 480, psf="disc",
+                                  scene="layered", isp="varied", photo_split="val")
+        if s.camera["max_coc_px"] >= 2.0:
+            continue
+        smooth = metrics.smooth_in_focus_pixels(s.image, s.sigma_px)
+        if smooth.mean() >= 0.1:
+            out.append((s.image, smooth))
+        if len(out) == count:
+            break
+    return out
+
+
+@SHIPPED
+@pytest.mark.slow
+def test_smooth_in_focus_surfaces_are_not_called_blurred():
+    scenes = _all_in_focus_validation_scenes(3)
+    assert len(scenes) == 3
+    est = tf_defocus.load_estimator()
+    for image, smooth in scenes:
+        sigma = est.predict(image)
+        assert float(np.median(sigma[smooth])) <= 1.0
+
+
+@SHIPPED
+def test_predict_cli_uses_the_default_model(tmp_path):
+    img = (np.random.default_rng(1).random((48, 64, 3)) * 255).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / "photo.png"), img)
+    res = subprocess.run([sys.executable, "-m", "tf_defocus.predict", f"--input={tmp_path / 'photo.png'}",
+                          f"--output_dir={tmp_path / 'out'}", "--outputs=sigma"],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    sigma = np.load(tmp_path / "out" / "photo.npy")
+    assert sigma.shape == (48, 64)
+    config = json.loads((tmp_path / "out" / "predict_config.json").read_text())
+    assert config["model"] in (None, "", str(DEFAULT_MODEL)) or config["model"].endswith("default_model.keras")
+
+
+def test_missing_default_model_is_a_clear_error(monkeypatch, tmp_path):
+    import tf_defocus.weights as weights
+    monkeypatch.setattr(weights, "DEFAULT_MODEL", tmp_path / "default_model.keras")
+    with pytest.raises(inference.ModelLoadError, match="built-in default model is missing"):
+        inference.load_estimator()
