@@ -100,16 +100,20 @@ class DiscOptions:
         return dataclasses.asdict(self)
 
 
+def _sample_camera_noise(rng, shot_range, read_range):
+    """Aperture (50% circular, else 5..9 blades, random rotation) and sensor noise (shot
+    variance and read std log-uniform in the given ranges): DiscOptions keyword arguments."""
+    blades = 0 if rng.random() < 0.5 else int(rng.integers(5, 10))
+    return dict(blades=blades, rotation_deg=float(rng.uniform(0.0, 360.0)),
+                shot_noise=float(math.exp(rng.uniform(*np.log(shot_range)))),
+                read_noise=float(math.exp(rng.uniform(*np.log(read_range)))))
+
+
 def sample_disc_options(rng):
     """Random camera-like settings: 50% circular apertures, else 5..9 blades; shot noise
     variance log-uniform in [1e-4, 5e-3]; read noise std in [5e-4, 1e-2]; JPEG quality 70..95."""
-    blades = 0 if rng.random() < 0.5 else int(rng.integers(5, 10))
-    return DiscOptions(
-        blades=blades,
-        rotation_deg=float(rng.uniform(0.0, 360.0)),
-        shot_noise=float(math.exp(rng.uniform(math.log(1e-4), math.log(5e-3)))),
-        read_noise=float(math.exp(rng.uniform(math.log(5e-4), math.log(1e-2)))),
-        jpeg_quality=int(rng.integers(70, 96)))
+    return DiscOptions(**_sample_camera_noise(rng, (1e-4, 5e-3), (5e-4, 1e-2)),
+                       jpeg_quality=int(rng.integers(70, 96)))
 
 
 def _rasterise_aperture(radius, blades, rotation_rad, supersample):
@@ -392,12 +396,8 @@ def sample_varied_options(rng):
     [2e-4, 1e-2]; half the images rendered 1-2x larger and downscaled; tone curve strength in
     [-0.1, 0.5]; half sharpened (amount 0.2..0.8, radius sigma 0.6..1.5 px); JPEG quality 40..98,
     1 in 10 left uncompressed."""
-    blades = 0 if rng.random() < 0.5 else int(rng.integers(5, 10))
     return DiscOptions(
-        blades=blades,
-        rotation_deg=float(rng.uniform(0.0, 360.0)),
-        shot_noise=float(math.exp(rng.uniform(math.log(1e-5), math.log(5e-3)))),
-        read_noise=float(math.exp(rng.uniform(math.log(2e-4), math.log(1e-2)))),
+        **_sample_camera_noise(rng, (1e-5, 5e-3), (2e-4, 1e-2)),
         jpeg_quality=0 if rng.random() < 0.1 else int(rng.integers(40, 99)),
         render_scale=1.0 if rng.random() < 0.5 else float(rng.uniform(1.0, 2.0)),
         tone=float(rng.uniform(-0.1, 0.5)),
