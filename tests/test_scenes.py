@@ -148,8 +148,13 @@ def test_camera_finish_tone_sharpen_jpeg():
     small = render.camera_finish(lin, render.DiscOptions(jpeg_quality=60, sharpen_amount=0.5), rng,
                                  out_size=(32, 8))
     assert small.shape == (8, 32, 3) and 0 <= small.min() and small.max() <= 1
-    opts = render.sample_varied_options(np.random.default_rng(3))
-    assert 1.0 <= opts.render_scale <= 2.0 and 0 <= opts.jpeg_quality <= 98
+    rng = np.random.default_rng(3)
+    many = [render.sample_varied_options(rng) for _ in range(400)]
+    scales = np.array([o.render_scale for o in many])
+    quality = np.array([o.jpeg_quality for o in many])
+    assert 0.4 < np.mean(scales == 1.0) < 0.6 and scales.max() > 1.8 and scales.min() == 1.0
+    assert 0.05 < np.mean(quality == 0) < 0.15 and quality[quality > 0].min() < 45
+    assert 0.4 < np.mean([o.sharpen_amount == 0 for o in many]) < 0.6
 
 
 def test_pool_key_separates_scene_kinds_and_keeps_old_keys():
