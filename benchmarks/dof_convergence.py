@@ -134,7 +134,7 @@ def train_one(target, base_cfg, train_pool, held_out, args, log):
     from tf_defocus.training import dof_task
 
     cfg = dataclasses.replace(base_cfg, target=target)
-    trainer = dof_task.make_trainer(cfg)
+    trainer = dof_task.make_trainer(cfg, seed=cfg.seed)
 
     def both(x):
         raw = trainer.net(x, training=False)

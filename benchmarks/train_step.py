@@ -112,9 +112,9 @@ def main():
                   batch_synthetic=args.batch, batch_real_mask=args.batch,
                   batch_real_unlabelled=args.batch)
     el = element(args.batch, args.small_patch)
-    b_trainer = build_trainer(DMENetTaskConfig(variant="B", use_aux=True, **common))
+    b_trainer = build_trainer(DMENetTaskConfig(variant="B", use_aux=True, **common), seed=0)
     b_first, b_step = time_steps(b_trainer, el, args.steps)
-    full_trainer = build_trainer(DMENetTaskConfig(variant="BDSC", **common))
+    full_trainer = build_trainer(DMENetTaskConfig(variant="BDSC", **common), seed=0)
     f_first, f_step = time_steps(full_trainer, el, args.steps)
     print(f"\n[1] width {args.small_width}, {args.small_patch}x{args.small_patch}, batch "
           f"{args.batch}+{args.batch}+{args.batch} (median of {args.steps} steps)")
@@ -129,7 +129,7 @@ def main():
     p = args.full_patch
     big = build_trainer(DMENetTaskConfig(variant="B", use_aux=True, width=1.0, patch_size=p,
                                          batch_synthetic=args.full_batch,
-                                         jit_compile=args.jit_compile))
+                                         jit_compile=args.jit_compile), seed=0)
     fwd = conv_forward_flops(big.blur_estimator, p, p)
     step_flops = 3 * fwd * args.full_batch
     first, step = time_steps(big, element(args.full_batch, p), args.full_steps)

@@ -63,7 +63,7 @@ def test_absurd_learning_rate_never_poisons_the_last_good_checkpoint(tmp_path):
 
     elements = [make_element(i) for i in range(3)]
     ckpt_dir = tmp_path / "checkpoints"
-    t = build_trainer(tiny_cfg(variant="B"))
+    t = build_trainer(tiny_cfg(variant="B"), seed=0)
     t.run_eagerly = True
     quiet = dict(checkpoint_every=1, log_every=1, verbose=0, log=lambda m: None)
     run_training(task_for(t, elements), tmp_path, 2, learning_rate=1e-3, **quiet)
@@ -81,7 +81,7 @@ def test_absurd_learning_rate_never_poisons_the_last_good_checkpoint(tmp_path):
     assert (tmp_path / "blur_estimator.keras").stat().st_mtime_ns == model_written
 
     # Resuming with a sane rate works from that checkpoint (fresh trainer, as a rerun would).
-    t2 = build_trainer(tiny_cfg(variant="B"))
+    t2 = build_trainer(tiny_cfg(variant="B"), seed=0)
     t2.run_eagerly = True
     res = run_training(task_for(t2, elements), tmp_path, 4, learning_rate=1e-3, **quiet)
     assert (res.start_step, res.step) == (2, 4)
@@ -390,7 +390,7 @@ def test_orphaned_checkpoint_temp_dirs_are_removed_at_start(tmp_path):
     for p in keep:
         p.write_text("mine")
     messages = []
-    t = build_trainer(tiny_cfg(variant="B"))
+    t = build_trainer(tiny_cfg(variant="B"), seed=0)
     t.run_eagerly = True
     run_training(task_for(t, [make_element(0)]), tmp_path, 1, checkpoint_every=1, verbose=0,
                  log=messages.append)
@@ -407,7 +407,7 @@ def test_training_progress_is_plain_lines_when_stdout_is_not_a_terminal(tmp_path
     from tf_defocus.training.dmenet_task import build_trainer
     from tf_defocus.training.loop import run_training
 
-    t = build_trainer(tiny_cfg(variant="B"))
+    t = build_trainer(tiny_cfg(variant="B"), seed=0)
     t.run_eagerly = True
     run_training(task_for(t, [make_element(0)]), tmp_path, 6, checkpoint_every=0, log_every=2,
                  verbose=1)                   # progress "bar" requested, stdout captured

@@ -104,7 +104,7 @@ def test_per_example_losses_and_replica_mean():
 # ------------------------------------------------------------------------------------ trainer
 
 def test_each_optimizer_touches_only_its_networks():
-    t = build_trainer(tiny_cfg())
+    t = build_trainer(tiny_cfg(), seed=0)
     t.set_phase("joint")
     ids = lambda vs: {id(v) for v in vs}
     b_ids = ids(t.blur_estimator.trainable_variables) | ids(t.calibrator.trainable_variables)
@@ -139,7 +139,7 @@ def test_each_optimizer_touches_only_its_networks():
 
 
 def test_pretrain_phase_trains_b_alone_with_mse():
-    t = build_trainer(tiny_cfg(pretrain_steps=5))
+    t = build_trainer(tiny_cfg(pretrain_steps=5), seed=0)
     assert t.phase_for_step(0) == "pretrain" and t.phase_for_step(5) == "joint"
     t.set_phase("pretrain")
     d0, s0 = trainable_snapshot(t.discriminator), trainable_snapshot(t.calibrator)
@@ -154,7 +154,7 @@ def test_pretrain_phase_trains_b_alone_with_mse():
 @pytest.mark.parametrize("name", list(VARIANTS))
 def test_each_ablation_variant_runs_one_step(name):
     variant = VARIANTS[name]
-    t = build_trainer(tiny_cfg(variant=name))
+    t = build_trainer(tiny_cfg(variant=name), seed=0)
     t.set_phase("joint")
     assert (t.discriminator is not None) == variant.discriminator
     assert (t.calibrator is not None) == variant.calibrator
@@ -174,7 +174,7 @@ def test_each_ablation_variant_runs_one_step(name):
 
 def test_tiny_overfit_halves_the_mse():
     keras.utils.set_random_seed(0)
-    t = build_trainer(tiny_cfg(variant="B", learning_rate=2e-3))
+    t = build_trainer(tiny_cfg(variant="B", learning_rate=2e-3), seed=0)
     t.set_phase("joint")
     t.make_train_function(force=True)    # graph mode, as in real training
     el = tf.nest.map_structure(tf.constant, make_element(batch=2))
@@ -189,7 +189,7 @@ def test_mixed_float16_wraps_optimizers_and_keeps_float32_losses():
     policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        t = build_trainer(tiny_cfg(variant="BDSC"))
+        t = build_trainer(tiny_cfg(variant="BDSC"), seed=0)
         assert all(isinstance(o, keras.optimizers.LossScaleOptimizer) for o in t.optimizers)
         t.set_phase("joint")
         logs = t.train_step(make_element())
@@ -206,7 +206,7 @@ def test_mixed_float16_wraps_optimizers_and_keeps_float32_losses():
 
 def test_checkpoint_restores_every_network_and_optimizer(tmp_path):
     messages = []
-    t = build_trainer(tiny_cfg(variant="BDSC", pretrain_steps=1))
+    t = build_trainer(tiny_cfg(variant="BDSC", pretrain_steps=1), seed=0)
     t.run_eagerly = True
     res = run_training(task_for(t, [make_element(0), make_element(1)]), tmp_path, 2,
                        checkpoint_every=1, log_every=1, verbose=0, log=messages.append)
@@ -224,7 +224,7 @@ def test_checkpoint_restores_every_network_and_optimizer(tmp_path):
 
     # A fresh trainer (other initial weights) restored from the directory: identical state.
     keras.utils.set_random_seed(123)
-    t2 = build_trainer(tiny_cfg(variant="BDSC", pretrain_steps=1))
+    t2 = build_trainer(tiny_cfg(variant="BDSC", pretrain_steps=1), seed=0)
     t2.run_eagerly = True
     messages.clear()
     res2 = run_training(task_for(t2, [make_element(0)]), tmp_path, 2, verbose=0,
@@ -250,7 +250,7 @@ def test_checkpoint_restores_every_network_and_optimizer(tmp_path):
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
-    t = build_trainer(tiny_cfg(variant="B"))
+    t = build_trainer(tiny_cfg(variant="B"), seed=0)
     t.run_eagerly = True
     bad = make_element(2)
     bad["synthetic"]["image"][0, 0, 0, 0] = np.nan
@@ -296,7 +296,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
 
     def run(strategy, init=None):
         with strategy.scope():
-            t = build_trainer(cfg)
+            t = build_trainer(cfg, seed=cfg.seed)
             # SGD: unlike Adam, its update is proportional to the gradient scale.
             t.compile(b_optimizer=keras.optimizers.SGD(0.01),
                       d_optimizer=keras.optimizers.SGD(0.01), run_eagerly=True)

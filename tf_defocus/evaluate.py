@@ -210,6 +210,7 @@ def load_methods(config):
     from tf_defocus import inference
     out = []
     if "model" in config.methods:
+        inference.set_tf_threads(config.threads)   # process-wide TF pools (.keras, SavedModel)
         for name, path in config.models or (("default", None),):  # None: the built-in model
             try:
                 est = inference.load_estimator(path, config.tile_size, config.tile_overlap,

@@ -14,7 +14,7 @@ Writers go through ``atomic_path`` so an interrupted run never leaves a half-wri
 import contextlib
 import glob
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 import cv2
@@ -23,8 +23,7 @@ import numpy as np
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 MIN_IMAGE_SIDE = 8
 MAX_IMAGE_PIXELS = 200_000_000
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
+_TEMP_NAME_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_"   # tempfile's; leftover cleaners match them
 
 
 class ImageReadError(ValueError):
@@ -334,16 +333,36 @@ def list_images(inputs):
     return out
 
 
+def _create_temp(path):
+    """Create an empty file ``.<stem>.<8 random chars>.tmp<suffix>`` beside ``path`` (the names
+    ``tempfile.mkstemp`` gives) with the usual file mode: 0o666 less the process umask, which
+    the OS applies at creation, so the umask is never read or changed here. Returns
+    ``(path, mode)``."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    for _ in range(100):
+        name = "".join(secrets.choice(_TEMP_NAME_CHARS) for _ in range(8))
+        tmp = path.parent / f".{path.stem}.{name}.tmp{path.suffix}"
+        try:
+            fd = os.open(tmp, flags, 0o666)
+        except FileExistsError:
+            continue
+        try:
+            mode = os.fstat(fd).st_mode & 0o777
+        finally:
+            os.close(fd)
+        return tmp, mode
+    raise FileExistsError(f"{path}: no free temporary name beside it")
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(fd)
+    tmp, mode = _create_temp(path)
     try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the usual file mode
+        yield tmp
+        os.chmod(tmp, mode)   # in case the writer replaced the file (e.g. with mode 0600)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -495,7 +495,10 @@ def _saved_model_dir(p):
 
 
 def set_tf_threads(threads):
-    """Limit TensorFlow's intra/inter-op thread pools (must run before TF executes anything)."""
+    """Limit TensorFlow's intra/inter-op thread pools to ``threads`` (inter-op: at most 2) for
+    the whole process; None or 0 leaves TF's defaults. Call it before TF executes anything
+    (later calls are ignored). ``load_estimator`` never does: the predict / evaluate CLIs call
+    it for ``--threads``."""
     if not threads:
         return
     import tensorflow as tf
@@ -523,7 +526,9 @@ def load_estimator(path=None, tile_size=DEFAULT_TILE_SIZE, tile_overlap=DEFAULT_
     ``path=None`` loads the built-in default model (``default_model_path()``).
 
     tile_size, tile_overlap: px, multiples of 16 (tile_size 0 = whole image in one pass).
-    threads: TFLite interpreter threads (default 2) / TF thread pools (default: TF's choice).
+    threads: threads of a ``.tflite`` model's LiteRT interpreter (default 2). TensorFlow's
+    process-wide thread pools (``.keras`` / SavedModel) are not touched: set them with
+    ``set_tf_threads`` first.
     Raises ModelLoadError (naming the path) for anything that is not a tf_defocus model, and
     ValueError for bad tiling parameters, before any inference work.
     """
@@ -534,11 +539,9 @@ def load_estimator(path=None, tile_size=DEFAULT_TILE_SIZE, tile_overlap=DEFAULT_
     if not p.exists():
         raise ModelLoadError(f"{path}: no such file or directory")
     if p.is_dir():
-        set_tf_threads(threads)
         sm = _saved_model_dir(p)
         backend = _SavedModelBackend(sm) if sm is not None else _KerasBackend(p)
     elif p.suffix == ".keras":
-        set_tf_threads(threads)
         backend = _KerasBackend(p)
     elif p.suffix == ".tflite":
         backend = _TFLiteBackend(p, threads or DEFAULT_TFLITE_THREADS)

@@ -350,6 +350,7 @@ def load_method(config):
     if config.method in TRAINING_FREE:
         from tf_defocus import classical
         return classical.make_method(config.method)
+    inference.set_tf_threads(config.threads)   # process-wide TF pools (.keras, SavedModel)
     try:
         est = inference.load_estimator(config.model or None, config.tile_size, config.tile_overlap,
                                        threads=config.threads or None)

@@ -174,9 +174,14 @@ def make_val_datasets(cfg, variant):
     return out or None
 
 
-def build_trainer(cfg):
-    """Networks + compiled ``DMENetTrainer`` (optimizers built). Call inside strategy.scope()."""
-    keras.utils.set_random_seed(int(cfg.seed))
+def build_trainer(cfg, seed=None):
+    """Networks + compiled ``DMENetTrainer`` (optimizers built). Call inside strategy.scope().
+
+    seed: if given, ``keras.utils.set_random_seed(seed)`` first -- process-wide (Python, NumPy
+    and TF global RNGs), so the initial weights follow it; ``build_task`` passes ``cfg.seed``.
+    None leaves the global RNGs alone."""
+    if seed is not None:
+        keras.utils.set_random_seed(int(seed))
     variant = cfg.variant_spec
     blur = BlurEstimator(width=cfg.width, vgg_weights=cfg.vgg_weights)
     disc = DomainDiscriminator(width=cfg.width) if variant.discriminator else None
@@ -243,7 +248,7 @@ def build_task(config, *, with_validation=True):
     strategy = tf.distribute.get_strategy()
     check_batches_divide(cfg, strategy.num_replicas_in_sync)
     variant = cfg.variant_spec
-    trainer = build_trainer(cfg)
+    trainer = build_trainer(cfg, seed=cfg.seed)
     train = make_train_dataset(cfg, variant)
     val = make_val_datasets(cfg, variant) if with_validation else None
     return TrainingTask(trainer=trainer, train_dataset=train, val_dataset=val,

@@ -398,11 +398,14 @@ class DoFTrainer(keras.Model):
         return self._update(self.val_trackers, data, pred, per_example)
 
 
-def make_trainer(cfg, jit_compile=False):
+def make_trainer(cfg, jit_compile=False, seed=None):
     """A compiled ``DoFTrainer`` for ``cfg`` with its weights and Adam optimizer built (so it is
-    MirroredStrategy-safe when called inside ``strategy.scope()``). Seeds Keras with cfg.seed.
-    Under the ``mixed_float16`` policy the optimizer is wrapped in a LossScaleOptimizer."""
-    keras.utils.set_random_seed(cfg.seed)
+    MirroredStrategy-safe when called inside ``strategy.scope()``). seed: if given,
+    ``keras.utils.set_random_seed(seed)`` first (process-wide; ``build_task`` passes
+    ``cfg.seed``). Under the ``mixed_float16`` policy the optimizer is wrapped in a
+    LossScaleOptimizer."""
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
     net = DoFNet(width=cfg.width, kernel_sizes=cfg.kernel_sizes, filters=cfg.filters,
                  target=cfg.target, padding=cfg.padding)
     trainer = DoFTrainer(net, name="dofnet_trainer")
@@ -440,7 +443,8 @@ def build_task(config, verbose=True):
                          f"{replicas} replicas")
     pool = build_pool(cfg, verbose=verbose)
     train, val = make_datasets(pool, cfg)
-    trainer = make_trainer(cfg, jit_compile=bool(getattr(config, "jit_compile", False)))
+    trainer = make_trainer(cfg, jit_compile=bool(getattr(config, "jit_compile", False)),
+                           seed=cfg.seed)
     return TrainingTask(trainer=trainer, train_dataset=train, val_dataset=val,
                         inference_model=trainer.net.inference_model,
                         image_panels=image_panels_fn(trainer))

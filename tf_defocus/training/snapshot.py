@@ -32,7 +32,7 @@ def inference_model_from_checkpoint(model_dir, step=None):
     if not path or not Path(path + ".index").is_file():
         raise ValueError(f"{ckpt_dir}: no checkpoint {'ckpt-%d' % step if step is not None else ''}")
     cfg = dmenet_task.DMENetTaskConfig.from_any(types.SimpleNamespace(**raw))
-    trainer = dmenet_task.build_trainer(cfg)
+    trainer = dmenet_task.build_trainer(cfg)   # weights come from the checkpoint: no seeding
     tf.train.Checkpoint(trainer=trainer).restore(path).expect_partial()
     return dmenet_task.float32_inference_model(trainer.blur_estimator), path
 
