@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from tests import model_checks
 from tf_defocus.models import (BlurEstimator, CaffePreprocess, ContentLoss, DomainDiscriminator,
-                               NearestUpsample, Resize, SharpnessCalibrator, SymmetricPad, channels)
+                               NearestUpsample, SharpnessCalibrator, SymmetricPad, channels)
 from tf_defocus.models import blur_estimator as be
 from tf_defocus.models import vgg
 
@@ -286,24 +286,10 @@ def test_symmetric_pad_is_edge_replication():
                                   np.pad(x, [(0, 0), (2, 2), (2, 2), (0, 0)], mode="symmetric"))
 
 
-def test_resize_modes_with_unknown_size():
+def test_nearest_upsample_repeats_pixels():
     x = np.random.default_rng(0).uniform(size=(1, 6, 10, 1)).astype(np.float32)
-    ref = np.zeros((1, 12, 5, 3), np.float32)
-    inp = keras.Input((None, None, 1))
-    inp_ref = keras.Input((None, None, 3))
-    m = keras.Model([inp, inp_ref], [Resize(scale=2.0, method="nearest")(inp),
-                                     Resize(method="bilinear")([inp, inp_ref]),
-                                     Resize(size=(3, 4), method="area")(inp)])
-    a, b, c = m([x, ref])
-    np.testing.assert_array_equal(a.numpy(), np.repeat(np.repeat(x, 2, 1), 2, 2))
-    np.testing.assert_allclose(b.numpy(), tf.image.resize(x, (12, 5)).numpy(), atol=1e-6)
-    assert c.shape == (1, 3, 4, 1)
     up = NearestUpsample(3)(x).numpy()
     np.testing.assert_array_equal(up, np.repeat(np.repeat(x, 3, 1), 3, 2))
-    layer = Resize(scale=0.5, method="nearest", antialias=False)
-    assert Resize.from_config(layer.get_config()).get_config() == layer.get_config()
-    with pytest.raises(ValueError):
-        Resize(size=(2, 2), scale=2.0)
 
 
 # ---------------------------------------------------------------- ImageNet VGG19 weights

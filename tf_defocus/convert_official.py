@@ -233,14 +233,6 @@ def convert_arrays(arrays, source="<arrays>", require_all=True):
         skipped=tuple(sorted(k for k in arrays if k in UNUSED_KEYS)))
 
 
-def load_official_npz(path, require_all=True):
-    """``DMENet_BDCS.npz`` -> ``BlurEstimator`` (width 1.0) holding the authors' weights.
-
-    Use ``BlurEstimator.inference_model()`` for image -> defocus (sigma/7) maps.
-    """
-    return convert_arrays(read_npz(path), source=os.fspath(path), require_all=require_all).estimator
-
-
 # ---------------------------------------------------------------- CLI
 
 @dataclasses.dataclass(frozen=True)

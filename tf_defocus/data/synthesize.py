@@ -282,9 +282,3 @@ def parse_tfrecord(serialized):
     image = tf.cast(image, tf.float32) / 255.0
     sigma = tf.reshape(sigma, tf.stack([h, w, 1]))
     return image, sigma, f["id"]
-
-
-def tfrecord_example(sample_id, sample, extra_meta=None):
-    """Serialized ``tf.train.Example`` of one sample (schema in ``tf_defocus.generate``)."""
-    meta = {"id": str(sample_id), **sample.camera, **(extra_meta or {})}
-    return tfrecord_example_from_encoded(sample_id, encode_sample(sample), meta)

@@ -3,8 +3,8 @@
 Importing this package registers the custom layers and models for ``keras.saving.load_model``.
 """
 
-from tf_defocus.models.layers import (CaffePreprocess, NearestUpsample, Resize, SymmetricPad,
-                                      channels, conv_block)
+from tf_defocus.models.layers import (CaffePreprocess, NearestUpsample, SymmetricPad, channels,
+                                      conv_block)
 from tf_defocus.models.vgg import load_vgg19_imagenet, vgg19_trunk
 from tf_defocus.models.blur_estimator import BlurEstimator
 from tf_defocus.models.discriminator import DomainDiscriminator
@@ -13,5 +13,5 @@ from tf_defocus.models.content_loss import ContentLoss
 from tf_defocus.models.dofnet import DoFNet
 
 __all__ = ["BlurEstimator", "CaffePreprocess", "ContentLoss", "DoFNet", "DomainDiscriminator",
-           "NearestUpsample", "Resize", "SharpnessCalibrator", "SymmetricPad", "channels",
+           "NearestUpsample", "SharpnessCalibrator", "SymmetricPad", "channels",
            "conv_block", "load_vgg19_imagenet", "vgg19_trunk"]

@@ -86,67 +86,6 @@ class SymmetricPad(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class Resize(keras.layers.Layer):
-    """Spatial resize around ``tf.image.resize`` that works with unknown H/W.
-
-    Exactly one way of choosing the output size:
-      * ``size=(h, w)``: fixed output size;
-      * ``scale=s``: output ``round(H*s), round(W*s)`` of the (dynamic) input size;
-      * neither: call with ``[x, reference]`` and ``x`` is resized to ``reference``'s H, W.
-    ``method``: any ``tf.image.resize`` method ("bilinear", "nearest", "area", ...).
-    Output dtype is the layer's compute dtype.
-    """
-
-    def __init__(self, size=None, scale=None, method="bilinear", antialias=False, **kwargs):
-        super().__init__(**kwargs)
-        if size is not None and scale is not None:
-            raise ValueError("give at most one of size and scale")
-        self.size = None if size is None else (int(size[0]), int(size[1]))
-        self.scale = None if scale is None else float(scale)
-        if self.scale is not None and self.scale <= 0:
-            raise ValueError(f"scale must be > 0, got {scale}")
-        self.method = str(method)
-        self.antialias = bool(antialias)
-
-    def _target_size(self, x, reference):
-        if self.size is not None:
-            return self.size
-        if self.scale is not None:
-            hw = tf.cast(tf.shape(x)[1:3], tf.float32) * self.scale
-            return tf.cast(tf.round(hw), tf.int32)
-        if reference is None:
-            raise ValueError("Resize without size or scale must be called with [x, reference]")
-        return tf.shape(reference)[1:3]
-
-    def call(self, inputs):
-        if isinstance(inputs, (list, tuple)):
-            x, reference = inputs
-        else:
-            x, reference = inputs, None
-        size = self._target_size(x, reference)
-        y = tf.image.resize(x, size, method=self.method, antialias=self.antialias)
-        return tf.cast(y, self.compute_dtype)
-
-    def compute_output_shape(self, input_shape):
-        nested = isinstance(input_shape, (list, tuple)) and input_shape
-        if nested and isinstance(input_shape[0], (list, tuple)):
-            x_shape, ref_shape = input_shape
-        else:
-            x_shape, ref_shape = input_shape, None
-        n, h, w, c = x_shape
-        if self.size is not None:
-            return (n, self.size[0], self.size[1], c)
-        if self.scale is not None:
-            f = lambda s: None if s is None else int(round(s * self.scale))
-            return (n, f(h), f(w), c)
-        return (n, ref_shape[1], ref_shape[2], c)
-
-    def get_config(self):
-        return {**super().get_config(), "size": self.size, "scale": self.scale,
-                "method": self.method, "antialias": self.antialias}
-
-
-@keras.saving.register_keras_serializable(package=PACKAGE)
 class NearestUpsample(keras.layers.Layer):
     """Integer nearest-neighbour upsampling (pixel duplication), NHWC, unknown H/W allowed.
 
