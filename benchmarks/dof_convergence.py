@@ -1,6 +1,6 @@
 """Does DoFNet train better on the weight map W or on the weighted image W x I? (KCI 2020 claim)
 
-The KCI paper (SPEC.md section 4) reports that an SRCNN trained on (image, weight map W) did
+The KCI paper (KCI 2020 summer conference paper on DoF regions) reports that an SRCNN trained on (image, weight map W) did
 not converge (a greyscale-looking output after 15,000 iterations), while training on the
 weighted image W' = W x I found the DoF region after about 1,400 iterations with 425 images.
 

@@ -1,6 +1,6 @@
-"""Training-free depth-of-field (DoF) weight map of the KCI 2020 paper (SPEC.md section 4).
+"""Training-free depth-of-field (DoF) weight map of the KCI 2020 paper (KCI 2020 summer conference paper on DoF regions).
 
-The paper's eqs. 1-3 (symbols lost in the text; this is the reconstruction SPEC.md fixes):
+The paper's eqs. 1-3 (symbols lost in the text; this is the reconstruction this package uses):
 
 1. cross-correlation with a Gaussian mask ``G`` of size ``k`` (the paper uses k = 15):
    ``I_s(x) = sum_u G(u) I(x + u)``, done per RGB channel;

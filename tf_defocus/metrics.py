@@ -1,6 +1,6 @@
 """Evaluation metrics (NumPy only) for defocus maps and blur detection.
 
-Conventions (SPEC.md section 5):
+Conventions (docs/ARCHITECTURE.md):
 
 * Defocus maps are compared as sigma [px]. ``defocus_errors`` reports MSE and MAE in network
   units sigma/7 (both maps clipped to [0, 7] px first, as the SYNDOF labels are) and MAE in px.

@@ -1,4 +1,4 @@
-"""Units used across tf_defocus (SPEC.md section 5).
+"""Units used across tf_defocus (docs/ARCHITECTURE.md).
 
 Blur is the Gaussian-equivalent sigma in pixels. Networks output ``sigma / SIGMA_MAX_PX`` in
 [0, 1]; public functions return sigma in pixels; a focus map is ``1 - sigma / SIGMA_MAX_PX``.

@@ -1,4 +1,4 @@
-"""Thin-lens optics and the SYNDOF camera sampling policy (SPEC.md sections 2.1 and 3).
+"""Thin-lens optics and the SYNDOF camera sampling policy (KR 10-2363049 step S10; the SYNDOF generator, github.com/codeslake/SYNDOF).
 
 Units: lengths in millimetres (``_mm``), image quantities in pixels (``_px``). Depth is the
 object distance ``z`` from the lens along the optical axis [mm].

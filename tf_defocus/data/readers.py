@@ -1,7 +1,7 @@
 """Readers for the public defocus / blur-detection data-set layouts.
 
 Each reader lists ``Example(image, label)`` path pairs (matched by file stem) and knows how to
-decode its labels into float32 arrays in this project's units (SPEC.md section 5):
+decode its labels into float32 arrays in this project's units (docs/ARCHITECTURE.md):
 
 * sigma labels: Gaussian-equivalent blur sigma in pixels, (H, W) float32;
 * mask labels: binary blur masks, (H, W) float32 in {0, 1}, 1 = blurred (out of focus).

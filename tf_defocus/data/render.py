@@ -1,7 +1,7 @@
 """Depth-layered defocus rendering (thin lens, back-to-front compositing).
 
 ``render_defocus(image, depth_mm, camera, psf)`` blurs an all-in-focus sRGB image with its depth
-map the way SYNDOF does (SPEC.md section 3): the scene is cut into depth layers, each layer's
+map the way SYNDOF does (the SYNDOF generator of github.com/codeslake/SYNDOF): the scene is cut into depth layers, each layer's
 premultiplied colour and coverage are blurred with that layer's PSF and composited "over" the
 layers behind it, far to near.
 
@@ -25,7 +25,7 @@ foreground fades smoothly over a sharp background on both sides of its edge.
 PSFs:
 * ``gaussian``: Gaussian of the layer's sigma applied to the sRGB values (SYNDOF's domain).
 * ``disc``: a camera-like domain: a circular or n-bladed polygonal aperture of diameter
-  ``4 * sigma`` px (its per-axis standard deviation equals the label sigma, the SPEC's
+  ``4 * sigma`` px (its per-axis standard deviation equals the label sigma, this package's
   disc diameter c <-> sigma c/4 rule), applied in linear light (sRGB -> linear -> blur ->
   sRGB), then Poisson-Gaussian sensor noise (shot + read, in linear light) and a JPEG
   re-encode at a random quality.

@@ -1,4 +1,4 @@
-"""DoFNet: the KCI 2020 paper's SRCNN-style network, image -> DoF weight map (SPEC.md section 4).
+"""DoFNet: the KCI 2020 paper's SRCNN-style network, image -> DoF weight map (KCI 2020 summer conference paper on DoF regions).
 
 Architecture (SRCNN, Dong et al. 2014, with the KCI paper's output): conv k1 x k1 (64) + ReLU,
 conv k2 x k2 (32) + ReLU, conv k3 x k3 to the training target (linear), stride 1, output the

@@ -22,7 +22,7 @@ from tf_defocus.visualize import colorize
 
 @dataclasses.dataclass(frozen=True)
 class DMENetTaskConfig:
-    """Settings of the DMENet task (sizes in px). Defaults: the authors' (SPEC §3).
+    """Settings of the DMENet task (sizes in px). Defaults: the authors' (github.com/codeslake/DMENet config.py).
 
     Model: width (channel multiplier), vgg_weights (local Keras VGG19 notop .h5 or None),
     variant (B | BD | BDC | BDSC_noaux | BDSC) with optional per-module overrides

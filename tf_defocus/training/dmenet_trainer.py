@@ -1,4 +1,4 @@
-"""DMENet's four-module training (SPEC.md §2.2, §3) as a ``keras.Model`` with a custom step.
+"""DMENet's four-module training (KR 10-2363049; Lee et al., CVPR 2019; github.com/codeslake/DMENet) as a ``keras.Model`` with a custom step.
 
 ``DMENetTrainer`` holds B (``BlurEstimator``) and, depending on the variant, D
 (``DomainDiscriminator``), S (``SharpnessCalibrator``) and C (``ContentLoss``). One
@@ -42,7 +42,7 @@ PHASE_JOINT = "joint"
 
 @dataclasses.dataclass(frozen=True)
 class LossWeights:
-    """Weights of the generator loss terms (the MSE has weight 1). SPEC §3 defaults.
+    """Weights of the generator loss terms (the MSE has weight 1). The authors' defaults (codeslake/DMENet config.py).
 
     adversarial also scales D's own loss (as in the authors' code).
     """

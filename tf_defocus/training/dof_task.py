@@ -1,4 +1,4 @@
-"""DoFNet training task (KCI 2020 paper, SPEC.md section 4) for ``tf_defocus.train --task=dofnet``.
+"""DoFNet training task (KCI 2020 paper) for ``tf_defocus.train --task=dofnet``.
 
 Data: a pool of images loaded once — every image of ``image_dir`` (unreadable files are
 reported by name and skipped) or ``pool_size`` built-in procedural defocused scenes

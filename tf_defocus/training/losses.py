@@ -1,4 +1,4 @@
-"""DMENet loss terms (SPEC.md §2.2 and §3), as per-example values plus replica-aware scaling.
+"""DMENet loss terms (KR 10-2363049 eqs. 2-7; codeslake/DMENet model.py), as per-example values plus replica-aware scaling.
 
 Every ``*_per_example`` function returns a float32 vector (N,) — the loss of each example of a
 (per-replica) batch — so that a ``tf.distribute`` replica can turn it into its share of the
