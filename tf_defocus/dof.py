@@ -1,4 +1,4 @@
-"""Training-free depth-of-field (DoF) weight map of the KCI 2020 paper (KCI 2020 summer conference paper on DoF regions).
+"""Training-free depth-of-field (DoF) weight map of the KCI 2020 summer-conference paper on DoF regions.
 
 The paper's eqs. 1-3 (symbols lost in the text; this is the reconstruction this package uses):
 
