@@ -109,10 +109,9 @@ def _ground_inverse_depth(h, y_horizon, height, inv_bottom):
     return np.maximum(inv_bottom * t, 1.0 / SKY_DEPTH_MM)
 
 
-def _perspective_texture(p, width, rows, y_horizon):
-    """Ground texture for rows ``rows`` (array of image rows below the horizon): a crop warped
-    so it shrinks toward the horizon."""
-    h = len(rows)
+def _perspective_texture(p, width, h):
+    """Ground texture (h, width, 3) for the h rows below the horizon: a crop warped so it
+    shrinks toward the horizon."""
     tex, kind = p.surface(h, width)
     if kind == "smooth":
         return tex, kind
@@ -167,7 +166,7 @@ def _layout(p, layout, inv_near, inv_far):
         inv_rows = _ground_inverse_depth(height, y_h, height, inv_bottom)
         r0 = int(math.floor(y_h))
         rows = np.arange(r0, height)
-        tex, kind = _perspective_texture(p, width, rows, y_h)
+        tex, kind = _perspective_texture(p, width, len(rows))
         mask = np.zeros((height - r0, width), np.uint8)
         mask[:] = 255
         frac = y_h - r0
@@ -191,7 +190,7 @@ def _layout(p, layout, inv_near, inv_far):
         rows = np.arange(r0, height, dtype=np.float32)
         t = (rows - y_h) / max(height - y_h, 1.0)
         inv_rows = inv_wall + (inv_bottom - inv_wall) * np.clip(t, 0, 1)
-        tex, kind = _perspective_texture(p, width, rows, y_h)
+        tex, kind = _perspective_texture(p, width, len(rows))
         mask = np.full((height - r0, width), 255, np.uint8)
         p.paint(mask, 0, r0, tex, np.broadcast_to((1.0 / inv_rows)[:, None], mask.shape))
     if rng.random() < 0.5:  # side wall, slanted from near (frame edge) to the back wall
