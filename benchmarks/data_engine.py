@@ -127,14 +127,14 @@ def main(argv):
     py, py_cpu = _python_loop_patches(source, FLAGS.patch_size, FLAGS.seconds, np.random.default_rng(0))
     print(f"  plain Python loop (read_image + label decode + crop/flip/rot90): {py:.1f} patches/s, "
           f"{py_cpu:.1f} CPU ms/patch")
-    base = dict(patch_size=FLAGS.patch_size, synthetic_dirs=(out,), seed=0, deterministic=False)
+    base = dict(patch_size=FLAGS.patch_size, synthetic_dir=(out,), seed=0, deterministic=False)
     rows = [("streaming decode, 1 crop per decoded file (crops_per_image=1)", {"crops_per_image": 1}),
             ("streaming decode, 2 crops per decoded file (default)", {}),
             ("streaming decode, 4 crops per decoded file (crops_per_image=4)", {"crops_per_image": 4}),
             ("in memory (in_memory=True; how procedural pools run)", {"in_memory": True})]
     results = {}
     for label, extra in rows:
-        rate, cpu = _tfdata_patches(pipeline.PipelineConfig(**base, **extra), FLAGS.seconds, FLAGS.batch_size)
+        rate, cpu = _tfdata_patches(pipeline.DataConfig(**base, **extra), FLAGS.seconds, FLAGS.batch_size)
         results[label] = rate
         print(f"  tf.data, {label}: {rate:.1f} patches/s = x{rate / py:.2f} the Python loop; "
               f"{cpu:.1f} CPU ms/patch -> free-core bound {cores * 1000 / cpu:.0f} patches/s")

@@ -31,7 +31,6 @@ iteration each target reaches each threshold.
 """
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -133,8 +132,8 @@ def train_one(target, base_cfg, train_pool, held_out, args, log):
     import tensorflow as tf
     from tf_defocus.training import dof_task
 
-    cfg = dataclasses.replace(base_cfg, target=target)
-    trainer = dof_task.make_trainer(cfg, seed=cfg.seed)
+    cfg = cfglib.replace(base_cfg, dof_target=target)
+    trainer = dof_task.make_trainer(cfg, seed=cfg.data.seed)
 
     def both(x):
         raw = trainer.net(x, training=False)
@@ -142,7 +141,7 @@ def train_one(target, base_cfg, train_pool, held_out, args, log):
     infer = tf.function(both, input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
     step = tf.function(trainer.train_step if args.recipe == "adam"
                        else srcnn_step(trainer, cfg))
-    batches = dof_task.patch_batches(train_pool, cfg, cfg.seed)
+    batches = dof_task.patch_batches(train_pool, cfg, cfg.data.seed)
     rows, losses = [], []
     t0 = time.perf_counter()
     train_time = 0.0
@@ -173,11 +172,11 @@ def srcnn_step(trainer, cfg):
     ``cfg.learning_rate`` for the first two layers and a tenth of it for the last one."""
     import keras
     import tensorflow as tf
-    rng = np.random.default_rng(cfg.seed)
+    rng = np.random.default_rng(cfg.data.seed)
     for conv in (trainer.net.conv1, trainer.net.conv2, trainer.net.conv3):
         conv.kernel.assign(rng.normal(0.0, 1e-3, conv.kernel.shape).astype(np.float32))
         conv.bias.assign(np.zeros(conv.bias.shape, np.float32))
-    opt = keras.optimizers.SGD(learning_rate=cfg.learning_rate, momentum=0.9)
+    opt = keras.optimizers.SGD(learning_rate=cfg.optimizer.learning_rate, momentum=0.9)
     variables = trainer.net.trainable_variables
     opt.build(variables)
     last = {id(v) for v in trainer.net.conv3.trainable_variables}
@@ -280,19 +279,20 @@ def main(argv=None):
     tf.config.threading.set_inter_op_parallelism_threads(1)
     cv2.setNumThreads(args.threads)
     from tf_defocus.imageio import write_text
+    from tf_defocus import config as cfglib
     from tf_defocus.training import dof_task
+    from tf_defocus.training.config import DoFNetConfig
 
     log = lambda m: print(m, flush=True)
     if args.learning_rate is None:
         args.learning_rate = 1e-3 if args.recipe == "adam" else 1e-4
     targets = [t for t in args.targets.split(",") if t]
-    base = dof_task.DoFTaskConfig(
-        target=targets[0], image_dir=args.image_dir, mask_size=args.mask_size,
-        kernel_sizes=dof_task._int_tuple(args.kernel_sizes, "kernel_sizes"),
-        filters=dof_task._int_tuple(args.filters, "filters"), width=args.width,
-        pool_size=args.pool_size, source_size=args.source_size, val_images=args.val_images,
-        patch_size=args.patch_size, batch_size=args.batch_size,
-        learning_rate=args.learning_rate, seed=args.seed)
+    base = cfglib.from_flat(DoFNetConfig, dict(
+        dof_target=targets[0], dof_image_dir=args.image_dir, dof_mask_size=args.mask_size,
+        dof_kernel_sizes=args.kernel_sizes, dof_filters=args.filters, width=args.width,
+        dof_pool_size=args.pool_size, dof_source_size=args.source_size,
+        dof_val_images=args.val_images, patch_size=args.patch_size,
+        dof_batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed))
     csv_path = os.path.join(args.out_dir, "dof_convergence.csv")
     png_path = os.path.join(args.out_dir, "dof_convergence.png")
     if args.plot_only:
@@ -301,7 +301,7 @@ def main(argv=None):
         return 0
     os.makedirs(args.out_dir, exist_ok=True)
     write_text(os.path.join(args.out_dir, "config.json"),
-               json.dumps(dict(vars(args), task=dataclasses.asdict(base)), indent=2, default=str))
+               json.dumps(dict(vars(args), task=cfglib.to_dict(base)), indent=2, default=str))
     t0 = time.perf_counter()
     pool = dof_task.build_pool(base, verbose=True)  # procedural pools are cached on disk
     train_pool, held_out = dof_task.split_pool(pool, base.val_images)

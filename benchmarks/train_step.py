@@ -102,7 +102,10 @@ def main():
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    from tf_defocus.training.dmenet_task import DMENetTaskConfig, build_trainer
+    from tf_defocus import config as cfglib
+    from tf_defocus.training.config import DMENetConfig
+    from tf_defocus.training.dmenet_task import build_trainer
+    dmenet_config = lambda **values: cfglib.from_flat(DMENetConfig, values)
 
     print(f"CPU cores: {os.cpu_count()}, TF {tf.__version__}, threads: "
           f"{args.threads or 'default'}, jit_compile: {args.jit_compile}")
@@ -112,9 +115,9 @@ def main():
                   batch_synthetic=args.batch, batch_real_mask=args.batch,
                   batch_real_unlabelled=args.batch)
     el = element(args.batch, args.small_patch)
-    b_trainer = build_trainer(DMENetTaskConfig(variant="B", use_aux=True, **common), seed=0)
+    b_trainer = build_trainer(dmenet_config(variant="B", use_aux=True, **common), seed=0)
     b_first, b_step = time_steps(b_trainer, el, args.steps)
-    full_trainer = build_trainer(DMENetTaskConfig(variant="BDSC", **common), seed=0)
+    full_trainer = build_trainer(dmenet_config(variant="BDSC", **common), seed=0)
     f_first, f_step = time_steps(full_trainer, el, args.steps)
     print(f"\n[1] width {args.small_width}, {args.small_patch}x{args.small_patch}, batch "
           f"{args.batch}+{args.batch}+{args.batch} (median of {args.steps} steps)")
@@ -127,9 +130,9 @@ def main():
 
     # 2. Full-width B training step vs the matmul limit.
     p = args.full_patch
-    big = build_trainer(DMENetTaskConfig(variant="B", use_aux=True, width=1.0, patch_size=p,
-                                         batch_synthetic=args.full_batch,
-                                         jit_compile=args.jit_compile), seed=0)
+    big = build_trainer(dmenet_config(variant="B", use_aux=True, width=1.0, patch_size=p,
+                                      batch_synthetic=args.full_batch,
+                                      jit_compile=args.jit_compile), seed=0)
     fwd = conv_forward_flops(big.blur_estimator, p, p)
     step_flops = 3 * fwd * args.full_batch
     first, step = time_steps(big, element(args.full_batch, p), args.full_steps)

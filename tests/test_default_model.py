@@ -12,7 +12,7 @@ import pytest
 import tf_defocus
 from tf_defocus import artifacts, inference, metrics
 from tf_defocus.data import synthesize
-from tf_defocus.generate import image_seed
+from tf_defocus.data.generate import image_seed
 from tf_defocus.weights import DEFAULT_MODEL
 
 VAL_SEED = 20261201  # configs/validation_set.flags

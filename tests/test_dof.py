@@ -272,10 +272,16 @@ def _folder(tmp_path, n=6, h=48, w=64):
     return d
 
 
+def _dof_cfg(**values):
+    from tf_defocus import config as cfglib
+    from tf_defocus.training.config import DoFNetConfig
+    return cfglib.from_flat(DoFNetConfig, values)
+
+
 def _tiny_cfg(folder, target, **kw):
-    return dof_task.DoFTaskConfig(target=target, image_dir=str(folder), width=TINY, val_images=2,
-                                  patch_size=24, batch_size=8, val_patch_size=24,
-                                  learning_rate=3e-3, **kw)
+    return _dof_cfg(dof_target=target, dof_image_dir=str(folder), width=TINY, dof_val_images=2,
+                    patch_size=24, dof_batch_size=8, dof_val_patch_size=24,
+                    learning_rate=3e-3, **kw)
 
 
 @pytest.mark.parametrize("target", ["weight", "weighted_image"])
@@ -323,33 +329,29 @@ def test_task_skips_bad_files_and_names_them(tmp_path, capsys):
         dof_task.build_pool(_tiny_cfg(empty, "weight"), verbose=False)
 
 
-def test_task_config_from_cli_fields():
-    class Cli:  # stands in for the train CLI's frozen config
-        dof_target = "weight"
-        dof_mask_size = 7
-        dof_kernel_sizes = "9,5,5"
-        dof_filters = [32, 16]
-        dof_image_dir = ""
-        batch_size = 4
-        patch_size = 40
-        learning_rate = 1e-4
-        width = 0.5
-        seed = 3
-    cfg = dof_task.config_from(Cli())
-    assert (cfg.target, cfg.mask_size, cfg.kernel_sizes, cfg.filters, cfg.image_dir) == \
-        ("weight", 7, (9, 5, 5), (32, 16), None)
-    assert (cfg.batch_size, cfg.patch_size, cfg.learning_rate, cfg.width, cfg.seed) == \
-        (4, 40, 1e-4, 0.5, 3)
+def test_task_config_from_flags():
+    from absl import flags
+
+    from tf_defocus import train
+    fv = train.define_flags(flags.FlagValues())
+    fv(["train", "--task=dofnet", "--dof_target=weight", "--dof_mask_size=7",
+        "--dof_kernel_sizes=9,5,5", "--dof_filters=32,16", "--dof_batch_size=4",
+        "--patch_size=40", "--learning_rate=1e-4", "--width=0.5", "--seed=3"])
+    cfg = train.config_from_flags(fv)
+    assert (cfg.model.dof_target, cfg.data.dof_mask_size, cfg.model.dof_kernel_sizes,
+            cfg.model.dof_filters, cfg.data.dof_image_dir) == ("weight", 7, (9, 5, 5), (32, 16), None)
+    assert (cfg.data.dof_batch_size, cfg.data.patch_size, cfg.optimizer.learning_rate,
+            cfg.model.width, cfg.data.seed) == (4, 40, 1e-4, 0.5, 3)
     with pytest.raises(ValueError, match="mask_size"):
-        dof_task.DoFTaskConfig(mask_size=4)
-    with pytest.raises(ValueError, match="target"):
-        dof_task.DoFTaskConfig(target="w")
+        _dof_cfg(dof_mask_size=4)
+    with pytest.raises(ValueError, match="dof_target"):
+        _dof_cfg(dof_target="w")
 
 
 def test_task_procedural_pool(tmp_path):
-    cfg = dof_task.DoFTaskConfig(target="weighted_image", width=TINY, pool_size=3, source_size=48,
-                                 val_images=1, patch_size=24, batch_size=4, val_patch_size=24,
-                                 cache_dir=str(tmp_path), pool_workers=1)
+    cfg = _dof_cfg(dof_target="weighted_image", width=TINY, dof_pool_size=3, dof_source_size=48,
+                   dof_val_images=1, patch_size=24, dof_batch_size=4, dof_val_patch_size=24,
+                   cache_dir=str(tmp_path), pool_workers=1)
     pool = dof_task.build_pool(cfg, verbose=False)
     assert len(pool) == 3 and pool.images[0].shape == (48, 48, 3)
     assert pool.masks is not None and pool.masks[0].shape == (48, 48)
@@ -405,28 +407,17 @@ def test_export_parity_savedmodel_and_tflite(tmp_path, target):
 
 # ----------------------------------------------------------------------------- integration
 
-def test_train_cli_config_defaults_match_task():
-    from tf_defocus import train
-    cli = train.TrainConfig(task="dofnet")
-    cfg = dof_task.config_from(cli)
-    ref = dof_task.DoFTaskConfig()
-    for f in ("target", "mask_size", "kernel_sizes", "filters", "padding", "pool_size",
-              "source_size", "max_side", "val_images", "val_patch_size", "batch_size"):
-        assert getattr(cli, f"dof_{f}") == getattr(ref, f), f
-    assert cfg == ref  # generic fields left at None fall back to the task's defaults
-
-
 def test_train_resume_and_predict(tmp_path, capsys):
-    from tf_defocus import inference, predict, train
+    from tf_defocus import inference, predict, training
     photos = _folder(tmp_path, n=3, h=40, w=56)
-    common = dict(task="dofnet", model_dir=str(tmp_path / "run"), checkpoint_every=4,
+    common = dict(model_dir=str(tmp_path / "run"), checkpoint_every=4,
                   log_every=2, image_every=4, val_every=4, progress=False, width=TINY,
                   patch_size=24, dof_batch_size=4, dof_pool_size=3, dof_source_size=40,
                   dof_val_images=1, dof_val_patch_size=24, dof_target="weighted_image",
                   cache_dir=str(tmp_path / "cache"), pool_workers=1)
-    result = train.train(train.TrainConfig(train_steps=4, **common))
+    result = training.train(_dof_cfg(train_steps=4, **common))
     assert result.step == 4 and result.model_path.name == "dofnet.keras"
-    result = train.train(train.TrainConfig(train_steps=6, **common))
+    result = training.train(_dof_cfg(train_steps=6, **common))
     assert result.start_step == 4 and result.step == 6
     assert "resuming from step 4" in capsys.readouterr().out
     est = inference.load_estimator(result.model_path)

@@ -67,12 +67,12 @@ def _user_config(tmp_path, **kw):
     cuhk = _write_masks(tmp_path / "cuhk")
     flickr = _write_photos(tmp_path / "flickr")
     base = dict(patch_size=P, batch_synthetic=2, batch_real_mask=3, batch_real_unlabelled=1,
-                min_short_side=P + 1, max_short_side=64, synthetic_dirs=(str(syn),),
-                real_mask_dirs=(str(cuhk),), real_mask_blurred_value=0,
-                real_unlabelled_dirs=(str(flickr),), seed=5, deterministic=True,
+                min_short_side=P + 1, max_short_side=64, synthetic_dir=(str(syn),),
+                real_mask_dir=(str(cuhk),), real_mask_blurred_value=0,
+                unlabelled_dir=(str(flickr),), seed=5, deterministic=True,
                 cache_dir=str(tmp_path / "cache"))
     base.update(kw)
-    return pipeline.PipelineConfig(**base)
+    return pipeline.DataConfig(**base)
 
 
 def _interior(label, radius=1):
@@ -250,21 +250,23 @@ def test_missing_pair_in_pipeline(tmp_path, caplog):
 
 def test_config_validation():
     with pytest.raises(ValueError, match="real_mask_blurred_value"):
-        pipeline.PipelineConfig(real_mask_dirs=("x",))
+        pipeline.DataConfig(real_mask_dir=("x",))
     with pytest.raises(ValueError, match="min_short_side"):
-        pipeline.PipelineConfig(patch_size=64, min_short_side=32)
+        pipeline.DataConfig(patch_size=64, min_short_side=32)
     with pytest.raises(ValueError, match="scale_mode"):
-        pipeline.PipelineConfig(scale_mode="zoom")
-    cfg = pipeline.PipelineConfig(synthetic_dirs=["a", "b"], patch_size=64)
-    assert cfg.synthetic_dirs == ("a", "b") and cfg.short_side_range == (65, 800)
-    assert '"patch_size": 64' in cfg.to_json()
+        pipeline.DataConfig(scale_mode="zoom")
+    with pytest.raises(ValueError, match="not both"):
+        pipeline.DataConfig(synthetic_dir="a", synthetic_tfrecords="b")
+    cfg = pipeline.DataConfig(synthetic_dir=["a", "b"], patch_size=64)
+    assert cfg.synthetic_dir == ("a", "b") and cfg.short_side_range == (65, 800)
+    assert pipeline.DataConfig(synthetic_dir="a,b").synthetic_dir == ("a,b",)  # one path
 
 
 # ----------------------------------------------------------------------------- procedural, TFRecord, eval
 
 
 def test_procedural_pools_feed_every_domain_and_are_cached(tmp_path, monkeypatch):
-    cfg = pipeline.PipelineConfig(patch_size=P, batch_synthetic=2, batch_real_mask=2, batch_real_unlabelled=2,
+    cfg = pipeline.DataConfig(patch_size=P, batch_synthetic=2, batch_real_mask=2, batch_real_unlabelled=2,
                                   min_short_side=P + 1, max_short_side=64, pool_size=2, pool_width=64,
                                   pool_height=48, pool_workers=1, cache_dir=str(tmp_path), deterministic=True)
     el = next(iter(pipeline.make_domain_datasets(cfg)))
@@ -307,7 +309,7 @@ def test_pool_rendering_in_worker_processes(tmp_path):
 def test_generator_tfrecords_as_synthetic_source(tmp_path, caplog):
     import io
 
-    from tf_defocus import generate
+    from tf_defocus.data import generate
     from tf_defocus.data import synthesize
 
     out = tmp_path / "shards"
@@ -321,7 +323,7 @@ def test_generator_tfrecords_as_synthetic_source(tmp_path, caplog):
     ref = synthesize.synthesize(generate.image_seed(0, 0), 48, 40, psf="gaussian")
     np.testing.assert_allclose(sigma.numpy()[..., 0], ref.sigma_px, atol=1e-6)
     # The folder also holds manifests (.jsonl sidecars): only the shards are read.
-    cfg = pipeline.PipelineConfig(patch_size=P, batch_synthetic=3, min_short_side=P + 1, max_short_side=64,
+    cfg = pipeline.DataConfig(patch_size=P, batch_synthetic=3, min_short_side=P + 1, max_short_side=64,
                                   synthetic_tfrecords=(str(out),), deterministic=True)
     el = next(iter(pipeline.make_domain_dataset(cfg, "synthetic")))
     assert el["image"].shape == (3, P, P, 3) and el["sigma_norm"].shape == (3, P, P, 1)

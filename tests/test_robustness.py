@@ -104,12 +104,12 @@ def test_absurd_learning_rate_never_poisons_the_last_good_checkpoint(tmp_path):
     ("--batch_synthetic=-2", "--batch_synthetic must be >= 0"),
 ])
 def test_train_cli_rejects_out_of_range_flags_in_one_line(tmp_path, capsys, flag, message):
+    from absl import flags
+
     from tf_defocus import train
-    try:
-        train.FLAGS(["train", f"--model_dir={tmp_path / 'run'}", flag])
-        code = train.main(["train"])
-    finally:
-        train.FLAGS.unparse_flags()
+    fv = train.define_flags(flags.FlagValues())
+    fv(["train", f"--model_dir={tmp_path / 'run'}", flag])
+    code = train.main(["train"], fv)
     err = capsys.readouterr().err
     assert code == 2
     assert message in err and err.count("\n") == 1 and "Traceback" not in err, err

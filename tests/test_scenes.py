@@ -163,4 +163,4 @@ def test_pool_key_separates_scene_kinds_and_keeps_old_keys():
     new, key_new = pipeline.pool_dir("/c", "disc", 64, 48, 4, 0, 1, scene="layered", isp="varied")
     assert new != old and key_new["scene"] == "layered" and "photos" in key_new
     with pytest.raises(ValueError, match="pool_scene"):
-        pipeline.PipelineConfig(pool_scene="cartoon")
+        pipeline.DataConfig(pool_scene="cartoon")

@@ -19,7 +19,9 @@ import pytest
 import tensorflow as tf
 
 from tf_defocus.training import losses
-from tf_defocus.training.dmenet_task import DMENetTaskConfig, build_trainer, float32_inference_model
+from tf_defocus import config as cfglib
+from tf_defocus.training.config import DMENetConfig
+from tf_defocus.training.dmenet_task import build_trainer, float32_inference_model
 from tf_defocus.training.dmenet_trainer import VARIANTS
 from tf_defocus.training.loop import NonFiniteLossError, run_training
 from tf_defocus.training.task import TrainingTask
@@ -33,7 +35,7 @@ def tiny_cfg(**kw):
     base = dict(width=WIDTH, patch_size=P, batch_synthetic=2, batch_real_mask=2,
                 batch_real_unlabelled=2, variant="BDSC")
     base.update(kw)
-    return DMENetTaskConfig(**base)
+    return cfglib.from_flat(DMENetConfig, base)
 
 
 def make_element(seed=0, batch=2, size=P):
@@ -276,7 +278,9 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     cpus = tf.config.list_physical_devices("CPU")
     tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
-    from tf_defocus.training.dmenet_task import DMENetTaskConfig, build_trainer
+    from tf_defocus import config as cfglib
+    from tf_defocus.training.config import DMENetConfig
+    from tf_defocus.training.dmenet_task import build_trainer
 
     P = 32
     rng = np.random.default_rng(0)
@@ -291,12 +295,12 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     elements = [{"synthetic": {"image": twice((1, P, P, 3)), "sigma_norm": twice((1, P, P, 1))},
                  "real_mask": {"image": twice((1, P, P, 3)), "mask": twice((1, P, P, 1), True)},
                  "real_unlabelled": {"image": twice((1, P, P, 3))}} for _ in range(2)]
-    cfg = DMENetTaskConfig(width=0.0625, patch_size=P, variant="BDSC", batch_synthetic=2,
-                           batch_real_mask=2, batch_real_unlabelled=2)
+    cfg = cfglib.from_flat(DMENetConfig, dict(width=0.0625, patch_size=P, variant="BDSC",
+                           batch_synthetic=2, batch_real_mask=2, batch_real_unlabelled=2))
 
     def run(strategy, init=None):
         with strategy.scope():
-            t = build_trainer(cfg, seed=cfg.seed)
+            t = build_trainer(cfg, seed=cfg.data.seed)
             # SGD: unlike Adam, its update is proportional to the gradient scale.
             t.compile(b_optimizer=keras.optimizers.SGD(0.01),
                       d_optimizer=keras.optimizers.SGD(0.01), run_eagerly=True)
@@ -404,7 +408,8 @@ def test_cli_sigkill_then_resume_end_to_end(tmp_path):
     assert killed_at >= 2
     assert not (model_dir / "blur_estimator.keras").exists()
     config = json.loads((model_dir / "config.json").read_text())
-    assert config["variant"] == "B" and config["width"] == 0.0625
+    assert config["task"] == "dmenet"
+    assert config["model"]["variant"] == "B" and config["model"]["width"] == 0.0625
 
     # Rerun with a total a little above the checkpoint (flag after the flagfile wins).
     total = killed_at + 2
@@ -416,7 +421,9 @@ def test_cli_sigkill_then_resume_end_to_end(tmp_path):
     latest = tf.train.latest_checkpoint(str(ckpt_dir))
     assert tf.train.load_variable(latest, "optimizer_0/_iterations/.ATTRIBUTES/VARIABLE_VALUE") \
         == total
-    assert json.loads((model_dir / "config.json").read_text())["train_steps"] == total
+    assert json.loads((model_dir / "config.json").read_text())["schedule"]["train_steps"] == total
+    assert f"config changed since the last run in {model_dir}: train_steps: 100000 -> {total}" \
+        in out
     tags = set()
     for event_file in (model_dir / "logs" / "train").glob("events.out.tfevents.*"):
         for event in tf.compat.v1.train.summary_iterator(str(event_file)):
@@ -435,26 +442,59 @@ MY_CONFIGS = ["dmenet", "quickstart", "ablation_B", "ablation_BD", "ablation_BDC
 
 @pytest.mark.parametrize("name", MY_CONFIGS)
 def test_flagfiles_parse_and_command_line_overrides(name, tmp_path):
+    from absl import flags
+
     from tf_defocus import train
 
     flagfile = REPO / "configs" / f"{name}.flags"
-    argv = ["train", f"--flagfile={flagfile}", f"--model_dir={tmp_path}", "--seed=7"]
-    try:
-        train.FLAGS(argv)
-        config = train.config_from_flags()
-    finally:
-        train.FLAGS.unparse_flags()
-    train.validate(config)
-    assert config.task == "dmenet" and config.seed == 7 and config.model_dir == str(tmp_path)
-    cfg = DMENetTaskConfig.from_any(config)
+    fv = train.define_flags(flags.FlagValues())
+    fv(["train", f"--flagfile={flagfile}", f"--model_dir={tmp_path}", "--seed=7"])
+    cfg = train.config_from_flags(fv)
+    assert isinstance(cfg, DMENetConfig)
+    assert cfg.data.seed == 7 and cfg.checkpointing.model_dir == str(tmp_path)
     if name.startswith("ablation_"):
-        assert cfg.variant == name[len("ablation_"):]
-        assert cfg.variant_spec == VARIANTS[cfg.variant]
+        assert cfg.model.variant == name[len("ablation_"):]
+        assert cfg.model.variant_spec == VARIANTS[cfg.model.variant]
     if name in ("dmenet", "ablation_BDSC"):
-        assert (cfg.width, cfg.patch_size, cfg.learning_rate, cfg.variant) == (1.0, 240, 1e-4,
-                                                                              "BDSC")
-        assert (cfg.batch_synthetic, cfg.batch_real_mask, cfg.batch_real_unlabelled) == (3, 3, 3)
-        assert config.lr_decay_rate == 0.8 and config.pretrain_steps > 0
+        assert (cfg.model.width, cfg.data.patch_size, cfg.optimizer.learning_rate,
+                cfg.model.variant) == (1.0, 240, 1e-4, "BDSC")
+        assert (cfg.data.batch_synthetic, cfg.data.batch_real_mask,
+                cfg.data.batch_real_unlabelled) == (3, 3, 3)
+        assert cfg.optimizer.lr_decay_rate == 0.8 and cfg.schedule.pretrain_steps > 0
+
+
+def test_every_setting_is_one_flag_and_round_trips_through_config_json(tmp_path):
+    """Each leaf of every task config is a flag of the same name; a config written to
+    config.json reads back equal; an older flat config.json (null = task default, the other
+    task's settings) still reads."""
+    from absl import flags
+
+    from tf_defocus import train
+    from tf_defocus.training import config as tcfg
+
+    fv = train.define_flags(flags.FlagValues())
+    for cls in tcfg.TASKS.values():
+        for name, *_ in cfglib.leaves(cls):
+            assert name in fv, name
+    fv(["train", "--task=dmenet", "--crops_per_image=3", "--synthetic_dir=a,b",
+        "--val_image_size=64,48", "--nouse_aux"])
+    cfg = train.config_from_flags(fv)
+    assert cfg.data.crops_per_image == 3 and cfg.data.synthetic_dir == ("a", "b")
+    assert cfg.validation.val_image_size == (64, 48) and cfg.model.use_aux is False
+    assert tcfg.from_json(tcfg.to_json(cfg)) == (cfg, [])
+    old = {"task": "dmenet", "width": None, "patch_size": None, "learning_rate": 0.002,
+           "synthetic_dir": None, "val_image_size": [320, 240], "dof_target": "weight"}
+    cfg, ignored = tcfg.from_json(json.dumps(old))
+    assert (cfg.model.width, cfg.data.patch_size, cfg.optimizer.learning_rate) == (1.0, 240, 0.002)
+    assert ignored == ["dof_target"]
+    fv = train.define_flags(flags.FlagValues())
+    fv(["train", "--task=dmenet", "--dof_target=weight"])
+    with pytest.raises(ValueError, match="--dof_target is not a setting of dmenet"):
+        train.config_from_flags(fv)
+    fv = train.define_flags(flags.FlagValues())
+    fv(["train", "--task=dofnet"])
+    dof_cfg = train.config_from_flags(fv)
+    assert (dof_cfg.data.patch_size, dof_cfg.optimizer.learning_rate) == (48, 1e-3)
 
 
 def test_snapshot_restores_the_networks_of_a_checkpoint(tmp_path):

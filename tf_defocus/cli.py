@@ -249,3 +249,58 @@ def run_app(main, argv=None, flag_error_code=1):
         if e.code == 1 and asked_for_help(argv):
             raise SystemExit(0) from None
         raise
+
+
+def define_config_flags(classes, flag_values):
+    """One absl flag per setting of the config classes (``tf_defocus.config``), named like the
+    setting, with its help and type (bool, int, float, str or enum of its ``choices``, tuple:
+    comma-separated list). A setting two classes share with different defaults gets the default
+    None and its help names both. Returns ``flag_values``."""
+    from absl import flags
+
+    from tf_defocus import config as cfglib
+
+    seen = {}
+    for cls in classes:
+        for name, f, base, _, _ in cfglib.leaves(cls):
+            seen.setdefault(name, (f, base, {}))[2][cls] = cfglib.default_of(f)
+    for name, (f, base, defaults) in seen.items():
+        values = list(defaults.values())
+        default = values[0] if all(v == values[0] for v in values) else None
+        help_text = f.metadata.get("help", "")
+        if default is None and len(set(map(repr, values))) > 1:
+            help_text += " (default: " + ", ".join(
+                f"{getattr(c, 'TASK', c.__name__)} {v}" for c, v in defaults.items()) + ")"
+        choices = f.metadata.get("choices")
+        kw = dict(help=help_text, flag_values=flag_values)
+        if base is bool:
+            flags.DEFINE_boolean(name, default, **kw)
+        elif base is int:
+            flags.DEFINE_integer(name, default, **kw)
+        elif base is float:
+            flags.DEFINE_float(name, default, **kw)
+        elif base is str and choices:
+            flags.DEFINE_enum(name, default, list(choices), **kw)
+        elif base is str:
+            flags.DEFINE_string(name, default, **kw)
+        else:   # tuple[...]: a comma-separated list
+            flags.DEFINE_list(name, ",".join(map(str, default)) if default else None, **kw)
+    return flag_values
+
+
+def config_from_flags(cls, flag_values, classes=()):
+    """A ``cls`` config from parsed flags: the settings given (command line or flagfile) and
+    the defaults of ``cls`` for the others. A given flag that is a setting of one of the other
+    ``classes`` but not of ``cls`` is a ValueError."""
+    from tf_defocus import config as cfglib
+
+    mine = {name for name, *_ in cfglib.leaves(cls)}
+    others = {name for c in classes for name, *_ in cfglib.leaves(c)} - mine
+    given = {name: flag_values[name].value for name in flag_values
+             if flag_values[name].present and name in mine | others}
+    foreign = sorted(set(given) & others)
+    if foreign:
+        raise ValueError(f"--{foreign[0]} is not a setting of {getattr(cls, 'TASK', cls.__name__)}"
+                         + (f" (nor {', '.join('--' + n for n in foreign[1:])})"
+                            if len(foreign) > 1 else ""))
+    return cfglib.from_flat(cls, given)

@@ -12,7 +12,7 @@ folders or ``tf_defocus.generate`` TFRecord shards (synthetic), CUHK / DUT-DBD f
 (real_mask), flat photo folders (real_unlabelled). A domain without user data falls back to
 the built-in procedural source: a finite pool of ``synthesize`` renders (``psf="gaussian"`` for
 synthetic, ``psf="disc"`` for both real domains, with the renderer's sigma-threshold mask as
-the binary label), written once by the generator (``tf_defocus.generate``, in parallel worker
+the binary label), written once by the generator (``tf_defocus.data.generate``, in parallel worker
 processes) into ``cache_dir`` under a name keyed by its parameters, then held in memory and
 sampled as random augmented crops. So training always runs. Rendering costs about a second per
 640x480 image and core; ``pool_size`` trades that one-time cost against variety.
@@ -41,17 +41,16 @@ import json
 import logging
 import os
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import tensorflow as tf
 
 import tf_defocus
-from tf_defocus.data import photos, readers
+from tf_defocus.config import Section, setting
+from tf_defocus.data import photos, readers, render, synthesize
 from tf_defocus.data.synthesize import parse_tfrecord  # the generator's TFRecord format
 from tf_defocus.units import SIGMA_MAX_PX
 
@@ -73,102 +72,89 @@ def default_cache_dir():
     return os.environ.get("TF_DEFOCUS_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "tf_defocus")
 
 
+_DIRS = "one or more folders, comma-separated"
+
+
 @dataclasses.dataclass(frozen=True)
-class PipelineConfig:
-    """Training-data pipeline settings (all sizes in px).
+class DataConfig(Section):
+    """DMENet training-data settings (sizes in px); the ``data`` section of
+    ``tf_defocus.training.config.DMENetConfig``. Dir settings empty: built-in procedural data."""
+    patch_size: int = setting(240, "Training patch side P [px] (DMENet 240).", low=1)
+    batch_synthetic: int = setting(3, "Synthetic patches per step.", low=0)
+    batch_real_mask: int = setting(3, "Real patches with blur masks per step.", low=0)
+    batch_real_unlabelled: int = setting(3, "Unlabelled real patches per step.", low=0)
+    synthetic_dir: tuple[str, ...] = setting(
+        (), f"SYNDOF-layout data ({_DIRS}); default: built-in procedural pool.", path="dir")
+    synthetic_tfrecords: tuple[str, ...] = setting(
+        (), "tf_defocus.generate TFRecord shards (files, dirs or globs, comma-separated) "
+        "instead of --synthetic_dir.")
+    syndof_label_convention: str = setting(
+        "sigma10", "blur_map encoding: sigma10 (public generator) or released (DMENet's "
+        "SYNDOF).", choices=readers.LABEL_CONVENTIONS)
+    real_mask_dir: tuple[str, ...] = setting(
+        (), f"CUHK / DUT-DBD roots ({_DIRS}); default: procedural masks.", path="dir")
+    real_mask_layout: str = setting("cuhk", "Layout of --real_mask_dir.", choices=("cuhk", "dut"))
+    real_mask_blurred_value: int | None = setting(
+        None, "Mask value meaning blurred: 255 or 0 (required with --real_mask_dir; polarity "
+        "differs between copies).", choices=readers.BLURRED_VALUES)
+    unlabelled_dir: tuple[str, ...] = setting(
+        (), f"Flat folders of real photos ({_DIRS}); default: procedural.", path="dir")
+    unlabelled_photos: bool = setting(
+        False, "Without --unlabelled_dir, feed the unlabelled real domain with the photos "
+        "installed packages ship (scikit-image, Debian mate-backgrounds / ukui-wallpapers; "
+        "tf_defocus.data.photos).")
+    pool_size: int = setting(32, "Images per built-in procedural pool.", low=1)
+    pool_width: int = setting(640, "Width of procedural pool images [px].", low=1)
+    pool_height: int = setting(480, "Height of procedural pool images [px].", low=1)
+    pool_workers: int = setting(0, "Processes rendering pools (0 = one per core).", low=0)
+    pool_scene: str = setting(
+        "dead_leaves", "Scenes of the built-in pools: dead_leaves, or layered (real-photo and "
+        "smooth surfaces, ground/walls/sky, thin structures; tf_defocus.data.scenes).",
+        choices=synthesize.SCENES)
+    pool_isp: str = setting(
+        "basic", "Camera pipeline of disc-PSF pools: basic, or varied (noise levels, tone "
+        "curve, sharpening, downscaling, JPEG 40-98).", choices=render.ISP_PROFILES)
+    synthetic_psf: str = setting(
+        "gaussian", "PSF of the synthetic domain's pool: gaussian (SYNDOF) or disc "
+        "(camera-like, like the real pools).", choices=render.PSFS)
+    cache_dir: str | None = setting(None, "Pool cache (default $TF_DEFOCUS_CACHE or "
+                                          "~/.cache/tf_defocus).")
+    min_short_side: int = setting(0, "Augmentation: min short side after rescaling [px] "
+                                     "(0 = patch_size + 1).", low=0)
+    max_short_side: int = setting(800, "Augmentation: max short side after rescaling [px].",
+                                  low=1)
+    scale_mode: str = setting("clamp", "Augmentation rescaling: clamp (only out-of-range "
+                                       "images, the authors' code) or random (every crop).",
+                              choices=("clamp", "random"))
+    scale_sigma: bool = setting(True, "Multiply sigma labels by the rescale factor (the "
+                                      "authors' code does not).")
+    in_memory: bool = setting(False, "Decode user files once and sample crops from RAM "
+                                     "(small data sets only).")
+    crops_per_image: int = setting(
+        2, "Random crops per decoded user file (streaming only; decoding a 640x480 PNG + "
+        "16-bit label costs ~8 CPU ms; 1 = DMENet's one crop per visit).", low=1)
+    shuffle_buffer: int = setting(10000, "File-order shuffle buffer (file names).", low=1)
+    seed: int = setting(0, "Seed of weight initialisation and data.")
+    deterministic: bool = setting(False, "Reproducible element order (slower input).")
+    skip_bad: bool = setting(False, "Skip unreadable training files (warning names them) "
+                                    "instead of stopping.")
 
-    patch_size: P, side of the square crops (DMENet 240).
-    batch_synthetic / batch_real_mask / batch_real_unlabelled: per-domain batch sizes (3/3/3).
-    min_short_side: lower bound of the short side after rescaling; 0 means patch_size + 1.
-    max_short_side: upper bound (DMENet 800).
-    scale_mode: "clamp" (rescale only out-of-range images, the authors' code) or "random".
-    scale_sigma: multiply sigma labels by the rescale factor (see module docstring).
-    synthetic_dirs: SYNDOF-layout folders; synthetic_tfrecords: generator shards (files, dirs
-      or globs); both empty -> procedural gaussian pool.
-    synthetic_label_convention: "sigma10" (ours, public generator) or "released" (DMENet's).
-    real_mask_dirs: CUHK / DUT-DBD roots (``real_mask_layout`` "cuhk" | "dut"); empty ->
-      procedural disc pool. real_mask_blurred_value: 255 or 0, required with real_mask_dirs.
-    real_unlabelled_dirs: flat photo folders; empty -> procedural disc pool.
-    pool_size / pool_width / pool_height: images per procedural pool and their size.
-    pool_workers: processes used to render a pool (0 = one per CPU core).
-    pool_scene / pool_isp: scene kind and disc camera pipeline of the pools (``generate``'s
-      ``--scene`` / ``--isp``). synthetic_psf: PSF of the synthetic domain's pool (gaussian:
-      SYNDOF's domain; disc: camera-like, as the real-domain pools).
-    unlabelled_photos: without ``real_unlabelled_dirs``, feed the unlabelled real domain with
-      the installed package photos (``photos.package_photos("train")``) instead of a pool.
-    cache_dir: where pools are cached (None = ``default_cache_dir()``).
-    in_memory: decode user files once and sample crops from RAM (small data sets only).
-    crops_per_image: independent random crops taken from each decoded file (file streaming
-      only). Decoding a 640x480 PNG image + 16-bit label costs ~8 CPU ms, which caps one crop
-      per file near 200 patches/s on 2 cores; 2 (default) halves that cost; 1 is exactly
-      DMENet's one crop per image visit.
-    shuffle_buffer: file-order shuffle buffer (file names, cheap).
-    seed: base seed of everything random; deterministic: keep element order (reproducible).
-    skip_bad: skip bad files with a logged warning instead of failing on the first one.
-    """
-    patch_size: int = 240
-    batch_synthetic: int = 3
-    batch_real_mask: int = 3
-    batch_real_unlabelled: int = 3
-    min_short_side: int = 0
-    max_short_side: int = 800
-    scale_mode: str = "clamp"
-    scale_sigma: bool = True
-    synthetic_dirs: tuple = ()
-    synthetic_tfrecords: tuple = ()
-    synthetic_label_convention: str = "sigma10"
-    real_mask_dirs: tuple = ()
-    real_mask_layout: str = "cuhk"
-    real_mask_blurred_value: Optional[int] = None
-    real_unlabelled_dirs: tuple = ()
-    pool_size: int = 32
-    pool_width: int = 640
-    pool_height: int = 480
-    pool_workers: int = 0
-    pool_scene: str = "dead_leaves"
-    pool_isp: str = "basic"
-    synthetic_psf: str = "gaussian"
-    unlabelled_photos: bool = False
-    cache_dir: Optional[str] = None
-    in_memory: bool = False
-    crops_per_image: int = 2
-    shuffle_buffer: int = 10000
-    seed: int = 0
-    deterministic: bool = False
-    skip_bad: bool = False
-
-    def __post_init__(self):
-        for name in ("synthetic_dirs", "synthetic_tfrecords", "real_mask_dirs", "real_unlabelled_dirs"):
-            v = getattr(self, name)
-            if isinstance(v, (str, os.PathLike)):
-                v = (v,)
-            object.__setattr__(self, name, tuple(str(x) for x in v))
-        positive = ("patch_size", "batch_synthetic", "batch_real_mask", "batch_real_unlabelled",
-                    "pool_size", "pool_width", "pool_height", "crops_per_image", "shuffle_buffer")
-        for name in positive:
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"PipelineConfig.{name} must be >= 1, got {getattr(self, name)}")
+    def check(self):
         if self.min_short_side and self.min_short_side < self.patch_size:
-            raise ValueError(f"min_short_side ({self.min_short_side}) must be >= patch_size ({self.patch_size})")
+            raise ValueError(f"--min_short_side ({self.min_short_side}) must be >= --patch_size "
+                             f"({self.patch_size})")
         if self.max_short_side < self.short_side_range[0]:
-            raise ValueError(f"max_short_side ({self.max_short_side}) must be >= min_short_side "
-                             f"({self.short_side_range[0]})")
-        if self.scale_mode not in ("clamp", "random"):
-            raise ValueError(f"scale_mode must be 'clamp' or 'random', got {self.scale_mode!r}")
-        if self.synthetic_label_convention not in readers.LABEL_CONVENTIONS:
-            raise ValueError(f"synthetic_label_convention must be one of {readers.LABEL_CONVENTIONS}")
-        if self.real_mask_layout not in ("cuhk", "dut"):
-            raise ValueError(f"real_mask_layout must be 'cuhk' or 'dut', got {self.real_mask_layout!r}")
-        if self.real_mask_dirs and self.real_mask_blurred_value not in readers.BLURRED_VALUES:
-            raise ValueError("real_mask_blurred_value must be given (255: white = blurred, 0: black = "
-                             "blurred) when real_mask_dirs are set; mask polarity differs between copies")
-        if self.pool_workers < 0:
-            raise ValueError("pool_workers must be >= 0")
-        from tf_defocus.data import render, synthesize
-        for name, allowed in (("pool_scene", synthesize.SCENES), ("pool_isp", render.ISP_PROFILES),
-                              ("synthetic_psf", render.PSFS)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+            raise ValueError(f"--max_short_side ({self.max_short_side}) must be >= "
+                             f"--min_short_side ({self.short_side_range[0]})")
+        if self.batch_synthetic + self.batch_real_mask + self.batch_real_unlabelled < 1:
+            raise ValueError("--batch_synthetic, --batch_real_mask and --batch_real_unlabelled "
+                             "are all 0: nothing to train on")
+        if self.real_mask_dir and self.real_mask_blurred_value is None:
+            raise ValueError("--real_mask_blurred_value=255|0 is required with --real_mask_dir "
+                             "(255: white = blurred, 0: black = blurred; polarity differs "
+                             "between copies)")
+        if self.synthetic_dir and self.synthetic_tfrecords:
+            raise ValueError("give --synthetic_dir or --synthetic_tfrecords, not both")
 
     @property
     def short_side_range(self):
@@ -179,9 +165,6 @@ class PipelineConfig:
     def batch_size(self, domain):
         return {"synthetic": self.batch_synthetic, "real_mask": self.batch_real_mask,
                 "real_unlabelled": self.batch_real_unlabelled}[domain]
-
-    def to_json(self):
-        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -547,29 +530,18 @@ def pool_dir(cache_dir, psf, width, height, count, seed, stream, scene="dead_lea
 
 
 def _generate_pool(out_dir, key, workers):
-    """Write the pool with the generator (``tf_defocus.generate``): in this process for one
-    worker, else as ``python -m tf_defocus.generate --num_workers=K`` so worker processes never
-    re-import the caller's main script."""
-    from tf_defocus import generate
+    """Write the pool with the generator (``data.generate.run_generation``) in ``workers``
+    spawned processes (in this process for one)."""
+    from tf_defocus.data import generate
 
     gcfg = generate.GenerateConfig(out_dir=str(out_dir), source="procedural", num_images=key["count"],
                                    image_width=key["width"], image_height=key["height"], psf=key["psf"],
                                    seed=key["generator_seed"], format="syndof", num_workers=workers,
                                    scene=key.get("scene", "dead_leaves"), isp=key.get("isp", "basic"))
-    if workers <= 1:
-        result = generate.run_generation(gcfg)
-        if result["bad"]:
-            raise RuntimeError(f"{out_dir}: rendering failed for {', '.join(n for n, _ in result['bad'])}: "
-                               f"{result['bad'][0][1].splitlines()[0]}")
-        return
-    cmd = [sys.executable, "-m", "tf_defocus.generate", f"--out_dir={out_dir}", "--source=procedural",
-           f"--num_images={gcfg.num_images}", f"--image_size={gcfg.image_width}x{gcfg.image_height}",
-           f"--psf={gcfg.psf}", f"--seed={gcfg.seed}", "--format=syndof", f"--num_workers={workers}",
-           f"--scene={gcfg.scene}", f"--isp={gcfg.isp}"]
-    rc = subprocess.run(cmd, check=False).returncode
-    if rc != 0:
-        raise RuntimeError(f"{out_dir}: rendering the procedural pool failed (exit code {rc}); "
-                           f"command: {' '.join(cmd)}")
+    result = generate.run_generation(gcfg)
+    if result["bad"]:
+        raise RuntimeError(f"{out_dir}: rendering failed for {', '.join(n for n, _ in result['bad'])}: "
+                           f"{result['bad'][0][1].splitlines()[0]}")
 
 
 def ensure_pool(psf, width, height, count, seed, stream, cache_dir=None, workers=0,
@@ -623,14 +595,14 @@ def _pool_file_source(folder, label_kind):
 
 
 def _user_source(domain, cfg):
-    if domain == "synthetic" and cfg.synthetic_dirs:
-        sources = [readers.syndof(d, cfg.synthetic_label_convention, skip_bad=cfg.skip_bad)
-                   for d in cfg.synthetic_dirs]
-    elif domain == "real_mask" and cfg.real_mask_dirs:
+    if domain == "synthetic" and cfg.synthetic_dir:
+        sources = [readers.syndof(d, cfg.syndof_label_convention, skip_bad=cfg.skip_bad)
+                   for d in cfg.synthetic_dir]
+    elif domain == "real_mask" and cfg.real_mask_dir:
         sources = [readers.mask_source(d, cfg.real_mask_layout, cfg.real_mask_blurred_value,
-                                       skip_bad=cfg.skip_bad) for d in cfg.real_mask_dirs]
-    elif domain == "real_unlabelled" and cfg.real_unlabelled_dirs:
-        sources = [readers.unlabelled(list(cfg.real_unlabelled_dirs), skip_bad=cfg.skip_bad)]
+                                       skip_bad=cfg.skip_bad) for d in cfg.real_mask_dir]
+    elif domain == "real_unlabelled" and cfg.unlabelled_dir:
+        sources = [readers.unlabelled(list(cfg.unlabelled_dir), skip_bad=cfg.skip_bad)]
     else:
         return None
     if len(sources) == 1:
@@ -649,8 +621,6 @@ def make_domain_dataset(cfg, domain, batch_size=None):
         raise ValueError(f"domain must be one of {DOMAINS}, got {domain!r}")
     base_seed = _domain_seed(cfg.seed, _STREAM[domain])
     if domain == "synthetic" and cfg.synthetic_tfrecords:
-        if cfg.synthetic_dirs:
-            raise ValueError("give synthetic_dirs or synthetic_tfrecords, not both")
         ds = _tfrecord_dataset(cfg.synthetic_tfrecords, cfg, base_seed)
     else:
         source = _user_source(domain, cfg)

@@ -29,32 +29,41 @@ from tf_defocus.model_kinds import MAX_SIZE_MULTIPLE
 FORMATS = ("saved_model", "tflite")
 CALIBRATIONS = ("builtin", "dir")
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("model", None, "Trained .keras inference model (or a training model_dir); "
-                    "default: the built-in default model.")
-flags.DEFINE_enum("format", "saved_model", FORMATS, "Export format.")
-flags.DEFINE_string("out", None, "saved_model: root directory (OUT/<model_name>/<version>/); "
-                    "tflite: the .tflite file to write.")
-flags.DEFINE_enum("quantize", "none", ("none", "float16", "dynamic", "int8"),
-                  "TFLite quantization (saved_model: none only).")
-flags.DEFINE_string("input_size", None, "TFLite input HxW in px (multiples of 16) or 'dynamic'; "
-                    "default 512x512. Not used for saved_model (always any size).")
-flags.DEFINE_enum("calibration", None, CALIBRATIONS, "int8 calibration images: builtin "
-                  "(procedural data engine) or dir (--calibration_dir). Default: dir if "
-                  "--calibration_dir is given, else builtin.")
-flags.DEFINE_string("calibration_dir", None, "Folder of photos for int8 calibration.")
-flags.DEFINE_integer("num_calibration", 32, "Number of int8 calibration images.", lower_bound=1)
-flags.DEFINE_enum("int8_ranges", "search", ("search", "mse", "minmax"), "int8 activation ranges: "
-                  "'mse' shrinks each calibrated min/max range to the one with least "
-                  "quantization error; 'search' then shrinks them all by the common factor "
-                  "with the least output error on calibration images; 'minmax' keeps TF's "
-                  "calibrated min/max.")
-flags.DEFINE_string("model_name", None, "saved_model: servable name (default: the model's name, "
-                    "blur_estimator or dofnet).")
-flags.DEFINE_integer("version", 1, "Model version (saved_model directory name; recorded in the "
-                     "sidecar of both formats).", lower_bound=1)
-flags.DEFINE_boolean("overwrite", False, "Replace an existing output.")
-cli.define_verbose_flag(FLAGS)
+
+def define_flags(fv):
+    """Define the export flags in ``fv`` (a ``FlagValues``); returns it."""
+    flags.DEFINE_string("model", None, "Trained .keras inference model (or a training model_dir); "
+                        "default: the built-in default model.", flag_values=fv)
+    flags.DEFINE_enum("format", "saved_model", FORMATS, "Export format.", flag_values=fv)
+    flags.DEFINE_string("out", None, "saved_model: root directory (OUT/<model_name>/<version>/); "
+                        "tflite: the .tflite file to write.", flag_values=fv)
+    flags.DEFINE_enum("quantize", "none", ("none", "float16", "dynamic", "int8"),
+                      "TFLite quantization (saved_model: none only).", flag_values=fv)
+    flags.DEFINE_string("input_size", None, "TFLite input HxW in px (multiples of 16) or "
+                        "'dynamic'; "
+                        "default 512x512. Not used for saved_model (always any size).",
+                        flag_values=fv)
+    flags.DEFINE_enum("calibration", None, CALIBRATIONS, "int8 calibration images: builtin "
+                      "(procedural data engine) or dir (--calibration_dir). Default: dir if "
+                      "--calibration_dir is given, else builtin.", flag_values=fv)
+    flags.DEFINE_string("calibration_dir", None, "Folder of photos for int8 calibration.",
+                        flag_values=fv)
+    flags.DEFINE_integer("num_calibration", 32, "Number of int8 calibration images.",
+                         lower_bound=1, flag_values=fv)
+    flags.DEFINE_enum("int8_ranges", "search", ("search", "mse", "minmax"),
+                      "int8 activation ranges: "
+                      "'mse' shrinks each calibrated min/max range to the one with least "
+                      "quantization error; 'search' then shrinks them all by the common factor "
+                      "with the least output error on calibration images; 'minmax' keeps TF's "
+                      "calibrated min/max.", flag_values=fv)
+    flags.DEFINE_string("model_name", None, "saved_model: servable name (default: the model's "
+                        "name, "
+                        "blur_estimator or dofnet).", flag_values=fv)
+    flags.DEFINE_integer("version", 1, "Model version (saved_model directory name; recorded in the "
+                         "sidecar of both formats).", lower_bound=1, flag_values=fv)
+    flags.DEFINE_boolean("overwrite", False, "Replace an existing output.", flag_values=fv)
+    cli.define_verbose_flag(fv)
+    return fv
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,7 +112,7 @@ def parse_input_size(text):
     return h, w
 
 
-def config_from_flags(f=FLAGS):
+def config_from_flags(f):
     """Build and check an ExportConfig from parsed absl flags (raises UsageError)."""
     model = f.model
     if not model:
@@ -221,12 +230,13 @@ def _next_version(model_dir):
     return max(versions, default=0) + 1
 
 
-def main(argv):
+def main(argv, flag_values=None):
+    """Export with the parsed flags (absl's global FLAGS by default); returns the exit code."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     from tf_defocus.export.model_io import ExportError
     try:
-        cfg = config_from_flags()
+        cfg = config_from_flags(flags.FLAGS if flag_values is None else flag_values)
         run_export(cfg)
     except (UsageError, ExportError, FileExistsError, FileNotFoundError) as e:
         print(f"tf-defocus-export: error: {e}", file=sys.stderr)
@@ -236,6 +246,7 @@ def main(argv):
 
 def run():
     """Console-script entry point (``tf-defocus-export``); ``--help`` exits 0."""
+    define_flags(flags.FLAGS)
     cli.run_app(main)
 
 

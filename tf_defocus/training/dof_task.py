@@ -29,121 +29,6 @@ from tf_defocus import dof
 from tf_defocus.models.dofnet import DoFNet, FocusFromPrediction
 from tf_defocus.training.task import TrainingTask
 
-DEFAULTS = dict(
-    target="weighted_image",
-    image_dir=None,
-    mask_size=dof.DEFAULT_MASK_SIZE,
-    kernel_sizes=(9, 1, 5),
-    filters=(64, 32),
-    padding="symmetric",
-    width=1.0,
-    pool_size=256,
-    source_size=192,
-    max_side=512,
-    val_images=16,
-    val_patch_size=96,
-    patch_size=48,
-    batch_size=16,
-    learning_rate=1e-3,
-    seed=0,
-    cache_dir=None,
-    pool_workers=0,
-)
-
-
-@dataclasses.dataclass(frozen=True)
-class DoFTaskConfig:
-    """Settings of the DoF task (all sizes in px).
-
-    target: "weight" (naive W) or "weighted_image" (the paper's W' = W x I).
-    image_dir: folder of training photos, or None for built-in procedural scenes.
-    mask_size: Gaussian mask of the weight map (odd >= 3; the paper's 15).
-    kernel_sizes, filters, padding, width: DoFNet architecture (SRCNN 9-1-5, 64/32 channels,
-      mirror padding).
-    pool_size: number of procedural images, or the most folder images used (0 = all).
-    source_size: side of each procedural image; max_side: folder images with a longer side
-      are downscaled (INTER_AREA) before their labels are computed (0 = never).
-    val_images: images of the pool held out for validation; val_patch_size: their crop side.
-    patch_size, batch_size: training patches; learning_rate: Adam step; seed: data and init.
-    cache_dir, pool_workers: where the procedural pool is cached (default
-      ``$TF_DEFOCUS_CACHE`` or ``~/.cache/tf_defocus``) and how many processes render it
-      (0 = one per core), as for DMENet's pools.
-    """
-    target: str = DEFAULTS["target"]
-    image_dir: str | None = DEFAULTS["image_dir"]
-    mask_size: int = DEFAULTS["mask_size"]
-    kernel_sizes: tuple = DEFAULTS["kernel_sizes"]
-    filters: tuple = DEFAULTS["filters"]
-    padding: str = DEFAULTS["padding"]
-    width: float = DEFAULTS["width"]
-    pool_size: int = DEFAULTS["pool_size"]
-    source_size: int = DEFAULTS["source_size"]
-    max_side: int = DEFAULTS["max_side"]
-    val_images: int = DEFAULTS["val_images"]
-    val_patch_size: int = DEFAULTS["val_patch_size"]
-    patch_size: int = DEFAULTS["patch_size"]
-    batch_size: int = DEFAULTS["batch_size"]
-    learning_rate: float = DEFAULTS["learning_rate"]
-    seed: int = DEFAULTS["seed"]
-    cache_dir: str | None = DEFAULTS["cache_dir"]
-    pool_workers: int = DEFAULTS["pool_workers"]
-
-    def __post_init__(self):
-        object.__setattr__(self, "kernel_sizes", _int_tuple(self.kernel_sizes, "kernel_sizes"))
-        object.__setattr__(self, "filters", _int_tuple(self.filters, "filters"))
-        if self.target not in dof.TARGETS:
-            raise ValueError(f"dof target must be one of {dof.TARGETS}, got {self.target!r}")
-        dof.check_mask_size(self.mask_size)
-        for name in ("patch_size", "batch_size", "val_patch_size", "source_size"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.pool_size < 0 or self.val_images < 0 or self.max_side < 0:
-            raise ValueError("pool_size, val_images and max_side must be >= 0")
-        if self.image_dir is None and self.pool_size < 1:
-            raise ValueError("pool_size must be >= 1 for built-in procedural images")
-        if self.image_dir is None and self.source_size < self.patch_size:
-            raise ValueError(f"source_size ({self.source_size}) must be >= patch_size "
-                             f"({self.patch_size})")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
-
-
-def config_from(config):
-    """A ``DoFTaskConfig`` from the train CLI's config (or a DoFTaskConfig itself).
-
-    The CLI's DoF fields are named ``dof_<field>``; generic fields (``batch_size``,
-    ``patch_size``, ``learning_rate``, ``seed``, ``width``) are shared with DMENet and used when
-    no ``dof_`` variant exists. Missing fields keep the defaults above.
-    """
-    if isinstance(config, DoFTaskConfig):
-        return config
-    values = {}
-    for f in dataclasses.fields(DoFTaskConfig):
-        for key in (f"dof_{f.name}", f.name if f.name in _SHARED else None):
-            if key is not None and hasattr(config, key) and getattr(config, key) is not None:
-                values[f.name] = getattr(config, key)
-                break
-    for key in ("kernel_sizes", "filters"):
-        if key in values:
-            values[key] = _int_tuple(values[key], key)
-    if values.get("image_dir") in ("", None):
-        values["image_dir"] = None
-    return DoFTaskConfig(**values)
-
-
-_SHARED = ("batch_size", "patch_size", "learning_rate", "seed", "width", "cache_dir",
-           "pool_workers")
-
-
-def _int_tuple(v, name):
-    if isinstance(v, str):
-        v = [s for s in v.replace("x", ",").split(",") if s.strip()]
-    try:
-        return tuple(int(s) for s in v)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{name} must be a list of integers, got {v!r}") from e
-
-
 # ----------------------------------------------------------------------------- data pool
 
 @dataclasses.dataclass
@@ -190,14 +75,14 @@ def build_pool(cfg, verbose=True, log=print):
     from tf_defocus.imageio import ImageReadError, list_images, read_image
 
     images, weights, names, skipped, masks = [], [], [], [], []
-    if cfg.image_dir:
-        paths = list_images([cfg.image_dir])
-        if cfg.pool_size and len(paths) > cfg.pool_size:
-            _warn(f"using the first {cfg.pool_size} of the {len(paths)} images in "
-                  f"{cfg.image_dir} (pool_size; 0 = all)")
-            paths = paths[:cfg.pool_size]
+    if cfg.data.dof_image_dir:
+        paths = list_images([cfg.data.dof_image_dir])
+        if cfg.data.dof_pool_size and len(paths) > cfg.data.dof_pool_size:
+            _warn(f"using the first {cfg.data.dof_pool_size} of the {len(paths)} images in "
+                  f"{cfg.data.dof_image_dir} (pool_size; 0 = all)")
+            paths = paths[:cfg.data.dof_pool_size]
         if verbose:
-            log(f"dofnet: loading {len(paths)} images from {cfg.image_dir}")
+            log(f"dofnet: loading {len(paths)} images from {cfg.data.dof_image_dir}")
         tick = _progress(len(paths), "images") if verbose else (lambda i: None)
         for i, p in enumerate(paths):
             try:
@@ -208,23 +93,23 @@ def build_pool(cfg, verbose=True, log=print):
                 tick(i + 1)
                 continue
             h, w = rgb.shape[:2]
-            if cfg.max_side and max(h, w) > cfg.max_side:
-                s = cfg.max_side / max(h, w)
+            if cfg.data.dof_max_side and max(h, w) > cfg.data.dof_max_side:
+                s = cfg.data.dof_max_side / max(h, w)
                 rgb = cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))),
                                  interpolation=cv2.INTER_AREA)
-            if min(rgb.shape[:2]) < cfg.patch_size:
+            if min(rgb.shape[:2]) < cfg.data.patch_size:
                 skipped.append(str(p))
                 _warn(f"skipping {p}: {rgb.shape[1]}x{rgb.shape[0]} px is smaller than the "
-                      f"{cfg.patch_size} px patch")
+                      f"{cfg.data.patch_size} px patch")
                 tick(i + 1)
                 continue
-            u8, w_s = _pool_entry(rgb, cfg.mask_size)
+            u8, w_s = _pool_entry(rgb, cfg.data.dof_mask_size)
             images.append(u8)
             weights.append(w_s)
             names.append(str(p))
             tick(i + 1)
         if not images:
-            raise ValueError(f"{cfg.image_dir}: none of the {len(paths)} images is usable for "
+            raise ValueError(f"{cfg.data.dof_image_dir}: none of the {len(paths)} images is usable for "
                              f"DoF training (see the messages above)")
         if skipped:
             _warn(f"{len(skipped)} of {len(paths)} images skipped: {', '.join(skipped)}")
@@ -233,20 +118,20 @@ def build_pool(cfg, verbose=True, log=print):
         # ``python -m tf_defocus.generate --psf=gaussian``), so reruns and resumes reuse it.
         from tf_defocus.data import pipeline, readers
         from tf_defocus.data.synthesize import DEFAULT_MASK_THRESHOLD_PX
-        folder = pipeline.ensure_pool("gaussian", cfg.source_size, cfg.source_size,
-                                      cfg.pool_size, cfg.seed, POOL_STREAM,
-                                      cache_dir=cfg.cache_dir, workers=cfg.pool_workers)
+        folder = pipeline.ensure_pool("gaussian", cfg.data.dof_source_size, cfg.data.dof_source_size,
+                                      cfg.data.dof_pool_size, cfg.data.seed, POOL_STREAM,
+                                      cache_dir=cfg.data.cache_dir, workers=cfg.data.pool_workers)
         source = readers.syndof(folder, "sigma10")
-        if len(source) != cfg.pool_size:
+        if len(source) != cfg.data.dof_pool_size:
             raise ValueError(f"{folder}: procedural pool holds {len(source)} images, expected "
-                             f"{cfg.pool_size}; delete the folder to render it again")
+                             f"{cfg.data.dof_pool_size}; delete the folder to render it again")
         if verbose:
-            log(f"dofnet: labelling {cfg.pool_size} procedural {cfg.source_size}x"
-                f"{cfg.source_size} images from {folder}")
-        tick = _progress(cfg.pool_size, "images") if verbose else (lambda i: None)
+            log(f"dofnet: labelling {cfg.data.dof_pool_size} procedural {cfg.data.dof_source_size}x"
+                f"{cfg.data.dof_source_size} images from {folder}")
+        tick = _progress(cfg.data.dof_pool_size, "images") if verbose else (lambda i: None)
         for i, example in enumerate(source.examples):
             rgb, sigma_px = source.load(example)
-            u8, w_s = _pool_entry(rgb, cfg.mask_size)
+            u8, w_s = _pool_entry(rgb, cfg.data.dof_mask_size)
             images.append(u8)
             weights.append(w_s)
             names.append(str(example.image))
@@ -275,7 +160,7 @@ def _element(images, weights, target):
 def patch_batches(pool, cfg, seed):
     """Infinite generator of training batches (dicts of NumPy arrays, see module docstring)."""
     rng = np.random.default_rng(seed)
-    p, b = cfg.patch_size, cfg.batch_size
+    p, b = cfg.data.patch_size, cfg.data.dof_batch_size
     usable = [i for i, im in enumerate(pool.images) if min(im.shape[:2]) >= p]
     if not usable:
         raise ValueError(f"no training image is at least {p} px on each side")
@@ -292,14 +177,14 @@ def patch_batches(pool, cfg, seed):
                 ci, cw = ci[:, ::-1], cw[:, ::-1]
             imgs[j] = np.rot90(ci, k)
             ws[j] = np.rot90(cw, k)
-        yield _element(imgs, ws, cfg.target)
+        yield _element(imgs, ws, cfg.model.dof_target)
 
 
 def val_patches(pool, cfg):
     """Deterministic validation crops: up to 4 crops of ``val_patch_size`` (clipped to the
     image) per held-out image, at the four quadrant centres. Returns a dict of arrays."""
     imgs, ws = [], []
-    s = cfg.val_patch_size
+    s = cfg.data.dof_val_patch_size
     for im, w in zip(pool.images, pool.weights):
         h, wd = im.shape[:2]
         side = min(s, h, wd)
@@ -311,24 +196,24 @@ def val_patches(pool, cfg):
                 ws.append(w[y:y + s, x:x + s])
     if not imgs:
         return None
-    return _element(np.stack(imgs), np.stack(ws), cfg.target)
+    return _element(np.stack(imgs), np.stack(ws), cfg.model.dof_target)
 
 
 def make_datasets(pool, cfg):
     """(train tf.data.Dataset (infinite, batched), val tf.data.Dataset or None)."""
-    train_pool, held_out = split_pool(pool, cfg.val_images)
-    c = 1 if cfg.target == "weight" else 3
-    p = cfg.patch_size
+    train_pool, held_out = split_pool(pool, cfg.data.dof_val_images)
+    c = 1 if cfg.model.dof_target == "weight" else 3
+    p = cfg.data.patch_size
     sig = {"image": tf.TensorSpec((None, p, p, 3), tf.float32),
            "label": tf.TensorSpec((None, p, p, c), tf.float32),
            "weight": tf.TensorSpec((None, p, p, 1), tf.float32)}
-    train = tf.data.Dataset.from_generator(lambda: patch_batches(train_pool, cfg, cfg.seed),
+    train = tf.data.Dataset.from_generator(lambda: patch_batches(train_pool, cfg, cfg.data.seed),
                                            output_signature=sig).prefetch(2)
     val = None
     if len(held_out):
         v = val_patches(held_out, cfg)
         if v is not None:
-            val = tf.data.Dataset.from_tensor_slices(v).batch(cfg.batch_size)
+            val = tf.data.Dataset.from_tensor_slices(v).batch(cfg.data.dof_batch_size)
     return train, val
 
 
@@ -402,14 +287,14 @@ def make_trainer(cfg, jit_compile=False, seed=None):
     """A compiled ``DoFTrainer`` for ``cfg`` with its weights and Adam optimizer built (so it is
     MirroredStrategy-safe when called inside ``strategy.scope()``). seed: if given,
     ``keras.utils.set_random_seed(seed)`` first (process-wide; ``build_task`` passes
-    ``cfg.seed``). Under the ``mixed_float16`` policy the optimizer is wrapped in a
+    ``cfg.data.seed``). Under the ``mixed_float16`` policy the optimizer is wrapped in a
     LossScaleOptimizer."""
     if seed is not None:
         keras.utils.set_random_seed(seed)
-    net = DoFNet(width=cfg.width, kernel_sizes=cfg.kernel_sizes, filters=cfg.filters,
-                 target=cfg.target, padding=cfg.padding)
+    net = DoFNet(width=cfg.model.width, kernel_sizes=cfg.model.dof_kernel_sizes, filters=cfg.model.dof_filters,
+                 target=cfg.model.dof_target, padding=cfg.model.dof_padding)
     trainer = DoFTrainer(net, name="dofnet_trainer")
-    optimizer = keras.optimizers.Adam(learning_rate=cfg.learning_rate)
+    optimizer = keras.optimizers.Adam(learning_rate=cfg.optimizer.learning_rate)
     if keras.mixed_precision.global_policy().name == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     trainer.compile(optimizer=optimizer, jit_compile=bool(jit_compile), auto_scale_loss=False)
@@ -431,20 +316,18 @@ def image_panels_fn(trainer, max_images=3):
     return panels
 
 
-def build_task(config, verbose=True):
-    """``TrainingTask`` for DoFNet from the train CLI's config (see ``config_from``).
+def build_task(cfg, verbose=True):
+    """``TrainingTask`` for DoFNet from a ``tf_defocus.training.config.DoFNetConfig``.
 
     Call inside the strategy scope; the batch must divide by the number of replicas.
     """
-    cfg = config_from(config)
     replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    if cfg.batch_size % replicas:
-        raise ValueError(f"dof batch_size {cfg.batch_size} must be a multiple of the "
+    if cfg.data.dof_batch_size % replicas:
+        raise ValueError(f"--dof_batch_size={cfg.data.dof_batch_size} must be a multiple of the "
                          f"{replicas} replicas")
     pool = build_pool(cfg, verbose=verbose)
     train, val = make_datasets(pool, cfg)
-    trainer = make_trainer(cfg, jit_compile=bool(getattr(config, "jit_compile", False)),
-                           seed=cfg.seed)
+    trainer = make_trainer(cfg, jit_compile=cfg.runtime.jit_compile, seed=cfg.data.seed)
     return TrainingTask(trainer=trainer, train_dataset=train, val_dataset=val,
                         inference_model=trainer.net.inference_model,
                         image_panels=image_panels_fn(trainer))

@@ -9,9 +9,7 @@ config, restores only the networks (``expect_partial``: optimizer slots are skip
 model (``blur_estimator``) plus its ModelInfo sidecar to ``--out``, atomically.
 """
 
-import json
 import sys
-import types
 from pathlib import Path
 
 
@@ -19,19 +17,18 @@ def inference_model_from_checkpoint(model_dir, step=None):
     """(keras inference model, checkpoint path) of a DMENet run's checkpoint."""
     import tensorflow as tf
 
-    from tf_defocus.training import dmenet_task, loop
+    from tf_defocus.training import config, dmenet_task, loop
     model_dir = Path(model_dir)
     cfg_path = model_dir / "config.json"
     if not cfg_path.is_file():
         raise ValueError(f"{model_dir}: no config.json (not a train CLI model_dir)")
-    raw = json.loads(cfg_path.read_text())
-    if raw.get("task", "dmenet") != "dmenet":
-        raise ValueError(f"{model_dir}: task {raw.get('task')!r}; only dmenet runs are supported")
+    cfg, _ = config.from_json(cfg_path.read_text())   # older files: settings since removed
+    if not isinstance(cfg, config.DMENetConfig):
+        raise ValueError(f"{model_dir}: task {cfg.TASK!r}; only dmenet runs are supported")
     ckpt_dir = model_dir / loop.CHECKPOINT_SUBDIR
     path = str(ckpt_dir / f"ckpt-{int(step)}") if step is not None else tf.train.latest_checkpoint(str(ckpt_dir))
     if not path or not Path(path + ".index").is_file():
         raise ValueError(f"{ckpt_dir}: no checkpoint {'ckpt-%d' % step if step is not None else ''}")
-    cfg = dmenet_task.DMENetTaskConfig.from_any(types.SimpleNamespace(**raw))
     trainer = dmenet_task.build_trainer(cfg)   # weights come from the checkpoint: no seeding
     tf.train.Checkpoint(trainer=trainer).restore(path).expect_partial()
     return dmenet_task.float32_inference_model(trainer.blur_estimator), path
