@@ -443,6 +443,33 @@ def test_commands_print_no_tensorflow_chatter_and_help_exits_0():
         assert err == "", (name, err)
 
 
+IMPORT_ALL_SCRIPT = """
+import importlib, json, pkgutil
+from absl import app, flags, logging
+import keras, tensorflow
+before = set(flags.FLAGS)
+import tf_defocus.train, tf_defocus.predict, tf_defocus.evaluate, tf_defocus.export.__main__
+import tf_defocus.generate, tf_defocus.convert_official
+for m in pkgutil.walk_packages(tf_defocus.__path__, "tf_defocus."):
+    importlib.import_module(m.name)
+print("RESULT " + json.dumps(sorted(set(flags.FLAGS) - before)))
+"""
+
+
+def test_all_clis_import_together_and_no_module_registers_flags():
+    """Every CLI and library module imports in one process; none defines an absl flag at
+    import (each CLI defines its flags in its run())."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+    proc = subprocess.run([sys.executable, "-c", IMPORT_ALL_SCRIPT], capture_output=True,
+                          text=True, timeout=300, cwd=Path(__file__).resolve().parents[1])
+    lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, proc.stderr[-3000:]
+    assert json.loads(lines[-1][len("RESULT "):]) == []
+
+
 def test_cli_entry_point_and_verbose_detection():
     from tf_defocus import cli
     assert cli.entry_point(["python", "-m", "tf_defocus.train", "--x"]) == "tf_defocus.train"

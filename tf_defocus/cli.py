@@ -34,6 +34,7 @@ import os
 import re
 import sys
 import tempfile
+import time
 
 VERBOSE_ENV = "TF_DEFOCUS_VERBOSE"
 QUIET_ENV = "TF_DEFOCUS_QUIET"      # set by a quieted command: its worker processes are quiet too
@@ -304,3 +305,80 @@ def config_from_flags(cls, flag_values, classes=()):
                          + (f" (nor {', '.join('--' + n for n in foreign[1:])})"
                             if len(foreign) > 1 else ""))
     return cfglib.from_flat(cls, given)
+
+
+# ------------------------------------------------------------------ pieces of the inference CLIs
+
+class ConfigError(ValueError):
+    """Bad command-line configuration (reported before any work)."""
+
+
+def split_list(values):
+    """Flag values -> flat list: each value may be a comma-separated list (an existing path
+    containing a comma is kept whole)."""
+    out = []
+    for v in values or ():
+        v = str(v)
+        if os.path.exists(v) or "," not in v:
+            out.append(v)
+        else:
+            out.extend(x.strip() for x in v.split(",") if x.strip())
+    return out
+
+
+def check_method_options(tile_size, tile_overlap, mask_size=None):
+    """Tiling (and, when ``mask_size`` is given, dof_weight) options shared by the predict and
+    evaluate CLIs; raises ConfigError naming the flag."""
+    from tf_defocus.inference import check_tiling
+    try:
+        check_tiling(tile_size, tile_overlap)
+        if mask_size is not None:
+            from tf_defocus.dof import check_mask_size
+            check_mask_size(mask_size)
+    except ValueError as e:
+        raise ConfigError(f"--{e}") from None
+
+
+def define_tiling_flags(flag_values):
+    """``--tile_size`` / ``--tile_overlap`` with the defaults of ``tf_defocus.inference``."""
+    from absl import flags
+
+    from tf_defocus.inference import DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE
+    flags.DEFINE_integer("tile_size", DEFAULT_TILE_SIZE, "Tile side [px], multiple of 16; 0 = "
+                         "whole image in one pass (memory grows with the image).",
+                         flag_values=flag_values)
+    flags.DEFINE_integer("tile_overlap", DEFAULT_TILE_OVERLAP, "Overlap of neighbouring tiles "
+                         "[px], multiple of 16, at most tile_size / 2.", flag_values=flag_values)
+
+
+def _fmt_seconds(s):
+    s = int(round(s))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else (
+        f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s")
+
+
+class FileProgress:
+    """One line per file on stderr with count and ETA; a live tile counter on a terminal."""
+
+    def __init__(self, total, stream=None):
+        self.total = total
+        self.stream = stream or sys.stderr
+        self.start = time.time()
+        self.done = 0
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+
+    def tile(self, name):
+        def cb(done, total):
+            if self.tty and total > 1:
+                self.stream.write(f"\r[{self.done + 1}/{self.total}] {name}: tile {done}/{total}")
+                self.stream.flush()
+        return cb
+
+    def file_done(self, name, status):
+        self.done += 1
+        elapsed = time.time() - self.start
+        eta = elapsed / self.done * (self.total - self.done)
+        tail = f", ETA {_fmt_seconds(eta)}" if self.done < self.total else ""
+        clear = "\r\033[K" if self.tty else ""
+        self.stream.write(f"{clear}[{self.done}/{self.total}] {name}: {status}{tail}\n")
+        self.stream.flush()

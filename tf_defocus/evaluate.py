@@ -48,9 +48,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tf_defocus import __version__, artifacts, imageio, metrics, model_kinds
-from tf_defocus.predict import (ConfigError, OutputWriteError, check_method_options,
-                                check_output_dir, output_dir_session)
+from tf_defocus import __version__, artifacts, cli, imageio, metrics, model_kinds
+from tf_defocus.cli import ConfigError, check_method_options, split_list
+from tf_defocus.inference import DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE
+from tf_defocus.predict import OutputWriteError, check_output_dir, output_dir_session
 
 DATASETS = ("syndof", "cuhk", "dut", "rtf")
 TRAINING_FREE = ("dof_weight", "lbp", "hifst")
@@ -82,8 +83,8 @@ class EvaluateConfig:
     blurred_value: int = -1
     mask_threshold_px: float = model_kinds.DEFAULT_MASK_THRESHOLD_PX
     mask_threshold_weight: float = model_kinds.DEFAULT_MASK_THRESHOLD_WEIGHT
-    tile_size: int = 768
-    tile_overlap: int = 128
+    tile_size: int = DEFAULT_TILE_SIZE
+    tile_overlap: int = DEFAULT_TILE_OVERLAP
     threads: int = 0
     mask_size: int = 15
     limit: int = 0
@@ -93,7 +94,6 @@ class EvaluateConfig:
 def parse_models(values):
     """``--model`` values (``PATH`` or ``name=PATH``, comma lists allowed) -> ((name, path), ...)
     with unique names (default name: the file stem, or the directory name)."""
-    from tf_defocus.predict import split_list
     out, names = [], set()
     for v in split_list(values):
         if "=" in v and not Path(v).exists():
@@ -272,7 +272,6 @@ def evaluate(config, methods=None, stream=None, dataset=None):
     dataset: ``open_dataset(config)``, if already listed. Its unpaired files are reported on
     ``stream`` once each: as failures, or with ``config.skip_bad`` as skipped (a warning, not
     a failure); the pairs are evaluated either way."""
-    from tf_defocus.predict import _Progress
     stream = stream or sys.stderr
     if dataset is None:
         dataset = open_dataset(config)
@@ -291,7 +290,7 @@ def evaluate(config, methods=None, stream=None, dataset=None):
             stream.write(f"error: {problem}\n")
             failed.append((_problem_path(problem), problem))
     per_method = {name: {"rows": [], "curves": [], "failed": []} for name, _ in methods}
-    progress = _Progress(len(examples), stream)
+    progress = cli.FileProgress(len(examples), stream)
     start = time.time()
     for ex in examples:
         t0 = time.time()
@@ -455,8 +454,7 @@ def _define_flags():
                        "of sigma data sets).")
     flags.DEFINE_float("mask_threshold_weight", model_kinds.DEFAULT_MASK_THRESHOLD_WEIGHT,
                        "Focus weight below which a pixel is blurred (IoU of dof_weight maps).")
-    flags.DEFINE_integer("tile_size", 768, "Tile side [px], multiple of 16; 0 = whole image.")
-    flags.DEFINE_integer("tile_overlap", 128, "Tile overlap [px], multiple of 16.")
+    cli.define_tiling_flags(flags.FLAGS)
     flags.DEFINE_integer("threads", 0, "CPU threads for TF / TFLite (0 = default).")
     flags.DEFINE_integer("mask_size", 15, "dof_weight: Gaussian mask size [px].")
     flags.DEFINE_integer("limit", 0, "Evaluate only the first N images (0 = all).")
@@ -493,7 +491,6 @@ def run():
     """Console-script entry point (``tf-defocus-evaluate``): quiet TensorFlow start-up unless
     ``--verbose``, ``--help`` exits 0, flags absl cannot parse exit 2."""
     from absl import flags
-    from tf_defocus import cli
     _define_flags()
     cli.define_verbose_flag()
     flags.declare_key_flag(cli.VERBOSE_FLAG)      # listed by --help with this command's flags

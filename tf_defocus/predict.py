@@ -52,7 +52,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tf_defocus import __version__, artifacts, imageio, model_kinds
+from tf_defocus import __version__, artifacts, cli, imageio, model_kinds
+from tf_defocus.cli import ConfigError, check_method_options, split_list
+from tf_defocus.inference import DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE
 
 OUTPUT_KINDS = ("sigma", "color", "focus", "mask", "side_by_side")
 DEFAULT_OUTPUTS = {artifacts.KIND_DEFOCUS: ("sigma", "color")}
@@ -67,10 +69,6 @@ TRAINING_FREE = ("dof_weight", "lbp", "hifst")
 """Methods that need no --model and give a focus score with no blur unit."""
 METHODS = ("model",) + TRAINING_FREE
 CONFIG_FILENAME = "predict_config.json"
-
-
-class ConfigError(ValueError):
-    """Bad command-line configuration (reported before any work)."""
 
 
 class OutputDirError(ConfigError):
@@ -238,19 +236,6 @@ def output_dir_session(path, config_name, config_text, is_ours, stream=None,
         yield target
 
 
-def check_method_options(tile_size, tile_overlap, mask_size=None):
-    """Tiling (and, when ``mask_size`` is given, dof_weight) options shared by the predict and
-    evaluate CLIs; raises ConfigError naming the flag."""
-    from tf_defocus.inference import check_tiling
-    try:
-        check_tiling(tile_size, tile_overlap)
-        if mask_size is not None:
-            from tf_defocus.dof import check_mask_size
-            check_mask_size(mask_size)
-    except ValueError as e:
-        raise ConfigError(f"--{e}") from None
-
-
 @dataclasses.dataclass(frozen=True)
 class PredictConfig:
     """Everything a predict run needs; written as JSON next to the outputs.
@@ -270,8 +255,8 @@ class PredictConfig:
     outputs: tuple = None
     mask_threshold_px: float = model_kinds.DEFAULT_MASK_THRESHOLD_PX
     mask_threshold_weight: float = model_kinds.DEFAULT_MASK_THRESHOLD_WEIGHT
-    tile_size: int = 768
-    tile_overlap: int = 128
+    tile_size: int = DEFAULT_TILE_SIZE
+    tile_overlap: int = DEFAULT_TILE_OVERLAP
     threads: int = 0
     mask_size: int = 15
     legend: bool = True
@@ -292,19 +277,6 @@ class Summary:
         skipped = (f", {len(self.not_processed)} not processed" if self.not_processed else "")
         return (f"predict: {len(self.ok)} ok, {len(self.failed)} failed{skipped}, "
                 f"{self.seconds:.1f} s, {self.megapixels:.2f} MP, {rate:.3f} MP/s")
-
-
-def split_list(values):
-    """Flag values -> flat list: each value may be a comma-separated list (an existing path
-    containing a comma is kept whole)."""
-    out = []
-    for v in values or ():
-        v = str(v)
-        if os.path.exists(v) or "," not in v:
-            out.append(v)
-        else:
-            out.extend(x.strip() for x in v.split(",") if x.strip())
-    return out
 
 
 def validate(config):
@@ -452,39 +424,6 @@ def write_outputs(image, native, kind, stem, config):
     return written
 
 
-def _fmt_seconds(s):
-    s = int(round(s))
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else (
-        f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s")
-
-
-class _Progress:
-    """One line per file on stderr with count and ETA; a live tile counter on a terminal."""
-
-    def __init__(self, total, stream=None):
-        self.total = total
-        self.stream = stream or sys.stderr
-        self.start = time.time()
-        self.done = 0
-        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-
-    def tile(self, name):
-        def cb(done, total):
-            if self.tty and total > 1:
-                self.stream.write(f"\r[{self.done + 1}/{self.total}] {name}: tile {done}/{total}")
-                self.stream.flush()
-        return cb
-
-    def file_done(self, name, status):
-        self.done += 1
-        elapsed = time.time() - self.start
-        eta = elapsed / self.done * (self.total - self.done)
-        tail = f", ETA {_fmt_seconds(eta)}" if self.done < self.total else ""
-        clear = "\r\033[K" if self.tty else ""
-        self.stream.write(f"{clear}[{self.done}/{self.total}] {name}: {status}{tail}\n")
-        self.stream.flush()
-
-
 def predict_files(config, estimator=None, stream=None, inputs=None):
     """Run ``config`` (validated) over its inputs; returns a Summary. Does not raise for a bad
     image: it is reported on ``stream`` (default stderr) and listed in ``Summary.failed``.
@@ -505,7 +444,7 @@ def predict_files(config, estimator=None, stream=None, inputs=None):
     config = with_outputs(config, estimator.kind)
     with output_dir_session(config.output_dir, CONFIG_FILENAME, config_json(config, estimator),
                             is_predict_output, stream):
-        progress = _Progress(len(files), stream)
+        progress = cli.FileProgress(len(files), stream)
         ok, megapixels, not_processed = [], 0.0, []
         for i, (path, stem) in enumerate(zip(files, output_stems(files))):
             t0 = time.time()
@@ -607,10 +546,7 @@ def _define_flags():
     flags.DEFINE_float("mask_threshold_weight", model_kinds.DEFAULT_MASK_THRESHOLD_WEIGHT,
                        "mask output of a focus-weight map: weight below which a pixel counts as "
                        "blurred.")
-    flags.DEFINE_integer("tile_size", 768, "Tile side [px], multiple of 16; 0 = whole image in "
-                         "one pass (memory grows with the image).")
-    flags.DEFINE_integer("tile_overlap", 128, "Overlap of neighbouring tiles [px], multiple of 16, "
-                         "at most tile_size / 2.")
+    cli.define_tiling_flags(flags.FLAGS)
     flags.DEFINE_integer("threads", 0, "CPU threads for TF / TFLite (0 = default; TFLite: 2).")
     flags.DEFINE_integer("mask_size", 15, "dof_weight method: Gaussian mask size [px], odd.")
     flags.DEFINE_bool("legend", True, f"Draw a legend bar on colour maps (of photos at least "
