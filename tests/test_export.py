@@ -434,10 +434,16 @@ def test_best_alpha_shrinks_heavy_tails_only():
 
 
 def test_refined_calibration_fails_loudly_when_not_used():
+    from tensorflow.lite.python import lite
+    from tensorflow.lite.python.optimize import calibrator
+
     from tf_defocus.export.ranges import refined_calibration
+    originals = (calibrator.Calibrator.calibrate, lite._mlir_quantize)
     with pytest.raises(RuntimeError, match="did not call"):
         with refined_calibration([np.zeros((8, 8, 3), np.float32)]):
-            pass
+            assert calibrator.Calibrator.calibrate is not originals[0]
+    # export.tf_hooks restored TF's functions when the block ended
+    assert (calibrator.Calibrator.calibrate, lite._mlir_quantize) == originals
 
 
 def test_int8_ranges_narrow_activations_but_not_the_input(tiny, fixed_tflite, tmp_path):

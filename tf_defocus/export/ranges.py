@@ -22,7 +22,8 @@ images (``output_error``): a one-parameter version of loss-aware range search (N
 
 How: TF's converter calls ``Calibrator.calibrate`` and then quantizes the calibrated model with
 ``mlir_quantize`` (``tensorflow/lite/python/lite.py``, ``_quantize``). ``refined_calibration``
-wraps both for the duration of a conversion; the calibrated flatbuffer holds a float model whose
+wraps both for the duration of a conversion (``export.tf_hooks.converter_hooks``, the one module
+that replaces TF internals, restoring them when the conversion ends); the calibrated flatbuffer holds a float model whose
 tensors carry min/max, which LiteRT can run with every intermediate tensor kept, and which is
 also the float reference of the search. If a future TF no longer calls these two functions,
 the conversion fails loudly instead of silently falling back to min/max ranges.
@@ -33,6 +34,7 @@ import warnings
 
 import numpy as np
 
+from tf_defocus.export.tf_hooks import converter_hooks
 from tf_defocus.litert import opcode_name, tflite_input
 
 ALPHAS = np.linspace(0.3, 1.0, 36)   # candidate range factors (1.0 = the calibrated min/max)
@@ -267,27 +269,22 @@ def refined_calibration(images, search=True, progress=None):
     after the conversion; raises RuntimeError at exit if the converter never called the
     calibrator (or the quantizer)."""
     say = progress or (lambda message: None)
-    from tensorflow.lite.python import lite
-    from tensorflow.lite.python.optimize import calibrator
-
     images = list(images)
-    original_calibrate = calibrator.Calibrator.calibrate
-    original_quantize = lite._mlir_quantize   # pylint: disable=protected-access
     state = {}
 
     def histogram_progress(k, n):
         if k % 8 == 0 or k == n:
             say(f"int8 ranges: histograms of {k}/{n} calibration images")
 
-    def calibrate(self, dataset_gen):
-        calibrated = original_calibrate(self, dataset_gen)
+    def calibrate(original_calibrate, calibrator, dataset_gen):
+        calibrated = original_calibrate(calibrator, dataset_gen)
         if search:
             state["float"] = calibrated        # the search's float reference
         state["ranges"], state["report"] = refine_ranges(calibrated, images,
                                                          progress=histogram_progress)
         return state["ranges"].bytes_for(1.0)
 
-    def quantize(calibrated, *args, **kwargs):
+    def quantize(original_quantize, calibrated, *args, **kwargs):
         if not search or "ranges" not in state:
             return original_quantize(calibrated, *args, **kwargs)
         subset = images[:SEARCH_IMAGES]
@@ -302,13 +299,8 @@ def refined_calibration(images, search=True, progress=None):
         state["report"].update(gamma=best, search_errors={g: e for g, (e, _) in tried.items()})
         return tried[best][1]
 
-    calibrator.Calibrator.calibrate = calibrate
-    lite._mlir_quantize = quantize   # pylint: disable=protected-access
-    try:
+    with converter_hooks(calibrate, quantize):
         yield state
-    finally:
-        calibrator.Calibrator.calibrate = original_calibrate
-        lite._mlir_quantize = original_quantize   # pylint: disable=protected-access
     if "report" not in state or (search and "gamma" not in state["report"]):
         raise RuntimeError("TF's TFLite converter did not call Calibrator.calibrate and "
                            "mlir_quantize as expected; refined ranges could not be applied "
