@@ -76,12 +76,14 @@ class RuntimeConfig(Section):
 
 @dataclasses.dataclass(frozen=True)
 class OptimizerConfig(Section):
-    """Adam (beta1 0.9) with a staircase decay of its learning rate."""
+    """Adam with a staircase decay of its learning rate."""
     learning_rate: float = setting(1e-4, "Adam learning rate (DMENet 1e-4, DoFNet 1e-3).",
                                    above=0)
     lr_decay_steps: int = setting(0, "Multiply the learning rate by --lr_decay_rate every N "
                                      "steps (0 = constant). DMENet: every 20 epochs.", low=0)
     lr_decay_rate: float = setting(0.8, "Learning-rate decay factor.", above=0, high=1)
+    adam_beta1: float = setting(0.9, "Adam's beta_1, decay of the gradient mean (the "
+                                     "authors' 0.9).", low=0, high=0.999)
 
 
 @dataclasses.dataclass(frozen=True)

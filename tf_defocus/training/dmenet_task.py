@@ -81,7 +81,8 @@ def build_trainer(cfg, seed=None):
         blur, disc, calib, content, weights=cfg.losses.weights, use_aux=variant.aux,
         pretrain_steps=cfg.schedule.pretrain_steps,
         mask_threshold=DEFAULT_MASK_THRESHOLD_PX / SIGMA_MAX_PX)
-    adam = lambda name: keras.optimizers.Adam(cfg.optimizer.learning_rate, beta_1=0.9, name=name)
+    opt = cfg.optimizer
+    adam = lambda name: keras.optimizers.Adam(opt.learning_rate, beta_1=opt.adam_beta1, name=name)
     trainer.compile(b_optimizer=adam("b_adam"),
                     d_optimizer=adam("d_adam") if disc is not None else None,
                     jit_compile=cfg.runtime.jit_compile)

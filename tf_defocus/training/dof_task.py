@@ -294,7 +294,8 @@ def make_trainer(cfg, jit_compile=False, seed=None):
     net = DoFNet(width=cfg.model.width, kernel_sizes=cfg.model.dof_kernel_sizes, filters=cfg.model.dof_filters,
                  target=cfg.model.dof_target, padding=cfg.model.dof_padding)
     trainer = DoFTrainer(net, name="dofnet_trainer")
-    optimizer = keras.optimizers.Adam(learning_rate=cfg.optimizer.learning_rate)
+    optimizer = keras.optimizers.Adam(learning_rate=cfg.optimizer.learning_rate,
+                                      beta_1=cfg.optimizer.adam_beta1)
     if keras.mixed_precision.global_policy().name == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     trainer.compile(optimizer=optimizer, jit_compile=bool(jit_compile), auto_scale_loss=False)
