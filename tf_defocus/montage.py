@@ -87,7 +87,7 @@ def main(argv):
     flags.DEFINE_integer("num", 4, "Number of samples (rows).", flag_values=fv)
     flags.DEFINE_integer("tile_width", 320, "Width of each tile [px].", flag_values=fv)
     cli.define_verbose_flag(fv)   # TensorFlow's start-up lines: hidden by tf_defocus/__init__
-    if any(a in ("-h", "--help") for a in argv[1:]):
+    if cli.asked_for_help(argv):
         print(__doc__)
         print(fv.get_help())
         return 0
