@@ -16,7 +16,7 @@ import time
 from tf_defocus import cli
 from tf_defocus.data import generate, optics, photos, render, rgbd, synthesize
 
-__doc__ += generate.__doc__
+__doc__ += "\n" + generate.__doc__
 
 
 # ----------------------------------------------------------------------------- CLI
