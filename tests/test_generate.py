@@ -114,7 +114,7 @@ def test_cli_syndof_layout_and_same_bytes(tmp_path):
     lines = (a / "manifest.jsonl").read_text().splitlines()
     assert [json.loads(x)["id"] for x in lines] == ["00000000", "00000001", "00000002", "00000003"]
     cfg = json.loads((a / "generate_config.json").read_text())
-    assert cfg["num_images"] == 4 and cfg["image_width"] == 48 and cfg["seed"] == 7
+    assert cfg["num_images"] == 4 and cfg["image_size"] == "48x32" and cfg["seed"] == 7
     assert tree_bytes(a) == tree_bytes(b)
     assert run_cli(tmp_path / "c", seed=8) == 0
     assert tree_bytes(a) != tree_bytes(tmp_path / "c")

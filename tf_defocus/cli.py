@@ -255,7 +255,7 @@ def run_app(main, argv=None, flag_error_code=1):
 def define_config_flags(classes, flag_values):
     """One absl flag per setting of the config classes (``tf_defocus.config``), named like the
     setting, with its help and type (bool, int, float, str or enum of its ``choices``, tuple:
-    comma-separated list). A setting two classes share with different defaults gets the default
+    comma-separated list, or a repeatable flag for ``multi`` settings). A setting two classes share with different defaults gets the default
     None and its help names both. Returns ``flag_values``."""
     from absl import flags
 
@@ -284,21 +284,34 @@ def define_config_flags(classes, flag_values):
             flags.DEFINE_enum(name, default, list(choices), **kw)
         elif base is str:
             flags.DEFINE_string(name, default, **kw)
+        elif f.metadata.get("multi") and choices:
+            flags.DEFINE_multi_enum(name, list(default) if default else None, list(choices),
+                                    **kw)
+        elif f.metadata.get("multi"):   # repeatable; each value may be a comma list
+            flags.DEFINE_multi_string(name, list(default) if default else None, **kw)
         else:   # tuple[...]: a comma-separated list
             flags.DEFINE_list(name, ",".join(map(str, default)) if default else None, **kw)
     return flag_values
 
 
-def config_from_flags(cls, flag_values, classes=()):
+def config_from_flags(cls, flag_values, classes=(), append=None):
     """A ``cls`` config from parsed flags: the settings given (command line or flagfile) and
-    the defaults of ``cls`` for the others. A given flag that is a setting of one of the other
-    ``classes`` but not of ``cls`` is a ValueError."""
+    the defaults of ``cls`` for the others; ``append``: {setting: more values} (positional
+    arguments of a ``multi`` setting). Each value of a ``multi`` setting may be a comma list
+    (``split_list``). A given flag that is a setting of one of the other ``classes`` but not
+    of ``cls`` is a ValueError."""
     from tf_defocus import config as cfglib
 
-    mine = {name for name, *_ in cfglib.leaves(cls)}
-    others = {name for c in classes for name, *_ in cfglib.leaves(c)} - mine
+    mine = {name: f for name, f, *_ in cfglib.leaves(cls)}
+    others = {name for c in classes for name, *_ in cfglib.leaves(c)} - set(mine)
     given = {name: flag_values[name].value for name in flag_values
-             if flag_values[name].present and name in mine | others}
+             if flag_values[name].present and name in set(mine) | others}
+    for name, more in (append or {}).items():
+        if more:
+            given[name] = list(given.get(name) or ()) + list(more)
+    for name, value in given.items():
+        if name in mine and mine[name].metadata.get("multi"):
+            given[name] = tuple(split_list(value))
     foreign = sorted(set(given) & others)
     if foreign:
         raise ValueError(f"--{foreign[0]} is not a setting of {getattr(cls, 'TASK', cls.__name__)}"

@@ -21,12 +21,14 @@ import typing
 _FLOAT32_MAX = 3.4028234663852886e38
 
 
-def setting(default, help, *, choices=None, low=None, above=None, high=None, path=None):
-    """A config field: ``default``, one-line ``help`` (units!), allowed ``choices``, inclusive
-    ``low`` / ``high`` or exclusive ``above`` bounds, ``path="file"|"dir"`` for inputs that
-    must exist (checked by ``validate(..., paths=True)``)."""
+def setting(default, help, *, choices=None, low=None, above=None, high=None, path=None,
+            multi=False):
+    """A config field: ``default``, one-line ``help`` (units!), allowed ``choices`` (of each
+    item, for a tuple), inclusive ``low`` / ``high`` or exclusive ``above`` bounds,
+    ``path="file"|"dir"`` for inputs that must exist (checked by ``validate(..., paths=True)``),
+    ``multi``: a tuple given by a repeatable flag (``--x=a --x=b``) instead of one comma list."""
     meta = {"help": help, "choices": tuple(choices) if choices is not None else None,
-            "low": low, "above": above, "high": high, "path": path}
+            "low": low, "above": above, "high": high, "path": path, "multi": multi}
     if isinstance(default, (list, tuple)):
         value = tuple(default)
         return dataclasses.field(default_factory=lambda: value, metadata=meta)
@@ -163,6 +165,11 @@ def validate(config, paths=False):
                 raise ValueError(f"--{f.name} must be set")
             continue
         if typing.get_origin(base) is tuple:
+            choices = f.metadata.get("choices")
+            bad = [v for v in value if choices is not None and v not in choices]
+            if bad:
+                raise ValueError(f"--{f.name} must be among {', '.join(map(str, choices))}, "
+                                 f"got {bad[0]!r}")
             continue
         _check_leaf(f.name, f, base, value)
         kind = f.metadata.get("path")

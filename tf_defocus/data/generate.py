@@ -50,6 +50,8 @@ from pathlib import Path
 import numpy as np
 
 from tf_defocus import __version__, imageio
+from tf_defocus import config as cfglib
+from tf_defocus.config import Section, setting
 from tf_defocus.data import optics, photos, render, rgbd, synthesize
 
 __doc__ = __doc__.replace("{tfrecord_schema}", synthesize.tfrecord_schema_text())
@@ -60,64 +62,86 @@ DEFAULT_PROCEDURAL_IMAGES = 100
 
 
 @dataclasses.dataclass(frozen=True)
-class GenerateConfig:
-    """Resolved generator settings (sizes in px, depth scale in mm per stored unit)."""
-    out_dir: str
-    source: str = "procedural"
-    rgbd_dir: str | None = None
-    rgbd_format: str = "generic"
-    depth_scale: float | None = None
-    max_invalid_fraction: float = rgbd.DEFAULT_MAX_INVALID_FRACTION
-    num_images: int | None = None
-    image_width: int | None = 640
-    image_height: int | None = 480
-    psf: str = "gaussian"
-    seed: int = 0
-    format: str = "syndof"
-    num_shards: int = 1
-    shard_index: int = 0
-    max_coc: float = optics.DEFAULT_MAX_COC_PX
-    mask_threshold_px: float = synthesize.DEFAULT_MASK_THRESHOLD_PX
-    num_layers: int = render.DEFAULT_NUM_LAYERS
-    records_per_file: int = 256
-    num_workers: int = 1
-    scene: str = "dead_leaves"
-    isp: str = "basic"
-    photo_split: str = "train"
+class GenerateConfig(Section):
+    """One generator run; each field is a flag of ``tf_defocus.generate`` of the same name.
 
-    def validate(self):
-        if self.source not in SOURCES:
-            raise ValueError(f"--source must be one of {SOURCES}")
-        if self.format not in FORMATS:
-            raise ValueError(f"--format must be one of {FORMATS}")
-        if self.psf not in render.PSFS:
-            raise ValueError(f"--psf must be one of {render.PSFS}")
+    ``image_width`` / ``image_height`` [px] (init only): the size as two ints instead of
+    ``image_size`` (what ``data.pipeline`` passes)."""
+    out_dir: str = setting(None, "Output folder (required).")
+    source: str = setting("procedural", "Scene source: built-in procedural dead-leaves RGB-D "
+                                        "scenes or a folder of user RGB-D pairs.", choices=SOURCES)
+    rgbd_dir: str | None = setting(None, "Root folder of the RGB-D source (--source=rgbd).")
+    rgbd_format: str = setting("generic", "RGB-D layout (see tf_defocus.data.rgbd).",
+                               choices=rgbd.FORMATS)
+    depth_scale: float | None = setting(None, "mm per stored depth unit (default per format: "
+                                              "sintel 1000, synthia 10, generic 1).", above=0)
+    max_invalid_fraction: float = setting(rgbd.DEFAULT_MAX_INVALID_FRACTION, "Largest fraction "
+                                          "of invalid depth pixels that is filled from "
+                                          "neighbours; more is an error.", low=0, high=1)
+    num_images: int | None = setting(None, "Images to generate (default: procedural "
+                                           f"{DEFAULT_PROCEDURAL_IMAGES}, rgbd one per source "
+                                           "pair).", low=0)
+    image_size: str = setting("640x480", "Output WxH [px]; 'native' keeps RGB-D sizes.")
+    psf: str = setting("gaussian", "gaussian: SYNDOF domain; disc: aperture in linear light + "
+                                   "sensor noise + JPEG.", choices=render.PSFS)
+    seed: int = setting(0, "Data-set seed (per-image seeds derive from it).", low=0)
+    format: str = setting("syndof", "Output layout.", choices=FORMATS)
+    num_shards: int = setting(1, "Split the data set into this many shards.", low=1)
+    shard_index: int = setting(0, "Shard to generate (0..num_shards-1).", low=0)
+    max_coc: float = setting(optics.DEFAULT_MAX_COC_PX, "Largest circle of confusion [px] "
+                                                        "(29 -> sigma 7).", above=1)
+    mask_threshold_px: float = setting(synthesize.DEFAULT_MASK_THRESHOLD_PX, "Binary map: sigma "
+                                       "[px] above which a pixel counts as blurred.", low=0)
+    num_layers: int = setting(render.DEFAULT_NUM_LAYERS, "Depth (CoC) bins of the renderer.",
+                              low=1)
+    records_per_file: int = setting(256, "Images per TFRecord file.", low=1)
+    num_workers: int = setting(1, "Worker processes (use the number of cores).", low=1)
+    scene: str = setting("dead_leaves", "Procedural scenes: dead_leaves (textured confetti) or "
+                         "layered (ground/walls/sky, real-photo and smooth surfaces, thin "
+                         "structures; see tf_defocus.data.scenes).", choices=synthesize.SCENES)
+    isp: str = setting("basic", "Camera pipeline of --psf=disc: basic, or varied (noise levels, "
+                       "tone curve, sharpening, downscaling from a larger render, JPEG quality "
+                       "40-98).", choices=render.ISP_PROFILES)
+    photo_split: str = setting("train", "Package photos that textures of layered scenes come "
+                               "from (val: held-out photos, for validation sets).",
+                               choices=photos.SPLITS)
+    image_width: dataclasses.InitVar[int | None] = None
+    image_height: dataclasses.InitVar[int | None] = None
+
+    def __post_init__(self, image_width, image_height):
+        if image_width is not None or image_height is not None:
+            object.__setattr__(self, "image_size", f"{image_width}x{image_height}")
+        super().__post_init__()
+
+    @property
+    def size(self):
+        """(W, H) [px] of ``image_size``; (None, None) for 'native'."""
+        return parse_size(self.image_size)
+
+    def check(self):
+        if not self.out_dir:
+            raise ValueError("--out_dir must be set")
+        w, h = self.size
         if self.source == "rgbd" and not self.rgbd_dir:
             raise ValueError("--source=rgbd needs --rgbd_dir")
-        if self.source == "rgbd" and self.rgbd_format not in rgbd.FORMATS:
-            raise ValueError(f"--rgbd_format must be one of {rgbd.FORMATS}")
-        if self.source == "procedural" and (self.image_width is None or self.image_height is None):
+        if self.source == "procedural" and w is None:
             raise ValueError("--image_size=native needs --source=rgbd")
-        if self.image_width is not None and (self.image_width < 8 or self.image_height < 8):
+        if w is not None and (w < 8 or h < 8):
             raise ValueError("--image_size must be at least 8x8")
-        if self.num_images is not None and self.num_images < 0:
-            raise ValueError("--num_images must be >= 0")
-        if not 0 <= self.shard_index < self.num_shards:
+        if self.shard_index >= self.num_shards:
             raise ValueError("need 0 <= --shard_index < --num_shards")
-        if self.seed < 0:
-            raise ValueError("--seed must be >= 0")
-        if not self.max_coc > 1:
-            raise ValueError("--max_coc must be > 1 px")
-        if self.scene not in synthesize.SCENES:
-            raise ValueError(f"--scene must be one of {synthesize.SCENES}")
-        if self.isp not in render.ISP_PROFILES:
-            raise ValueError(f"--isp must be one of {render.ISP_PROFILES}")
-        if self.photo_split not in photos.SPLITS:
-            raise ValueError(f"--photo_split must be one of {photos.SPLITS}")
-        if self.records_per_file < 1 or self.num_workers < 1 or self.num_layers < 1:
-            raise ValueError("--records_per_file, --num_workers and --num_layers must be >= 1")
-        if self.depth_scale is not None and not self.depth_scale > 0:
-            raise ValueError("--depth_scale must be > 0")
+
+
+def parse_size(text):
+    """'WxH' -> (W, H) [px]; 'native' -> (None, None)."""
+    if text.strip().lower() == "native":
+        return None, None
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--image_size must be WxH (e.g. 640x480) or native, "
+                         f"got {text!r}") from None
+    return w, h
 
 
 def image_seed(seed, index):
@@ -203,8 +227,7 @@ def _render_job(job, cfg):
             return ("bad", job.pair.name, str(e))
         extra.update(source_name=job.pair.name, source_image=str(job.pair.image_path),
                      source_depth=str(job.pair.depth_path))
-    width = cfg.image_width
-    height = cfg.image_height
+    width, height = cfg.size
     try:
         sample = synthesize.synthesize(job.seed, width, height, psf=cfg.psf, source=source,
                                        max_coc=cfg.max_coc, mask_threshold_px=cfg.mask_threshold_px,
@@ -269,7 +292,7 @@ def _resolve(cfg):
     scale = cfg.depth_scale
     if cfg.source == "rgbd" and scale is None:
         scale = rgbd.DEFAULT_DEPTH_SCALE[cfg.rgbd_format]
-    return dataclasses.replace(cfg, num_images=n, depth_scale=scale), pairs
+    return cfglib.replace(cfg, num_images=n, depth_scale=scale), pairs
 
 
 def _write_manifest(path, metas):
@@ -280,12 +303,11 @@ def _write_manifest(path, metas):
 def run_generation(cfg, stream=None):
     """Generate the shard of ``cfg``. Returns dict(written, skipped, bad=[(name, message)])."""
     stream = stream or sys.stderr
-    cfg.validate()
     cfg, pairs = _resolve(cfg)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     suffix = shard_suffix(cfg)
-    config_doc = {"tf_defocus_version": __version__, **dataclasses.asdict(cfg)}
+    config_doc = {"tf_defocus_version": __version__, **cfglib.to_dict(cfg)}
     imageio.write_text(out / f"generate_config{suffix}.json",
                        json.dumps(config_doc, indent=2, sort_keys=True) + "\n")
     n = cfg.num_images
