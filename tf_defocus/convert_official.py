@@ -30,6 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
+from tf_defocus import config as cfglib
+from tf_defocus.config import Section, setting
+
 ESTIMATOR_PREFIX = "main_net/defocus_net/"
 CALIBRATOR_PREFIX = "main_net/binary_net/"
 DISCRIMINATOR_PREFIX = "discriminator/feature/"
@@ -233,17 +236,27 @@ def convert_arrays(arrays, source="<arrays>", require_all=True):
         skipped=tuple(sorted(k for k in arrays if k in UNUSED_KEYS)))
 
 
-# ---------------------------------------------------------------- CLI
+# ---------------------------------------------------------------- conversion
 
 @dataclasses.dataclass(frozen=True)
-class ConvertConfig:
-    """Resolved settings of one conversion (written as JSON beside the output)."""
-    npz: str
-    out: str
-    trainable_out: str = ""
-    calibrator_out: str = ""
-    discriminator_out: str = ""
-    estimator_only: bool = False
+class ConvertConfig(Section):
+    """One conversion; each field is a flag of the CLI of the same name (written as JSON beside
+    the output)."""
+    npz: str = setting(None, "The authors' checkpoint, e.g. DMENet_BDCS.npz.")
+    out: str = setting("blur_estimator.keras", "Inference model to write (.keras, image -> "
+                                               "defocus sigma/7).")
+    trainable_out: str = setting("", "Optional .keras path for the full BlurEstimator (aux "
+                                     "heads and D feature included) to fine-tune from.")
+    calibrator_out: str = setting("", "Optional .keras path for the sharpness calibrator S.")
+    discriminator_out: str = setting("", "Optional .keras path for the domain discriminator D.")
+    estimator_only: bool = setting(False, "Accept files without S and D arrays (e.g. the "
+                                          "authors' pre-training *_init.npz).")
+
+    def check(self):
+        for name in ("out", "trainable_out", "calibrator_out", "discriminator_out"):
+            path = getattr(self, name)
+            if (path or name == "out") and not path.endswith(".keras"):
+                raise ValueError(f"--{name} must end in .keras, got {path!r}")
 
 
 def _sha256(path):
@@ -256,10 +269,7 @@ def _sha256(path):
 
 def _save_keras(model, path):
     from tf_defocus.imageio import atomic_path
-    path = Path(path)
-    if path.suffix != ".keras":
-        raise ValueError(f"{path}: output must end in .keras")
-    with atomic_path(path) as tmp:
+    with atomic_path(Path(path)) as tmp:
         model.save(tmp)
 
 
@@ -279,8 +289,6 @@ def convert(config, log=print):
     from tf_defocus import artifacts
     from tf_defocus.imageio import write_text
 
-    if not config.out.endswith(".keras"):
-        raise ValueError(f"--out must end in .keras, got {config.out!r}")
     log(f"reading {config.npz}")
     arrays = read_npz(config.npz)
     log(f"  {len(arrays)} arrays, {sum(a.size for a in arrays.values()):,} values")
@@ -313,7 +321,7 @@ def convert(config, log=print):
         _save_keras(model, path)
         written.append(path)
     config_path = Path(config.out).with_name(Path(config.out).stem + ".convert_config.json")
-    write_text(config_path, json.dumps({**dataclasses.asdict(config), "npz_sha256": digest},
+    write_text(config_path, json.dumps({**cfglib.to_dict(config), "npz_sha256": digest},
                                        indent=2, sort_keys=True))
     written.append(str(config_path))
     for p in written:
@@ -321,32 +329,15 @@ def convert(config, log=print):
     return written
 
 
-def _define_flags():
-    from absl import flags
-    flags.DEFINE_string("npz", None, "The authors' checkpoint, e.g. DMENet_BDCS.npz.")
-    flags.DEFINE_string("out", "blur_estimator.keras",
-                        "Inference model to write (.keras, image -> defocus sigma/7).")
-    flags.DEFINE_string("trainable_out", "", "Optional .keras path for the full BlurEstimator "
-                        "(aux heads and D feature included) to fine-tune from.")
-    flags.DEFINE_string("calibrator_out", "", "Optional .keras path for the sharpness calibrator S.")
-    flags.DEFINE_string("discriminator_out", "", "Optional .keras path for the domain discriminator D.")
-    flags.DEFINE_bool("estimator_only", False, "Accept files without S and D arrays (e.g. the "
-                      "authors' pre-training *_init.npz).")
-    flags.mark_flag_as_required("npz")
-    from tf_defocus import cli
-    cli.define_verbose_flag()   # TensorFlow's start-up lines: hidden by tf_defocus/__init__
-
-
-def main(argv):
+def main(argv, flag_values=None):
+    """Convert with the parsed flags (absl's global FLAGS by default); returns the exit code."""
     from absl import flags
     if len(argv) > 1:
         raise SystemExit(f"unexpected arguments: {argv[1:]}")
-    f = flags.FLAGS
-    config = ConvertConfig(npz=f.npz, out=f.out, trainable_out=f.trainable_out,
-                           calibrator_out=f.calibrator_out, discriminator_out=f.discriminator_out,
-                           estimator_only=f.estimator_only)
+    from tf_defocus import cli
     try:
-        convert(config)
+        convert(cli.config_from_flags(ConvertConfig,
+                                      flags.FLAGS if flag_values is None else flag_values))
     except (OfficialCheckpointError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -355,8 +346,11 @@ def main(argv):
 
 def run():
     """Console-script entry point (``tf-defocus-convert-official``); ``--help`` exits 0."""
+    from absl import flags
+
     from tf_defocus import cli
-    _define_flags()
+    cli.define_config_flags([ConvertConfig], flags.FLAGS)
+    cli.define_verbose_flag()   # TensorFlow's start-up lines: hidden by tf_defocus/__init__
     cli.run_app(main)
 
 

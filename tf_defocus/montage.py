@@ -16,7 +16,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tf_defocus import cli, imageio, visualize
+from tf_defocus import cli, config, imageio, visualize
+from tf_defocus.config import Section, setting
 from tf_defocus.data import synthesize
 from tf_defocus.units import focus_from_sigma
 
@@ -24,11 +25,12 @@ GAP_PX = 4
 
 
 @dataclasses.dataclass(frozen=True)
-class MontageConfig:
-    data_dir: str
-    out: str
-    num: int = 4
-    tile_width: int = 320
+class MontageConfig(Section):
+    """One montage; each field is a flag of the same name (written to ``<out stem>.json``)."""
+    data_dir: str = setting(None, "SYNDOF-layout folder from tf_defocus.generate.")
+    out: str = setting("montage.png", "Output PNG.")
+    num: int = setting(4, "Number of samples (rows).", low=1)
+    tile_width: int = setting(320, "Width of each tile [px].", low=16)
 
 
 def _read_mask(path):
@@ -81,11 +83,7 @@ def make_montage(cfg):
 def main(argv):
     from absl import flags
 
-    fv = flags.FlagValues()
-    flags.DEFINE_string("data_dir", None, "SYNDOF-layout folder from tf_defocus.generate.", flag_values=fv)
-    flags.DEFINE_string("out", "montage.png", "Output PNG.", flag_values=fv)
-    flags.DEFINE_integer("num", 4, "Number of samples (rows).", flag_values=fv)
-    flags.DEFINE_integer("tile_width", 320, "Width of each tile [px].", flag_values=fv)
+    fv = cli.define_config_flags([MontageConfig], flags.FlagValues())
     cli.define_verbose_flag(fv)   # TensorFlow's start-up lines: hidden by tf_defocus/__init__
     if cli.asked_for_help(argv):
         print(__doc__)
@@ -93,11 +91,7 @@ def main(argv):
         return 0
     try:
         fv(list(argv))
-        if not fv.data_dir:
-            raise ValueError("--data_dir is required")
-        if fv.num < 1 or fv.tile_width < 16:
-            raise ValueError("--num must be >= 1 and --tile_width >= 16")
-        cfg = MontageConfig(fv.data_dir, fv.out, fv.num, fv.tile_width)
+        cfg = cli.config_from_flags(MontageConfig, fv)
     except (ValueError, flags.Error) as e:
         sys.stderr.write(f"error: {e}\n")
         return 2
@@ -107,7 +101,7 @@ def main(argv):
         sys.stderr.write(f"error: {e}\n")
         return 1
     imageio.write_text(Path(cfg.out).with_suffix(".json"),
-                       json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+                       json.dumps(config.to_dict(cfg), indent=2) + "\n")
     sys.stderr.write(f"wrote {cfg.out} ({m.shape[1]}x{m.shape[0]})\n")
     return 0
 
