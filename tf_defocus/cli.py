@@ -261,6 +261,7 @@ def define_config_flags(classes, flag_values):
 
     from tf_defocus import config as cfglib
 
+    flags.disclaim_key_flags()   # the flags are the caller's: its --help lists them
     seen = {}
     for cls in classes:
         for name, f, base, _, _ in cfglib.leaves(cls):
