@@ -278,16 +278,12 @@ def test_config_errors_for_training_free_methods(tmp_path):
         evaluate.validate(cfg)
     out = tmp_path / "p"
     for method in METHODS:
-        err = io.StringIO()
-        bad = predict.PredictConfig(inputs=("x.png",), output_dir=str(out), method=method,
-                                    outputs=("sigma", "color"))
-        assert predict.run_config(bad, err) == 2                 # no sigma for a focus score
-        assert "no blur unit" in err.getvalue() and f"--method={method}" in err.getvalue()
-        err = io.StringIO()
-        bad = predict.PredictConfig(inputs=("x.png",), output_dir=str(out), method=method,
-                                    model="m.keras", outputs=("focus",))
-        assert predict.run_config(bad, err) == 2 and "training-free" in err.getvalue()
-    assert not out.exists()
+        with pytest.raises(ValueError, match=f"--method={method} .*no blur unit"):
+            predict.PredictConfig(input=("x.png",), output_dir=str(out), method=method,
+                                  outputs=("sigma", "color"))     # no sigma for a focus score
+        with pytest.raises(ValueError, match="training-free"):
+            predict.PredictConfig(input=("x.png",), output_dir=str(out), method=method,
+                                  model="m.keras", outputs=("focus",))
 
 
 def test_predict_cli_lbp(tmp_path):

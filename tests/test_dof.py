@@ -430,7 +430,7 @@ def test_train_resume_and_predict(tmp_path, capsys):
     for kw in (dict(model=str(result.model_path)), dict(method="dof_weight")):
         out = tmp_path / f"out_{kw.get('method', 'model')}"
         code = predict.run_config(predict.PredictConfig(
-            inputs=(str(photos),), output_dir=str(out), outputs=("focus", "color", "mask"), **kw))
+            input=(str(photos),), output_dir=str(out), outputs=("focus", "color", "mask"), **kw))
         assert code == 1  # the corrupt file fails, the others are written
         names = sorted(p.name for p in out.glob("img0_*"))
         assert len(names) == 3 and "img0_focus.png" in names and "img0_mask.png" in names, names

@@ -611,7 +611,7 @@ def test_predict_unusable_output_folder_is_one_line_and_exit_2(tmp_path, monkeyp
     out, expected = _unusable_output(case, tmp_path, monkeypatch)
     existed = os.path.exists(out)
     err = io.StringIO()
-    cfg = predict.PredictConfig(inputs=(str(photo),), output_dir=str(out), method="dof_weight",
+    cfg = predict.PredictConfig(input=(str(photo),), output_dir=str(out), method="dof_weight",
                                 outputs=("color", "focus"))
     assert predict.run_config(cfg, err) == 2
     log = err.getvalue()
@@ -653,7 +653,7 @@ def test_predict_stops_at_a_full_disk_mid_run(tmp_path, monkeypatch, capfd):
     from tf_defocus import imageio, predict
     photos = [_write_png(tmp_path / "in" / f"p{i}.png", seed=i) for i in range(3)]
     out = tmp_path / "out"
-    cfg = predict.PredictConfig(inputs=(str(tmp_path / "in"),), output_dir=str(out),
+    cfg = predict.PredictConfig(input=(str(tmp_path / "in"),), output_dir=str(out),
                                 method="dof_weight", outputs=("focus",))
     real = imageio.write_bytes
     monkeypatch.setattr(imageio, "write_bytes", lambda path, data: (
@@ -716,7 +716,7 @@ def test_predict_removes_its_orphaned_temporaries_at_start(tmp_path):
     ours = _orphans(out, PREDICT_ORPHANS)            # what a kill -9 mid-write leaves behind
     others = _orphans(out, NOT_PREDICT_ORPHANS)
     err = io.StringIO()
-    cfg = predict.PredictConfig(inputs=(str(photo),), output_dir=str(out), method="dof_weight",
+    cfg = predict.PredictConfig(input=(str(photo),), output_dir=str(out), method="dof_weight",
                                 outputs=("color", "focus"))
     assert predict.run_config(cfg, err) == 0, err.getvalue()
     assert not any(p.exists() for p in ours), sorted(p.name for p in out.iterdir())
@@ -737,7 +737,7 @@ def test_predict_keeps_the_temporaries_of_a_run_writing_into_the_same_folder(tmp
     fd = os.open(out, os.O_RDONLY)               # another predict run holds the folder
     try:
         fcntl.flock(fd, fcntl.LOCK_SH)
-        cfg = predict.PredictConfig(inputs=(str(photo),), output_dir=str(out),
+        cfg = predict.PredictConfig(input=(str(photo),), output_dir=str(out),
                                     method="dof_weight", outputs=("focus",))
         err = io.StringIO()
         assert predict.run_config(cfg, err) == 0, err.getvalue()

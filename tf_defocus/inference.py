@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from tf_defocus import artifacts, litert, model_kinds
+from tf_defocus.config import Section, setting
 from tf_defocus.imageio import to_rgb_float
 
 TILE_MULTIPLE = model_kinds.MAX_SIZE_MULTIPLE
@@ -47,6 +48,24 @@ with the 128 px overlap a 24 MP photo runs 70 tiles of 688x720, 1.2x its pixels.
 DEFAULT_TILE_OVERLAP = 128
 """Overlap of neighbouring tiles [px] (see the module docstring)."""
 DEFAULT_TFLITE_THREADS = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSettings(Section):
+    """How ``load_estimator`` runs a model, as config settings (predict and evaluate derive
+    from it): tiles [px] and CPU threads."""
+    tile_size: int = setting(DEFAULT_TILE_SIZE, f"Tile side [px], multiple of {TILE_MULTIPLE}; "
+                             "0 = whole image in one pass (memory grows with the image).")
+    tile_overlap: int = setting(DEFAULT_TILE_OVERLAP, "Overlap of neighbouring tiles [px], "
+                                f"multiple of {TILE_MULTIPLE}, at most tile_size / 2.")
+    threads: int = setting(0, "CPU threads for TF / TFLite (0 = default; TFLite: "
+                              f"{DEFAULT_TFLITE_THREADS}).", low=0)
+
+    def check(self):
+        try:
+            check_tiling(self.tile_size, self.tile_overlap)
+        except ValueError as e:
+            raise ValueError(f"--{e}") from None
 
 
 class ModelLoadError(ValueError):

@@ -26,6 +26,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from tf_defocus.config import Section, setting
 from tf_defocus.units import SIGMA_MAX_PX
 
 KIND_DEFOCUS = "defocus"        # output is sigma/7 in [0,1]; sigma [px] = 7 * output
@@ -37,6 +38,17 @@ DEFAULT_MASK_THRESHOLD_PX = 1.0
 annotations of CUHK. SYNDOF's own ``blur_map_binary`` used CoC > 1 px, i.e. threshold 0."""
 DEFAULT_MASK_THRESHOLD_WEIGHT = 0.5
 """A focus-weight map marks ``weight < 0.5`` as blurred."""
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskSettings(Section):
+    """The mask rule of ``KindSpec.maps`` as config settings (predict and evaluate derive
+    from it)."""
+    mask_threshold_px: float = setting(DEFAULT_MASK_THRESHOLD_PX, "Sigma [px] above which a "
+                                       "pixel counts as blurred (mask of a defocus map).", low=0)
+    mask_threshold_weight: float = setting(DEFAULT_MASK_THRESHOLD_WEIGHT, "Focus weight below "
+                                           "which a pixel counts as blurred (mask of a "
+                                           "focus-weight map).", low=0, high=1)
 
 
 class Maps(NamedTuple):

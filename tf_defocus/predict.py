@@ -52,9 +52,12 @@ from pathlib import Path
 
 import numpy as np
 
-from tf_defocus import __version__, artifacts, cli, imageio, model_kinds
-from tf_defocus.cli import ConfigError, check_method_options, split_list
-from tf_defocus.inference import DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE
+from tf_defocus import __version__, artifacts, cli, dof, imageio, model_kinds
+from tf_defocus import config as cfglib
+from tf_defocus.cli import ConfigError
+from tf_defocus.config import setting
+from tf_defocus.inference import RunSettings
+from tf_defocus.model_kinds import MaskSettings
 
 OUTPUT_KINDS = ("sigma", "color", "focus", "mask", "side_by_side")
 DEFAULT_OUTPUTS = {artifacts.KIND_DEFOCUS: ("sigma", "color")}
@@ -237,29 +240,50 @@ def output_dir_session(path, config_name, config_text, is_ours, stream=None,
 
 
 @dataclasses.dataclass(frozen=True)
-class PredictConfig:
-    """Everything a predict run needs; written as JSON next to the outputs.
+class PredictConfig(RunSettings, MaskSettings):
+    """Everything a predict run needs; each field is a flag of the same name; written as JSON
+    next to the outputs (``CONFIG_FILENAME``). Tiles and threads: ``inference.RunSettings``;
+    the mask rule: ``model_kinds.MaskSettings``."""
+    input: tuple[str, ...] = setting((), "Image file, folder or glob; repeatable or a comma "
+                                         "list. Positional arguments are inputs too.", multi=True)
+    output_dir: str = setting(None, "Folder for the outputs.")
+    model: str = setting("", "Model: .keras file, SavedModel directory or .tflite file "
+                             "(default: the built-in default model, tf_defocus/weights).")
+    method: str = setting("model", "model: the network of --model; training-free focus "
+                          "scores: dof_weight (DoF weight map, KCI 2020), lbp (LBP sharpness, "
+                          "Yi & Eramian 2016), hifst (HiFST, Golestaneh & Karam 2017).",
+                          choices=METHODS)
+    outputs: tuple[str, ...] | None = setting(
+        None, f"Any of {','.join(OUTPUT_KINDS)} (default: sigma,color for a defocus model; "
+        f"color,focus for a focus-weight model (DoFNet) and the training-free methods, which "
+        f"have no sigma).", choices=OUTPUT_KINDS)
+    mask_size: int = setting(dof.DEFAULT_MASK_SIZE, "dof_weight method: Gaussian mask size "
+                                                    "[px], odd.")
+    legend: bool = setting(True, f"Draw a legend bar on colour maps (of photos at least "
+                                 f"{MIN_LEGEND_HEIGHT} px high).")
 
-    inputs: files, folders or globs. outputs: subset of OUTPUT_KINDS (None: ``default_outputs``
-    of the method's kind, resolved by ``run_config``). mask_threshold_px: sigma
-    [px] above which a pixel is blurred in the ``mask`` output (weight maps:
-    mask_threshold_weight). tile_size / tile_overlap [px], multiples of 16 (tile_size 0 = whole
-    image). threads: TF / TFLite threads (0 = default). mask_size: Gaussian mask of the
-    dof_weight method [px]. legend: draw the legend bar on colour maps (photos at least
-    MIN_LEGEND_HEIGHT px high).
-    """
-    inputs: tuple
-    output_dir: str
-    model: str = ""
-    method: str = "model"
-    outputs: tuple = None
-    mask_threshold_px: float = model_kinds.DEFAULT_MASK_THRESHOLD_PX
-    mask_threshold_weight: float = model_kinds.DEFAULT_MASK_THRESHOLD_WEIGHT
-    tile_size: int = DEFAULT_TILE_SIZE
-    tile_overlap: int = DEFAULT_TILE_OVERLAP
-    threads: int = 0
-    mask_size: int = 15
-    legend: bool = True
+    def check(self):
+        super().check()
+        if not self.input:
+            raise ConfigError("no input: give --input=PATH (files, folders or globs)")
+        if self.outputs is not None and not self.outputs:
+            raise ConfigError(f"--outputs is empty; choose from {','.join(OUTPUT_KINDS)}")
+        if self.method in TRAINING_FREE and self.model:
+            raise ConfigError(f"--method={self.method} is training-free; do not pass --model")
+        if self.method in TRAINING_FREE and "sigma" in (self.outputs or ()):
+            raise ConfigError(f"--method={self.method} gives a focus score with no blur unit, "
+                              f"so there is no sigma map; drop 'sigma' from --outputs (use "
+                              f"color, focus, mask)")
+        if self.method == "dof_weight":
+            check_dof_mask_size(self.mask_size)
+
+
+def check_dof_mask_size(mask_size):
+    """ConfigError naming ``--mask_size`` unless it is a valid dof_weight mask size [px]."""
+    try:
+        dof.check_mask_size(mask_size)
+    except ValueError as e:
+        raise ConfigError(f"--{e}") from None
 
 
 @dataclasses.dataclass
@@ -277,36 +301,6 @@ class Summary:
         skipped = (f", {len(self.not_processed)} not processed" if self.not_processed else "")
         return (f"predict: {len(self.ok)} ok, {len(self.failed)} failed{skipped}, "
                 f"{self.seconds:.1f} s, {self.megapixels:.2f} MP, {rate:.3f} MP/s")
-
-
-def validate(config):
-    """Check a PredictConfig before any work; raises ConfigError with a clear message."""
-    if config.method not in METHODS:
-        raise ConfigError(f"--method must be one of {METHODS}, got {config.method!r}")
-    if not config.inputs:
-        raise ConfigError("no input: give --input=PATH (files, folders or globs)")
-    if not config.output_dir:
-        raise ConfigError("--output_dir is required")
-    if config.outputs is not None and not config.outputs:
-        raise ConfigError(f"--outputs is empty; choose from {','.join(OUTPUT_KINDS)}")
-    bad = [o for o in config.outputs or () if o not in OUTPUT_KINDS]
-    if bad:
-        raise ConfigError(f"unknown --outputs {bad}; choose from {','.join(OUTPUT_KINDS)}")
-    if config.method in TRAINING_FREE and config.model:
-        raise ConfigError(f"--method={config.method} is training-free; do not pass --model")
-    if config.method in TRAINING_FREE and "sigma" in (config.outputs or ()):
-        raise ConfigError(f"--method={config.method} gives a focus score with no blur unit, so "
-                          f"there is no sigma map; drop 'sigma' from --outputs (use color, focus, "
-                          f"mask)")
-    check_method_options(config.tile_size, config.tile_overlap,
-                         config.mask_size if config.method == "dof_weight" else None)
-    if config.threads < 0:
-        raise ConfigError(f"--threads must be >= 0, got {config.threads}")
-    if not config.mask_threshold_px >= 0:
-        raise ConfigError(f"--mask_threshold_px must be >= 0, got {config.mask_threshold_px}")
-    if not 0 <= config.mask_threshold_weight <= 1:
-        raise ConfigError(f"--mask_threshold_weight must be in [0, 1], got "
-                          f"{config.mask_threshold_weight}")
 
 
 def load_method(config):
@@ -434,7 +428,7 @@ def predict_files(config, estimator=None, stream=None, inputs=None):
     stream = stream or sys.stderr
     start = time.time()
     if inputs is None:
-        files, failed = expand_inputs(config.inputs)
+        files, failed = expand_inputs(config.input)
         for item, msg in failed:
             stream.write(f"error: {msg}\n")
     else:
@@ -481,7 +475,7 @@ def predict_files(config, estimator=None, stream=None, inputs=None):
 
 def config_json(config, estimator=None):
     """The run's config plus what was loaded, as JSON text."""
-    d = dataclasses.asdict(config)
+    d = cfglib.to_dict(config)
     d["tf_defocus_version"] = __version__
     if estimator is not None:
         d["model_kind"] = estimator.kind
@@ -492,16 +486,15 @@ def config_json(config, estimator=None):
 
 
 def run_config(config, stream=None):
-    """Validate, run, print the summary; returns the exit code (see the module docstring: 0 ok,
-    1 some inputs missing or failed, 2 bad configuration: flags, model or output folder)."""
+    """Run, print the summary; returns the exit code (see the module docstring: 0 ok, 1 some
+    inputs missing or failed, 2 bad configuration: model or output folder)."""
     stream = stream or sys.stderr
     try:
-        validate(config)
         check_output_dir(config.output_dir)
     except ConfigError as e:
         stream.write(f"error: {e}\n")
         return 2
-    files, missing = expand_inputs(config.inputs)
+    files, missing = expand_inputs(config.input)
     for _, msg in missing:
         stream.write(f"error: {msg}\n")
     if not files:
@@ -528,55 +521,26 @@ def run_config(config, stream=None):
     return code
 
 
-def _define_flags():
+def main(argv, flag_values=None):
+    """Predict with the parsed flags (absl's global FLAGS by default; positional arguments
+    are inputs too); returns the exit code."""
     from absl import flags
-    flags.DEFINE_string("model", "", "Model: .keras file, SavedModel directory or .tflite file "
-                        "(default: the built-in default model, tf_defocus/weights).")
-    flags.DEFINE_multi_string("input", [], "Image file, folder or glob; repeatable or a comma "
-                              "list. Positional arguments are inputs too.")
-    flags.DEFINE_string("output_dir", None, "Folder for the outputs.")
-    flags.DEFINE_enum("method", "model", METHODS, "model: the network of --model; training-free "
-                      "focus scores: dof_weight (DoF weight map, KCI 2020), lbp (LBP sharpness, "
-                      "Yi & Eramian 2016), hifst (HiFST, Golestaneh & Karam 2017).")
-    flags.DEFINE_list("outputs", None, f"Any of {','.join(OUTPUT_KINDS)} (default: sigma,color "
-                      f"for a defocus model; color,focus for a focus-weight model (DoFNet) and "
-                      f"the training-free methods, which have no sigma).")
-    flags.DEFINE_float("mask_threshold_px", model_kinds.DEFAULT_MASK_THRESHOLD_PX,
-                       "mask output: sigma [px] above which a pixel counts as blurred.")
-    flags.DEFINE_float("mask_threshold_weight", model_kinds.DEFAULT_MASK_THRESHOLD_WEIGHT,
-                       "mask output of a focus-weight map: weight below which a pixel counts as "
-                       "blurred.")
-    cli.define_tiling_flags(flags.FLAGS)
-    flags.DEFINE_integer("threads", 0, "CPU threads for TF / TFLite (0 = default; TFLite: 2).")
-    flags.DEFINE_integer("mask_size", 15, "dof_weight method: Gaussian mask size [px], odd.")
-    flags.DEFINE_bool("legend", True, f"Draw a legend bar on colour maps (of photos at least "
-                      f"{MIN_LEGEND_HEIGHT} px high).")
-
-
-def config_from_flags(argv):
-    from absl import flags
-    f = flags.FLAGS
-    return PredictConfig(
-        inputs=tuple(split_list(list(f.input) + list(argv[1:]))), output_dir=f.output_dir or "",
-        model=f.model, method=f.method,
-        outputs=None if f.outputs is None else tuple(split_list(f.outputs)),
-        mask_threshold_px=f.mask_threshold_px, mask_threshold_weight=f.mask_threshold_weight,
-        tile_size=f.tile_size, tile_overlap=f.tile_overlap, threads=f.threads,
-        mask_size=f.mask_size, legend=f.legend)
-
-
-def main(argv):
-    return run_config(config_from_flags(argv))
+    try:
+        config = cli.config_from_flags(PredictConfig,
+                                       flags.FLAGS if flag_values is None else flag_values,
+                                       append={"input": argv[1:]})
+    except ValueError as e:
+        sys.stderr.write(f"error: {e}\n")
+        return 2
+    return run_config(config)
 
 
 def run():
     """Console-script entry point (``tf-defocus-predict``): quiet TensorFlow start-up unless
     ``--verbose``, ``--help`` exits 0, flags absl cannot parse exit 2."""
     from absl import flags
-    from tf_defocus import cli
-    _define_flags()
+    cli.define_config_flags([PredictConfig], flags.FLAGS)
     cli.define_verbose_flag()
-    flags.declare_key_flag(cli.VERBOSE_FLAG)      # listed by --help with this command's flags
     cli.run_app(main, flag_error_code=2)
 
 
