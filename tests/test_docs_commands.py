@@ -177,6 +177,8 @@ python -m not.a.command
     assert check_docs.runnable(commands[0].text, 20) == (
         "python -m tf_defocus.train --model_dir=runs/x --train_steps=20 --pretrain_steps=10")
     assert check_docs.runnable("pip install .", 20) == ""
+    assert check_docs.runnable("python -m tf_defocus.train --a=1  # 5 min", 4) == (
+        "python -m tf_defocus.train --a=1 --train_steps=4 --pretrain_steps=2")
     with pytest.raises(ValueError, match="without a reason"):
         check_docs.extract_commands("<!-- docs-check: skip -->\n```bash\nls\n```\n")
 

@@ -119,8 +119,8 @@ def runnable(text, train_steps):
     parts = [p.strip() for p in text.split("&&")]
     kept = [p for p in parts if not INSTALL_STEP.match(p)]
     if train_steps:
-        kept = [p + f" --train_steps={train_steps} --pretrain_steps={train_steps // 2}"
-                if p.startswith(TRAIN) else p for p in kept]
+        extra = f" --train_steps={train_steps} --pretrain_steps={train_steps // 2}"
+        kept = [re.sub(r"\s+#.*$", "", p) + extra if p.startswith(TRAIN) else p for p in kept]
     return " && ".join(kept)
 
 
