@@ -252,9 +252,8 @@ class Oracle:
 def test_evaluate_reports_spearman_and_auc_for_every_method(syndof_dir, tmp_path):
     root, truth = syndof_dir
     cfg = evaluate.EvaluateConfig(dataset="syndof", data_dir=str(root), output=str(tmp_path),
-                                  methods=("dof_weight", "lbp", "hifst"),
+                                  method=("dof_weight", "lbp", "hifst"),
                                   label_convention="sigma10")
-    evaluate.validate(cfg)
     methods = evaluate.load_methods(cfg) + [("oracle", Oracle(truth))]
     assert [n for n, _ in methods] == ["dof_weight", "lbp", "hifst", "oracle"]
     results, rows, failed = evaluate.evaluate(cfg, methods, io.StringIO())
@@ -271,11 +270,9 @@ def test_evaluate_reports_spearman_and_auc_for_every_method(syndof_dir, tmp_path
 
 
 def test_config_errors_for_training_free_methods(tmp_path):
-    cfg = evaluate.EvaluateConfig(dataset="cuhk", data_dir=str(tmp_path), output=str(tmp_path),
-                                  blurred_value=0, methods=("model", "lbp"),
-                                  models=(("lbp", "x.keras"),))
     with pytest.raises(evaluate.ConfigError, match="also a method name"):
-        evaluate.validate(cfg)
+        evaluate.EvaluateConfig(dataset="cuhk", data_dir=str(tmp_path), output=str(tmp_path),
+                                blurred_value=0, method=("model", "lbp"), model=("lbp=x.keras",))
     out = tmp_path / "p"
     for method in METHODS:
         with pytest.raises(ValueError, match=f"--method={method} .*no blur unit"):

@@ -72,9 +72,8 @@ class Oracle:
 def test_syndof_oracle_and_model(model_path, syndof_dir, tmp_path):
     root, truth = syndof_dir
     cfg = evaluate.EvaluateConfig(dataset="syndof", data_dir=str(root), output=str(tmp_path),
-                                  models=(("tiny", model_path),), label_convention="sigma10",
+                                  model=(f"tiny={model_path}",), label_convention="sigma10",
                                   tile_size=32, tile_overlap=16)
-    evaluate.validate(cfg)
     methods = evaluate.load_methods(cfg) + [("oracle", Oracle(truth))]
     results, rows, failed = evaluate.evaluate(cfg, methods, io.StringIO())
     assert not failed and results["num_images"] == N
@@ -95,7 +94,7 @@ def test_cuhk_model_and_dof_weight_side_by_side_with_a_corrupt_image(model_path,
     out = tmp_path / "eval"
     err = io.StringIO()
     cfg = evaluate.EvaluateConfig(dataset="cuhk", data_dir=str(cuhk_dir), output=str(out),
-                                  models=(("tiny", model_path),), methods=("model", "dof_weight"),
+                                  model=(f"tiny={model_path}",), method=("model", "dof_weight"),
                                   blurred_value=0, tile_size=32, tile_overlap=16)
     assert evaluate.run_config(cfg, err) == 1                    # the corrupt image
     assert "99.jpg" in err.getvalue()
@@ -118,7 +117,7 @@ def test_cuhk_polarity_flag_matters(cuhk_dir, tmp_path):
     """The mask polarity flag passes through: flipping it flips the ranking quality."""
     def auc(bv):
         cfg = evaluate.EvaluateConfig(dataset="cuhk", data_dir=str(cuhk_dir), output=str(tmp_path),
-                                      methods=("dof_weight",), blurred_value=bv, limit=N)
+                                      method=("dof_weight",), blurred_value=bv, limit=N)
         res, _, _ = evaluate.evaluate(cfg, None, io.StringIO())
         return res["methods"]["dof_weight"]["metrics"]["auc"]
     right, wrong = auc(0), auc(255)
@@ -136,7 +135,7 @@ def test_rtf_protocol(tmp_path):
         np.save(root / "gt" / f"{i}.npy", sigma)
         truth[_u8(img).tobytes()] = sigma
     cfg = evaluate.EvaluateConfig(dataset="rtf", data_dir=str(root), output=str(tmp_path / "o"),
-                                  methods=("dof_weight",))
+                                  method=("dof_weight",))
     results, rows, failed = evaluate.evaluate(cfg, [("oracle", Oracle(truth))], io.StringIO())
     m = results["methods"]["oracle"]["metrics"]
     assert m["rtf_mse"] == pytest.approx(0, abs=1e-10) and m["rtf_mae"] == pytest.approx(0, abs=1e-6)
@@ -144,30 +143,44 @@ def test_rtf_protocol(tmp_path):
 
 
 def test_config_errors(model_path, cuhk_dir, tmp_path):
+    base = dict(dataset="cuhk", data_dir=str(cuhk_dir), output=str(tmp_path / "x"),
+                model=(f"m={model_path}",), blurred_value=0)
+
     def code(**kw):
-        base = dict(dataset="cuhk", data_dir=str(cuhk_dir), output=str(tmp_path / "x"),
-                    models=(("m", model_path),), blurred_value=0)
-        base.update(kw)
         err = io.StringIO()
-        rc = evaluate.run_config(evaluate.EvaluateConfig(**base), err)
+        rc = evaluate.run_config(evaluate.EvaluateConfig(**{**base, **kw}), err)
         return rc, err.getvalue()
-    assert code(blurred_value=-1) == (2, code(blurred_value=-1)[1])
-    assert "--blurred_value" in code(blurred_value=-1)[1]
-    rc, msg = code(dataset="syndof")
-    assert rc == 2 and "--label_convention" in msg
+    for kw, msg in ((dict(blurred_value=-1), "--blurred_value"),
+                    (dict(blurred_value=None), "--blurred_value"),
+                    (dict(dataset="syndof"), "--label_convention"),
+                    (dict(tile_size=40), "--tile_size must be a multiple of 16")):
+        with pytest.raises(ValueError, match=msg):        # the config refuses itself
+            evaluate.EvaluateConfig(**{**base, **kw})
     rc, msg = code(data_dir=str(tmp_path / "nowhere"))
     assert rc == 2 and "nowhere" in msg
-    rc, msg = code(models=(("m", str(tmp_path / "missing.keras")),))
+    rc, msg = code(model=(f"m={tmp_path / 'missing.keras'}",))
     assert rc == 2 and "missing.keras" in msg
-    rc, msg = code(tile_size=40)
-    assert rc == 2 and "multiple of 16" in msg
     assert not (tmp_path / "x").exists()
 
 
 def test_parse_models():
-    assert evaluate.parse_models(["a=x/m.keras", "x/blur_estimator.keras,y/blur_estimator.tflite"]) == (
+    assert evaluate.parse_models(["a=x/m.keras", "x/blur_estimator.keras", "y/blur_estimator.tflite"]) == (
         ("a", "x/m.keras"), ("blur_estimator", "x/blur_estimator.keras"),
         ("blur_estimator_2", "y/blur_estimator.tflite"))
+
+
+def test_flags_to_config():
+    """Each --model / --method may be repeated or a comma list; --method given twice counts once."""
+    from absl import flags
+
+    from tf_defocus import cli
+    fv = cli.define_config_flags([evaluate.EvaluateConfig], flags.FlagValues())
+    fv(["evaluate", "--dataset=cuhk", "--data_dir=d", "--output=o", "--blurred_value=0",
+        "--model=a=x/m.keras", "--model=x/b.keras,y/b.tflite", "--method=lbp", "--method=model",
+        "--method=lbp"])
+    cfg = cli.config_from_flags(evaluate.EvaluateConfig, fv)
+    assert cfg.models == (("a", "x/m.keras"), ("b", "x/b.keras"), ("b_2", "y/b.tflite"))
+    assert cfg.method == ("lbp", "model") and cfg.tile_size == evaluate.RunSettings().tile_size
 
 
 def test_cli_subprocess(model_path, cuhk_dir, tmp_path):

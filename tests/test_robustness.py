@@ -637,7 +637,7 @@ def test_evaluate_unusable_output_folder_is_one_line_and_exit_2(tmp_path, monkey
     existed = os.path.exists(out)
     err = io.StringIO()
     cfg = evaluate.EvaluateConfig(dataset="cuhk", data_dir=str(data), output=str(out),
-                                  methods=("dof_weight",), blurred_value=255)
+                                  method=("dof_weight",), blurred_value=255)
     assert evaluate.run_config(cfg, err) == 2
     log = err.getvalue()
     assert log.count("\n") == 1 and log.startswith("error: "), log
@@ -681,7 +681,7 @@ def test_evaluate_results_that_cannot_be_written_are_one_line_and_exit_1(tmp_pat
         _full_disk(path, data) if path.name == "results.json" else real(path, data)))
     err = io.StringIO()
     cfg = evaluate.EvaluateConfig(dataset="cuhk", data_dir=str(data), output=str(out),
-                                  methods=("dof_weight",), blurred_value=255)
+                                  method=("dof_weight",), blurred_value=255)
     assert evaluate.run_config(cfg, err) == 1
     errors = [l for l in err.getvalue().splitlines() if l.startswith("error")]
     assert errors == [f"error: {out / 'results.json'}: cannot write: No space left on device "
@@ -759,7 +759,7 @@ def test_evaluate_removes_its_orphaned_temporaries_at_start(tmp_path):
     others = _orphans(out, (".photo.k2j_x9q1.tmp.npy", ".mine.abcdefgh.tmp.json"))
     err = io.StringIO()
     cfg = evaluate.EvaluateConfig(dataset="cuhk", data_dir=str(data), output=str(out),
-                                  methods=("dof_weight",), blurred_value=255)
+                                  method=("dof_weight",), blurred_value=255)
     assert evaluate.run_config(cfg, err) == 0, err.getvalue()
     assert not any(p.exists() for p in ours) and all(p.exists() for p in others)
     assert "removed 4 leftover temporary file(s)" in err.getvalue()
@@ -787,7 +787,7 @@ def test_evaluate_unpaired_files_are_named_once_and_the_rest_evaluated(tmp_path,
     out = tmp_path / "eval"
     err = io.StringIO()
     cfg = evaluate.EvaluateConfig(dataset="cuhk", data_dir=str(data), output=str(out),
-                                  methods=("dof_weight",), blurred_value=255, skip_bad=skip_bad)
+                                  method=("dof_weight",), blurred_value=255, skip_bad=skip_bad)
     assert evaluate.run_config(cfg, err) == (0 if skip_bad else 1), err.getvalue()
     log = err.getvalue()
     missing_label = f"{data / 'image' / '1.png'}: no label {data / 'gt' / '1'}."
@@ -815,7 +815,7 @@ def test_evaluate_with_no_pair_at_all_is_a_layout_error(tmp_path):
     (data / "gt" / "0.png").unlink()
     err = io.StringIO()
     cfg = evaluate.EvaluateConfig(dataset="cuhk", data_dir=str(data), output=str(tmp_path / "o"),
-                                  methods=("dof_weight",), blurred_value=255)
+                                  method=("dof_weight",), blurred_value=255)
     assert evaluate.run_config(cfg, err) == 2
     assert err.getvalue().count("\n") == 1 and "no (image, label) pairs (1 unpaired file(s), " \
         f"e.g. {data / 'image' / '0.png'}: no label" in err.getvalue(), err.getvalue()

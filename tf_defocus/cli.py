@@ -340,31 +340,6 @@ def split_list(values):
     return out
 
 
-def check_method_options(tile_size, tile_overlap, mask_size=None):
-    """Tiling (and, when ``mask_size`` is given, dof_weight) options shared by the predict and
-    evaluate CLIs; raises ConfigError naming the flag."""
-    from tf_defocus.inference import check_tiling
-    try:
-        check_tiling(tile_size, tile_overlap)
-        if mask_size is not None:
-            from tf_defocus.dof import check_mask_size
-            check_mask_size(mask_size)
-    except ValueError as e:
-        raise ConfigError(f"--{e}") from None
-
-
-def define_tiling_flags(flag_values):
-    """``--tile_size`` / ``--tile_overlap`` with the defaults of ``tf_defocus.inference``."""
-    from absl import flags
-
-    from tf_defocus.inference import DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE
-    flags.DEFINE_integer("tile_size", DEFAULT_TILE_SIZE, "Tile side [px], multiple of 16; 0 = "
-                         "whole image in one pass (memory grows with the image).",
-                         flag_values=flag_values)
-    flags.DEFINE_integer("tile_overlap", DEFAULT_TILE_OVERLAP, "Overlap of neighbouring tiles "
-                         "[px], multiple of 16, at most tile_size / 2.", flag_values=flag_values)
-
-
 def _fmt_seconds(s):
     s = int(round(s))
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else (

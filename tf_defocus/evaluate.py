@@ -49,9 +49,14 @@ from pathlib import Path
 import numpy as np
 
 from tf_defocus import __version__, artifacts, cli, imageio, metrics, model_kinds
-from tf_defocus.cli import ConfigError, check_method_options, split_list
-from tf_defocus.inference import DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE
-from tf_defocus.predict import OutputWriteError, check_output_dir, output_dir_session
+from tf_defocus import config as cfglib
+from tf_defocus.cli import ConfigError
+from tf_defocus.config import setting
+from tf_defocus.data import readers
+from tf_defocus.inference import RunSettings
+from tf_defocus.model_kinds import MaskSettings
+from tf_defocus.predict import (OutputWriteError, PredictConfig, check_dof_mask_size,
+                                check_output_dir, output_dir_session)
 
 DATASETS = ("syndof", "cuhk", "dut", "rtf")
 TRAINING_FREE = ("dof_weight", "lbp", "hifst")
@@ -67,35 +72,67 @@ METRIC_TITLES = {"mse": "MSE (sigma/7)", "mae_norm": "MAE (sigma/7)", "mae_px": 
 
 
 @dataclasses.dataclass(frozen=True)
-class EvaluateConfig:
-    """One evaluation run; written as JSON next to the results.
+class EvaluateConfig(RunSettings, MaskSettings):
+    """One evaluation run; each field is a flag of the same name; written as JSON next to the
+    results. Tiles and threads: ``inference.RunSettings``; the mask rule (IoU, and the gt mask
+    of sigma data sets): ``model_kinds.MaskSettings``."""
+    model: tuple[str, ...] = setting((), "Model to evaluate (default: the built-in default "
+                                         "model, named 'default'): PATH or name=PATH (.keras, "
+                                         "SavedModel dir, .tflite); repeatable.", multi=True)
+    dataset: str = setting(None, "Benchmark layout.", choices=DATASETS)
+    data_dir: str = setting(None, "Root folder of the data set.")
+    method: tuple[str, ...] = setting(("model",), "model (every --model) and/or the "
+                                      "training-free dof_weight (KCI 2020), lbp (Yi & Eramian "
+                                      "2016), hifst (Golestaneh & Karam 2017); repeatable.",
+                                      choices=METHODS, multi=True)
+    output: str = setting(None, "Folder for per_image.csv, results.json, results.md.")
+    label_convention: str | None = setting(None, "SYNDOF label convention (required for "
+                                                 "--dataset=syndof).",
+                                           choices=readers.LABEL_CONVENTIONS)
+    blurred_value: int | None = setting(None, "CUHK / DUT masks: grey level of blurred pixels "
+                                              "(required for cuhk and dut).", choices=(255, 0))
+    mask_size: int = cfglib.like(PredictConfig, "mask_size")
+    limit: int = setting(0, "Evaluate only the first N images (0 = all).", low=0)
+    skip_bad: bool = setting(False, "Unpaired files (an image without a label, a label without "
+                                    "an image) are skipped with a warning instead of counting "
+                                    "as failures (exit code 1); the pairs are evaluated either "
+                                    "way.")
 
-    models: tuple of (name, path). methods: subset of METHODS (``model`` = every entry of
-    ``models``). label_convention: SYNDOF only; blurred_value: CUHK / DUT only.
-    limit: evaluate only the first N images (0 = all).
-    """
-    dataset: str
-    data_dir: str
-    output: str
-    models: tuple = ()
-    methods: tuple = ("model",)
-    label_convention: str = ""
-    blurred_value: int = -1
-    mask_threshold_px: float = model_kinds.DEFAULT_MASK_THRESHOLD_PX
-    mask_threshold_weight: float = model_kinds.DEFAULT_MASK_THRESHOLD_WEIGHT
-    tile_size: int = DEFAULT_TILE_SIZE
-    tile_overlap: int = DEFAULT_TILE_OVERLAP
-    threads: int = 0
-    mask_size: int = 15
-    limit: int = 0
-    skip_bad: bool = False
+    def __post_init__(self):
+        super().__post_init__()
+        object.__setattr__(self, "method", tuple(dict.fromkeys(self.method)))  # each once
+
+    @property
+    def models(self):
+        """((name, path), ...) of ``model`` (``parse_models``)."""
+        return parse_models(self.model)
+
+    def check(self):
+        super().check()
+        if not self.method:
+            raise ConfigError(f"--method must be one or more of {', '.join(METHODS)}")
+        if "model" not in self.method and self.model:
+            raise ConfigError("--model given but --method does not include 'model'")
+        clash = [name for name, _ in self.models if name in TRAINING_FREE]
+        if clash:
+            raise ConfigError(f"--model name {clash[0]!r} is also a method name; name it with "
+                              f"--model=NAME=PATH")
+        if self.dataset == "syndof" and self.label_convention is None:
+            raise ConfigError(f"--dataset=syndof needs --label_convention, one of "
+                              f"{readers.LABEL_CONVENTIONS} (sigma10: blur_map = 10 sigma; "
+                              f"released: the SYNDOF that trained DMENet, sigma = (v/10 - 1)/2)")
+        if self.dataset in ("cuhk", "dut") and self.blurred_value is None:
+            raise ConfigError(f"--dataset={self.dataset} needs --blurred_value=255 (white = "
+                              f"blurred) or --blurred_value=0 (black = blurred); copies differ")
+        if "dof_weight" in self.method:
+            check_dof_mask_size(self.mask_size)
 
 
 def parse_models(values):
-    """``--model`` values (``PATH`` or ``name=PATH``, comma lists allowed) -> ((name, path), ...)
-    with unique names (default name: the file stem, or the directory name)."""
+    """``--model`` values (``PATH`` or ``name=PATH``) -> ((name, path), ...) with unique names
+    (default name: the file stem, or the directory name)."""
     out, names = [], set()
-    for v in split_list(values):
+    for v in values:
         if "=" in v and not Path(v).exists():
             name, path = v.split("=", 1)
         else:
@@ -108,38 +145,6 @@ def parse_models(values):
         names.add(name)
         out.append((name, path))
     return tuple(out)
-
-
-def validate(config):
-    """Raise ConfigError for a bad config before any work."""
-    if config.dataset not in DATASETS:
-        raise ConfigError(f"--dataset must be one of {DATASETS}, got {config.dataset!r}")
-    if not config.data_dir:
-        raise ConfigError("--data_dir is required")
-    if not config.output:
-        raise ConfigError("--output is required")
-    bad = [m for m in config.methods if m not in METHODS]
-    if bad or not config.methods:
-        raise ConfigError(f"--method must be one or more of {METHODS}, got {list(config.methods)}")
-    if "model" not in config.methods and config.models:
-        raise ConfigError("--model given but --method does not include 'model'")
-    clash = [name for name, _ in config.models if name in TRAINING_FREE]
-    if clash:
-        raise ConfigError(f"--model name {clash[0]!r} is also a method name; name it with "
-                          f"--model=NAME=PATH")
-    if config.dataset == "syndof":
-        from tf_defocus.data.readers import LABEL_CONVENTIONS
-        if config.label_convention not in LABEL_CONVENTIONS:
-            raise ConfigError(f"--dataset=syndof needs --label_convention, one of "
-                              f"{LABEL_CONVENTIONS} (sigma10: blur_map = 10 sigma; released: the "
-                              f"SYNDOF that trained DMENet, sigma = (v/10 - 1)/2)")
-    if config.dataset in ("cuhk", "dut") and config.blurred_value not in (0, 255):
-        raise ConfigError(f"--dataset={config.dataset} needs --blurred_value=255 (white = "
-                          f"blurred) or --blurred_value=0 (black = blurred); copies differ")
-    check_method_options(config.tile_size, config.tile_overlap,
-                         config.mask_size if "dof_weight" in config.methods else None)
-    if config.limit < 0:
-        raise ConfigError(f"--limit must be >= 0, got {config.limit}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -209,7 +214,7 @@ def load_methods(config):
     """[(name, estimator)] for every method of ``config``; ConfigError naming a bad model."""
     from tf_defocus import inference
     out = []
-    if "model" in config.methods:
+    if "model" in config.method:
         inference.set_tf_threads(config.threads)   # process-wide TF pools (.keras, SavedModel)
         for name, path in config.models or (("default", None),):  # None: the built-in model
             try:
@@ -218,13 +223,13 @@ def load_methods(config):
             except (inference.ModelLoadError, ValueError) as e:
                 raise ConfigError(str(e)) from e
             out.append((name, est))
-    if "dof_weight" in config.methods:
+    if "dof_weight" in config.method:
         try:
             out.append(("dof_weight", inference.DoFWeightMethod(mask_size=config.mask_size)))
         except (NotImplementedError, ValueError) as e:
             raise ConfigError(str(e)) from e
     from tf_defocus import classical
-    for name in dict.fromkeys(config.methods):          # given order, each once
+    for name in config.method:                          # given order, each once
         if name in classical.METHODS:
             out.append((name, classical.make_method(name)))
     return out
@@ -399,17 +404,16 @@ EVALUATE_OUTPUTS = ("per_image.csv", "results.json", "results.md", "evaluate_con
 
 
 def run_config(config, stream=None):
-    """Validate, evaluate, write, print the table; returns the exit code (0 ok, 1 some images
-    failed or the results could not be written, 2 bad configuration: flags, data set layout,
-    model or output folder, before any work)."""
+    """Evaluate, write, print the table; returns the exit code (0 ok, 1 some images failed or
+    the results could not be written, 2 bad configuration: data set layout, model or output
+    folder, before any work)."""
     stream = stream or sys.stderr
     with contextlib.ExitStack() as stack:
         try:
-            validate(config)
             dataset = open_dataset(config)        # layout errors before loading models
             check_output_dir(config.output, "--output")
             methods = load_methods(config)
-            config_text = json.dumps({**dataclasses.asdict(config),
+            config_text = json.dumps({**cfglib.to_dict(config), "models": config.models,
                                       "tf_defocus_version": __version__},
                                      indent=2, sort_keys=True, default=list)
             stack.enter_context(output_dir_session(
@@ -434,54 +438,16 @@ def run_config(config, stream=None):
     return 0
 
 
-def _define_flags():
+def main(argv, flag_values=None):
+    """Evaluate with the parsed flags (absl's global FLAGS by default); returns the exit
+    code."""
     from absl import flags
-    flags.DEFINE_multi_string("model", [], "Model to evaluate (default: the built-in default "
-                              "model, named 'default'): PATH or name=PATH (.keras, "
-                              "SavedModel dir, .tflite); repeatable.")
-    flags.DEFINE_enum("dataset", None, DATASETS, "Benchmark layout.")
-    flags.DEFINE_string("data_dir", None, "Root folder of the data set.")
-    flags.DEFINE_multi_enum("method", [], METHODS, "model (every --model) and/or the "
-                            "training-free dof_weight (KCI 2020), lbp (Yi & Eramian 2016), hifst "
-                            "(Golestaneh & Karam 2017); repeatable; default: model.")
-    flags.DEFINE_string("output", None, "Folder for per_image.csv, results.json, results.md.")
-    flags.DEFINE_enum("label_convention", None, ["sigma10", "released"],
-                      "SYNDOF label convention (required for --dataset=syndof).")
-    flags.DEFINE_enum("blurred_value", None, ["255", "0"], "CUHK / DUT masks: grey level of "
-                      "blurred pixels (required for cuhk and dut).")
-    flags.DEFINE_float("mask_threshold_px", model_kinds.DEFAULT_MASK_THRESHOLD_PX,
-                       "Sigma [px] above which a pixel is blurred (IoU of defocus models; gt mask "
-                       "of sigma data sets).")
-    flags.DEFINE_float("mask_threshold_weight", model_kinds.DEFAULT_MASK_THRESHOLD_WEIGHT,
-                       "Focus weight below which a pixel is blurred (IoU of dof_weight maps).")
-    cli.define_tiling_flags(flags.FLAGS)
-    flags.DEFINE_integer("threads", 0, "CPU threads for TF / TFLite (0 = default).")
-    flags.DEFINE_integer("mask_size", 15, "dof_weight: Gaussian mask size [px].")
-    flags.DEFINE_integer("limit", 0, "Evaluate only the first N images (0 = all).")
-    flags.DEFINE_bool("skip_bad", False, "Unpaired files (an image without a label, a label "
-                      "without an image) are skipped with a warning instead of counting as "
-                      "failures (exit code 1); the pairs are evaluated either way.")
-
-
-def config_from_flags(argv):
-    from absl import flags
-    f = flags.FLAGS
-    if len(argv) > 1:
-        raise ConfigError(f"unexpected arguments: {argv[1:]}")
-    return EvaluateConfig(
-        dataset=f.dataset or "", data_dir=f.data_dir or "", output=f.output or "",
-        models=parse_models(f.model), methods=tuple(dict.fromkeys(f.method)) or ("model",),
-        label_convention=f.label_convention or "",
-        blurred_value=int(f.blurred_value) if f.blurred_value is not None else -1,
-        mask_threshold_px=f.mask_threshold_px, mask_threshold_weight=f.mask_threshold_weight,
-        tile_size=f.tile_size, tile_overlap=f.tile_overlap, threads=f.threads,
-        mask_size=f.mask_size, limit=f.limit, skip_bad=f.skip_bad)
-
-
-def main(argv):
     try:
-        config = config_from_flags(argv)
-    except ConfigError as e:
+        if len(argv) > 1:
+            raise ConfigError(f"unexpected arguments: {argv[1:]}")
+        config = cli.config_from_flags(EvaluateConfig,
+                                       flags.FLAGS if flag_values is None else flag_values)
+    except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return run_config(config)
@@ -491,9 +457,8 @@ def run():
     """Console-script entry point (``tf-defocus-evaluate``): quiet TensorFlow start-up unless
     ``--verbose``, ``--help`` exits 0, flags absl cannot parse exit 2."""
     from absl import flags
-    _define_flags()
+    cli.define_config_flags([EvaluateConfig], flags.FLAGS)
     cli.define_verbose_flag()
-    flags.declare_key_flag(cli.VERBOSE_FLAG)      # listed by --help with this command's flags
     cli.run_app(main, flag_error_code=2)
 
 
