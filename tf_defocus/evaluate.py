@@ -89,8 +89,9 @@ class EvaluateConfig(RunSettings, MaskSettings):
     label_convention: str | None = setting(None, "SYNDOF label convention (required for "
                                                  "--dataset=syndof).",
                                            choices=readers.LABEL_CONVENTIONS)
-    blurred_value: int | None = setting(None, "CUHK / DUT masks: grey level of blurred pixels "
-                                              "(required for cuhk and dut).", choices=(255, 0))
+    blurred_value: int | None = setting(None, "CUHK / DUT masks: grey level of blurred pixels, "
+                                              "255 or 0 (required for cuhk and dut).",
+                                        choices=(255, 0))
     mask_size: int = cfglib.like(PredictConfig, "mask_size")
     limit: int = setting(0, "Evaluate only the first N images (0 = all).", low=0)
     skip_bad: bool = setting(False, "Unpaired files (an image without a label, a label without "
