@@ -1,0 +1,102 @@
+"""Where does a model's sigma error come from? Error by true-sigma bin and by local contrast.
+
+On a SYNDOF-layout set with true sigma (the validation set, ``configs/validation_set.flags``),
+for each model: mean true and predicted sigma [px] and MAE [px] per bin of true sigma, and for
+smooth pixels (local grey std < 2 levels in 15x15, ``metrics.SMOOTH_STD_MAX``: blur there is
+not visible, only the scene layout can tell it) against textured pixels. With ``--pool_dir``
+the label distribution of a training pool (``~/.cache/tf_defocus/pools/...``) is printed
+beside the set's, at the pool's native scale and after a rescale factor ``--pool_scale``
+(what ``--scale_mode=random`` does to the labels on average).
+
+Issue 11 finding it was written for: the first default-model run predicted ~2.5 px everywhere
+and 2.6 px on average for true sigma >= 5 px; its random rescale had shrunk the training labels
+to a mean of 2.05 px against 2.91 px on the validation set.
+
+    python benchmarks/error_breakdown.py --data_dir=data/val_realistic --model=candidate=runs/snap/default.keras
+"""
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+SIGMA_BINS_PX = (0.0, 1.0, 3.0, 5.0, 7.01)
+
+
+def _load_set(root):
+    from tf_defocus import metrics
+    from tf_defocus.data.synthesize import read_syndof_sigma
+    from tf_defocus.imageio import read_image
+    ids = [json.loads(p.read_text())["id"] for p in sorted((root / "meta").glob("*.json"))]
+    if not ids:
+        raise SystemExit(f"{root}: no meta/*.json (generate it with configs/validation_set.flags)")
+    out = []
+    for i in ids:
+        image = read_image(root / "image" / f"{i}.png")
+        sigma = read_syndof_sigma(root / "blur_map" / f"{i}.png")
+        smooth = metrics.smooth_in_focus_pixels(image, sigma, in_focus_px=np.inf)
+        out.append((image, sigma, smooth))
+    return out
+
+
+def _label_stats(name, sigma):
+    s = np.concatenate([x.ravel() for x in sigma])
+    print(f"{name:>24}: mean {s.mean():.2f} px, std {s.std():.2f}, < 1 px {100 * (s < 1).mean():.0f}%, "
+          f">= 5 px {100 * (s >= 5).mean():.0f}%")
+
+
+def _breakdown(name, truth, pred, smooth):
+    t, p, m = (np.concatenate([x.ravel() for x in a]) for a in (truth, pred, smooth))
+    err = np.abs(p - t)
+    print(f"{name}: MAE {err.mean():.2f} px, mean true {t.mean():.2f} px, mean predicted {p.mean():.2f} px")
+    print(f"  {'pixels':>18} {'share %':>8} {'true px':>8} {'pred px':>8} {'MAE px':>7}")
+    rows = [(f"sigma [{lo:g}, {hi:.0f})", (t >= lo) & (t < hi))
+            for lo, hi in zip(SIGMA_BINS_PX[:-1], SIGMA_BINS_PX[1:])]
+    rows += [("smooth", m), ("textured", ~m)]
+    for label, sel in rows:
+        if sel.any():
+            print(f"  {label:>18} {100 * sel.mean():8.1f} {t[sel].mean():8.2f} {p[sel].mean():8.2f} "
+                  f"{err[sel].mean():7.2f}")
+
+
+def main(args):
+    from tf_defocus import inference
+    root = Path(args.data_dir)
+    data = _load_set(root)
+    _label_stats(f"{root.name} labels", [s for _, s, _ in data])
+    if args.pool_dir:
+        from tf_defocus.data.synthesize import read_syndof_sigma
+        pool = [read_syndof_sigma(p) for p in sorted(Path(args.pool_dir, "blur_map").glob("*.png"))]
+        if not pool:
+            raise SystemExit(f"{args.pool_dir}: no blur_map/*.png")
+        _label_stats("pool labels", pool)
+        _label_stats(f"pool labels x {args.pool_scale:g}", [s * args.pool_scale for s in pool])
+    for spec in args.model:
+        name, _, path = spec.partition("=")
+        est = inference.load_estimator(path or None)
+        preds = [est.predict(image) for image, _, _ in data]
+        _breakdown(name, [s for _, s, _ in data], preds, [m for _, _, m in data])
+
+
+def parse(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data_dir", default="data/val_realistic")
+    p.add_argument("--model", action="append", default=[],
+                   help="name=PATH, or 'default' for the built-in model (repeatable)")
+    p.add_argument("--pool_dir", default=None, help="a training pool folder (SYNDOF layout)")
+    p.add_argument("--pool_scale", type=float, default=0.7,
+                   help="rescale factor applied to the pool labels in the second line")
+    return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    main(parse(sys.argv[1:]))
