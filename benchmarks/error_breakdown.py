@@ -16,7 +16,6 @@ to a mean of 2.05 px against 2.91 px on the validation set.
 """
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -26,26 +25,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+for _p in (REPO, REPO / "benchmarks"):
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
 
 SIGMA_BINS_PX = (0.0, 1.0, 3.0, 5.0, 7.01)
 
 
 def _load_set(root):
+    from smooth_in_focus import load_validation_set
     from tf_defocus import metrics
-    from tf_defocus.data.synthesize import read_syndof_sigma
-    from tf_defocus.imageio import read_image
-    ids = [json.loads(p.read_text())["id"] for p in sorted((root / "meta").glob("*.json"))]
-    if not ids:
-        raise SystemExit(f"{root}: no meta/*.json (generate it with configs/validation_set.flags)")
-    out = []
-    for i in ids:
-        image = read_image(root / "image" / f"{i}.png")
-        sigma = read_syndof_sigma(root / "blur_map" / f"{i}.png")
-        smooth = metrics.smooth_in_focus_pixels(image, sigma, in_focus_px=np.inf)
-        out.append((image, sigma, smooth))
-    return out
+    return [(image, sigma, metrics.smooth_in_focus_pixels(image, sigma, in_focus_px=np.inf))
+            for _, image, sigma in load_validation_set(root)]
 
 
 def _label_stats(name, sigma):

@@ -24,19 +24,22 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 
-def main(args):
-    from tf_defocus import inference, metrics
+def load_validation_set(root):
+    """[(meta dict, image float32 (H, W, 3) [0, 1], true sigma [px] (H, W))] of a generated set."""
     from tf_defocus.data.synthesize import read_syndof_sigma
     from tf_defocus.imageio import read_image
-    root = Path(args.data_dir)
-    metas = [json.loads(p.read_text()) for p in sorted((root / "meta").glob("*.json"))]
+    metas = [json.loads(p.read_text()) for p in sorted((Path(root) / "meta").glob("*.json"))]
     if not metas:
         raise SystemExit(f"{root}: no meta/*.json (generate it with configs/validation_set.flags)")
-    data = []
-    for m in metas:
-        image = read_image(root / "image" / f"{m['id']}.png")
-        sigma = read_syndof_sigma(root / "blur_map" / f"{m['id']}.png")
-        data.append((m["max_coc_px"] < 2.0, image, metrics.smooth_in_focus_pixels(image, sigma)))
+    return [(m, read_image(Path(root) / "image" / f"{m['id']}.png"),
+             read_syndof_sigma(Path(root) / "blur_map" / f"{m['id']}.png")) for m in metas]
+
+
+def main(args):
+    from tf_defocus import inference, metrics
+    root = Path(args.data_dir)
+    data = [(m["max_coc_px"] < 2.0, image, metrics.smooth_in_focus_pixels(image, sigma))
+            for m, image, sigma in load_validation_set(root)]
     n_aif = sum(a for a, _, _ in data)
     print(f"{root}: {len(data)} scenes, {n_aif} all in focus; smooth in-focus pixels: "
           f"{sum(int(s.sum()) for a, _, s in data if a)} in all-in-focus scenes, "
