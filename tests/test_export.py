@@ -594,7 +594,7 @@ def test_cli_int8_with_calibration_dir_reports_bad_photos(trivial, tmp_path):
     info = artifacts.read_info(out)
     assert info.quantization == "int8" and info.input_size == (64, 64)
     cfg = json.loads((out.parent / "q.export_config.json").read_text())
-    assert cfg["calibration"] == "dir" and cfg["input_size"] == [64, 64]
+    assert cfg["calibration"] == "dir" and cfg["input_size"] == "64x64"
     assert cfg["int8_ranges"] == "search" and "minimum-MSE range" in proc.stdout
     assert "common shrink factor" in proc.stdout and "int8 ranges: common factor 0.5" in proc.stdout
     assert "histograms of 3/3 calibration images" in proc.stdout

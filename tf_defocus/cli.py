@@ -321,6 +321,70 @@ def config_from_flags(cls, flag_values, classes=(), append=None):
     return cfglib.from_flat(cls, given)
 
 
+def config_app(config_cls, run_config, *, prog=None, positional=None, errors=None,
+               flag_error_code=1, usage=None, define_flags=None, make_config=None):
+    """``(main, run)`` of a command whose flags are the settings of ``config_cls``.
+
+    ``main(argv, flag_values=None)`` -> exit code: the config of the parsed ``flag_values``
+    (None: ``argv`` is parsed here into new FlagValues; ``--help`` prints ``usage`` and the
+    flags, exit 0; a flag error is one line, exit ``flag_error_code``), then
+    ``run_config(config)``, whose int result is the exit code (any other result: 0).
+    Positional arguments are more values of the ``multi`` setting ``positional`` (else an
+    error). A config that cannot be built, or an exception of a type in ``errors`` ({type: exit
+    code}) raised by ``run_config``, is one line ``[<prog>: ]error: <message>`` on stderr
+    (exit 2 for the config). ``run()``: the console-script entry point; the flags are defined
+    then, never at import: in absl's FLAGS and parsed by ``run_app`` (``usage`` None), else in
+    new FlagValues by ``main``. ``define_flags(flag_values)`` / ``make_config(flag_values)``
+    replace the defaults (one flag per setting of ``config_cls`` and ``--verbose`` /
+    ``config_from_flags``) for a command with several config classes."""
+    from absl import flags
+
+    head = f"{prog}: error: " if prog else "error: "
+
+    def fail(e, code):
+        print(f"{head}{e}", file=sys.stderr, flush=True)
+        return code
+
+    def define(fv):
+        if define_flags:
+            return define_flags(fv)
+        define_config_flags([config_cls], fv)
+        return define_verbose_flag(fv)
+
+    def main(argv, flag_values=None):
+        if flag_values is None:
+            flag_values = define(flags.FlagValues())
+            if asked_for_help(argv):
+                print("\n".join(t for t in (usage, flag_values.get_help()) if t))
+                return 0
+            try:
+                argv = flag_values(list(argv))
+            except flags.Error as e:
+                return fail(e, flag_error_code)
+        args = list(argv[1:])
+        try:
+            if args and not positional:
+                raise ConfigError(f"unexpected arguments: {' '.join(args)}")
+            config = (make_config(flag_values) if make_config else
+                      config_from_flags(config_cls, flag_values,
+                                        append={positional: args} if positional else None))
+        except ValueError as e:
+            return fail(e, 2)
+        try:
+            code = run_config(config)
+        except tuple(errors or ()) as e:
+            return fail(e, next(c for t, c in errors.items() if isinstance(e, t)))
+        return code if isinstance(code, int) else 0
+
+    def run():
+        if usage is not None:
+            sys.exit(main(sys.argv))
+        define(flags.FLAGS)
+        run_app(lambda argv: main(argv, flags.FLAGS), flag_error_code=flag_error_code)
+
+    return main, run
+
+
 # ------------------------------------------------------------------ pieces of the inference CLIs
 
 class ConfigError(ValueError):

@@ -24,12 +24,12 @@ import hashlib
 import json
 import os
 import re
-import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from tf_defocus import cli
 from tf_defocus import config as cfglib
 from tf_defocus.config import Section, setting
 
@@ -329,29 +329,10 @@ def convert(config, log=print):
     return written
 
 
-def main(argv, flag_values=None):
-    """Convert with the parsed flags (absl's global FLAGS by default); returns the exit code."""
-    from absl import flags
-    if len(argv) > 1:
-        raise SystemExit(f"unexpected arguments: {argv[1:]}")
-    from tf_defocus import cli
-    try:
-        convert(cli.config_from_flags(ConvertConfig,
-                                      flags.FLAGS if flag_values is None else flag_values))
-    except (OfficialCheckpointError, ValueError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def run():
-    """Console-script entry point (``tf-defocus-convert-official``); ``--help`` exits 0."""
-    from absl import flags
-
-    from tf_defocus import cli
-    cli.define_config_flags([ConvertConfig], flags.FLAGS)
-    cli.define_verbose_flag()   # TensorFlow's start-up lines: hidden by tf_defocus/__init__
-    cli.run_app(main)
+main, run = cli.config_app(ConvertConfig, convert,
+                           errors={OfficialCheckpointError: 1, ValueError: 1, OSError: 1})
+"""``main(argv, flag_values=None)`` -> exit code; ``run()``: the console script
+(``tf-defocus-convert-official``). A checkpoint that cannot be converted: exit 1."""
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tf_defocus import __version__, artifacts, cli, imageio, metrics, model_kinds
+from tf_defocus import __version__, cli, imageio, metrics, model_kinds
 from tf_defocus import config as cfglib
 from tf_defocus.cli import ConfigError
 from tf_defocus.config import setting
@@ -439,28 +439,9 @@ def run_config(config, stream=None):
     return 0
 
 
-def main(argv, flag_values=None):
-    """Evaluate with the parsed flags (absl's global FLAGS by default); returns the exit
-    code."""
-    from absl import flags
-    try:
-        if len(argv) > 1:
-            raise ConfigError(f"unexpected arguments: {argv[1:]}")
-        config = cli.config_from_flags(EvaluateConfig,
-                                       flags.FLAGS if flag_values is None else flag_values)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return run_config(config)
-
-
-def run():
-    """Console-script entry point (``tf-defocus-evaluate``): quiet TensorFlow start-up unless
-    ``--verbose``, ``--help`` exits 0, flags absl cannot parse exit 2."""
-    from absl import flags
-    cli.define_config_flags([EvaluateConfig], flags.FLAGS)
-    cli.define_verbose_flag()
-    cli.run_app(main, flag_error_code=2)
+main, run = cli.config_app(EvaluateConfig, run_config, flag_error_code=2)
+"""``main(argv, flag_values=None)`` -> exit code; ``run()``: the console script
+(``tf-defocus-evaluate``). Bad flags exit 2."""
 
 
 if __name__ == "__main__":

@@ -19,43 +19,10 @@ from tf_defocus.data import generate, rgbd
 __doc__ += "\n" + generate.__doc__
 
 
-def _flag_values():
-    """A private FlagValues with one flag per ``GenerateConfig`` setting and ``--verbose``."""
-    from absl import flags
-
-    fv = cli.define_config_flags([generate.GenerateConfig], flags.FlagValues())
-    cli.define_verbose_flag(fv)   # TensorFlow's start-up lines: hidden by tf_defocus/__init__
-    return fv
-
-
-def config_from_argv(argv):
-    """Parse ``argv`` (argv[0] = program; supports --flagfile) into a GenerateConfig."""
-    fv = _flag_values()
-    rest = fv(list(argv))
-    if len(rest) > 1:
-        raise ValueError(f"unexpected arguments: {' '.join(rest[1:])}")
-    return cli.config_from_flags(generate.GenerateConfig, fv)
-
-
-def main(argv):
-    """CLI body: returns the exit code (0 ok, 1 some sources bad, 2 bad flags / input)."""
-    from absl import flags
-
-    if any(a in ("-h", "--help", "--helpfull") for a in argv[1:]):
-        print(__doc__)
-        print(_flag_values().get_help())
-        return 0
-    try:
-        cfg = config_from_argv(argv)
-    except (ValueError, flags.Error) as e:
-        sys.stderr.write(f"error: {e}\n")
-        return 2
-    try:
-        t0 = time.monotonic()
-        result = generate.run_generation(cfg)
-    except rgbd.DataError as e:
-        sys.stderr.write(f"error: {e}\n")
-        return 2
+def _run(cfg):
+    """Generate, print the summary; exit code 1 when some sources were bad."""
+    t0 = time.monotonic()
+    result = generate.run_generation(cfg)
     dt = time.monotonic() - t0
     rate = result["written"] / dt if dt > 0 else 0.0
     sys.stderr.write(f"wrote {result['written']} images to {cfg.out_dir} ({rate:.2f} images/s), "
@@ -68,9 +35,9 @@ def main(argv):
     return 0
 
 
-def run():
-    """Console-script entry point (``tf-defocus-generate``)."""
-    sys.exit(main(sys.argv))
+main, run = cli.config_app(generate.GenerateConfig, _run, usage=__doc__, flag_error_code=2,
+                           errors={rgbd.DataError: 2})
+"""``main(argv)`` -> exit code; ``run()``: the console script (``tf-defocus-generate``)."""
 
 
 if __name__ == "__main__":

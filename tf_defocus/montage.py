@@ -62,7 +62,7 @@ def sample_row(data_dir, sample_id, tile_width=320):
 
 
 def make_montage(cfg):
-    """Build and write the montage; returns its (H, W, 3) uint8 array."""
+    """Build and write the montage and its config (``<out stem>.json``); returns its (H, W, 3) uint8 array."""
     ids = sorted(p.stem for p in (Path(cfg.data_dir) / "image").glob("*.png"))
     ids = [i for i in ids if synthesize.syndof_sample_complete(cfg.data_dir, i)][:cfg.num]
     if not ids:
@@ -77,37 +77,20 @@ def make_montage(cfg):
         parts += [r, np.full((GAP_PX, width, 3), 255, np.uint8)]
     montage = np.concatenate(parts[:-1], axis=0)
     imageio.write_image(cfg.out, montage)
+    imageio.write_text(Path(cfg.out).with_suffix(".json"),
+                       json.dumps(config.to_dict(cfg), indent=2) + "\n")
     return montage
 
 
-def main(argv):
-    from absl import flags
-
-    fv = cli.define_config_flags([MontageConfig], flags.FlagValues())
-    cli.define_verbose_flag(fv)   # TensorFlow's start-up lines: hidden by tf_defocus/__init__
-    if cli.asked_for_help(argv):
-        print(__doc__)
-        print(fv.get_help())
-        return 0
-    try:
-        fv(list(argv))
-        cfg = cli.config_from_flags(MontageConfig, fv)
-    except (ValueError, flags.Error) as e:
-        sys.stderr.write(f"error: {e}\n")
-        return 2
-    try:
-        m = make_montage(cfg)
-    except (FileNotFoundError, imageio.ImageReadError) as e:
-        sys.stderr.write(f"error: {e}\n")
-        return 1
-    imageio.write_text(Path(cfg.out).with_suffix(".json"),
-                       json.dumps(config.to_dict(cfg), indent=2) + "\n")
+def _run(cfg):
+    m = make_montage(cfg)
     sys.stderr.write(f"wrote {cfg.out} ({m.shape[1]}x{m.shape[0]})\n")
-    return 0
 
 
-def run():
-    sys.exit(main(sys.argv))
+main, run = cli.config_app(MontageConfig, _run, usage=__doc__, flag_error_code=2,
+                           errors={FileNotFoundError: 1, imageio.ImageReadError: 1})
+"""``main(argv)`` -> exit code (2 bad flags, 1 no readable samples); ``run()``: the console
+script (``tf-defocus-montage``)."""
 
 
 if __name__ == "__main__":

@@ -521,27 +521,9 @@ def run_config(config, stream=None):
     return code
 
 
-def main(argv, flag_values=None):
-    """Predict with the parsed flags (absl's global FLAGS by default; positional arguments
-    are inputs too); returns the exit code."""
-    from absl import flags
-    try:
-        config = cli.config_from_flags(PredictConfig,
-                                       flags.FLAGS if flag_values is None else flag_values,
-                                       append={"input": argv[1:]})
-    except ValueError as e:
-        sys.stderr.write(f"error: {e}\n")
-        return 2
-    return run_config(config)
-
-
-def run():
-    """Console-script entry point (``tf-defocus-predict``): quiet TensorFlow start-up unless
-    ``--verbose``, ``--help`` exits 0, flags absl cannot parse exit 2."""
-    from absl import flags
-    cli.define_config_flags([PredictConfig], flags.FLAGS)
-    cli.define_verbose_flag()
-    cli.run_app(main, flag_error_code=2)
+main, run = cli.config_app(PredictConfig, run_config, positional="input", flag_error_code=2)
+"""``main(argv, flag_values=None)`` -> exit code; ``run()``: the console script
+(``tf-defocus-predict``). Bad flags exit 2; positional arguments are inputs."""
 
 
 if __name__ == "__main__":

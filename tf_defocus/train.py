@@ -15,12 +15,12 @@ Examples::
         --unlabelled_dir=data/Flickr --strategy=mirrored
 """
 
-import sys
-
-from absl import app, flags
+from absl import flags
 
 from tf_defocus import cli   # TensorFlow's start-up lines are hidden by tf_defocus/__init__
 from tf_defocus.training import config as tcfg
+from tf_defocus.training import runner
+from tf_defocus.training.loop import NonFiniteLossError
 
 
 def define_flags(flag_values):
@@ -39,34 +39,24 @@ def config_from_flags(flag_values):
     return cli.config_from_flags(cls, flag_values, classes=tcfg.TASKS.values())
 
 
-def main(argv, flag_values=None):
-    """Train with the parsed flags (absl's global FLAGS by default); returns the exit code."""
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from tf_defocus.training import runner
-    from tf_defocus.training.loop import NonFiniteLossError
+def _checked_config(flag_values):
+    """``config_from_flags`` and ``runner.check_runnable`` (model_dir, input paths)."""
+    config = config_from_flags(flag_values)
+    runner.check_runnable(config)
+    return config
 
-    try:
-        config = config_from_flags(flags.FLAGS if flag_values is None else flag_values)
-        runner.check_runnable(config)
-    except ValueError as e:
-        print(f"tf_defocus.train: error: {e}", file=sys.stderr, flush=True)
-        return 2
-    try:
-        result = runner.train(config)
-    except NonFiniteLossError as e:
-        print(f"tf_defocus.train: error: {e}", file=sys.stderr, flush=True)
-        sys.exit(1)
+
+def _run(config):
+    result = runner.train(config)
     summary = " ".join(f"{k}={v:.4g}" for k, v in {**result.logs, **result.val_logs}.items())
     print(f"done: step {result.step} in {result.seconds:.0f} s; {summary}; model "
           f"{result.model_path}", flush=True)
-    return 0
 
 
-def run():
-    """Console-script entry point (``tf-defocus-train``); ``--help`` exits 0."""
-    define_flags(flags.FLAGS)
-    cli.run_app(main)
+main, run = cli.config_app(None, _run, prog="tf_defocus.train", errors={NonFiniteLossError: 1},
+                           define_flags=define_flags, make_config=_checked_config)
+"""``main(argv, flag_values=None)`` -> exit code; ``run()``: the console script
+(``tf-defocus-train``)."""
 
 
 if __name__ == "__main__":
