@@ -33,6 +33,12 @@ Randomness uses stateless ops seeded per element from ``(seed, domain, element i
 Bad input (corrupt/truncated file, missing pair, size mismatch): ``skip_bad=False`` fails on
 the first one with an error naming the file; ``skip_bad=True`` logs a warning naming the file
 (once) and continues without it.
+
+Multi-worker input (``make_domain_dataset(..., shard=(index, count))``, one shard per worker):
+user files and TFRecord shards are split by file (``files[index::count]``; every shard needs
+at least one file); every shard but 0 also seeds its random streams differently, so procedural
+pools and package photos (the same images on every worker) give each worker other crops.
+Shard 0 is exactly the single-worker pipeline.
 """
 
 import dataclasses
@@ -235,8 +241,20 @@ def _element_seed(base, index):
     return tf.stack([tf.constant(base, tf.int64), tf.cast(index, tf.int64)])
 
 
-def _domain_seed(seed, stream):
-    return int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, stream]).generate_state(1, np.uint64)[0] >> 2)
+def _domain_seed(seed, stream, shard_index=0):
+    """Base seed of one domain's random stream; shard 0 keeps the single-worker seed."""
+    entropy = [int(seed) & 0xFFFFFFFF, stream] + ([int(shard_index)] if shard_index else [])
+    return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> 2)
+
+
+def _shard(items, shard, what):
+    """This worker's files ``items[index::count]`` of ``shard = (index, count)``."""
+    index, count = shard
+    mine = list(items)[index::count]
+    if not mine:
+        raise readers.DataError(f"{what}: {len(items)} file(s) cannot be split over {count} "
+                                f"workers (each needs at least one)")
+    return mine
 
 
 # ----------------------------------------------------------------------------------------------
@@ -472,14 +490,14 @@ def _check_shards(files, skip_bad):
     return good
 
 
-def _tfrecord_dataset(patterns, cfg, base_seed):
+def _tfrecord_dataset(patterns, cfg, base_seed, shard):
     """Infinite synthetic dataset from ``tf_defocus.generate`` GZIP shards.
 
     Every shard's first record is checked up front (bad shards named). With ``skip_bad`` a
     corrupt region or record found later is dropped (TensorFlow logs the error); otherwise the
     first one stops the pipeline.
     """
-    files = _check_shards(_expand_files(patterns), cfg.skip_bad)
+    files = _shard(_check_shards(_expand_files(patterns), cfg.skip_bad), shard, "TFRecord shards")
     log.info("synthetic domain: %d TFRecord shard(s)", len(files))
     kw = _aug_kwargs(cfg, "synthetic")
 
@@ -594,7 +612,7 @@ def _pool_file_source(folder, label_kind):
 # Public builders
 
 
-def _user_source(domain, cfg):
+def _user_source(domain, cfg, shard):
     if domain == "synthetic" and cfg.synthetic_dir:
         sources = [readers.syndof(d, cfg.syndof_label_convention, skip_bad=cfg.skip_bad)
                    for d in cfg.synthetic_dir]
@@ -605,25 +623,26 @@ def _user_source(domain, cfg):
         sources = [readers.unlabelled(list(cfg.unlabelled_dir), skip_bad=cfg.skip_bad)]
     else:
         return None
-    if len(sources) == 1:
-        return sources[0]
-    first = sources[0]
-    return dataclasses.replace(first, name=" + ".join(s.name for s in sources),
-                               examples=tuple(e for s in sources for e in s.examples))
+    name = " + ".join(s.name for s in sources)
+    examples = tuple(e for s in sources for e in s.examples)
+    return dataclasses.replace(sources[0], name=name, examples=tuple(_shard(examples, shard, name)))
 
 
-def make_domain_dataset(cfg, domain, batch_size=None):
+def make_domain_dataset(cfg, domain, batch_size=None, shard=(0, 1)):
     """Infinite dataset of batches of one domain: dict as in the module docstring.
 
-    ``batch_size`` defaults to the domain's batch size in ``cfg``.
+    ``batch_size`` defaults to the domain's batch size in ``cfg``. ``shard``: (index, count),
+    this worker's input shard (see the module docstring).
     """
     if domain not in DOMAINS:
         raise ValueError(f"domain must be one of {DOMAINS}, got {domain!r}")
-    base_seed = _domain_seed(cfg.seed, _STREAM[domain])
+    if not 0 <= shard[0] < shard[1]:
+        raise ValueError(f"shard must be (index, count) with 0 <= index < count, got {shard}")
+    base_seed = _domain_seed(cfg.seed, _STREAM[domain], shard[0])
     if domain == "synthetic" and cfg.synthetic_tfrecords:
-        ds = _tfrecord_dataset(cfg.synthetic_tfrecords, cfg, base_seed)
+        ds = _tfrecord_dataset(cfg.synthetic_tfrecords, cfg, base_seed, shard)
     else:
-        source = _user_source(domain, cfg)
+        source = _user_source(domain, cfg, shard)
         if source is None and domain == "real_unlabelled" and cfg.unlabelled_photos:
             lib = photos.library("train")
             if not len(lib):

@@ -55,9 +55,22 @@ class CheckpointConfig(Section):
 @dataclasses.dataclass(frozen=True)
 class RuntimeConfig(Section):
     """Devices, numerics and execution of the train step."""
-    strategy: str = setting("default", "tf.distribute strategy: one device, or "
-                                       "MirroredStrategy over all GPUs.",
-                            choices=("default", "mirrored"))
+    strategy: str = setting("default", "tf.distribute strategy: one device, MirroredStrategy "
+                                       "over all GPUs, or MultiWorkerMirroredStrategy over the "
+                                       "TF_CONFIG cluster (docs/MULTI_WORKER.md).",
+                            choices=("default", "mirrored", "multi_worker"))
+    sync_batch_norm: bool | None = setting(None, "BatchNorm statistics over the global batch of "
+                                                 "all replicas (default: on when there are "
+                                                 "several replicas).")
+    collective_implementation: str = setting(
+        "auto", "multi_worker all-reduce: ring (gRPC, CPU/GPU), nccl (GPUs) or auto.",
+        choices=("auto", "ring", "nccl"))
+    collective_bytes_per_pack: int = setting(0, "multi_worker: pack gradients into all-reduces "
+                                                "of about this many bytes (0 = TensorFlow's "
+                                                "default).", low=0)
+    collective_timeout: float = setting(0.0, "multi_worker: abort a collective op after this "
+                                             "many seconds (0 = no limit; dead peers are also "
+                                             "found by TF's health check).", low=0)
     num_cpu_devices: int = setting(0, "Split the CPU into N logical devices (for trying "
                                       "--strategy=mirrored without GPUs); 0 = do not split.",
                                    low=0)
@@ -67,6 +80,11 @@ class RuntimeConfig(Section):
     jit_compile: bool = setting(False, "XLA-compile the train step.")
     run_eagerly: bool = setting(False, "Run the train step eagerly (debugging; skips "
                                        "tf.function tracing, slower per step).")
+
+    def check(self):
+        if self.strategy == "multi_worker" and self.num_cpu_devices > 1:
+            raise ValueError("--num_cpu_devices is for --strategy=mirrored; multi_worker uses "
+                             "one CPU replica per worker (or every local GPU)")
 
     @property
     def dtype_policy(self):
@@ -229,6 +247,10 @@ class DoFNetConfig(Section):
     schedule: ScheduleConfig = section(ScheduleConfig)
     checkpointing: CheckpointConfig = section(CheckpointConfig)
     runtime: RuntimeConfig = section(RuntimeConfig)
+
+    def check(self):
+        if self.runtime.strategy == "multi_worker":
+            raise ValueError("--strategy=multi_worker supports --task=dmenet only")
 
 
 TASKS = {c.TASK: c for c in (DMENetConfig, DoFNetConfig)}

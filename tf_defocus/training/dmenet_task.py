@@ -4,6 +4,8 @@
 mixed-precision policy is set); ``config`` is a ``tf_defocus.training.config.DMENetConfig``.
 """
 
+import functools
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -11,6 +13,7 @@ import tensorflow as tf
 from tf_defocus.data import pipeline
 from tf_defocus.data.synthesize import DEFAULT_MASK_THRESHOLD_PX
 from tf_defocus.models import BlurEstimator, ContentLoss, DomainDiscriminator, SharpnessCalibrator
+from tf_defocus.training import distribute
 from tf_defocus.training.dmenet_trainer import DMENetTrainer
 from tf_defocus.training.runner import dtype_policy
 from tf_defocus.training.task import TrainingTask
@@ -28,19 +31,29 @@ def needed_domains(variant):
     return tuple(domains)
 
 
-def check_batches_divide(data, replicas):
-    """Each domain batch of ``data`` (``DataConfig``) must split evenly over the replicas
-    (exact global-batch scaling)."""
-    for name in ("batch_synthetic", "batch_real_mask", "batch_real_unlabelled"):
+def check_batches_divide(data, variant, replicas):
+    """Each domain batch of ``data`` (``DataConfig``) the variant uses must split evenly over
+    the replicas (exact global-batch scaling)."""
+    for name in (f"batch_{domain}" for domain in needed_domains(variant)):
         b = int(getattr(data, name))
         if b % replicas:
             raise ValueError(f"--{name}={b} is not divisible by the {replicas} replicas of the "
                              f"distribution strategy; use a multiple of {replicas}")
 
 
-def make_train_dataset(data, variant):
-    """Infinite zipped dataset with one batch of every domain the variant needs."""
-    parts = {d: pipeline.make_domain_dataset(data, d) for d in needed_domains(variant)}
+def make_train_dataset(data, variant, input_context=None):
+    """Infinite zipped dataset with one batch of every domain the variant needs.
+
+    input_context: ``tf.distribute.InputContext`` of one input pipeline (worker): batches of
+    one replica's share of each domain batch, from this pipeline's input shard.
+    """
+    if input_context is None:
+        parts = {d: pipeline.make_domain_dataset(data, d) for d in needed_domains(variant)}
+    else:
+        shard = (input_context.input_pipeline_id, input_context.num_input_pipelines)
+        parts = {d: pipeline.make_domain_dataset(
+                     data, d, input_context.get_per_replica_batch_size(data.batch_size(d)), shard)
+                 for d in needed_domains(variant)}
     ds = tf.data.Dataset.zip(parts).prefetch(tf.data.AUTOTUNE)
     opts = tf.data.Options()
     opts.deterministic = bool(data.deterministic)
@@ -76,6 +89,8 @@ def build_trainer(cfg, seed=None):
     blur = BlurEstimator(width=m.width, vgg_weights=m.vgg_weights)
     disc = DomainDiscriminator(width=m.width) if variant.discriminator else None
     calib = SharpnessCalibrator(width=m.width) if variant.calibrator else None
+    if distribute.use_sync_batch_norm(cfg.runtime.sync_batch_norm, tf.distribute.get_strategy()):
+        distribute.synchronize_batch_norm(blur, disc, calib)
     content = ContentLoss(vgg_weights=m.vgg_weights, width=m.width) if variant.content else None
     trainer = DMENetTrainer(
         blur, disc, calib, content, weights=cfg.losses.weights, use_aux=variant.aux,
@@ -132,10 +147,10 @@ def image_panels_fn(trainer, max_images=3):
 def build_task(cfg, *, with_validation=True):
     """``TrainingTask`` for DMENet from a ``DMENetConfig``."""
     strategy = tf.distribute.get_strategy()
-    check_batches_divide(cfg.data, strategy.num_replicas_in_sync)
     variant = cfg.model.variant_spec
+    check_batches_divide(cfg.data, variant, strategy.num_replicas_in_sync)
     trainer = build_trainer(cfg, seed=cfg.data.seed)
-    train = make_train_dataset(cfg.data, variant)
+    train = functools.partial(make_train_dataset, cfg.data, variant)   # per input pipeline
     val = make_val_datasets(cfg) if with_validation else None
     return TrainingTask(trainer=trainer, train_dataset=train, val_dataset=val,
                         inference_model=lambda: float32_inference_model(trainer.blur_estimator),

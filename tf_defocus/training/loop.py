@@ -1,8 +1,8 @@
 """The one training loop for every ``TrainingTask`` (DMENet, DoFNet).
 
-``run_training`` drives ``trainer.train_step`` step by step (through Keras'
-``make_train_function``, so ``tf.distribute`` and ``jit_compile`` work as in ``fit``) and adds
-what long runs need:
+``run_training`` drives ``trainer.train_step`` step by step (through
+``distribute.step_function``, so ``tf.distribute`` -- one device, mirrored or multi-worker --
+and ``jit_compile`` work as in ``fit``) and adds what long runs need:
 
 * ``tf.train.Checkpoint`` + ``CheckpointManager`` over the trainer (all its networks and
   metrics), every optimizer and the step counter, saved every ``checkpoint_every`` steps, on
@@ -20,7 +20,10 @@ what long runs need:
 * a ``keras.utils.Progbar`` with ETA when stdout is a terminal; otherwise (redirected to a file
   or pipe) one plain log line per ``log_every`` steps;
 * at the end the inference model ``<model_dir>/<name>.keras`` (written atomically) plus its
-  ``ModelInfo`` sidecar.
+  ``ModelInfo`` sidecar;
+* multi-worker: every worker runs the same loop (checkpoint saves run collective ops), the
+  chief writes ``model_dir`` and the others a private ``write_dir``; all resume from
+  ``model_dir``'s last checkpoint (``training.cluster``).
 
 Optional trainer hooks (duck-typed): ``phase_for_step(step) -> str`` and ``set_phase(phase)``
 (the loop retraces the train function when the phase changes, e.g. DMENet's MSE-only
@@ -43,6 +46,7 @@ import keras
 import tf_defocus
 from tf_defocus.artifacts import FORM_KERAS, MODEL_NAME_TO_KIND, model_info, write_info
 from tf_defocus.imageio import atomic_path
+from tf_defocus.training import distribute
 
 CHECKPOINT_SUBDIR = "checkpoints"
 LOG_SUBDIR = "logs"
@@ -191,11 +195,15 @@ def save_inference_model(model, model_dir, model_info=None, path=None):
 
 def run_training(task, model_dir, train_steps, *, checkpoint_every=1000, log_every=50,
                  image_every=None, val_every=None, learning_rate=None, lr_decay_steps=0,
-                 lr_decay_rate=1.0, max_to_keep=3, model_info=None, verbose=1, log=print):
+                 lr_decay_rate=1.0, max_to_keep=3, model_info=None, verbose=1, log=print,
+                 write_dir=None):
     """Train ``task.trainer`` until the step counter reaches ``train_steps`` (the total).
 
     task: ``TrainingTask`` whose trainer is compiled inside its strategy scope.
-    model_dir: output directory (``checkpoints/``, ``logs/``, ``<name>.keras``).
+    model_dir: output directory (``checkpoints/``, ``logs/``, ``<name>.keras``); training
+      resumes from its last checkpoint.
+    write_dir: where this process writes those (default ``model_dir``); a non-chief worker of a
+      multi-worker run passes its private directory (``cluster.write_dir``).
     checkpoint_every / log_every / image_every / val_every: periods in steps (None or 0 =
       only at the end; image_every defaults to ``log_every * 10``, val_every to
       ``checkpoint_every``). val_dataset may be one finite dataset or a dict name -> dataset.
@@ -215,7 +223,8 @@ def run_training(task, model_dir, train_steps, *, checkpoint_every=1000, log_eve
             bar_line_open[0] = False
         user_log(message)
 
-    model_dir = Path(model_dir)
+    resume_dir = Path(model_dir) / CHECKPOINT_SUBDIR
+    model_dir = Path(write_dir if write_dir is not None else model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     orphans = remove_orphans(model_dir)
     if orphans:
@@ -242,17 +251,18 @@ def run_training(task, model_dir, train_steps, *, checkpoint_every=1000, log_eve
     ckpt_dir = model_dir / CHECKPOINT_SUBDIR
     manager = tf.train.CheckpointManager(ckpt, str(ckpt_dir), max_to_keep=max_to_keep,
                                          checkpoint_name="ckpt")
-    if manager.latest_checkpoint:
+    resume_from = tf.train.latest_checkpoint(str(resume_dir))
+    if resume_from:
         try:
-            ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+            ckpt.restore(resume_from).assert_existing_objects_matched()
         except (AssertionError, ValueError, tf.errors.OpError) as e:
             raise RuntimeError(
-                f"{manager.latest_checkpoint}: checkpoint does not match this model/optimizers "
+                f"{resume_from}: checkpoint does not match this model/optimizers "
                 f"(was it written with other --width/--variant/--task settings?). Use a new "
                 f"--model_dir or the original settings. Details: {e}") from e
-        log(f"resuming from step {int(step_var.numpy())} ({manager.latest_checkpoint})")
+        log(f"resuming from step {int(step_var.numpy())} ({resume_from})")
     start_step = step = int(step_var.numpy())
-    last_saved = step if manager.latest_checkpoint else None
+    last_saved = step if resume_from else None
 
     writer = tf.summary.create_file_writer(str(model_dir / LOG_SUBDIR / "train"))
     val_writer = tf.summary.create_file_writer(str(model_dir / LOG_SUBDIR / "val"))
@@ -285,7 +295,11 @@ def run_training(task, model_dir, train_steps, *, checkpoint_every=1000, log_eve
     else:
         phase = None
         lr_now = None
-        dist_dataset = strategy.experimental_distribute_dataset(task.train_dataset)
+        train_fn = None
+        if callable(task.train_dataset):   # per input pipeline (worker): its own shard
+            dist_dataset = strategy.distribute_datasets_from_function(task.train_dataset)
+        else:
+            dist_dataset = strategy.experimental_distribute_dataset(task.train_dataset)
         iterator = iter(dist_dataset)
         # Target = steps of this run (Progbar's ETA assumes it started at 0); every value
         # shown is already a running mean, so all are "stateful" (shown as given). The bar
@@ -304,12 +318,12 @@ def run_training(task, model_dir, train_steps, *, checkpoint_every=1000, log_eve
                     new_phase = trainer.phase_for_step(step)
                     if new_phase != phase:
                         trainer.set_phase(new_phase)
-                        trainer.make_train_function(force=True)
+                        train_fn = distribute.step_function(trainer)
                         if phase is not None or step > 0:
                             log(f"phase '{new_phase}' from step {step}")
                         phase = new_phase
-                elif trainer.train_function is None:
-                    trainer.make_train_function()
+                elif train_fn is None:
+                    train_fn = distribute.step_function(trainer)
                 if learning_rate is not None:
                     lr = learning_rate_at(step, learning_rate, lr_decay_steps, lr_decay_rate)
                     if lr != lr_now:
@@ -317,7 +331,7 @@ def run_training(task, model_dir, train_steps, *, checkpoint_every=1000, log_eve
                             opt.learning_rate = lr
                         lr_now = lr
                 data = next(iterator)
-                raw = trainer.train_function([data])
+                raw = train_fn(data)
                 logs = _to_float_logs(raw)
                 step += 1
                 steps_interval += 1
@@ -356,8 +370,10 @@ def run_training(task, model_dir, train_steps, *, checkpoint_every=1000, log_eve
                 if checkpoint_every and step % checkpoint_every == 0:
                     save(step)
         except KeyboardInterrupt:
-            # The last completed step is consistent (train_function has returned).
-            if logs and all(math.isfinite(v) for v in logs.values()) and step > start_step:
+            # The last completed step is consistent (train_fn has returned). Not on one worker
+            # of several: its save would wait forever for the others' collective ops.
+            if logs and all(math.isfinite(v) for v in logs.values()) and step > start_step \
+                    and not distribute.is_multi_worker(strategy):
                 try:
                     save(step)
                     log(f"interrupted; saved checkpoint at step {step}")

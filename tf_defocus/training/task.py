@@ -16,7 +16,10 @@ class TrainingTask:
 
     trainer: compiled ``keras.Model`` with custom ``train_step`` / ``test_step``; it exposes
       ``optimizers`` (list of every optimizer it steps) so the checkpoint covers all of them.
-    train_dataset: infinite ``tf.data.Dataset`` of training elements.
+    train_dataset: infinite ``tf.data.Dataset`` of training elements (global batches, split
+      over the replicas), or callable(``tf.distribute.InputContext``) -> the infinite dataset of
+      one input pipeline (worker): its own shard, in per-replica batches
+      (``strategy.distribute_datasets_from_function``).
     val_dataset: finite ``tf.data.Dataset`` for ``test_step`` or None.
     inference_model: callable returning the inference ``keras.Model`` (name ``blur_estimator``
       or ``dofnet``) that shares the trainer's weights; the loop saves it as
