@@ -287,7 +287,8 @@ MIRRORED_SCRIPT = textwrap.dedent("""
 
     def twice(shape, binary=False):
         # Both replicas get the same half, so per-replica BatchNorm statistics equal the
-        # statistics of the whole batch on one device: the losses must then agree exactly.
+        # statistics of the whole batch on one device: the losses must then agree exactly
+        # (synchronised BatchNorm is off: test_multi_worker.py checks it).
         a = rng.random(shape).astype(np.float32)
         a = (a > 0.5).astype(np.float32) if binary else a
         return np.concatenate([a, a], axis=0)
@@ -296,7 +297,8 @@ MIRRORED_SCRIPT = textwrap.dedent("""
                  "real_mask": {"image": twice((1, P, P, 3)), "mask": twice((1, P, P, 1), True)},
                  "real_unlabelled": {"image": twice((1, P, P, 3))}} for _ in range(2)]
     cfg = cfglib.from_flat(DMENetConfig, dict(width=0.0625, patch_size=P, variant="BDSC",
-                           batch_synthetic=2, batch_real_mask=2, batch_real_unlabelled=2))
+                           batch_synthetic=2, batch_real_mask=2, batch_real_unlabelled=2,
+                           sync_batch_norm=False))
 
     def run(strategy, init=None):
         with strategy.scope():

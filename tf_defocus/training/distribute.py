@@ -5,8 +5,10 @@ synchronised BatchNorm and a digest that shows whether workers hold the same sta
 (it configures the collective runtime), reads ``TF_CONFIG`` itself (validated first by
 ``cluster.role_from_environ``) and all-reduces gradients with collective ops: RING (gRPC, CPU
 and GPU), NCCL (GPUs) or AUTO (TF picks). Keras 3's ``fit()`` / ``make_train_function`` fail
-under it (keras-team/keras#20585: ``strategy.reduce(MEAN, axis=0)`` on scalar metrics), so
-the loop uses :func:`step_function` for every strategy.
+under it (keras-team/keras#20585; measured with Keras 3.15: its ``reduce_per_replica`` calls
+``strategy.reduce(MEAN, axis=0)`` on scalar metrics, "Invalid reduction dimension 0 for input
+with 0 dimensions", as in tensorflow/tensorflow#72388), so the loop uses :func:`step_function`
+for every strategy.
 """
 
 import hashlib
@@ -75,7 +77,9 @@ def synchronize_batch_norm(*models):
     """Make every ``BatchNormalization`` layer of ``models`` compute its training statistics
     over the global batch (all replicas; Keras' ``synchronized=True``); returns the count.
     Without it each replica normalises with its own batch and the replicas' moving averages
-    drift apart (only the chief's first replica's are saved)."""
+    drift apart (only the chief's first replica's are saved). Keras computes the synchronised
+    variance in one pass, E[x^2] - E[x]^2: less exact where |mean| >> std (measured at
+    initialisation: up to 0.8% in one aux-head layer of B, ~5e-6 on B's output)."""
     count = 0
     for layer in _nested_layers([m for m in models if m is not None]):
         if isinstance(layer, keras.layers.BatchNormalization):
