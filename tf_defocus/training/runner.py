@@ -8,6 +8,7 @@ private directory (``training.cluster``); docs/MULTI_WORKER.md.
 """
 
 import contextlib
+import dataclasses
 from pathlib import Path
 
 from tf_defocus import config as cfglib
@@ -104,9 +105,11 @@ def train(config):
                 learning_rate=o.learning_rate, lr_decay_steps=o.lr_decay_steps,
                 lr_decay_rate=o.lr_decay_rate, max_to_keep=c.max_to_keep,
                 verbose=1 if s.progress else 0, write_dir=write_dir)
-    if role is not None:
-        _report_worker(role, task.trainer)
-    return result
+    if role is None:
+        return result
+    _report_worker(role, task.trainer)
+    # The model of the run is the chief's (a non-chief wrote a removed copy).
+    return dataclasses.replace(result, model_path=Path(c.model_dir) / result.model_path.name)
 
 
 def _report_worker(role, trainer):
