@@ -314,7 +314,7 @@ def test_generator_tfrecords_as_synthetic_source(tmp_path, caplog):
 
     out = tmp_path / "shards"
     res = generate.run_generation(generate.GenerateConfig(
-        out_dir=str(out), format="tfrecord", num_images=3, image_width=48, image_height=40,
+        out_dir=str(out), format="tfrecord", num_images=3, image_size="48x40",
         records_per_file=2), stream=io.StringIO())
     assert res["written"] == 3
     first = sorted(out.glob("data-*.tfrecord.gz"))[0]

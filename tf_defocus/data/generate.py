@@ -63,10 +63,7 @@ DEFAULT_PROCEDURAL_IMAGES = 100
 
 @dataclasses.dataclass(frozen=True)
 class GenerateConfig(Section):
-    """One generator run; each field is a flag of ``tf_defocus.generate`` of the same name.
-
-    ``image_width`` / ``image_height`` [px] (init only): the size as two ints instead of
-    ``image_size`` (what ``data.pipeline`` passes)."""
+    """One generator run; each field is a flag of ``tf_defocus.generate`` of the same name."""
     out_dir: str = setting(None, "Output folder (required).")
     source: str = setting("procedural", "Scene source: built-in procedural dead-leaves RGB-D "
                                         "scenes or a folder of user RGB-D pairs.", choices=SOURCES)
@@ -105,14 +102,6 @@ class GenerateConfig(Section):
     photo_split: str = setting("train", "Package photos that textures of layered scenes come "
                                "from (val: held-out photos, for validation sets).",
                                choices=photos.SPLITS)
-    image_width: dataclasses.InitVar[int | None] = None
-    image_height: dataclasses.InitVar[int | None] = None
-
-    def __post_init__(self, image_width, image_height):
-        if image_width is not None or image_height is not None:
-            object.__setattr__(self, "image_size", f"{image_width}x{image_height}")
-        super().__post_init__()
-
     @property
     def size(self):
         """(W, H) [px] of ``image_size``; (None, None) for 'native'."""

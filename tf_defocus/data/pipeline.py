@@ -553,7 +553,7 @@ def _generate_pool(out_dir, key, workers):
     from tf_defocus.data import generate
 
     gcfg = generate.GenerateConfig(out_dir=str(out_dir), source="procedural", num_images=key["count"],
-                                   image_width=key["width"], image_height=key["height"], psf=key["psf"],
+                                   image_size=f"{key['width']}x{key['height']}", psf=key["psf"],
                                    seed=key["generator_seed"], format="syndof", num_workers=workers,
                                    scene=key.get("scene", "dead_leaves"), isp=key.get("isp", "basic"))
     result = generate.run_generation(gcfg)
