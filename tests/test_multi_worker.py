@@ -276,6 +276,9 @@ def test_killed_worker_then_restarted_cluster_resumes_from_chief_checkpoint(tmp_
     check_finished_run(model_dir, outs, total, chief_runs=2)
 
 
+# slow (about 2 minutes; keeps CI under its 15-minute budget): the 2-worker step itself runs in
+# CI in the two tests above and in benchmarks/multi_worker.py.
+@pytest.mark.slow
 @pytest.mark.multiworker
 def test_two_workers_match_one_worker_with_two_devices_and_one_device(tmp_path):
     """Same global batches, same initial weights: 2 workers x 1 replica, 1 worker x 2 CPU
