@@ -6,7 +6,9 @@ smooth pixels (local grey std < 2 levels in 15x15, ``metrics.SMOOTH_STD_MAX``: b
 not visible, only the scene layout can tell it) against textured pixels. With ``--pool_dir``
 the label distribution of a training pool (``~/.cache/tf_defocus/pools/...``) is printed
 beside the set's, at the pool's native scale and after a rescale factor ``--pool_scale``
-(what ``--scale_mode=random`` does to the labels on average).
+(what ``--scale_mode=random`` does to the labels on average). With ``--photos`` the share of
+smooth pixels in the set's all-in-focus scenes is printed beside that of real photos (the
+package photos of ``tf_defocus.data.photos``, training split, shrunk to at most 640 px).
 
 Issue 11 finding it was written for: the first default-model run predicted ~2.5 px everywhere
 and 2.6 px on average for true sigma >= 5 px; its random rescale had shrunk the training labels
@@ -37,6 +39,27 @@ def _load_set(root):
     from tf_defocus import metrics
     return [(image, sigma, metrics.smooth_in_focus_pixels(image, sigma, in_focus_px=np.inf))
             for _, image, sigma in load_validation_set(root)]
+
+
+def _smooth_share(image):
+    from tf_defocus import metrics
+    return float(metrics.smooth_in_focus_pixels(image, np.zeros(image.shape[:2]), in_focus_px=1.0).mean())
+
+
+def _photo_smooth_shares(max_side=640):
+    import cv2
+    from tf_defocus.data import photos
+    out = []
+    for im in photos.library("train").images():
+        im = np.asarray(im, np.float32)
+        im = im / 255.0 if im.max() > 1.5 else im
+        im = np.repeat(im[..., None], 3, -1) if im.ndim == 2 else im[..., :3]
+        scale = max_side / max(im.shape[:2])
+        if scale < 1:
+            im = cv2.resize(im, (round(im.shape[1] * scale), round(im.shape[0] * scale)),
+                            interpolation=cv2.INTER_AREA)
+        out.append(_smooth_share(im))
+    return out
 
 
 def _label_stats(name, sigma):
@@ -71,6 +94,11 @@ def main(args):
             raise SystemExit(f"{args.pool_dir}: no blur_map/*.png")
         _label_stats("pool labels", pool)
         _label_stats(f"pool labels x {args.pool_scale:g}", [s * args.pool_scale for s in pool])
+    if args.photos:
+        aif = [_smooth_share(image) for image, sigma, _ in data if sigma.max() < 0.5]
+        real = _photo_smooth_shares()
+        print(f"smooth-pixel share: {100 * np.mean(aif):.0f}% in the {len(aif)} all-in-focus scenes "
+              f"of {root.name}, {100 * np.mean(real):.0f}% in {len(real)} real package photos")
     for spec in args.model:
         name, _, path = spec.partition("=")
         est = inference.load_estimator(path or None)
@@ -84,6 +112,8 @@ def parse(argv):
     p.add_argument("--model", action="append", default=[],
                    help="name=PATH, or 'default' for the built-in model (repeatable)")
     p.add_argument("--pool_dir", default=None, help="a training pool folder (SYNDOF layout)")
+    p.add_argument("--photos", action="store_true",
+                   help="compare the share of smooth pixels with real package photos")
     p.add_argument("--pool_scale", type=float, default=0.7,
                    help="rescale factor applied to the pool labels in the second line")
     return p.parse_args(argv)

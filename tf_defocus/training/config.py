@@ -286,8 +286,15 @@ def report_changes(old_text, config, log=print):
     except ValueError:
         old = {}
     new = cfglib.flat_json(json.loads(to_json(config)))
-    changed = sorted(k for k in new if old.get(k) != new[k])
+    # None is "unset" (earlier flat files wrote it for "the default", see ``from_json``).
+    old = {k: v for k, v in old.items() if v is not None and k in new}
+    set_now = {k: v for k, v in new.items() if v is not None}
+    changed = sorted(k for k in old if old[k] != new[k])
+    added = sorted(k for k in set_now if k not in old) if old else []
     if changed:
         log(f"config changed since the last run in {config.checkpointing.model_dir}: "
-            + ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed))
-    return changed
+            + ", ".join(f"{k}: {old[k]!r} -> {new[k]!r}" for k in changed))
+    if added:
+        log("settings that the last run's config.json does not have (taken at their values now): "
+            + ", ".join(f"{k}={new[k]!r}" for k in added))
+    return changed + added
