@@ -23,7 +23,6 @@ Communication share = (gradient all-reduce + synchronised-BN cost) / full step.
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -124,19 +123,10 @@ def run_worker(args):
         print("RESULT " + json.dumps(result), flush=True)
 
 
-def free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 def run_cluster(args, workers):
     """Start ``workers`` processes of this script with their TF_CONFIG; the chief's result."""
-    ports = free_ports(workers)
+    from tf_defocus.training.cluster import free_local_ports
+    ports = free_local_ports(workers)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     procs = []
     for i in range(workers):

@@ -9,7 +9,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -172,16 +171,6 @@ def test_sync_batch_norm_flag():
 
 # ---------------------------------------------------------------------------- 2 workers
 
-def free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 def start_workers(tmp_path, model_dir, ports, *flags):
     """The train CLI as every worker of the cluster (worker 0 = chief); list of Popen."""
     procs = []
@@ -237,7 +226,7 @@ def check_finished_run(model_dir, outs, total, chief_runs=1):
 @pytest.mark.multiworker
 def test_two_workers_train_one_model(tmp_path):
     model_dir = tmp_path / "run"
-    codes, outs = finish(start_workers(tmp_path, model_dir, free_ports(2), "--train_steps=3"))
+    codes, outs = finish(start_workers(tmp_path, model_dir, cluster.free_local_ports(2), "--train_steps=3"))
     assert codes == [0, 0], outs[0][-3000:] + outs[1][-3000:]
     check_finished_run(model_dir, outs, 3)
     # The global batch of 2 is split: one example per worker; both log the same global loss.
@@ -250,7 +239,7 @@ def test_two_workers_train_one_model(tmp_path):
 def test_killed_worker_then_restarted_cluster_resumes_from_chief_checkpoint(tmp_path):
     model_dir = tmp_path / "run"
     ckpt_dir = model_dir / "checkpoints"
-    procs = start_workers(tmp_path, model_dir, free_ports(2), "--train_steps=100000")
+    procs = start_workers(tmp_path, model_dir, cluster.free_local_ports(2), "--train_steps=100000")
     try:
         deadline = time.time() + 600
         while time.time() < deadline and all(p.poll() is None for p in procs):
@@ -268,7 +257,7 @@ def test_killed_worker_then_restarted_cluster_resumes_from_chief_checkpoint(tmp_
     assert killed_at >= 2 and not (model_dir / "blur_estimator.keras").exists()
 
     total = killed_at + 2
-    codes, outs = finish(start_workers(tmp_path, model_dir, free_ports(2),
+    codes, outs = finish(start_workers(tmp_path, model_dir, cluster.free_local_ports(2),
                                        f"--train_steps={total}"))
     assert codes == [0, 0], outs[0][-3000:] + outs[1][-3000:]
     for out in outs:
@@ -285,7 +274,7 @@ def test_two_workers_match_one_worker_with_two_devices_and_one_device(tmp_path):
     devices and one device (synchronised BatchNorm) give the same losses: every replica's
     share is scaled by the global batch and the logs report the global mean, not 1/N of it."""
     script = str(REPO / "tests" / "multi_worker_steps.py")
-    ports = free_ports(2)
+    ports = cluster.free_local_ports(2)
     procs = [subprocess.Popen([sys.executable, script, "multi_worker", str(tmp_path / f"w{i}")],
                               cwd=REPO, env=dict(os.environ, TF_CONFIG=tf_config(ports, i)),
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

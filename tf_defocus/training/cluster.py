@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 
@@ -148,3 +149,15 @@ def write_dir(model_dir, role):
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def free_local_ports(n):
+    """``n`` distinct TCP ports free on 127.0.0.1 now (for a local TF_CONFIG of n workers; another
+    process may take one before the workers bind it)."""
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
