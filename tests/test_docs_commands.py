@@ -102,11 +102,18 @@ def doc_problems(text, defined_flags, doc="<doc>"):
 
 @functools.cache
 def help_flags(target):
-    """Flag names in ``--helpfull`` (a module) or ``--help`` (a script) output."""
+    """Flag names in ``--helpfull`` (an absl module) or ``--help`` (a script or an argparse
+    module such as ``tf_defocus.training.snapshot``) output."""
     argv = ["-m", target, "--helpfull"] if not target.endswith(".py") else [target, "--help"]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(REPO))
-    out = subprocess.run(["nice", "-n", "19", sys.executable, *argv], cwd=REPO, env=env,
-                         capture_output=True, text=True, timeout=300)
+
+    def run(args):
+        return subprocess.run(["nice", "-n", "19", sys.executable, *args], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=300)
+    out = run(argv)
+    if out.returncode == 2 and "usage:" in out.stderr and argv[-1] == "--helpfull":
+        argv[-1] = "--help"
+        out = run(argv)
     assert out.returncode == 0, f"{target} {argv[-1]} exited {out.returncode}: {out.stderr[-2000:]}"
     return frozenset(HELP_FLAG.findall(out.stdout))
 

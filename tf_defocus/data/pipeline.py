@@ -56,7 +56,7 @@ import tensorflow as tf
 
 import tf_defocus
 from tf_defocus.config import Section, setting
-from tf_defocus.data import photos, readers, render, synthesize
+from tf_defocus.data import photos, readers, render, scenes, synthesize
 from tf_defocus.data.synthesize import parse_tfrecord  # the generator's TFRecord format
 from tf_defocus.units import SIGMA_MAX_PX
 
@@ -543,6 +543,7 @@ def pool_dir(cache_dir, psf, width, height, count, seed, stream, scene="dead_lea
         key.update(scene=scene, isp=isp)
     if scene == "layered":
         key["photos"] = photos.fingerprint(photos.package_photos("train"))
+        key["scene_version"] = scenes.SCENE_VERSION
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     return Path(cache_dir or default_cache_dir()) / "pools" / f"{psf}_{width}x{height}_n{count}_{digest}", key
 
