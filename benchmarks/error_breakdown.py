@@ -37,16 +37,18 @@ SIGMA_BINS_PX = (0.0, 1.0, 3.0, 5.0, 7.01)
 def _load_set(root):
     from smooth_in_focus import load_validation_set
     from tf_defocus import metrics
-    return [(image, sigma, metrics.smooth_in_focus_pixels(image, sigma, in_focus_px=np.inf))
+    return [(image, sigma, metrics.smooth_pixels(image))
             for _, image, sigma in load_validation_set(root)]
 
 
-def _smooth_share(image):
+def smooth_share(image):
+    """Share of smooth pixels (``metrics.smooth_pixels``) of an image."""
     from tf_defocus import metrics
-    return float(metrics.smooth_in_focus_pixels(image, np.zeros(image.shape[:2]), in_focus_px=1.0).mean())
+    return float(metrics.smooth_pixels(image).mean())
 
 
-def _photo_smooth_shares(max_side=640):
+def photo_smooth_shares(max_side=640):
+    """Smooth shares of the real package photos (training split), shrunk to <= ``max_side``."""
     import cv2
     from tf_defocus.data import photos
     out = []
@@ -58,7 +60,7 @@ def _photo_smooth_shares(max_side=640):
         if scale < 1:
             im = cv2.resize(im, (round(im.shape[1] * scale), round(im.shape[0] * scale)),
                             interpolation=cv2.INTER_AREA)
-        out.append(_smooth_share(im))
+        out.append(smooth_share(im))
     return out
 
 
@@ -95,8 +97,8 @@ def main(args):
         _label_stats("pool labels", pool)
         _label_stats(f"pool labels x {args.pool_scale:g}", [s * args.pool_scale for s in pool])
     if args.photos:
-        aif = [_smooth_share(image) for image, sigma, _ in data if sigma.max() < 0.5]
-        real = _photo_smooth_shares()
+        aif = [smooth_share(image) for image, sigma, _ in data if sigma.max() < 0.5]
+        real = photo_smooth_shares()
         print(f"smooth-pixel share: {100 * np.mean(aif):.0f}% in the {len(aif)} all-in-focus scenes "
               f"of {root.name}, {100 * np.mean(real):.0f}% in {len(real)} real package photos")
     for spec in args.model:

@@ -2,7 +2,7 @@
 
 Renders ``--scenes`` sharp layered scenes (``tf_defocus.data.scenes.layered_scene``, 640x480,
 training photos) with the current surface mix and prints the mean share of smooth pixels
-(``metrics.smooth_in_focus_pixels``: grey std < 2 levels in 15x15) beside that of the real
+(``metrics.smooth_pixels``: grey std < 2 levels in 15x15) beside that of the real
 package photos (training split, shrunk to at most 640 px). ``scenes.SURFACE_WEIGHTS`` was chosen
 with it: the first mix (photo, smooth, procedural = 0.45, 0.4, 0.15) gave 47% against the photos'
 31%, and the default model stayed at the constant-predictor loss on it.
@@ -26,13 +26,13 @@ for _p in (REPO, REPO / "benchmarks"):
 
 
 def main(args):
-    from error_breakdown import _photo_smooth_shares, _smooth_share
+    from error_breakdown import photo_smooth_shares, smooth_share
     from tf_defocus.data import photos, scenes
     lib = photos.library("train")
     rng = np.random.default_rng(args.seed)
-    shares = [_smooth_share(np.asarray(scenes.layered_scene(rng, 640, 480, lib)[0], np.float32))
+    shares = [smooth_share(np.asarray(scenes.layered_scene(rng, 640, 480, lib)[0], np.float32))
               for _ in range(args.scenes)]
-    real = _photo_smooth_shares()
+    real = photo_smooth_shares()
     print(f"smooth-pixel share: {100 * np.mean(shares):.0f}% in {args.scenes} sharp layered scenes "
           f"(surface weights {scenes.SURFACE_WEIGHTS}), {100 * np.mean(real):.0f}% in {len(real)} "
           f"real package photos")

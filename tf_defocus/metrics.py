@@ -300,11 +300,17 @@ SMOOTH_STD_MAX = 2.0 / 255
 below which a pixel counts as part of a smooth surface: under 2 grey levels."""
 
 
-def smooth_in_focus_pixels(image, sigma_px, in_focus_px=0.5, std_max=SMOOTH_STD_MAX):
-    """Bool (H, W): in-focus (true sigma <= ``in_focus_px``) pixels on smooth surfaces, the
-    pixels the quickstart model called blurred (issue 11). image: float32 (H, W, 3) [0, 1]."""
+def smooth_pixels(image, std_max=SMOOTH_STD_MAX):
+    """Bool (H, W): pixels of smooth surfaces, where blur cannot be seen (local grey std below
+    ``std_max``, see SMOOTH_STD_MAX). image: float32 (H, W, 3) [0, 1]."""
     import cv2
     g = cv2.GaussianBlur(cv2.cvtColor(np.asarray(image, np.float32), cv2.COLOR_RGB2GRAY), (0, 0), 1.0)
     mean = cv2.blur(g, (15, 15))
     std = np.sqrt(np.maximum(cv2.blur(g * g, (15, 15)) - mean * mean, 0.0))
-    return (std < std_max) & (np.asarray(sigma_px) <= in_focus_px)
+    return std < std_max
+
+
+def smooth_in_focus_pixels(image, sigma_px, in_focus_px=0.5, std_max=SMOOTH_STD_MAX):
+    """Bool (H, W): in-focus (true sigma <= ``in_focus_px``) pixels on smooth surfaces, the
+    pixels the quickstart model called blurred (issue 11). image: float32 (H, W, 3) [0, 1]."""
+    return smooth_pixels(image, std_max) & (np.asarray(sigma_px) <= in_focus_px)
