@@ -34,8 +34,9 @@ SURFACES = ("photo", "smooth", "procedural")
 # real photos; the first mix (0.45, 0.4, 0.15) made about half of the scenes smooth and the
 # default model did not learn on it (docs/training/default_model/status.md).
 SURFACE_WEIGHTS = (0.6, 0.2, 0.2)
-# Part of the training-pool cache key: bump when a change alters the scenes a seed gives.
-SCENE_VERSION = 2
+# Part of the training-pool cache key: bump when a change alters the scenes (or their camera
+# pipeline, render.sample_varied_options) a seed gives.
+SCENE_VERSION = 3
 
 
 class _Painter:
