@@ -164,3 +164,14 @@ def test_pool_key_separates_scene_kinds_and_keeps_old_keys():
     assert new != old and key_new["scene"] == "layered" and "photos" in key_new
     with pytest.raises(ValueError, match="pool_scene"):
         pipeline.DataConfig(pool_scene="cartoon")
+
+
+def test_mixed_scenes_draw_both_kinds_per_seed_and_keep_each_kinds_streams():
+    kinds = [synthesize.synthesize(seed, 48, 32, psf="disc", scene="mixed", isp="varied").camera["source"]
+             for seed in range(12)]
+    assert set(kinds) == {"layered", "procedural"}
+    seed = kinds.index("layered")
+    a = synthesize.synthesize(seed, 48, 32, psf="disc", scene="mixed", isp="varied")
+    b = synthesize.synthesize(seed, 48, 32, psf="disc", scene="layered", isp="varied")
+    np.testing.assert_array_equal(a.image, b.image)
+    np.testing.assert_array_equal(a.sigma_px, b.sigma_px)

@@ -93,9 +93,10 @@ class GenerateConfig(Section):
                               low=1)
     records_per_file: int = setting(256, "Images per TFRecord file.", low=1)
     num_workers: int = setting(1, "Worker processes (use the number of cores).", low=1)
-    scene: str = setting("dead_leaves", "Procedural scenes: dead_leaves (textured confetti) or "
+    scene: str = setting("dead_leaves", "Procedural scenes: dead_leaves (textured confetti), "
                          "layered (ground/walls/sky, real-photo and smooth surfaces, thin "
-                         "structures; see tf_defocus.data.scenes).", choices=synthesize.SCENES)
+                         "structures; see tf_defocus.data.scenes) or mixed (half each, by "
+                         "seed).", choices=synthesize.SCENES)
     isp: str = setting("basic", "Camera pipeline of --psf=disc: basic, or varied (noise levels, "
                        "tone curve, sharpening, downscaling from a larger render, JPEG quality "
                        "40-98).", choices=render.ISP_PROFILES)

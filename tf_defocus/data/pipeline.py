@@ -114,8 +114,9 @@ class DataConfig(Section):
     pool_height: int = setting(480, "Height of procedural pool images [px].", low=1)
     pool_workers: int = setting(0, "Processes rendering pools (0 = one per core).", low=0)
     pool_scene: str = setting(
-        "dead_leaves", "Scenes of the built-in pools: dead_leaves, or layered (real-photo and "
-        "smooth surfaces, ground/walls/sky, thin structures; tf_defocus.data.scenes).",
+        "dead_leaves", "Scenes of the built-in pools: dead_leaves, layered (real-photo and "
+        "smooth surfaces, ground/walls/sky, thin structures; tf_defocus.data.scenes) or mixed "
+        "(half each).",
         choices=synthesize.SCENES)
     pool_isp: str = setting(
         "basic", "Camera pipeline of disc-PSF pools: basic, or varied (noise levels, tone "
@@ -541,7 +542,7 @@ def pool_dir(cache_dir, psf, width, height, count, seed, stream, scene="dead_lea
            "tf_defocus": tf_defocus.__version__}
     if scene != "dead_leaves" or isp != "basic":
         key.update(scene=scene, isp=isp)
-    if scene == "layered":
+    if scene in ("layered", "mixed"):
         key["photos"] = photos.fingerprint(photos.package_photos("train"))
         key["scene_version"] = scenes.SCENE_VERSION
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
