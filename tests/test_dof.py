@@ -260,7 +260,7 @@ def test_focus_layer_config():
 
 # ----------------------------------------------------------------------------- training task
 
-from tf_defocus.training import dof_task  # noqa: E402
+from tf_defocus.training import dof_data, dof_task  # noqa: E402
 
 
 def _folder(tmp_path, n=6, h=48, w=64):
@@ -317,7 +317,7 @@ def test_task_skips_bad_files_and_names_them(tmp_path, capsys):
     (folder / "broken.png").write_bytes(b"not a png")
     tiny = np.zeros((10, 10, 3), np.uint8)
     assert cv2.imwrite(str(folder / "small.png"), tiny)
-    pool = dof_task.build_pool(_tiny_cfg(folder, "weight"), verbose=False)
+    pool = dof_data.build_pool(_tiny_cfg(folder, "weight"), verbose=False)
     assert len(pool) == 3 and pool.masks is None
     assert sorted(p.rsplit("/", 1)[-1] for p in pool.skipped) == ["broken.png", "small.png"]
     err = capsys.readouterr().err
@@ -326,7 +326,7 @@ def test_task_skips_bad_files_and_names_them(tmp_path, capsys):
     empty.mkdir()
     (empty / "x.png").write_bytes(b"junk")
     with pytest.raises(ValueError, match="none of the 1 images"):
-        dof_task.build_pool(_tiny_cfg(empty, "weight"), verbose=False)
+        dof_data.build_pool(_tiny_cfg(empty, "weight"), verbose=False)
 
 
 def test_task_config_from_flags():
@@ -352,15 +352,15 @@ def test_task_procedural_pool(tmp_path):
     cfg = _dof_cfg(dof_target="weighted_image", width=TINY, dof_pool_size=3, dof_source_size=48,
                    dof_val_images=1, patch_size=24, dof_batch_size=4, dof_val_patch_size=24,
                    cache_dir=str(tmp_path), pool_workers=1)
-    pool = dof_task.build_pool(cfg, verbose=False)
+    pool = dof_data.build_pool(cfg, verbose=False)
     assert len(pool) == 3 and pool.images[0].shape == (48, 48, 3)
     assert pool.masks is not None and pool.masks[0].shape == (48, 48)
     # Cached: a second build reuses the rendered files and gives the same pool.
     (pool_dir,) = (tmp_path / "pools").iterdir()
-    again = dof_task.build_pool(cfg, verbose=False)
+    again = dof_data.build_pool(cfg, verbose=False)
     assert all(np.array_equal(a, b) for a, b in zip(pool.images, again.images))
     assert len(list((pool_dir / "image").iterdir())) == 3
-    train, val = dof_task.make_datasets(pool, cfg)
+    train, val = dof_data.make_datasets(pool, cfg)
     assert next(iter(train))["label"].shape == (4, 24, 24, 3)
     assert sum(int(b["image"].shape[0]) for b in val) == 4  # 4 quadrant crops of 1 image
 

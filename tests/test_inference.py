@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tests.inference_helpers import calibrated_keras_model, scene
-from tf_defocus import artifacts, inference
+from tf_defocus import artifacts, backends, inference, tiling
 from tf_defocus.units import SIGMA_MAX_PX
 
 
@@ -25,7 +25,7 @@ def whole(model_path):
 def test_tile_starts_cover_and_align():
     # lengths are padded sizes (multiples of 16); a tile longer than the image is cut to it
     for length, tile, step in [(1008, 256, 192), (256, 256, 192), (96, 256, 192), (272, 128, 64)]:
-        starts = inference.tile_starts(length, min(tile, length), step)
+        starts = tiling.tile_starts(length, min(tile, length), step)
         assert starts[0] == 0 and starts[-1] + min(tile, length) == length
         assert all(b - a <= step for a, b in zip(starts, starts[1:]))
         assert all(s % 16 == 0 for s in starts)
@@ -33,20 +33,20 @@ def test_tile_starts_cover_and_align():
 
 def test_balanced_tiles_cover_evenly():
     for length in (96, 768, 784, 1024, 2048, 4000, 6000):
-        t = inference.balanced_tile(length, 768, 128)
-        starts = inference.tile_starts(length, t, t - 128)
+        t = tiling.balanced_tile(length, 768, 128)
+        starts = tiling.tile_starts(length, t, t - 128)
         assert t % 16 == 0 and t <= 768 and starts[-1] + t == length
         overlaps = [a + t - b for a, b in zip(starts, starts[1:])]
         assert all(o >= 128 for o in overlaps)
         assert len(starts) * t <= 1.25 * length     # no big overhang of the last tile
-    assert inference.balanced_tile(1024, 768, 128) == 576   # 2 x 576 rather than 2 x 768
+    assert tiling.balanced_tile(1024, 768, 128) == 576   # 2 x 576 rather than 2 x 768
 
 
 def test_blend_windows_are_a_partition_of_unity():
-    starts = inference.tile_starts(400, 128, 96)      # last tile overlaps more than 32 px
+    starts = tiling.tile_starts(400, 128, 96)      # last tile overlaps more than 32 px
     total = np.zeros(400)
     for i, s in enumerate(starts):
-        w = inference._axis_window(starts, 128, i)
+        w = tiling._axis_window(starts, 128, i)
         assert w.min() > 0
         total[s:s + 128] += w
     np.testing.assert_allclose(total, 1.0, atol=1e-12)
@@ -143,7 +143,7 @@ def test_keras_and_saved_model_give_the_same_map(saved_model_dir, whole):
     img, _ = scene(5, 150, 97)
     ref = whole.predict(img)
     for path in (version_dir.parent, version_dir.parent.parent):   # model base, export root
-        assert inference._saved_model_dir(path) == version_dir
+        assert backends._saved_model_dir(path) == version_dir
     est = inference.load_estimator(version_dir.parent.parent, tile_size=0, tile_overlap=0)
     assert est.kind == artifacts.KIND_DEFOCUS
     np.testing.assert_allclose(est.predict(img), ref, atol=1e-3)

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from tf_defocus import imageio
-from tf_defocus.data import pipeline, readers
+from tf_defocus.data import augment, evalsets, pipeline, pools, readers
 
 P = 32
 BLOCK = 8
@@ -103,9 +103,9 @@ def test_augmented_image_and_label_stay_aligned(scale_mode, size):
     resized = not (P + 1 <= min(h, w) <= 64) or scale_mode == "random"
     seen_k = set()
     for s in range(24):
-        im, lab = pipeline.augment_pair(image, tf.constant(label), tf.constant([3, s], tf.int64),
-                                        patch_size=P, short_side_range=(P + 1, 64),
-                                        scale_mode=scale_mode, label_kind="mask")
+        im, lab = augment.augment_pair(image, tf.constant(label), tf.constant([3, s], tf.int64),
+                                       patch_size=P, short_side_range=(P + 1, 64),
+                                       scale_mode=scale_mode, label_kind="mask")
         im, lab = im.numpy(), lab.numpy()
         assert im.shape == (P, P, 3) and lab.shape == (P, P, 1)
         if not resized:
@@ -126,12 +126,12 @@ def test_augmented_image_and_label_stay_aligned(scale_mode, size):
 def test_sigma_labels_scale_with_the_image():
     image = tf.constant(_coord_image(20, 26))
     sigma = tf.fill([20, 26, 1], 2.0)
-    _, lab = pipeline.augment_pair(image, sigma, tf.constant([1, 2], tf.int64), patch_size=P,
-                                   short_side_range=(40, 64), label_kind="sigma")
+    _, lab = augment.augment_pair(image, sigma, tf.constant([1, 2], tf.int64), patch_size=P,
+                                  short_side_range=(40, 64), label_kind="sigma")
     # Short side 20 -> clamped up to 40: the image is twice as large, so is the blur.
     np.testing.assert_allclose(lab.numpy(), 2.0 * np.sqrt(40 * 52 / (20 * 26)), rtol=1e-5)
-    _, lab = pipeline.augment_pair(image, sigma, tf.constant([1, 2], tf.int64), patch_size=P,
-                                   short_side_range=(40, 64), label_kind="sigma", scale_sigma=False)
+    _, lab = augment.augment_pair(image, sigma, tf.constant([1, 2], tf.int64), patch_size=P,
+                                  short_side_range=(40, 64), label_kind="sigma", scale_sigma=False)
     np.testing.assert_allclose(lab.numpy(), 2.0)
 
 
@@ -274,30 +274,30 @@ def test_procedural_pools_feed_every_domain_and_are_cached(tmp_path, monkeypatch
     assert el["synthetic"]["sigma_norm"].shape == (2, P, P, 1)
     assert float(tf.reduce_max(el["synthetic"]["sigma_norm"])) <= 1.0
     assert set(np.unique(el["real_mask"]["mask"].numpy())) <= {0.0, 1.0}
-    pools = sorted(os.listdir(tmp_path / "pools"))
-    assert len(pools) == 3 and sum(p.startswith("gaussian_64x48_n2") for p in pools) == 1
-    for p in pools:
+    pool_names = sorted(os.listdir(tmp_path / "pools"))
+    assert len(pool_names) == 3 and sum(p.startswith("gaussian_64x48_n2") for p in pool_names) == 1
+    for p in pool_names:
         assert len(os.listdir(tmp_path / "pools" / p / "image")) == 2
     # A second build reuses the cache: nothing is rendered again.
     calls = []
-    monkeypatch.setattr(pipeline, "_generate_pool", lambda *a: calls.append(a))
+    monkeypatch.setattr(pools, "_generate_pool", lambda *a: calls.append(a))
     next(iter(pipeline.make_domain_datasets(cfg)))
     assert calls == []
     monkeypatch.undo()
     # An interrupted pool (no marker, one sample unfinished) resumes with just that sample.
-    pool = tmp_path / "pools" / [p for p in pools if p.startswith("gaussian")][0]
+    pool = tmp_path / "pools" / [p for p in pool_names if p.startswith("gaussian")][0]
     before = (pool / "image" / "00000000.png").stat().st_mtime_ns
     os.remove(pool / "pool.json")
     os.remove(pool / "meta" / "00000001.json")
-    pipeline.ensure_pool("gaussian", 64, 48, 2, cfg.seed, 1, cache_dir=str(tmp_path), workers=1)
+    pools.ensure_pool("gaussian", 64, 48, 2, cfg.seed, 1, cache_dir=str(tmp_path), workers=1)
     assert (pool / "meta" / "00000001.json").is_file() and (pool / "pool.json").is_file()
     assert (pool / "image" / "00000000.png").stat().st_mtime_ns == before
 
 
 def test_pool_rendering_in_worker_processes(tmp_path):
     """workers > 1 runs the generator CLI in a subprocess; same bytes as in-process rendering."""
-    a = pipeline.ensure_pool("disc", 40, 32, 2, 0, 5, cache_dir=str(tmp_path / "a"), workers=2)
-    b = pipeline.ensure_pool("disc", 40, 32, 2, 0, 5, cache_dir=str(tmp_path / "b"), workers=1)
+    a = pools.ensure_pool("disc", 40, 32, 2, 0, 5, cache_dir=str(tmp_path / "a"), workers=2)
+    b = pools.ensure_pool("disc", 40, 32, 2, 0, 5, cache_dir=str(tmp_path / "b"), workers=1)
     assert a.name == b.name
     for sub in ("image", "blur_map", "blur_map_binary"):
         names = sorted(os.listdir(a / sub))
@@ -318,7 +318,7 @@ def test_generator_tfrecords_as_synthetic_source(tmp_path, caplog):
         records_per_file=2), stream=io.StringIO())
     assert res["written"] == 3
     first = sorted(out.glob("data-*.tfrecord.gz"))[0]
-    image, sigma, sid = pipeline.parse_tfrecord(next(iter(tf.data.TFRecordDataset(str(first), "GZIP"))))
+    image, sigma, sid = synthesize.parse_tfrecord(next(iter(tf.data.TFRecordDataset(str(first), "GZIP"))))
     assert image.shape == (40, 48, 3) and sigma.shape == (40, 48, 1)
     ref = synthesize.synthesize(generate.image_seed(0, 0), 48, 40, psf="gaussian")
     np.testing.assert_allclose(sigma.numpy()[..., 0], ref.sigma_px, atol=1e-6)
@@ -340,29 +340,29 @@ def test_generator_tfrecords_as_synthetic_source(tmp_path, caplog):
 
 def test_eval_datasets_are_finite_ordered_and_unaugmented(tmp_path):
     syn = _write_syndof(tmp_path / "syn", n=3, h=40, w=52)
-    batches = list(pipeline.make_synthetic_eval_dataset(str(syn)))
+    batches = list(evalsets.make_synthetic_eval_dataset(str(syn)))
     assert len(batches) == 3
     for i, b in enumerate(batches):
         assert b["image"].shape == (1, 32, 48, 3) and b["sigma_norm"].shape == (1, 32, 48, 1)
         # Top-left crop to a multiple of 16 of the untouched file.
         np.testing.assert_allclose(b["sigma_norm"].numpy()[0, ..., 0], _block_values(40, 52, i)[:32, :48] / 70.0,
                                    atol=1e-6)
-    cropped = list(pipeline.make_synthetic_eval_dataset(str(syn), batch_size=2, crop_size=(32, 16)))
+    cropped = list(evalsets.make_synthetic_eval_dataset(str(syn), batch_size=2, crop_size=(32, 16)))
     assert [b["image"].shape[0] for b in cropped] == [2, 1] and cropped[0]["image"].shape[1:3] == (16, 32)
     with pytest.raises(ValueError, match="crop_size"):
-        pipeline.make_synthetic_eval_dataset(str(syn), batch_size=2)
+        evalsets.make_synthetic_eval_dataset(str(syn), batch_size=2)
 
     cuhk = _write_masks(tmp_path / "cuhk", n=2)
-    masks = list(pipeline.make_mask_eval_dataset(str(cuhk), blurred_value=0))
+    masks = list(evalsets.make_mask_eval_dataset(str(cuhk), blurred_value=0))
     assert len(masks) == 2
     np.testing.assert_array_equal(masks[0]["image"].numpy()[..., 1], masks[0]["mask"].numpy()[..., 0])
 
-    proc = list(pipeline.make_synthetic_eval_dataset(None, num_images=2, image_size=(64, 48),
+    proc = list(evalsets.make_synthetic_eval_dataset(None, num_images=2, image_size=(64, 48),
                                                      cache_dir=str(tmp_path / "c"), workers=1))
-    again = list(pipeline.make_synthetic_eval_dataset(None, num_images=2, image_size=(64, 48),
+    again = list(evalsets.make_synthetic_eval_dataset(None, num_images=2, image_size=(64, 48),
                                                       cache_dir=str(tmp_path / "c"), workers=1))
     assert len(proc) == 2 and proc[0]["image"].shape == (1, 48, 64, 3)
     np.testing.assert_array_equal(proc[1]["sigma_norm"].numpy(), again[1]["sigma_norm"].numpy())
-    pm = list(pipeline.make_mask_eval_dataset(None, num_images=1, image_size=(64, 48),
+    pm = list(evalsets.make_mask_eval_dataset(None, num_images=1, image_size=(64, 48),
                                               cache_dir=str(tmp_path / "c"), workers=1))
     assert pm[0]["mask"].shape == (1, 48, 64, 1)

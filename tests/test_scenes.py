@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tf_defocus.data import optics, photos, pipeline, render, scenes, synthesize
+from tf_defocus.data import optics, photos, pipeline, pools, render, scenes, synthesize
 
 
 def _library_or_skip(split="train"):
@@ -158,9 +158,9 @@ def test_camera_finish_tone_sharpen_jpeg():
 
 
 def test_pool_key_separates_scene_kinds_and_keeps_old_keys():
-    old, key_old = pipeline.pool_dir("/c", "disc", 64, 48, 4, 0, 1)
+    old, key_old = pools.pool_dir("/c", "disc", 64, 48, 4, 0, 1)
     assert "scene" not in key_old  # dead-leaves pools keep their cache names
-    new, key_new = pipeline.pool_dir("/c", "disc", 64, 48, 4, 0, 1, scene="layered", isp="varied")
+    new, key_new = pools.pool_dir("/c", "disc", 64, 48, 4, 0, 1, scene="layered", isp="varied")
     assert new != old and key_new["scene"] == "layered" and "photos" in key_new
     with pytest.raises(ValueError, match="pool_scene"):
         pipeline.DataConfig(pool_scene="cartoon")

@@ -1,6 +1,6 @@
 """The generator: a labelled synthetic defocus data set (SYNDOF layout or GZIP TFRecord
 shards) from a ``GenerateConfig``; ``run_generation(config)`` is what the ``tf_defocus.generate``
-CLI and the training pipelines' procedural pools (``data.pipeline.ensure_pool``) call.
+CLI and the training pipelines' procedural pools (``data.pools.ensure_pool``) call.
 
 Every image ``i`` (global index 0..num_images-1) gets its own seed derived from ``(--seed, i)``,
 so a data set is fully determined by its flags: the same flags give the same bytes, and

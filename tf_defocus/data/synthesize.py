@@ -17,7 +17,7 @@ renderer, so ``psf="gaussian"`` and ``psf="disc"`` with one seed show the same s
 This module also holds the on-disk formats of generated data: ``write_syndof_sample`` (SYNDOF
 layout; its ``blur_map`` codec lives in ``tf_defocus.data.readers``) and the TFRecord format:
 ``TFRECORD_SCHEMA`` (the one description of its features), ``tfrecord_example_from_encoded``
-(writer) and ``parse_tfrecord`` (reader, used by ``tf_defocus.data.pipeline``); see
+(writer) and ``parse_tfrecord`` (reader, used by ``tf_defocus.data.tfrecords``); see
 ``tf_defocus.generate`` for the full layout.
 """
 

@@ -1,4 +1,5 @@
-"""The DMENet ``TrainingTask``: networks, trainer, data pipelines and TensorBoard panels.
+"""The DMENet ``TrainingTask``: networks, trainer, data pipelines and TensorBoard panels
+(``training.panels``).
 
 ``build_task(config)`` must run inside the ``tf.distribute`` strategy scope (and after the
 mixed-precision policy is set); ``config`` is a ``tf_defocus.training.config.DMENetConfig``.
@@ -10,15 +11,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_defocus.data import pipeline
+from tf_defocus.data import evalsets, pipeline
+from tf_defocus.data.domains import dataset_options
 from tf_defocus.data.synthesize import DEFAULT_MASK_THRESHOLD_PX
 from tf_defocus.models import BlurEstimator, ContentLoss, DomainDiscriminator, SharpnessCalibrator
 from tf_defocus.training import distribute
 from tf_defocus.training.dmenet_trainer import DMENetTrainer
+from tf_defocus.training.panels import dmenet_panels_fn
 from tf_defocus.training.runner import dtype_policy
 from tf_defocus.training.task import TrainingTask
 from tf_defocus.units import SIGMA_MAX_PX
-from tf_defocus.visualize import colorize
 
 
 def needed_domains(variant):
@@ -55,9 +57,7 @@ def make_train_dataset(data, variant, input_context=None):
                      data, d, input_context.get_per_replica_batch_size(data.batch_size(d)), shard)
                  for d in needed_domains(variant)}
     ds = tf.data.Dataset.zip(parts).prefetch(tf.data.AUTOTUNE)
-    opts = tf.data.Options()
-    opts.deterministic = bool(data.deterministic)
-    return ds.with_options(opts)
+    return ds.with_options(dataset_options(data.deterministic))
 
 
 def make_val_datasets(cfg):
@@ -67,10 +67,10 @@ def make_val_datasets(cfg):
     common = dict(num_images=v.val_num_images, image_size=v.val_image_size,
                   cache_dir=data.cache_dir, workers=data.pool_workers, skip_bad=data.skip_bad)
     if v.val_synthetic_dir or v.val_num_images > 0:
-        out["synthetic"] = pipeline.make_synthetic_eval_dataset(
+        out["synthetic"] = evalsets.make_synthetic_eval_dataset(
             v.val_synthetic_dir, label_convention=data.syndof_label_convention, **common)
     if v.val_mask_dir or v.val_num_images > 0:
-        out["real_mask"] = pipeline.make_mask_eval_dataset(
+        out["real_mask"] = evalsets.make_mask_eval_dataset(
             v.val_mask_dir, layout=v.val_mask_layout,
             blurred_value=v.val_mask_blurred_value, **common)
     return out or None
@@ -113,37 +113,6 @@ def float32_inference_model(blur_estimator):
     return clone.inference_model()
 
 
-def _to_u8(image):
-    return np.round(np.clip(np.asarray(image, np.float32), 0.0, 1.0) * 255.0).astype(np.uint8)
-
-
-def image_panels_fn(trainer, max_images=3):
-    """callable(element) -> uint8 panels (N, P, 3P, 3): input | ground truth | prediction.
-
-    Maps are drawn as focus (1 - sigma/7; red = sharp, blue = blurred); real masks as
-    1 - mask, predictions on real images as 1 - blur score.
-    """
-    def row(images, truth_focus, pred_focus):
-        return np.stack([np.concatenate([_to_u8(im), colorize(t), colorize(p)], axis=1)
-                         for im, t, p in zip(images, truth_focus, pred_focus)])
-
-    def panels(element):
-        out = {}
-        syn = element["synthetic"]
-        img = np.asarray(syn["image"])[:max_images]
-        pred = np.asarray(trainer.blur_estimator(img, training=False)["defocus"])[..., 0]
-        truth = np.asarray(syn["sigma_norm"])[:max_images, ..., 0]
-        out["synthetic: input | ground truth | prediction"] = row(img, 1 - truth, 1 - pred)
-        if "real_mask" in element:
-            rm = element["real_mask"]
-            img = np.asarray(rm["image"])[:max_images]
-            score = np.asarray(trainer.blur_score(img))[..., 0]
-            mask = np.asarray(rm["mask"])[:max_images, ..., 0]
-            out["real_mask: input | mask | blur score"] = row(img, 1 - mask, 1 - score)
-        return out
-    return panels
-
-
 def build_task(cfg, *, with_validation=True):
     """``TrainingTask`` for DMENet from a ``DMENetConfig``."""
     strategy = tf.distribute.get_strategy()
@@ -154,4 +123,4 @@ def build_task(cfg, *, with_validation=True):
     val = make_val_datasets(cfg) if with_validation else None
     return TrainingTask(trainer=trainer, train_dataset=train, val_dataset=val,
                         inference_model=lambda: float32_inference_model(trainer.blur_estimator),
-                        image_panels=image_panels_fn(trainer))
+                        image_panels=dmenet_panels_fn(trainer))
