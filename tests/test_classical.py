@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tf_defocus import artifacts, classical, evaluate, metrics, predict
+from tf_defocus import artifacts, classical, evaluation, metrics, prediction
 
 METHODS = ("lbp", "hifst")
 FUNCS = {"lbp": classical.lbp_sharpness, "hifst": classical.hifst_sharpness}
@@ -251,12 +251,12 @@ class Oracle:
 
 def test_evaluate_reports_spearman_and_auc_for_every_method(syndof_dir, tmp_path):
     root, truth = syndof_dir
-    cfg = evaluate.EvaluateConfig(dataset="syndof", data_dir=str(root), output=str(tmp_path),
-                                  method=("dof_weight", "lbp", "hifst"),
-                                  label_convention="sigma10")
-    methods = evaluate.load_methods(cfg) + [("oracle", Oracle(truth))]
+    cfg = evaluation.EvaluateConfig(dataset="syndof", data_dir=str(root), output=str(tmp_path),
+                                    method=("dof_weight", "lbp", "hifst"),
+                                    label_convention="sigma10")
+    methods = evaluation.load_methods(cfg) + [("oracle", Oracle(truth))]
     assert [n for n, _ in methods] == ["dof_weight", "lbp", "hifst", "oracle"]
-    results, rows, failed = evaluate.evaluate(cfg, methods, io.StringIO())
+    results, rows, failed = evaluation.evaluate(cfg, methods, io.StringIO())
     assert not failed and "spearman" in results["metrics"]
     o = results["methods"]["oracle"]["metrics"]
     assert o["spearman"] == pytest.approx(1.0) and o["auc"] == pytest.approx(1.0)
@@ -265,22 +265,22 @@ def test_evaluate_reports_spearman_and_auc_for_every_method(syndof_dir, tmp_path
         assert results["methods"][name]["kind"] == artifacts.KIND_DOF_WEIGHT
         assert np.isnan(m["mse"])                          # no blur unit: no sigma errors
         assert -1 <= m["spearman"] <= 1 and 0 <= m["auc"] <= 1, (name, m)
-    table = evaluate.markdown_table(results)
+    table = evaluation.markdown_table(results)
     assert "Spearman rho" in table and "| lbp | dof_weight | 2 |" in table
 
 
 def test_config_errors_for_training_free_methods(tmp_path):
-    with pytest.raises(evaluate.ConfigError, match="also a method name"):
-        evaluate.EvaluateConfig(dataset="cuhk", data_dir=str(tmp_path), output=str(tmp_path),
-                                blurred_value=0, method=("model", "lbp"), model=("lbp=x.keras",))
+    with pytest.raises(evaluation.ConfigError, match="also a method name"):
+        evaluation.EvaluateConfig(dataset="cuhk", data_dir=str(tmp_path), output=str(tmp_path),
+                                  blurred_value=0, method=("model", "lbp"), model=("lbp=x.keras",))
     out = tmp_path / "p"
     for method in METHODS:
         with pytest.raises(ValueError, match=f"--method={method} .*no blur unit"):
-            predict.PredictConfig(input=("x.png",), output_dir=str(out), method=method,
-                                  outputs=("sigma", "color"))     # no sigma for a focus score
+            prediction.PredictConfig(input=("x.png",), output_dir=str(out), method=method,
+                                     outputs=("sigma", "color"))  # no sigma for a focus score
         with pytest.raises(ValueError, match="training-free"):
-            predict.PredictConfig(input=("x.png",), output_dir=str(out), method=method,
-                                  model="m.keras", outputs=("focus",))
+            prediction.PredictConfig(input=("x.png",), output_dir=str(out), method=method,
+                                     model="m.keras", outputs=("focus",))
 
 
 def test_predict_cli_lbp(tmp_path):
@@ -299,7 +299,7 @@ def test_predict_cli_lbp(tmp_path):
                                atol=1 / 255 + 1e-6)
     color = cv2.imread(str(out / "x_focus_color.png"))
     assert color.shape[0] == 45 and color.shape[1] > 67               # legend bar
-    cfg = json.loads((out / predict.CONFIG_FILENAME).read_text())
+    cfg = json.loads((out / prediction.CONFIG_FILENAME).read_text())
     assert cfg["method"] == "lbp" and cfg["model_kind"] == artifacts.KIND_DOF_WEIGHT
 
 

@@ -408,7 +408,7 @@ def test_export_parity_savedmodel_and_tflite(tmp_path, target):
 # ----------------------------------------------------------------------------- integration
 
 def test_train_resume_and_predict(tmp_path, capsys):
-    from tf_defocus import inference, predict, training
+    from tf_defocus import inference, prediction, training
     photos = _folder(tmp_path, n=3, h=40, w=56)
     common = dict(model_dir=str(tmp_path / "run"), checkpoint_every=4,
                   log_every=2, image_every=4, val_every=4, progress=False, width=TINY,
@@ -429,7 +429,7 @@ def test_train_resume_and_predict(tmp_path, capsys):
     (photos / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
     for kw in (dict(model=str(result.model_path)), dict(method="dof_weight")):
         out = tmp_path / f"out_{kw.get('method', 'model')}"
-        code = predict.run_config(predict.PredictConfig(
+        code = prediction.run_config(prediction.PredictConfig(
             input=(str(photos),), output_dir=str(out), outputs=("focus", "color", "mask"), **kw))
         assert code == 1  # the corrupt file fails, the others are written
         names = sorted(p.name for p in out.glob("img0_*"))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.inference_helpers import calibrated_keras_model, scene
-from tf_defocus import evaluate
+from tf_defocus import evaluation
 from tf_defocus.data import readers
 from tf_defocus.units import SIGMA_MAX_PX
 
@@ -71,11 +71,11 @@ class Oracle:
 
 def test_syndof_oracle_and_model(model_path, syndof_dir, tmp_path):
     root, truth = syndof_dir
-    cfg = evaluate.EvaluateConfig(dataset="syndof", data_dir=str(root), output=str(tmp_path),
-                                  model=(f"tiny={model_path}",), label_convention="sigma10",
-                                  tile_size=32, tile_overlap=16)
-    methods = evaluate.load_methods(cfg) + [("oracle", Oracle(truth))]
-    results, rows, failed = evaluate.evaluate(cfg, methods, io.StringIO())
+    cfg = evaluation.EvaluateConfig(dataset="syndof", data_dir=str(root), output=str(tmp_path),
+                                    model=(f"tiny={model_path}",), label_convention="sigma10",
+                                    tile_size=32, tile_overlap=16)
+    methods = evaluation.load_methods(cfg) + [("oracle", Oracle(truth))]
+    results, rows, failed = evaluation.evaluate(cfg, methods, io.StringIO())
     assert not failed and results["num_images"] == N
     o = results["methods"]["oracle"]["metrics"]
     assert max(o["mse"], o["mae_norm"], o["mae_px"]) == pytest.approx(0, abs=1e-6)
@@ -85,7 +85,7 @@ def test_syndof_oracle_and_model(model_path, syndof_dir, tmp_path):
     assert 0 < t["mse"] <= t["mae_norm"] <= 1 and t["mae_px"] == pytest.approx(7 * t["mae_norm"])
     assert 0 <= t["auc"] <= 1 and 0 <= t["accuracy"] <= 1
     assert len(rows) == 2 * N
-    evaluate.write_results(cfg, results, rows)
+    evaluation.write_results(cfg, results, rows)
     table = (tmp_path / "results.md").read_text()
     assert "| tiny | defocus | 3 |" in table and "| oracle |" in table and "MAE [px]" in table
 
@@ -93,17 +93,17 @@ def test_syndof_oracle_and_model(model_path, syndof_dir, tmp_path):
 def test_cuhk_model_and_dof_weight_side_by_side_with_a_corrupt_image(model_path, cuhk_dir, tmp_path):
     out = tmp_path / "eval"
     err = io.StringIO()
-    cfg = evaluate.EvaluateConfig(dataset="cuhk", data_dir=str(cuhk_dir), output=str(out),
-                                  model=(f"tiny={model_path}",), method=("model", "dof_weight"),
-                                  blurred_value=0, tile_size=32, tile_overlap=16)
-    assert evaluate.run_config(cfg, err) == 1                    # the corrupt image
+    cfg = evaluation.EvaluateConfig(dataset="cuhk", data_dir=str(cuhk_dir), output=str(out),
+                                    model=(f"tiny={model_path}",), method=("model", "dof_weight"),
+                                    blurred_value=0, tile_size=32, tile_overlap=16)
+    assert evaluation.run_config(cfg, err) == 1                  # the corrupt image
     assert "99.jpg" in err.getvalue()
     res = json.loads((out / "results.json").read_text())
     assert set(res["methods"]) == {"tiny", "dof_weight"}
     for name, r in res["methods"].items():
         assert r["num_images"] == N
         m = r["metrics"]
-        assert set(m) == set(evaluate.DETECTION_METRICS)
+        assert set(m) == set(evaluation.DETECTION_METRICS)
         assert all(0 <= v <= 1 for v in m.values()), (name, m)
     with open(out / "per_image.csv") as f:
         rows = list(csv.DictReader(f))
@@ -116,9 +116,10 @@ def test_cuhk_model_and_dof_weight_side_by_side_with_a_corrupt_image(model_path,
 def test_cuhk_polarity_flag_matters(cuhk_dir, tmp_path):
     """The mask polarity flag passes through: flipping it flips the ranking quality."""
     def auc(bv):
-        cfg = evaluate.EvaluateConfig(dataset="cuhk", data_dir=str(cuhk_dir), output=str(tmp_path),
-                                      method=("dof_weight",), blurred_value=bv, limit=N)
-        res, _, _ = evaluate.evaluate(cfg, None, io.StringIO())
+        cfg = evaluation.EvaluateConfig(dataset="cuhk", data_dir=str(cuhk_dir),
+                                        output=str(tmp_path), method=("dof_weight",),
+                                        blurred_value=bv, limit=N)
+        res, _, _ = evaluation.evaluate(cfg, None, io.StringIO())
         return res["methods"]["dof_weight"]["metrics"]["auc"]
     right, wrong = auc(0), auc(255)
     assert right == pytest.approx(1 - wrong, abs=1e-6) and right > 0.6
@@ -134,9 +135,9 @@ def test_rtf_protocol(tmp_path):
         cv2.imwrite(str(root / "image" / f"{i}.png"), _u8(img))
         np.save(root / "gt" / f"{i}.npy", sigma)
         truth[_u8(img).tobytes()] = sigma
-    cfg = evaluate.EvaluateConfig(dataset="rtf", data_dir=str(root), output=str(tmp_path / "o"),
-                                  method=("dof_weight",))
-    results, rows, failed = evaluate.evaluate(cfg, [("oracle", Oracle(truth))], io.StringIO())
+    cfg = evaluation.EvaluateConfig(dataset="rtf", data_dir=str(root), output=str(tmp_path / "o"),
+                                    method=("dof_weight",))
+    results, rows, failed = evaluation.evaluate(cfg, [("oracle", Oracle(truth))], io.StringIO())
     m = results["methods"]["oracle"]["metrics"]
     assert m["rtf_mse"] == pytest.approx(0, abs=1e-10) and m["rtf_mae"] == pytest.approx(0, abs=1e-6)
     assert set(results["metrics"]) >= {"rtf_mse", "rtf_mae", "mse", "ap"}
@@ -148,14 +149,14 @@ def test_config_errors(model_path, cuhk_dir, tmp_path):
 
     def code(**kw):
         err = io.StringIO()
-        rc = evaluate.run_config(evaluate.EvaluateConfig(**{**base, **kw}), err)
+        rc = evaluation.run_config(evaluation.EvaluateConfig(**{**base, **kw}), err)
         return rc, err.getvalue()
     for kw, msg in ((dict(blurred_value=-1), "--blurred_value"),
                     (dict(blurred_value=None), "--blurred_value"),
                     (dict(dataset="syndof"), "--label_convention"),
                     (dict(tile_size=40), "--tile_size must be a multiple of 16")):
         with pytest.raises(ValueError, match=msg):        # the config refuses itself
-            evaluate.EvaluateConfig(**{**base, **kw})
+            evaluation.EvaluateConfig(**{**base, **kw})
     rc, msg = code(data_dir=str(tmp_path / "nowhere"))
     assert rc == 2 and "nowhere" in msg
     rc, msg = code(model=(f"m={tmp_path / 'missing.keras'}",))
@@ -164,7 +165,8 @@ def test_config_errors(model_path, cuhk_dir, tmp_path):
 
 
 def test_parse_models():
-    assert evaluate.parse_models(["a=x/m.keras", "x/blur_estimator.keras", "y/blur_estimator.tflite"]) == (
+    assert evaluation.parse_models(["a=x/m.keras", "x/blur_estimator.keras",
+                                    "y/blur_estimator.tflite"]) == (
         ("a", "x/m.keras"), ("blur_estimator", "x/blur_estimator.keras"),
         ("blur_estimator_2", "y/blur_estimator.tflite"))
 
@@ -174,13 +176,13 @@ def test_flags_to_config():
     from absl import flags
 
     from tf_defocus import cli
-    fv = cli.define_config_flags([evaluate.EvaluateConfig], flags.FlagValues())
+    fv = cli.define_config_flags([evaluation.EvaluateConfig], flags.FlagValues())
     fv(["evaluate", "--dataset=cuhk", "--data_dir=d", "--output=o", "--blurred_value=0",
         "--model=a=x/m.keras", "--model=x/b.keras,y/b.tflite", "--method=lbp", "--method=model",
         "--method=lbp"])
-    cfg = cli.config_from_flags(evaluate.EvaluateConfig, fv)
+    cfg = cli.config_from_flags(evaluation.EvaluateConfig, fv)
     assert cfg.models == (("a", "x/m.keras"), ("b", "x/b.keras"), ("b_2", "y/b.tflite"))
-    assert cfg.method == ("lbp", "model") and cfg.tile_size == evaluate.RunSettings().tile_size
+    assert cfg.method == ("lbp", "model") and cfg.tile_size == evaluation.RunSettings().tile_size
 
 
 def test_cli_subprocess(model_path, cuhk_dir, tmp_path):

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from tests.inference_helpers import calibrated_keras_model, scene
-from tf_defocus import predict
+from tf_defocus import prediction
 from tf_defocus.units import SIGMA_MAX_PX
 
 
@@ -43,14 +43,14 @@ def _config(model_path, inputs, out, **kw):
     base = dict(input=tuple(str(i) for i in inputs), output_dir=str(out), model=model_path,
                 tile_size=32, tile_overlap=16)
     base.update(kw)
-    return predict.PredictConfig(**base)
+    return prediction.PredictConfig(**base)
 
 
 def test_all_outputs_for_every_input_kind_and_a_corrupt_file(model_path, photos, tmp_path):
     out = tmp_path / "out"
     err = io.StringIO()
-    cfg = _config(model_path, [photos], out, outputs=predict.OUTPUT_KINDS)
-    assert predict.run_config(cfg, err) == 1              # one bad file -> non-zero exit
+    cfg = _config(model_path, [photos], out, outputs=prediction.OUTPUT_KINDS)
+    assert prediction.run_config(cfg, err) == 1           # one bad file -> non-zero exit
     log = err.getvalue()
     assert "broken.png" in log and "error:" in log and "5 ok, 1 failed" in log
     for stem in ("odd", "rotated", "gray", "deep", "alpha"):
@@ -68,16 +68,16 @@ def test_all_outputs_for_every_input_kind_and_a_corrupt_file(model_path, photos,
         assert sbs.shape[0] == expect[0] and sbs.shape[1] > 2 * expect[1]
     assert not (out / "broken.npy").exists()
     assert not [p for p in out.iterdir() if p.name.startswith(".")]     # no temp files left
-    cfg_json = json.loads((out / predict.CONFIG_FILENAME).read_text())
+    cfg_json = json.loads((out / prediction.CONFIG_FILENAME).read_text())
     assert cfg_json["model_kind"] == "defocus" and cfg_json["tile_size"] == 32
 
 
 def test_input_kinds_match_their_rgb_equivalent(model_path, photos, tmp_path):
     out = tmp_path / "o"
-    assert predict.run_config(_config(model_path, [photos / "odd.jpg", photos / "deep.png",
-                                                   photos / "alpha.png"], out), io.StringIO()) == 0
+    inputs = [photos / "odd.jpg", photos / "deep.png", photos / "alpha.png"]
+    assert prediction.run_config(_config(model_path, inputs, out), io.StringIO()) == 0
     # 16-bit and RGBA versions of the same pixels give the map of the 8-bit RGB image
-    est = predict.load_method(_config(model_path, [photos], out))
+    est = prediction.load_method(_config(model_path, [photos], out))
     img, _ = scene(11, 67, 45)
     ref = est.predict(np.round(img * 255).astype(np.uint8))
     np.testing.assert_allclose(np.load(out / "deep.npy"), ref, atol=1e-4)
@@ -94,8 +94,8 @@ def test_bad_flags_fail_before_any_work(model_path, photos, tmp_path):
             _config(model_path, [photos], tmp_path / "o", **kw)
     out = tmp_path / "o"
     err = io.StringIO()
-    assert predict.run_config(_config(model_path, [photos], out,
-                                      model=str(tmp_path / "none.keras")), err) == 2
+    assert prediction.run_config(_config(model_path, [photos], out,
+                                         model=str(tmp_path / "none.keras")), err) == 2
     assert "none.keras" in err.getvalue(), err.getvalue()
     assert not out.exists()
 
@@ -104,9 +104,9 @@ def test_dof_weight_method(photos, tmp_path):
     from tf_defocus.dof import dof_weight_map
     from tf_defocus.imageio import read_image
     out = tmp_path / "dof"
-    cfg = predict.PredictConfig(input=(str(photos / "odd.jpg"),), output_dir=str(out),
-                                method="dof_weight", outputs=("color", "focus", "mask"))
-    assert predict.run_config(cfg, io.StringIO()) == 0
+    cfg = prediction.PredictConfig(input=(str(photos / "odd.jpg"),), output_dir=str(out),
+                                   method="dof_weight", outputs=("color", "focus", "mask"))
+    assert prediction.run_config(cfg, io.StringIO()) == 0
     focus = cv2.imread(str(out / "odd_focus.png"), cv2.IMREAD_UNCHANGED) / 255.0
     ref = dof_weight_map(read_image(photos / "odd.jpg"))
     np.testing.assert_allclose(focus, ref, atol=1 / 255 + 1e-6)
@@ -117,14 +117,15 @@ def test_dof_weight_method(photos, tmp_path):
 def test_missing_input_is_reported_and_others_processed(model_path, photos, tmp_path):
     err = io.StringIO()
     cfg = _config(model_path, [photos / "odd.jpg", tmp_path / "nope*.jpg"], tmp_path / "o")
-    assert predict.run_config(cfg, err) == 1
+    assert prediction.run_config(cfg, err) == 1
     assert "nope*.jpg" in err.getvalue()
     assert (tmp_path / "o" / "odd.npy").exists()
 
 
 def test_output_stems_are_unique(tmp_path):
     from pathlib import Path
-    stems = predict.output_stems([Path("a/x.jpg"), Path("a/x.png"), Path("b/x.jpg"), Path("y.png")])
+    stems = prediction.output_stems([Path("a/x.jpg"), Path("a/x.png"), Path("b/x.jpg"),
+                                     Path("y.png")])
     assert stems == ["x_jpg", "x_png", "x_jpg_2", "y"]
 
 
@@ -162,29 +163,29 @@ def test_default_outputs_suit_the_method(model_path, dofnet_path, photos, tmp_pa
     kw = (dict(model=model_path, tile_size=32, tile_overlap=16) if method == "model" else
           dict(model=dofnet_path, tile_size=32, tile_overlap=16) if method == "dofnet" else
           dict(method=method))
-    cfg = predict.PredictConfig(input=(str(photos / "odd.jpg"),), output_dir=str(out), **kw)
+    cfg = prediction.PredictConfig(input=(str(photos / "odd.jpg"),), output_dir=str(out), **kw)
     assert cfg.outputs is None
     err = io.StringIO()
-    assert predict.run_config(cfg, err) == 0, err.getvalue()
+    assert prediction.run_config(cfg, err) == 0, err.getvalue()
     names = sorted(p.name for p in out.iterdir())
     if method == "model":
-        assert names == ["odd.npy", "odd_defocus.png", predict.CONFIG_FILENAME]
+        assert names == ["odd.npy", "odd_defocus.png", prediction.CONFIG_FILENAME]
         expect = ["sigma", "color"]
     else:
-        assert names == ["odd_focus.png", "odd_focus_color.png", predict.CONFIG_FILENAME]
+        assert names == ["odd_focus.png", "odd_focus_color.png", prediction.CONFIG_FILENAME]
         expect = ["color", "focus"]
         color = cv2.imread(str(out / "odd_focus_color.png"))
         assert color.shape[0] == 45 and color.shape[1] > 67               # with its legend
-    assert json.loads((out / predict.CONFIG_FILENAME).read_text())["outputs"] == expect
+    assert json.loads((out / prediction.CONFIG_FILENAME).read_text())["outputs"] == expect
 
 
 def test_focus_score_methods_still_refuse_an_explicit_sigma(dofnet_path, photos, tmp_path):
     base = dict(input=(str(photos / "odd.jpg"),), output_dir=str(tmp_path / "o"), outputs=("sigma",))
     with pytest.raises(ValueError, match="drop 'sigma'"):
-        predict.PredictConfig(method="lbp", **base)
+        prediction.PredictConfig(method="lbp", **base)
     err = io.StringIO()
-    cfg = predict.PredictConfig(model=dofnet_path, **base)
-    assert predict.run_config(cfg, err) == 2 and "drop 'sigma'" in err.getvalue()
+    cfg = prediction.PredictConfig(model=dofnet_path, **base)
+    assert prediction.run_config(cfg, err) == 2 and "drop 'sigma'" in err.getvalue()
     assert not (tmp_path / "o").exists()
 
 
@@ -194,9 +195,9 @@ def test_wrong_input_path_writes_nothing(tmp_path):
                    [tmp_path / "empty"]):
         out = tmp_path / "out"
         err = io.StringIO()
-        cfg = predict.PredictConfig(input=tuple(map(str, inputs)), output_dir=str(out),
-                                    method="dof_weight")
-        assert predict.run_config(cfg, err) == 1
+        cfg = prediction.PredictConfig(input=tuple(map(str, inputs)), output_dir=str(out),
+                                       method="dof_weight")
+        assert prediction.run_config(cfg, err) == 1
         log = err.getvalue()
         assert f"error: {inputs[0]}: " in log and "no images to process; nothing written" in log
         assert not out.exists(), inputs                  # no folder, no predict_config.json
@@ -207,9 +208,9 @@ def test_last_line_says_where_the_outputs_are(photos, tmp_path):
     out = tmp_path / "maps"
     for inputs, code in (([photos / "odd.jpg"], 0), ([photos / "odd.jpg", photos / "broken.png"], 1)):
         err = io.StringIO()
-        cfg = predict.PredictConfig(input=tuple(map(str, inputs)), output_dir=str(out),
-                                    method="dof_weight")
-        assert predict.run_config(cfg, err) == code
+        cfg = prediction.PredictConfig(input=tuple(map(str, inputs)), output_dir=str(out),
+                                       method="dof_weight")
+        assert prediction.run_config(cfg, err) == code
         assert err.getvalue().splitlines()[-1] == \
             f"predict: outputs of 1 image(s) in {os.path.abspath(out)}", err.getvalue()
 
@@ -218,14 +219,14 @@ def test_colour_map_of_tiny_images_keeps_the_image_size(tmp_path):
     """An 8x8 photo gave a 30x8 colour map with an unreadable legend; below MIN_LEGEND_HEIGHT the
     colour map is the photo's size, from it on the legend is added on the right."""
     rng = np.random.default_rng(0)
-    min_h = predict.MIN_LEGEND_HEIGHT
+    min_h = prediction.MIN_LEGEND_HEIGHT
     for kind in ("defocus", "dof_weight"):
         for h, w in ((8, 8), (min_h - 1, 12), (min_h, 12), (8, 200)):
             image = rng.random((h, w, 3), dtype=np.float32)
             native = rng.random((h, w), dtype=np.float32)
-            cfg = predict.PredictConfig(input=("x",), output_dir=str(tmp_path / kind),
-                                        outputs=("color", "side_by_side"))
-            color_path, sbs_path = predict.write_outputs(image, native, kind, f"p{h}x{w}", cfg)
+            cfg = prediction.PredictConfig(input=("x",), output_dir=str(tmp_path / kind),
+                                           outputs=("color", "side_by_side"))
+            color_path, sbs_path = prediction.write_outputs(image, native, kind, f"p{h}x{w}", cfg)
             color = cv2.imread(str(color_path))
             sbs = cv2.imread(str(sbs_path))
             if h < min_h:
@@ -236,8 +237,8 @@ def test_colour_map_of_tiny_images_keeps_the_image_size(tmp_path):
             assert color_path.name.endswith("_defocus.png" if kind == "defocus"
                                             else "_focus_color.png")
     # --nolegend: never a legend.
-    cfg = predict.PredictConfig(input=("x",), output_dir=str(tmp_path / "n"), outputs=("color",),
-                                legend=False)
-    (path,) = predict.write_outputs(rng.random((64, 64, 3), dtype=np.float32),
-                                    rng.random((64, 64), dtype=np.float32), "defocus", "p", cfg)
+    cfg = prediction.PredictConfig(input=("x",), output_dir=str(tmp_path / "n"), outputs=("color",),
+                                   legend=False)
+    (path,) = prediction.write_outputs(rng.random((64, 64, 3), dtype=np.float32),
+                                       rng.random((64, 64), dtype=np.float32), "defocus", "p", cfg)
     assert cv2.imread(str(path)).shape == (64, 64, 3)

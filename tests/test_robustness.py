@@ -564,7 +564,7 @@ def _unusable_output(case, tmp_path, monkeypatch):
     import errno
     import os
     import pathlib
-    from tf_defocus import imageio, predict
+    from tf_defocus import imageio, prediction
     a_file = tmp_path / "a_file.txt"
     a_file.write_text("not a folder")
     if case == "under_a_file":
@@ -579,7 +579,7 @@ def _unusable_output(case, tmp_path, monkeypatch):
         ro.chmod(0o555)
         if os.geteuid() == 0:                      # root ignores the mode: answer as for a user
             real_access = os.access
-            monkeypatch.setattr(predict.os, "access", lambda p, mode, **kw: (
+            monkeypatch.setattr(prediction.os, "access", lambda p, mode, **kw: (
                 False if str(p) == str(ro) and mode & os.W_OK else real_access(p, mode, **kw)))
         return ro / "out", r"read_only is not writable \(permission denied\)"
     if case == "read_only_fs":
@@ -606,18 +606,18 @@ def test_predict_unusable_output_folder_is_one_line_and_exit_2(tmp_path, monkeyp
     import io
     import os
     import re
-    from tf_defocus import predict
+    from tf_defocus import prediction
     photo = _write_png(tmp_path / "in" / "photo.png")
     out, expected = _unusable_output(case, tmp_path, monkeypatch)
     existed = os.path.exists(out)
     err = io.StringIO()
-    cfg = predict.PredictConfig(input=(str(photo),), output_dir=str(out), method="dof_weight",
-                                outputs=("color", "focus"))
-    assert predict.run_config(cfg, err) == 2
+    cfg = prediction.PredictConfig(input=(str(photo),), output_dir=str(out), method="dof_weight",
+                                   outputs=("color", "focus"))
+    assert prediction.run_config(cfg, err) == 2
     log = err.getvalue()
     assert log.count("\n") == 1 and log.startswith("error: "), log
     assert re.search(expected, log), log
-    assert str(out) in log or predict.CONFIG_FILENAME in log, log      # names the folder / file
+    assert str(out) in log or prediction.CONFIG_FILENAME in log, log   # names the folder / file
     assert os.path.exists(out) == existed                   # nothing created, nothing left
     if case == "disk_full":
         assert not (tmp_path / "full").exists()             # the folders it made are removed
@@ -631,14 +631,14 @@ def test_evaluate_unusable_output_folder_is_one_line_and_exit_2(tmp_path, monkey
     import io
     import os
     import re
-    from tf_defocus import evaluate
+    from tf_defocus import evaluation
     data = _cuhk_layout(tmp_path / "cuhk")
     out, expected = _unusable_output(case, tmp_path, monkeypatch)
     existed = os.path.exists(out)
     err = io.StringIO()
-    cfg = evaluate.EvaluateConfig(dataset="cuhk", data_dir=str(data), output=str(out),
-                                  method=("dof_weight",), blurred_value=255)
-    assert evaluate.run_config(cfg, err) == 2
+    cfg = evaluation.EvaluateConfig(dataset="cuhk", data_dir=str(data), output=str(out),
+                                    method=("dof_weight",), blurred_value=255)
+    assert evaluation.run_config(cfg, err) == 2
     log = err.getvalue()
     assert log.count("\n") == 1 and log.startswith("error: "), log
     assert re.search(expected.replace("--output_dir", "--output"), log), log
@@ -650,22 +650,22 @@ def test_evaluate_unusable_output_folder_is_one_line_and_exit_2(tmp_path, monkey
 
 def test_predict_stops_at_a_full_disk_mid_run(tmp_path, monkeypatch, capfd):
     import io
-    from tf_defocus import imageio, predict
+    from tf_defocus import imageio, prediction
     photos = [_write_png(tmp_path / "in" / f"p{i}.png", seed=i) for i in range(3)]
     out = tmp_path / "out"
-    cfg = predict.PredictConfig(input=(str(tmp_path / "in"),), output_dir=str(out),
-                                method="dof_weight", outputs=("focus",))
+    cfg = prediction.PredictConfig(input=(str(tmp_path / "in"),), output_dir=str(out),
+                                   method="dof_weight", outputs=("focus",))
     real = imageio.write_bytes
     monkeypatch.setattr(imageio, "write_bytes", lambda path, data: (
         _full_disk(path, data) if path.name.startswith("p1") else real(path, data)))
     err = io.StringIO()
-    assert predict.run_config(cfg, err) == 1
+    assert prediction.run_config(cfg, err) == 1
     log = err.getvalue()
     assert f"error: {out / 'p1_focus.png'}: cannot write: No space left on device" in log, log
     assert "stopping: outputs cannot be written to" in log and "1 more input(s) not" in log, log
     assert "1 ok, 1 failed, 1 not processed" in log, log
     assert (out / "p0_focus.png").exists() and not (out / "p2_focus.png").exists()
-    assert sorted(p.name for p in out.iterdir()) == ["p0_focus.png", predict.CONFIG_FILENAME]
+    assert sorted(p.name for p in out.iterdir()) == ["p0_focus.png", prediction.CONFIG_FILENAME]
     assert str(photos[2]) not in log.split("failed:")[-1]
     assert "Traceback" not in capfd.readouterr().err
 
@@ -673,16 +673,16 @@ def test_predict_stops_at_a_full_disk_mid_run(tmp_path, monkeypatch, capfd):
 def test_evaluate_results_that_cannot_be_written_are_one_line_and_exit_1(tmp_path, monkeypatch,
                                                                        capfd):
     import io
-    from tf_defocus import evaluate, imageio
+    from tf_defocus import evaluation, imageio
     data = _cuhk_layout(tmp_path / "cuhk")
     out = tmp_path / "eval"
     real = imageio.write_bytes
     monkeypatch.setattr(imageio, "write_bytes", lambda path, data: (
         _full_disk(path, data) if path.name == "results.json" else real(path, data)))
     err = io.StringIO()
-    cfg = evaluate.EvaluateConfig(dataset="cuhk", data_dir=str(data), output=str(out),
-                                  method=("dof_weight",), blurred_value=255)
-    assert evaluate.run_config(cfg, err) == 1
+    cfg = evaluation.EvaluateConfig(dataset="cuhk", data_dir=str(data), output=str(out),
+                                    method=("dof_weight",), blurred_value=255)
+    assert evaluation.run_config(cfg, err) == 1
     errors = [l for l in err.getvalue().splitlines() if l.startswith("error")]
     assert errors == [f"error: {out / 'results.json'}: cannot write: No space left on device "
                       f"(the results are only in the table above)"], err.getvalue()
@@ -710,15 +710,15 @@ NOT_PREDICT_ORPHANS = (".notes.ab12cd34.tmp.txt", ".holiday.ab12cd34.tmp.png",  
 
 def test_predict_removes_its_orphaned_temporaries_at_start(tmp_path):
     import io
-    from tf_defocus import predict
+    from tf_defocus import prediction
     photo = _write_png(tmp_path / "in" / "photo.png")
     out = tmp_path / "out"
     ours = _orphans(out, PREDICT_ORPHANS)            # what a kill -9 mid-write leaves behind
     others = _orphans(out, NOT_PREDICT_ORPHANS)
     err = io.StringIO()
-    cfg = predict.PredictConfig(input=(str(photo),), output_dir=str(out), method="dof_weight",
-                                outputs=("color", "focus"))
-    assert predict.run_config(cfg, err) == 0, err.getvalue()
+    cfg = prediction.PredictConfig(input=(str(photo),), output_dir=str(out), method="dof_weight",
+                                   outputs=("color", "focus"))
+    assert prediction.run_config(cfg, err) == 0, err.getvalue()
     assert not any(p.exists() for p in ours), sorted(p.name for p in out.iterdir())
     assert all(p.exists() for p in others)
     lines = [l for l in err.getvalue().splitlines() if "leftover" in l]
@@ -730,37 +730,37 @@ def test_predict_keeps_the_temporaries_of_a_run_writing_into_the_same_folder(tmp
     import fcntl
     import io
     import os
-    from tf_defocus import predict
+    from tf_defocus import prediction
     photo = _write_png(tmp_path / "in" / "photo.png")
     out = tmp_path / "out"
     live = _orphans(out, PREDICT_ORPHANS[:2])
     fd = os.open(out, os.O_RDONLY)               # another predict run holds the folder
     try:
         fcntl.flock(fd, fcntl.LOCK_SH)
-        cfg = predict.PredictConfig(input=(str(photo),), output_dir=str(out),
-                                    method="dof_weight", outputs=("focus",))
+        cfg = prediction.PredictConfig(input=(str(photo),), output_dir=str(out),
+                                       method="dof_weight", outputs=("focus",))
         err = io.StringIO()
-        assert predict.run_config(cfg, err) == 0, err.getvalue()
+        assert prediction.run_config(cfg, err) == 0, err.getvalue()
         assert all(p.exists() for p in live) and "leftover" not in err.getvalue()
     finally:
         os.close(fd)
     # ... and removes them once no other run holds it.
-    assert predict.run_config(cfg, io.StringIO()) == 0
+    assert prediction.run_config(cfg, io.StringIO()) == 0
     assert not any(p.exists() for p in live)
 
 
 def test_evaluate_removes_its_orphaned_temporaries_at_start(tmp_path):
     import io
-    from tf_defocus import evaluate
+    from tf_defocus import evaluation
     data = _cuhk_layout(tmp_path / "cuhk")
     out = tmp_path / "eval"
     ours = _orphans(out, (".results.abcdefgh.tmp.json", ".per_image.12345678.tmp.csv",
                           ".results.abcdefgh.tmp.md", ".evaluate_config.a_b_c_d_.tmp.json"))
     others = _orphans(out, (".photo.k2j_x9q1.tmp.npy", ".mine.abcdefgh.tmp.json"))
     err = io.StringIO()
-    cfg = evaluate.EvaluateConfig(dataset="cuhk", data_dir=str(data), output=str(out),
-                                  method=("dof_weight",), blurred_value=255)
-    assert evaluate.run_config(cfg, err) == 0, err.getvalue()
+    cfg = evaluation.EvaluateConfig(dataset="cuhk", data_dir=str(data), output=str(out),
+                                    method=("dof_weight",), blurred_value=255)
+    assert evaluation.run_config(cfg, err) == 0, err.getvalue()
     assert not any(p.exists() for p in ours) and all(p.exists() for p in others)
     assert "removed 4 leftover temporary file(s)" in err.getvalue()
     assert not [p.name for p in out.iterdir() if ".tmp." in p.name and p not in others]
@@ -782,13 +782,13 @@ def test_evaluate_unpaired_files_are_named_once_and_the_rest_evaluated(tmp_path,
                                                                         skip_bad):
     import io
     import json
-    from tf_defocus import evaluate
+    from tf_defocus import evaluation
     data = _cuhk_with_unpaired_files(tmp_path / "cuhk")
     out = tmp_path / "eval"
     err = io.StringIO()
-    cfg = evaluate.EvaluateConfig(dataset="cuhk", data_dir=str(data), output=str(out),
-                                  method=("dof_weight",), blurred_value=255, skip_bad=skip_bad)
-    assert evaluate.run_config(cfg, err) == (0 if skip_bad else 1), err.getvalue()
+    cfg = evaluation.EvaluateConfig(dataset="cuhk", data_dir=str(data), output=str(out),
+                                    method=("dof_weight",), blurred_value=255, skip_bad=skip_bad)
+    assert evaluation.run_config(cfg, err) == (0 if skip_bad else 1), err.getvalue()
     log = err.getvalue()
     missing_label = f"{data / 'image' / '1.png'}: no label {data / 'gt' / '1'}."
     no_image = f"{data / 'gt' / 'orphan.png'}: label without an image"
@@ -810,13 +810,13 @@ def test_evaluate_unpaired_files_are_named_once_and_the_rest_evaluated(tmp_path,
 
 def test_evaluate_with_no_pair_at_all_is_a_layout_error(tmp_path):
     import io
-    from tf_defocus import evaluate
+    from tf_defocus import evaluation
     data = _cuhk_layout(tmp_path / "cuhk", 1)
     (data / "gt" / "0.png").unlink()
     err = io.StringIO()
-    cfg = evaluate.EvaluateConfig(dataset="cuhk", data_dir=str(data), output=str(tmp_path / "o"),
-                                  method=("dof_weight",), blurred_value=255)
-    assert evaluate.run_config(cfg, err) == 2
+    cfg = evaluation.EvaluateConfig(dataset="cuhk", data_dir=str(data), output=str(tmp_path / "o"),
+                                    method=("dof_weight",), blurred_value=255)
+    assert evaluation.run_config(cfg, err) == 2
     assert err.getvalue().count("\n") == 1 and "no (image, label) pairs (1 unpaired file(s), " \
         f"e.g. {data / 'image' / '0.png'}: no label" in err.getvalue(), err.getvalue()
     assert not (tmp_path / "o").exists()

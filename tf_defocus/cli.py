@@ -41,7 +41,7 @@ QUIET_ENV = "TF_DEFOCUS_QUIET"      # set by a quieted command: its worker proce
 VERBOSE_FLAG = "verbose"
 VERBOSE_HELP = ("Show TensorFlow's own start-up and library log lines (hidden by default; "
                 f"also {VERBOSE_ENV}=1).")
-# Module run with ``python -m`` -> console script of the same command.
+# Module run with ``python -m`` -> console script of the same command (None: it has none).
 QUIET_ENTRY_POINTS = {
     "tf_defocus.train": "tf-defocus-train",
     "tf_defocus.generate": "tf-defocus-generate",
@@ -51,6 +51,8 @@ QUIET_ENTRY_POINTS = {
     "tf_defocus.montage": "tf-defocus-montage",
     "tf_defocus.predict": "tf-defocus-predict",
     "tf_defocus.evaluate": "tf-defocus-evaluate",
+    "tf_defocus.training.snapshot": None,
+    "tf_defocus.training.report": None,
 }
 _HELP_FLAGS = ("-h", "-help", "--help", "-helpshort", "--helpshort", "-helpfull", "--helpfull",
                "-helpxml", "--helpxml", "-?")
@@ -200,7 +202,8 @@ def quiet_if_cli_entry_point():
     console script) or a worker of one (``TF_DEFOCUS_QUIET=1``); otherwise nothing. Called
     first thing by ``tf_defocus/__init__.py``."""
     name = entry_point()
-    listed = name in QUIET_ENTRY_POINTS or name in QUIET_ENTRY_POINTS.values()
+    listed = name in QUIET_ENTRY_POINTS or (name is not None
+                                            and name in QUIET_ENTRY_POINTS.values())
     if listed:
         return quiet_library_logs()
     if os.environ.get(QUIET_ENV) == "1":

@@ -7,21 +7,33 @@ Reads ``<model_dir>/logs/{train,val}/events.*`` (every run's scalars; a resumed 
 steps keep the last value), writes ``curves.png`` (one panel per tag group, x = step),
 ``scalars.json`` (tag -> [[step, value], ...], thinned to at most ``max_points`` per tag) and
 ``summary.md`` (last value, best value and its step for every tag). Drawn with OpenCV so no
-plotting library is needed.
+plotting library is needed. Exit code 2: bad flags, no scalars under ``<model_dir>/logs/``.
 """
 
+import dataclasses
 import json
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from tf_defocus import cli
+from tf_defocus.config import Section, setting
 
 PANELS = (("training loss (MSE, sigma/7 units^2)", ("train/loss/mse",)),
           ("validation MSE / MAE (sigma/7)", ("val/synthetic/val_mse", "val/synthetic/val_mae")),
           ("learning rate", ("train/learning_rate",)),
           ("steps per second", ("train/steps_per_second",)))
 COLOURS = ((200, 60, 30), (30, 130, 220), (40, 160, 40), (150, 50, 160))
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportConfig(Section):
+    """One report; each field is a flag of the same name."""
+    model_dir: str = setting(None, "model_dir of a train CLI run (reads its logs/).")
+    out_dir: str = setting(None, "Folder for curves.png, scalars.json and summary.md.")
+    max_points: int = setting(400, "Points per tag kept in scalars.json (thinned evenly).",
+                              low=2)
 
 
 def read_scalars(model_dir):
@@ -85,13 +97,16 @@ def _panel(title, series, size=(560, 300)):
     return img
 
 
-def write_report(model_dir, out_dir, max_points=400):
-    """Write curves.png, scalars.json and summary.md for ``model_dir`` into ``out_dir``."""
+def write_report(config, log=print):
+    """Write curves.png, scalars.json and summary.md for ``config.model_dir`` into
+    ``config.out_dir`` and ``log`` a line naming them; returns that folder. ValueError: no
+    scalars."""
     from tf_defocus import imageio
+    model_dir, max_points = config.model_dir, config.max_points
     scalars = read_scalars(model_dir)
     if not scalars:
         raise ValueError(f"{model_dir}: no TensorBoard scalars under logs/")
-    out = Path(out_dir)
+    out = Path(config.out_dir)
     panels = []
     for title, tags in PANELS:
         series = [(t.split("/")[-1], scalars[t]) for t in tags if t in scalars]
@@ -110,23 +125,14 @@ def write_report(model_dir, out_dir, max_points=400):
         i = int(np.nanargmin(values))
         lines.append(f"| {tag} | {steps[-1]} | {values[-1]:.5g} | {values[i]:.5g} | {steps[i]} |")
     imageio.write_text(out / "summary.md", "\n".join(lines) + "\n")
+    log(f"wrote {out}/curves.png, scalars.json, summary.md")
     return out
 
 
-def main(argv=None):
-    import argparse
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model_dir", required=True)
-    p.add_argument("--out_dir", required=True)
-    args = p.parse_args(argv)
-    try:
-        out = write_report(args.model_dir, args.out_dir)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"wrote {out}/curves.png, scalars.json, summary.md")
-    return 0
+main, run = cli.config_app(ReportConfig, write_report, usage=__doc__, flag_error_code=2,
+                           errors={ValueError: 2})
+"""``main(argv)`` -> exit code; ``run()``: ``python -m tf_defocus.training.report``."""
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

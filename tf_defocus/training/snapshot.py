@@ -6,11 +6,28 @@ while it trains, or pick a step.
 Reads ``<model_dir>/config.json`` (written by the train CLI), builds the DMENet networks of that
 config, restores only the networks (``expect_partial``: optimizer slots are skipped) from
 ``<model_dir>/checkpoints/ckpt-<step>`` (default: the latest) and writes B's float32 inference
-model (``blur_estimator``) plus its ModelInfo sidecar to ``--out``, atomically.
+model (``blur_estimator``) plus its ModelInfo sidecar to ``--out``, atomically. Exit code 2: bad
+flags, not a dmenet run of the train CLI, no such checkpoint.
 """
 
-import sys
+import dataclasses
 from pathlib import Path
+
+from tf_defocus import cli
+from tf_defocus.config import Section, setting
+
+
+@dataclasses.dataclass(frozen=True)
+class SnapshotConfig(Section):
+    """One snapshot; each field is a flag of the same name."""
+    model_dir: str = setting(None, "model_dir of a dmenet run of the train CLI (config.json, "
+                                   "checkpoints/).")
+    out: str = setting(None, "Output .keras path.")
+    step: int | None = setting(None, "Checkpoint step (default: the latest).", low=0)
+
+    def check(self):
+        if Path(self.out).suffix != ".keras":
+            raise ValueError("--out must end in .keras")
 
 
 def inference_model_from_checkpoint(model_dir, step=None):
@@ -34,27 +51,22 @@ def inference_model_from_checkpoint(model_dir, step=None):
     return dmenet_task.float32_inference_model(trainer.blur_estimator), path
 
 
-def main(argv=None):
-    import argparse
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model_dir", required=True)
-    p.add_argument("--out", required=True, help="output .keras path")
-    p.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
-    args = p.parse_args(argv)
+def write_snapshot(config, log=print):
+    """Write the inference model of ``config``'s checkpoint to ``config.out`` (atomically, with
+    its ModelInfo sidecar) and ``log`` a line naming both; returns the checkpoint path.
+    ValueError: not a dmenet run of the train CLI, no such checkpoint."""
     from tf_defocus.training import loop
-    try:
-        model, path = inference_model_from_checkpoint(args.model_dir, args.step)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    out = Path(args.out)
-    if out.suffix != ".keras":
-        print("error: --out must end in .keras", file=sys.stderr)
-        return 2
+    model, path = inference_model_from_checkpoint(config.model_dir, config.step)
+    out = Path(config.out)
     loop.save_inference_model(model, out.parent, path=out)
-    print(f"wrote {out} from {path}")
-    return 0
+    log(f"wrote {out} from {path}")
+    return path
+
+
+main, run = cli.config_app(SnapshotConfig, write_snapshot, usage=__doc__, flag_error_code=2,
+                           errors={ValueError: 2})
+"""``main(argv)`` -> exit code; ``run()``: ``python -m tf_defocus.training.snapshot``."""
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
