@@ -224,6 +224,7 @@ def test_inference_model_loads_in_fresh_process(tiny_b, tmp_path):
 
 
 def test_mixed_precision_outputs_float32():
+    from tf_defocus.training.dmenet_task import float32_inference_model
     policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
@@ -235,7 +236,7 @@ def test_mixed_precision_outputs_float32():
         assert SharpnessCalibrator(width=TINY)(out["defocus"]).dtype == tf.float32
         shared = b.inference_model()
         assert shared.get_layer("u3_c1").compute_dtype == "float16"
-        f32 = b.inference_model(dtype="float32")
+        f32 = float32_inference_model(b)
         assert f32.name == "blur_estimator"
         assert {l.dtype_policy.name for l in f32.layers} == {"float32"}
         for layer in f32.layers:

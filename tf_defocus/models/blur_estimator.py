@@ -100,22 +100,12 @@ class BlurEstimator(WidthConfigMixin, keras.Model):
         if vgg_weights is not None:
             load_vgg19_imagenet(self, vgg_weights, width=width)
 
-    def inference_model(self, dtype=None):
-        """Plain functional model ``blur_estimator``: image (N,H,W,3) -> defocus (N,H,W,1).
-
-        Default: shares this model's layers and weights (what ``blur_estimator.keras`` holds).
-        dtype: e.g. "float32" to get a float32 copy (weights copied, not shared) of a model
-        built under a mixed-precision policy, so the saved file runs in float32 anywhere.
+    def inference_model(self):
+        """Plain functional model ``blur_estimator``: image (N,H,W,3) -> defocus (N,H,W,1),
+        sharing this model's layers and weights (what ``blur_estimator.keras`` holds). A float32
+        copy of a mixed-precision model: ``training.dmenet_task.float32_inference_model``.
         """
         source = self
-        if dtype is not None and any(l.dtype_policy.name != dtype for l in self.layers):
-            previous = keras.config.dtype_policy()
-            keras.config.set_dtype_policy(dtype)
-            try:
-                source = BlurEstimator(width=self.width, name=self.name)
-            finally:
-                keras.config.set_dtype_policy(previous)
-            source.set_weights(self.get_weights())
         return keras.Model(inputs=source.get_layer("image").output,
                            outputs=source.get_layer("defocus").output,
                            name=INFERENCE_MODEL_NAME)
