@@ -27,15 +27,18 @@ for _p in (REPO, REPO / "benchmarks"):
 
 def main(args):
     from error_breakdown import photo_smooth_shares, smooth_share
-    from tf_defocus.data import photos, scenes
+    from tf_defocus.data import photos, procedural, scenes, synthesize
     lib = photos.library("train")
     rng = np.random.default_rng(args.seed)
     shares = [smooth_share(np.asarray(scenes.layered_scene(rng, 640, 480, lib)[0], np.float32))
               for _ in range(args.scenes)]
+    leaves = [smooth_share(procedural.dead_leaves_scene(
+        rng, 640, 480, smooth_share=synthesize.MIXED_SMOOTH_LEAF_SHARE)[0]) for _ in range(args.scenes)]
     real = photo_smooth_shares()
     print(f"smooth-pixel share: {100 * np.mean(shares):.0f}% in {args.scenes} sharp layered scenes "
-          f"(surface weights {scenes.SURFACE_WEIGHTS}), {100 * np.mean(real):.0f}% in {len(real)} "
-          f"real package photos")
+          f"(surface weights {scenes.SURFACE_WEIGHTS}), {100 * np.mean(leaves):.0f}% in the mixed "
+          f"pool's dead leaves (smooth_share {synthesize.MIXED_SMOOTH_LEAF_SHARE}), "
+          f"{100 * np.mean(real):.0f}% in {len(real)} real package photos")
 
 
 def parse(argv):

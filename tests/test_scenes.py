@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tf_defocus.data import optics, photos, pipeline, pools, render, scenes, synthesize
+from tf_defocus.data import optics, photos, pipeline, pools, procedural, render, scenes, synthesize
 
 
 def _library_or_skip(split="train"):
@@ -79,7 +79,7 @@ def test_layered_scenes_cover_every_layout_and_smooth_surfaces():
 def test_smooth_surface_has_no_fine_detail():
     rng = np.random.default_rng(0)
     fields = [np.zeros((80, 80), np.float32)]
-    s = scenes.smooth_surface(rng, 80, 80, np.array([0.5, 0.4, 0.3], np.float32), fields)
+    s = procedural.smooth_surface(rng, 80, 80, np.array([0.5, 0.4, 0.3], np.float32), fields)
     assert s.shape == (80, 80, 3)
     # neighbouring pixels differ by far less than one 8-bit step on average
     assert np.abs(np.diff(s, axis=1)).mean() < 1.0 / 255
@@ -91,7 +91,7 @@ def test_smooth_surface_grain_is_faint():
     fine = np.random.default_rng(1).standard_normal((80, 80)).astype(np.float32)
     grains = []
     for _ in range(20):
-        s = scenes.smooth_surface(rng, 80, 80, np.array([0.5, 0.5, 0.5], np.float32), fields, fine)
+        s = procedural.smooth_surface(rng, 80, 80, np.array([0.5, 0.5, 0.5], np.float32), fields, fine)
         grains.append(float(np.std(np.diff(s[..., 0], axis=1)) / 0.5))
     assert max(grains) < 0.1                      # at most a few percent of the surface's level
     assert sum(g > 0.005 for g in grains) >= 8    # most surfaces carry some grain
@@ -175,3 +175,14 @@ def test_mixed_scenes_draw_both_kinds_per_seed_and_keep_each_kinds_streams():
     b = synthesize.synthesize(seed, 48, 32, psf="disc", scene="layered", isp="varied")
     np.testing.assert_array_equal(a.image, b.image)
     np.testing.assert_array_equal(a.sigma_px, b.sigma_px)
+
+
+def test_dead_leaves_smooth_share_adds_smooth_leaves_and_zero_keeps_the_original_scenes():
+    from tf_defocus import metrics
+    plain = procedural.dead_leaves_scene(np.random.default_rng(3), 160, 120)
+    again = procedural.dead_leaves_scene(np.random.default_rng(3), 160, 120, smooth_share=0.0)
+    np.testing.assert_array_equal(plain[0], again[0])
+    smooth = [metrics.smooth_pixels(procedural.dead_leaves_scene(
+        np.random.default_rng(s), 320, 240, smooth_share=share)[0]).mean()
+        for share in (0.0, 0.9) for s in range(4)]
+    assert np.mean(smooth[4:]) > np.mean(smooth[:4]) + 0.05

@@ -36,7 +36,7 @@ SURFACES = ("photo", "smooth", "procedural")
 SURFACE_WEIGHTS = (0.6, 0.2, 0.2)
 # Part of the training-pool cache key: bump when a change alters the scenes (or their camera
 # pipeline, render.sample_varied_options) a seed gives.
-SCENE_VERSION = 3
+SCENE_VERSION = 4
 
 
 class _Painter:
@@ -59,7 +59,7 @@ class _Painter:
         colours = procedural._sample_colours(rng, 1)[0]
         if kind == "procedural":
             return procedural._texture(rng, h, w, colours, self.fields, self.fine), kind
-        return smooth_surface(rng, h, w, colours[0], self.fields, self.fine), "smooth"
+        return procedural.smooth_surface(rng, h, w, colours[0], self.fields, self.fine), "smooth"
 
     def paint(self, mask_u8, x0, y0, texture, depth):
         """Composite ``texture`` with anti-aliased ``mask_u8`` at (x0, y0); depth (scalar or
@@ -70,41 +70,6 @@ class _Painter:
         box += alpha * (texture - box)
         np.copyto(self.depth[y0:y0 + h, x0:x0 + w], np.asarray(depth, np.float32),
                   where=mask_u8 >= 128)
-
-
-SMOOTH_GRAIN_PROB = 0.7
-"""Smooth surfaces with a faint fine grain (paint, paper, plaster, fabric at 0.5-3% contrast):
-visible in focus, gone when blurred, as on real walls. The rest are perfectly flat (sky, car
-paint), which look the same at any blur; measured on the first default-model run, a pool with
-only perfectly flat smooth surfaces left validation MSE at the constant predictor's after 3k
-steps."""
-
-
-def smooth_surface(rng, h, w, colour, fields, fine=None):
-    """A smooth surface (h, w, 3) float32 sRGB: ``colour`` with a gentle linear gradient (up to
-    +-20% brightness), soft shading (up to 35%), half the time a faint coarse texture of 1-3%
-    contrast and, with probability SMOOTH_GRAIN_PROB (when ``fine`` unit-variance noise (H, W)
-    is given), a fine grain of 0.5-3% contrast."""
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    theta = rng.uniform(0, 2 * np.pi)
-    u = (xx * math.cos(theta) + yy * math.sin(theta)) / max(h, w, 1)
-    gain = 1.0 + rng.uniform(-0.2, 0.2) * (u - u.mean())
-    if rng.random() < 0.6:
-        cy, cx = rng.uniform(-0.2, 1.2) * h, rng.uniform(-0.2, 1.2) * w
-        r2 = ((yy - cy) ** 2 + (xx - cx) ** 2) / (max(h, w) ** 2)
-        gain = gain * (1.0 - rng.uniform(0.0, 0.35) * np.minimum(r2, 1.0))
-    if rng.random() < 0.5:
-        f = fields[0]
-        fy, fx = rng.integers(0, max(1, f.shape[0] - h + 1)), rng.integers(0, max(1, f.shape[1] - w + 1))
-        crop = f[fy:fy + h, fx:fx + w]
-        if crop.shape == (h, w):
-            gain = gain * (1.0 + rng.uniform(0.01, 0.03) * crop)
-    if fine is not None and rng.random() < SMOOTH_GRAIN_PROB:
-        fy, fx = rng.integers(0, max(1, fine.shape[0] - h + 1)), rng.integers(0, max(1, fine.shape[1] - w + 1))
-        grain = fine[fy:fy + h, fx:fx + w]
-        if grain.shape == (h, w):
-            gain = gain * (1.0 + math.exp(rng.uniform(math.log(0.005), math.log(0.03))) * grain)
-    return np.clip(colour[None, None, :] * gain[..., None], 0.0, 1.0).astype(np.float32)
 
 
 def _ground_inverse_depth(h, y_horizon, height, inv_bottom):

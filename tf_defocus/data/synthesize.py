@@ -76,6 +76,12 @@ scenes alone did not train (issue 11, docs/training/default_model/status.md): B 
 at the constant predictor's loss for 1,500 steps on them with either camera pipeline, while on
 dead leaves with the same camera it fell 25% below it within 300 steps. Dead leaves teach the
 visible blur; layered scenes teach smooth in-focus surfaces and layouts."""
+MIXED_SMOOTH_LEAF_SHARE = 0.6
+"""``scene="mixed"``: the dead leaves' ``smooth_share`` (smooth leaves at every depth). With
+every leaf textured (the plain ``dead_leaves`` scenes) the third default-model run learnt "smooth
+= blurred" from them again (docs/training/default_model/status.md); 0.6 makes about a quarter
+of a sharp scene's pixels smooth (``benchmarks/smooth_share.py``), against 35% in the layered
+scenes and 31% in real photos."""
 ALL_IN_FOCUS_PROB = 0.1
 """Layered scenes: fraction rendered all in focus (largest CoC 1..1.5 px, so sigma <= 0.125)."""
 SMOOTH_FOCUS_PROB = 0.3
@@ -95,7 +101,8 @@ def synthesize(seed, width, height, psf="gaussian", source=None, max_coc=optics.
     scene: procedural scene kind, ``dead_leaves`` (``procedural.py``), ``layered``
     (``scenes.py``: real-photo and smooth surfaces, planes, sky; ALL_IN_FOCUS_PROB of them all in
     focus, SMOOTH_FOCUS_PROB focused on a large smooth surface) or ``mixed`` (either, layered
-    with probability MIXED_LAYERED_SHARE, drawn from the seed). isp: disc-PSF camera pipeline,
+    with probability MIXED_LAYERED_SHARE, drawn from the seed; its dead leaves have smooth
+    leaves, MIXED_SMOOTH_LEAF_SHARE). isp: disc-PSF camera pipeline,
     ``basic`` (``render.sample_disc_options``) or ``varied`` (``render.sample_varied_options``:
     noise levels, tone curve, sharpening, downscaling from a larger render, JPEG quality).
     photo_split: photos textures come from (``photos.SPLITS``; layered scenes only).
@@ -107,7 +114,8 @@ def synthesize(seed, width, height, psf="gaussian", source=None, max_coc=optics.
     if isp not in render.ISP_PROFILES:
         raise ValueError(f"isp must be one of {render.ISP_PROFILES}, got {isp!r}")
     scene_rng, camera_rng, render_rng, crop_rng = _streams(seed)
-    if scene == "mixed":
+    mixed = scene == "mixed"
+    if mixed:
         # A fifth child of the seed: the four streams stay those of the chosen scene kind.
         pick = np.random.default_rng(np.random.SeedSequence(int(seed)).spawn(5)[4]).random()
         scene = "layered" if pick < MIXED_LAYERED_SHARE else "dead_leaves"
@@ -120,7 +128,9 @@ def synthesize(seed, width, height, psf="gaussian", source=None, max_coc=optics.
         if width is None or height is None:
             raise ValueError("width and height are required for procedural scenes")
         if scene == "dead_leaves":
-            image, depth = procedural.dead_leaves_scene(scene_rng, int(width), int(height))
+            image, depth = procedural.dead_leaves_scene(
+                scene_rng, int(width), int(height),
+                smooth_share=MIXED_SMOOTH_LEAF_SHARE if mixed else 0.0)
             source_name = "procedural"
         else:
             s = disc.render_scale if disc is not None else 1.0
