@@ -19,8 +19,8 @@ Keras layer names mirror the TensorLayer scopes with ``/`` -> ``_`` (``u3/c1`` -
 import keras
 
 from tf_defocus.model_kinds import DEFOCUS
-from tf_defocus.models.layers import (CaffePreprocess, NearestUpsample, WidthConfigMixin,
-                                      channels, conv_block)
+from tf_defocus.models.layers import (NORMS, CaffePreprocess, NearestUpsample,
+                                      WidthConfigMixin, channels, conv_block)
 from tf_defocus.models.vgg import VGG19_SKIP_NAMES, load_vgg19_imagenet, vgg19_trunk
 
 NUM_REFINE_BLOCKS = 7
@@ -35,11 +35,12 @@ _DECODER_LEVELS = (("u3", "block4_conv4", 256, 3), ("u2", "block3_conv4", 128, 3
 _AUX_BASE = {"u4_aux": 256, "u3_aux": 128, "u2_aux": 64, "u1_aux": 32, "u0_aux": 32}
 
 
-def _aux_head(x, scope, width, out_name):
-    """conv3x3 + BN + LReLU, conv3x3 to 1 + BN + sigmoid (float32) -> (N,h,w,1) in [0,1]."""
-    x = conv_block(x, channels(_AUX_BASE[scope], width), f"{scope}_c1", f"{scope}_b1")
-    x = conv_block(x, 1, f"{scope}_c2", f"{scope}_b2", activation=None,
-                   kernel_initializer="glorot_uniform")
+def _aux_head(x, scope, width, out_name, norm):
+    """conv3x3 + BN + LReLU, conv3x3 to 1 + BN + sigmoid (float32) -> (N,h,w,1) in [0,1].
+    With norm="group" the 1-channel logit has no normalisation (its bias sets the level)."""
+    x = conv_block(x, channels(_AUX_BASE[scope], width), f"{scope}_c1", f"{scope}_b1", norm=norm)
+    x = conv_block(x, 1, f"{scope}_c2", f"{scope}_b2" if norm == "batch" else None,
+                   activation=None, kernel_initializer="glorot_uniform", norm=norm)
     return keras.layers.Activation("sigmoid", dtype="float32", name=out_name)(x)
 
 
@@ -52,20 +53,28 @@ class BlurEstimator(WidthConfigMixin, keras.Model):
       ``defocus`` (N,H,W,1) sigma/7 in [0,1]; ``aux_16``, ``aux_8``, ``aux_4``, ``aux_2``,
       ``aux_1`` (N,H/k,W/k,1) side outputs in [0,1]; ``feature`` (N,H,W,round(64*width)) the
       full-resolution decoder feature (``u0/b_init``) that the domain discriminator sees.
-    width: channel multiplier (1.0 = the paper). vgg_weights: optional local path of Keras'
+    width: channel multiplier (1.0 = the paper). norm: "batch" (the paper) or "group"
+    (``layers.NORMS``; GroupNorm in encoder and decoder, for training from scratch). vgg_weights: optional local path of Keras'
     ``vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5`` (width 1.0 only); not stored in
     the config.
     """
 
-    def __init__(self, width=1.0, vgg_weights=None, name="blur_estimator_trainable", **kwargs):
+    ARCH_ARGS = ("width", "norm")
+
+    def __init__(self, width=1.0, vgg_weights=None, norm="batch", name="blur_estimator_trainable",
+                 **kwargs):
         width = float(width)
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+        block = lambda *a, **k: conv_block(*a, norm=norm, **k)
         image = keras.Input(shape=(None, None, 3), name="image")
         x = CaffePreprocess(name="preprocess")(image)
-        feats = vgg19_trunk(x, width=width, last="block5_conv4", padding="symmetric")
+        feats = vgg19_trunk(x, width=width, last="block5_conv4", padding="symmetric",
+                            norm=None if norm == "batch" else norm)
         skips = [feats[n] for n in VGG19_SKIP_NAMES]   # 1/1, 1/2, 1/4, 1/8, 1/16
         bottom = skips[-1]
 
-        outputs = {"aux_16": _aux_head(bottom, "u4_aux", width, "aux_16")}
+        outputs = {"aux_16": _aux_head(bottom, "u4_aux", width, "aux_16", norm)}
         n = bottom
         for (scope, skip_name, base, n_convs), aux_scope, aux_name in zip(
                 _DECODER_LEVELS, ("u3_aux", "u2_aux", "u1_aux"), ("aux_8", "aux_4", "aux_2")):
@@ -73,30 +82,30 @@ class BlurEstimator(WidthConfigMixin, keras.Model):
             # Order matters: [upsampled, skip] (both halves have equal width).
             n = keras.layers.Concatenate(axis=-1, name=f"{scope}_concat")([n, feats[skip_name]])
             for i in range(1, n_convs + 1):
-                n = conv_block(n, channels(base, width), f"{scope}_c{i}", f"{scope}_b{i}")
-            outputs[aux_name] = _aux_head(n, aux_scope, width, aux_name)
+                n = block(n, channels(base, width), f"{scope}_c{i}", f"{scope}_b{i}")
+            outputs[aux_name] = _aux_head(n, aux_scope, width, aux_name, norm)
 
         n = NearestUpsample(2, name="u0_up")(n)
         n = keras.layers.Concatenate(axis=-1, name="u0_concat")([n, feats["block1_conv2"]])
-        n = conv_block(n, channels(64, width), "u0_c_init", "u0_b_init")
-        outputs["aux_1"] = _aux_head(n, "u0_aux", width, "aux_1")
+        n = block(n, channels(64, width), "u0_c_init", "u0_b_init")
+        outputs["aux_1"] = _aux_head(n, "u0_aux", width, "aux_1", norm)
         outputs["feature"] = keras.layers.Activation("linear", dtype="float32", name="feature")(n)
 
         c64 = channels(64, width)
         for i in range(NUM_REFINE_BLOCKS):
-            shortcut = conv_block(n, c64, f"u0_c_res{i}", f"u0_b_res{i}", kernel_size=1, pad=False)
-            main = conv_block(n, c64, f"u0_c{i}_1", f"u0_b{i}_1")
-            main = conv_block(main, c64, f"u0_c{i}_2", f"u0_b{i}_2")
+            shortcut = block(n, c64, f"u0_c_res{i}", f"u0_b_res{i}", kernel_size=1, pad=False)
+            main = block(n, c64, f"u0_c{i}_1", f"u0_b{i}_1")
+            main = block(main, c64, f"u0_c{i}_2", f"u0_b{i}_2")
             n = keras.layers.Add(name=f"u0_add{i}")([main, shortcut])
 
-        n = conv_block(n, c64, "uf_c1", "uf_b1")
-        n = conv_block(n, channels(32, width), "uf_c2", "uf_b2")
+        n = block(n, c64, "uf_c1", "uf_b1")
+        n = block(n, channels(32, width), "uf_c2", "uf_b2")
         n = conv_block(n, 1, "uf_c3", activation=None, kernel_initializer="glorot_uniform")
         outputs["defocus"] = keras.layers.Activation("sigmoid", dtype="float32", name="defocus")(n)
 
         outputs = {k: outputs[k] for k in OUTPUT_NAMES}
         super().__init__(inputs=image, outputs=outputs, name=name, **kwargs)
-        self.width = width
+        self.width, self.norm = width, norm
         if vgg_weights is not None:
             load_vgg19_imagenet(self, vgg_weights, width=width)
 

@@ -18,10 +18,14 @@ PACKAGE = "tf_defocus"
 
 class WidthConfigMixin:
     """``get_config`` / ``from_config`` of a functional ``keras.Model`` subclass whose graph is
-    rebuilt from its one architecture argument, ``width`` (list it before ``keras.Model``)."""
+    rebuilt from its architecture arguments ``ARCH_ARGS`` (default: ``width``; list the mixin
+    before ``keras.Model``)."""
+
+    ARCH_ARGS = ("width",)
 
     def get_config(self):
-        return {"width": self.width, "name": self.name, "trainable": self.trainable}
+        return {**{a: getattr(self, a) for a in self.ARCH_ARGS}, "name": self.name,
+                "trainable": self.trainable}
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
@@ -130,13 +134,41 @@ def batch_norm(name):
                                            center=True, scale=False, name=name)
 
 
+NORMS = ("batch", "group")
+"""Normalisation of B: "batch" = the authors' graph (BatchNorm in the decoder only, none in the
+VGG19 encoder); "group" = GroupNorm (Wu & He, ECCV 2018) after every conv of encoder and
+decoder, none on 1-channel logits. GroupNorm does not depend on the other crops of a batch,
+so training (batch statistics) and inference (moving statistics) compute the same function."""
+GROUP_NORM_MAX_GROUPS = 32    # Wu & He's default
+GROUP_NORM_MIN_CHANNELS = 4   # channels per group at low widths (16 channels -> 4 groups)
+
+
+def group_count(channels_):
+    """GroupNorm groups for ``channels_``: at most 32, at least 4 channels each, dividing."""
+    g = max(1, min(GROUP_NORM_MAX_GROUPS, channels_ // GROUP_NORM_MIN_CHANNELS))
+    while channels_ % g:
+        g -= 1
+    return g
+
+
+def norm_layer(norm, name, channels_):
+    """The normalisation layer ``norm`` (one of ``NORMS``) named ``name`` for ``channels_``."""
+    if norm == "batch":
+        return batch_norm(name)
+    if norm == "group":
+        return keras.layers.GroupNormalization(groups=group_count(channels_), epsilon=BN_EPSILON,
+                                               name=name)
+    raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+
+
 def conv_block(x, filters, conv_name, bn_name=None, kernel_size=3, pad=True, activation="lrelu",
-               use_bias=True, kernel_initializer="he_normal", output_dtype=None):
-    """[SymmetricPad(1)] + VALID conv [+ BN(beta only)] + activation.
+               use_bias=True, kernel_initializer="he_normal", output_dtype=None, norm="batch"):
+    """[SymmetricPad(1)] + VALID conv [+ BN(beta only) or GroupNorm] + activation.
 
     activation: "lrelu" (LeakyReLU 0.2), "relu", "sigmoid" or None. With ``bn_name`` the
     activation follows the BN, otherwise it follows the conv. ``output_dtype`` (e.g. "float32")
     sets the dtype of the final activation layer (for mixed precision outputs).
+    norm: ``NORMS`` entry used when ``bn_name`` is given.
     Layer names: conv ``conv_name``, pad ``conv_name + "_pad"``, BN ``bn_name``, activation
     ``(bn_name or conv_name) + "_" + activation``.
     """
@@ -145,7 +177,7 @@ def conv_block(x, filters, conv_name, bn_name=None, kernel_size=3, pad=True, act
     x = keras.layers.Conv2D(filters, kernel_size, padding="valid", use_bias=use_bias,
                             kernel_initializer=kernel_initializer, name=conv_name)(x)
     if bn_name is not None:
-        x = batch_norm(bn_name)(x)
+        x = norm_layer(norm, bn_name, filters)(x)
     last = bn_name or conv_name
     if activation == "lrelu":
         x = keras.layers.LeakyReLU(negative_slope=LRELU_SLOPE, name=last + "_lrelu",

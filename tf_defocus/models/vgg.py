@@ -11,7 +11,7 @@ import os
 
 import keras
 
-from tf_defocus.models.layers import SymmetricPad, channels
+from tf_defocus.models.layers import SymmetricPad, channels, norm_layer
 
 # (block, number of convs, base channels)
 VGG19_BLOCKS = ((1, 2, 64), (2, 2, 128), (3, 4, 256), (4, 4, 512), (5, 4, 512))
@@ -20,12 +20,14 @@ VGG19_CONV_NAMES = tuple(f"block{b}_conv{i}" for b, n, _ in VGG19_BLOCKS for i i
 VGG19_SKIP_NAMES = ("block1_conv2", "block2_conv2", "block3_conv4", "block4_conv4", "block5_conv4")
 
 
-def vgg19_trunk(x, width=1.0, last="block5_conv4", padding="symmetric"):
+def vgg19_trunk(x, width=1.0, last="block5_conv4", padding="symmetric", norm=None):
     """Apply the VGG19 convs to the preprocessed (BGR, mean-subtracted) tensor ``x``.
 
     x: (N,H,W,3) caffe-preprocessed image; H, W may be None (multiples of 16 at run time for
     the full trunk). width: channel multiplier. last: name of the last conv to build.
     padding: "symmetric" (DMENet: 1-px symmetric pad + VALID) or "same".
+    norm: None (VGG19, DMENet) or "group": GroupNorm ``<conv name>_gn`` between each conv
+    and its ReLU (``layers.NORMS``; for training from scratch).
     Returns a dict conv name -> feature tensor (after ReLU) for every conv built.
     """
     if last not in VGG19_CONV_NAMES:
@@ -43,7 +45,11 @@ def vgg19_trunk(x, width=1.0, last="block5_conv4", padding="symmetric"):
                 x = SymmetricPad(1, name=name + "_pad")(x)
             x = keras.layers.Conv2D(channels(base, width), 3,
                                     padding="valid" if padding == "symmetric" else "same",
-                                    activation="relu", kernel_initializer="he_normal", name=name)(x)
+                                    activation="relu" if norm is None else None,
+                                    kernel_initializer="he_normal", name=name)(x)
+            if norm is not None:
+                x = norm_layer(norm, name + "_gn", channels(base, width))(x)
+                x = keras.layers.ReLU(name=name + "_relu")(x)
             features[name] = x
             if name == last:
                 return features

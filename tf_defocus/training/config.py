@@ -15,6 +15,7 @@ from tf_defocus import config as cfglib
 from tf_defocus import dof
 from tf_defocus.config import Section, section, setting
 from tf_defocus.data.pipeline import DataConfig
+from tf_defocus.models.layers import NORMS
 from tf_defocus.training.dmenet_trainer import VARIANTS, LossWeights, resolve_variant
 
 
@@ -108,6 +109,10 @@ class OptimizerConfig(Section):
 class DMENetModelConfig(Section):
     """DMENet's networks (github.com/codeslake/DMENet; KR 10-2363049 ablations)."""
     width: float = setting(1.0, "Channel multiplier of the networks.", above=0)
+    norm: str = setting("batch", "Normalisation of B: batch (the authors': BatchNorm in the "
+                                 "decoder, none in VGG19) or group (GroupNorm in encoder and "
+                                 "decoder, independent of the batch; for training from scratch).",
+                        choices=NORMS)
     vgg_weights: str | None = setting(
         None, "Local path of Keras' VGG19 ImageNet notop weights "
         "(vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5) for B's encoder and C; width 1.0 "
@@ -141,12 +146,16 @@ class LossConfig(Section):
                                                                  "calibration BCE.", low=0)
     adversarial_weight: float = setting(LossWeights.adversarial, "Weight of the adversarial "
                                                                  "loss (also D's loss).", low=0)
+    smooth_weight: float = setting(
+        LossWeights.smooth, "Pixel weight of smooth surfaces (local grey std < 2 levels, blur "
+        "invisible) in the MSE and aux losses; 1 = the paper. Their sigma is filled in from "
+        "the visible pixels at inference (--refine).", low=0, high=1)
 
     @property
     def weights(self):
         return LossWeights(aux=self.aux_weight, content=self.content_weight,
                            calibration=self.calibration_weight,
-                           adversarial=self.adversarial_weight)
+                           adversarial=self.adversarial_weight, smooth=self.smooth_weight)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -86,7 +86,7 @@ def build_trainer(cfg, seed=None):
         keras.utils.set_random_seed(int(seed))
     m = cfg.model
     variant = m.variant_spec
-    blur = BlurEstimator(width=m.width, vgg_weights=m.vgg_weights)
+    blur = BlurEstimator(width=m.width, norm=m.norm, vgg_weights=m.vgg_weights)
     disc = DomainDiscriminator(width=m.width) if variant.discriminator else None
     calib = SharpnessCalibrator(width=m.width) if variant.calibrator else None
     if distribute.use_sync_batch_norm(cfg.runtime.sync_batch_norm, tf.distribute.get_strategy()):
@@ -108,7 +108,7 @@ def float32_inference_model(blur_estimator):
     """A float32 copy of B's inference model (``blur_estimator``), independent of the
     training strategy and mixed-precision policy."""
     with dtype_policy("float32"):
-        clone = BlurEstimator(width=blur_estimator.width)
+        clone = BlurEstimator(width=blur_estimator.width, norm=blur_estimator.norm)
         clone.set_weights([np.asarray(w) for w in blur_estimator.get_weights()])
     return clone.inference_model()
 

@@ -50,6 +50,9 @@ class LossWeights:
     content: float = 1e-4
     calibration: float = 2e-2
     adversarial: float = 1e-3
+    # Not the authors': pixel weight of smooth surfaces in the MSE / aux terms
+    # (losses.visibility_weights); 1 = every pixel alike, as in the paper.
+    smooth: float = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -287,13 +290,20 @@ class DMENetTrainer(keras.Model):
             return self._pretrain_step(data)
         return self._joint_step(data)
 
+    def _pixel_weights(self, syn):
+        """(N,H,W,1) MSE weights of a synthetic batch, or None when every pixel counts alike."""
+        if self.weights_cfg.smooth == 1.0:
+            return None
+        return losses.visibility_weights(syn["image"], self.weights_cfg.smooth)
+
     def _pretrain_step(self, data):
         """B alone, MSE only (the authors' ``loss_init``)."""
         syn = data["synthetic"]
         b_vars = list(self.blur_estimator.trainable_variables)
         with tf.GradientTape() as tape:
             out = self.blur_estimator(syn["image"], training=True)
-            mse = losses.mse_per_example(out["defocus"], syn["sigma_norm"])
+            mse = losses.mse_per_example(out["defocus"], syn["sigma_norm"],
+                                         self._pixel_weights(syn))
             loss = losses.replica_mean(mse)
             scaled = self.b_optimizer.scale_loss(loss)
         self._apply(self.b_optimizer, tape, scaled, b_vars)
@@ -326,11 +336,12 @@ class DMENetTrainer(keras.Model):
                     self._discriminator_step(out_s["feature"], out_m["feature"],
                                              out_u["feature"])
 
-            mse = losses.mse_per_example(out_s["defocus"], syn["sigma_norm"])
+            pixel_weights = self._pixel_weights(syn)
+            mse = losses.mse_per_example(out_s["defocus"], syn["sigma_norm"], pixel_weights)
             total = losses.replica_mean(mse)
             self._track("mse", mse)
             if self.use_aux:
-                aux = losses.aux_per_example(out_s, syn["sigma_norm"])
+                aux = losses.aux_per_example(out_s, syn["sigma_norm"], pixel_weights)
                 total += w.aux * losses.replica_mean(aux)
                 self._track("aux_mse", aux)
             if self.content is not None:

@@ -18,10 +18,15 @@ Conventions follow the authors' ``main.py`` (``codeslake/DMENet``):
 * sharpness calibration: sigmoid cross-entropy of S's logits against the binary blur mask
   (1 = blurred);
 * content: mean squared difference of C's conv4_4 features of prediction and label.
+
+Not in the authors' code: ``visibility_weights`` lets the MSE terms weigh pixels of smooth
+surfaces (where blur cannot be seen, ``metrics.smooth_pixels``) less; their sigma is filled in
+from the visible pixels at inference (``tf_defocus.propagation``).
 """
 
 import tensorflow as tf
 
+from tf_defocus.metrics import SMOOTH_STD_MAX
 from tf_defocus.models.blur_estimator import AUX_FACTORS
 
 
@@ -45,9 +50,44 @@ def replica_mean(per_example):
     return tf.nn.compute_average_loss(_f32(per_example))
 
 
-def mse_per_example(y_pred, y_true):
-    """Pixel MSE of (N,H,W,C) maps -> (N,)."""
-    return _mean_per_example(tf.math.squared_difference(_f32(y_pred), _f32(y_true)))
+def mse_per_example(y_pred, y_true, weights=None):
+    """Pixel MSE of (N,H,W,C) maps -> (N,); with ``weights`` (N,H,W,1) the weighted mean
+    ``sum(w * d^2) / sum(w)`` of each example."""
+    sq = tf.math.squared_difference(_f32(y_pred), _f32(y_true))
+    if weights is None:
+        return _mean_per_example(sq)
+    weights = _f32(weights)
+    return _mean_per_example(weights * sq) / tf.maximum(_mean_per_example(weights), 1e-6)
+
+
+# metrics.smooth_pixels in TF: a sigma-1 px Gaussian (radius 3) removes sensor noise, then the
+# grey standard deviation over 15 x 15 px.
+_NOISE_SIGMA_PX = 1.0
+_STD_WINDOW_PX = 15
+_GREY_BT601 = (0.299, 0.587, 0.114)   # cv2.COLOR_RGB2GRAY
+
+
+def local_grey_std(image):
+    """(N,H,W,3) RGB [0, 1] -> (N,H,W,1) local grey standard deviation (``metrics.smooth_pixels``:
+    sigma-1 Gaussian, then 15 x 15 window; borders reflected)."""
+    grey = tf.reduce_sum(_f32(image) * tf.constant(_GREY_BT601, tf.float32), -1, keepdims=True)
+    r = 3
+    taps = tf.exp(-0.5 * tf.square(tf.range(-r, r + 1, dtype=tf.float32) / _NOISE_SIGMA_PX))
+    taps = taps / tf.reduce_sum(taps)
+    pad = lambda x, k: tf.pad(x, [[0, 0], [k, k], [k, k], [0, 0]], mode="REFLECT")
+    g = tf.nn.conv2d(pad(grey, r), tf.reshape(taps, [-1, 1, 1, 1]), 1, "VALID")
+    g = tf.nn.conv2d(g, tf.reshape(taps, [1, -1, 1, 1]), 1, "VALID")
+    k = _STD_WINDOW_PX // 2
+    box = lambda x: tf.nn.avg_pool2d(pad(x, k), _STD_WINDOW_PX, 1, "VALID")
+    mean = box(g)
+    return tf.sqrt(tf.maximum(box(g * g) - mean * mean, 0.0))
+
+
+def visibility_weights(image, smooth_weight):
+    """(N,H,W,1) loss weights: ``smooth_weight`` on pixels of smooth surfaces (local grey std
+    below ``metrics.SMOOTH_STD_MAX``, blur invisible), 1 elsewhere. image (N,H,W,3) [0, 1]."""
+    smooth = local_grey_std(image) < SMOOTH_STD_MAX
+    return tf.where(smooth, tf.constant(float(smooth_weight), tf.float32), 1.0)
 
 
 def _aligned_indices(n_in, n_out):
@@ -74,14 +114,16 @@ def downsample_nearest_aligned(y, factor):
     return tf.gather(y, _aligned_indices(w, w // factor), axis=2)
 
 
-def aux_per_example(outputs, y_true):
+def aux_per_example(outputs, y_true, weights=None):
     """Sum over the five side outputs of their MSE to the downsampled ground truth -> (N,).
 
-    outputs: B's output dict with ``aux_16`` .. ``aux_1``; y_true (N,H,W,1) sigma/7.
+    outputs: B's output dict with ``aux_16`` .. ``aux_1``; y_true (N,H,W,1) sigma/7;
+    weights: optional (N,H,W,1) pixel weights, downsampled like the targets.
     """
     total = None
     for name, factor in AUX_FACTORS.items():
-        term = mse_per_example(outputs[name], downsample_nearest_aligned(y_true, factor))
+        w = None if weights is None else downsample_nearest_aligned(weights, factor)
+        term = mse_per_example(outputs[name], downsample_nearest_aligned(y_true, factor), w)
         total = term if total is None else total + term
     return total
 
