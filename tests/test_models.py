@@ -12,6 +12,7 @@ import tensorflow as tf
 from tests import model_checks
 from tf_defocus.models import (BlurEstimator, CaffePreprocess, ContentLoss, DomainDiscriminator,
                                NearestUpsample, SharpnessCalibrator, SymmetricPad, channels)
+from tf_defocus import propagation
 from tf_defocus.models import blur_estimator as be
 from tf_defocus.models import vgg
 
@@ -191,6 +192,7 @@ def test_content_loss_frozen_and_differentiable():
 
 @pytest.mark.parametrize("factory,shape", [
     (lambda: BlurEstimator(width=TINY), (1, 32, 48, 3)),
+    (lambda: BlurEstimator(width=TINY, norm="group"), (1, 32, 48, 3)),
     (lambda: DomainDiscriminator(width=TINY), (1, 32, 32, channels(64, TINY))),
     (lambda: SharpnessCalibrator(width=TINY), (1, 8, 8, 1)),
     (lambda: ContentLoss(width=TINY), (1, 16, 16, 1)),
@@ -202,6 +204,19 @@ def test_config_and_keras_round_trip(factory, shape, tmp_path):
     model_checks.assert_config_round_trip(model, x)
     model_checks.assert_keras_round_trip(model, x, tmp_path / f"{model.name}.keras",
                                          expect_class=type(model))
+
+
+def test_fill_smooth_inference_model_round_trip(tiny_b, tmp_path):
+    """inference_model(fill_smooth=True) ends with FillSmooth, saves and reloads; it changes
+    the map only where blur is invisible."""
+    inf = tiny_b.inference_model(fill_smooth=True)
+    assert inf.layers[-1].name == "fill_smooth" and inf.name == "blur_estimator"
+    x = _images(1, 32, 48, seed=2)
+    x[:, :, :24] = 0.5                                    # left half flat
+    model_checks.assert_keras_round_trip(inf, x, tmp_path / "blur_estimator.keras")
+    plain = tiny_b.inference_model()(x)
+    np.testing.assert_allclose(inf(x).numpy(), propagation.fill_smooth(plain, x).numpy(),
+                               atol=1e-6)
 
 
 def test_inference_model_loads_in_fresh_process(tiny_b, tmp_path):
@@ -250,10 +265,32 @@ def test_mixed_precision_outputs_float32():
     np.testing.assert_array_equal(f32(x).numpy(), reference(x, training=False)["defocus"].numpy())
 
 
-def test_inference_model_converts_to_tflite_builtins(tiny_b, tmp_path):
-    """Dynamic-size export lowers to TFLite builtins only (needs static channels after concat)."""
+def test_group_norm_is_batch_independent_and_keeps_the_paper_names():
+    """norm="group": GroupNorm after every conv (encoder included), none on 1-channel logits;
+    a crop's output does not depend on the other crops of its batch (unlike BatchNorm in
+    training mode)."""
+    b = BlurEstimator(width=TINY, norm="group")
+    norms = [l for l in b.layers if isinstance(l, keras.layers.GroupNormalization)]
+    assert not any(isinstance(l, keras.layers.BatchNormalization) for l in b.layers)
+    assert b.get_layer("block1_conv1_gn") in norms and b.get_layer("u3_b1") in norms
+    assert "u4_aux_b2" not in {l.name for l in b.layers}     # 1-channel logit: bias only
+    x = _images(3, 32, 32, seed=4)
+
+    def batch_effect(model):
+        together = model(x, training=True)["defocus"].numpy()[:1]
+        return np.abs(together - model(x[:1], training=True)["defocus"].numpy()).max()
+    assert batch_effect(b) < 2e-4                          # float round-off only
+    assert batch_effect(BlurEstimator(width=TINY)) > 1e-3   # BatchNorm: batch statistics
+    with pytest.raises(ValueError, match="norm must be one of"):
+        BlurEstimator(width=TINY, norm="instance")
+
+
+@pytest.mark.parametrize("fill_smooth", [False, True])
+def test_inference_model_converts_to_tflite_builtins(tiny_b, tmp_path, fill_smooth):
+    """Dynamic-size export lowers to TFLite builtins only (needs static channels after concat;
+    FillSmooth's pyramid resizes to dynamic sizes)."""
     from ai_edge_litert.interpreter import Interpreter
-    inf = tiny_b.inference_model()
+    inf = tiny_b.inference_model(fill_smooth=fill_smooth)
     inf.export(str(tmp_path / "sm"), verbose=False,
                input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
     converter = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "sm"), signature_keys=["serve"])

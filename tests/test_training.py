@@ -520,3 +520,21 @@ def test_snapshot_restores_the_networks_of_a_checkpoint(tmp_path):
     res = subprocess.run([sys.executable, "-m", "tf_defocus.training.snapshot", f"--model_dir={run}",
                           f"--out={out}", "--step=7"], capture_output=True, text=True)
     assert res.returncode == 2 and "no checkpoint" in res.stderr
+
+
+def test_visibility_weighted_mse():
+    """--smooth_weight: pixels of smooth surfaces weigh less; all-ones weights are the MSE."""
+    import tensorflow as tf
+    rng = np.random.default_rng(0)
+    image = rng.uniform(0.2, 0.8, (2, 32, 32, 3)).astype(np.float32)
+    image[:, :, :16] = 0.5                                   # left half smooth
+    pred = rng.uniform(size=(2, 32, 32, 1)).astype(np.float32)
+    true = rng.uniform(size=(2, 32, 32, 1)).astype(np.float32)
+    w = losses.visibility_weights(image, 0.1).numpy()
+    assert set(np.unique(w)) == {np.float32(0.1), np.float32(1.0)}
+    assert (w[:, :, :8] == np.float32(0.1)).all() and (w[:, :, 24:] == 1.0).all()
+    np.testing.assert_allclose(losses.mse_per_example(pred, true, tf.ones_like(pred)),
+                               losses.mse_per_example(pred, true), rtol=1e-6)
+    sq = (pred - true) ** 2
+    want = (w * sq).sum(axis=(1, 2, 3)) / w.sum(axis=(1, 2, 3))
+    np.testing.assert_allclose(losses.mse_per_example(pred, true, w), want, rtol=1e-5)

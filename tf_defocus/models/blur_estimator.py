@@ -19,7 +19,7 @@ Keras layer names mirror the TensorLayer scopes with ``/`` -> ``_`` (``u3/c1`` -
 import keras
 
 from tf_defocus.model_kinds import DEFOCUS
-from tf_defocus.models.layers import (NORMS, CaffePreprocess, NearestUpsample,
+from tf_defocus.models.layers import (NORMS, CaffePreprocess, FillSmooth, NearestUpsample,
                                       WidthConfigMixin, channels, conv_block)
 from tf_defocus.models.vgg import VGG19_SKIP_NAMES, load_vgg19_imagenet, vgg19_trunk
 
@@ -109,12 +109,15 @@ class BlurEstimator(WidthConfigMixin, keras.Model):
         if vgg_weights is not None:
             load_vgg19_imagenet(self, vgg_weights, width=width)
 
-    def inference_model(self):
+    def inference_model(self, fill_smooth=False):
         """Plain functional model ``blur_estimator``: image (N,H,W,3) -> defocus (N,H,W,1),
         sharing this model's layers and weights (what ``blur_estimator.keras`` holds). A float32
         copy of a mixed-precision model: ``training.dmenet_task.float32_inference_model``.
+        fill_smooth: end with ``layers.FillSmooth`` (smooth surfaces take the sigma of the
+        visible pixels around them; for models trained with ``--smooth_weight`` < 1).
         """
-        source = self
-        return keras.Model(inputs=source.get_layer("image").output,
-                           outputs=source.get_layer("defocus").output,
-                           name=INFERENCE_MODEL_NAME)
+        image = self.get_layer("image").output
+        defocus = self.get_layer("defocus").output
+        if fill_smooth:
+            defocus = FillSmooth(name="fill_smooth")([defocus, image])
+        return keras.Model(inputs=image, outputs=defocus, name=INFERENCE_MODEL_NAME)

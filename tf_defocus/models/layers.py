@@ -134,6 +134,25 @@ def batch_norm(name):
                                            center=True, scale=False, name=name)
 
 
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class FillSmooth(keras.layers.Layer):
+    """[map (N,H,W,1), image (N,H,W,3) RGB [0,1]] -> the map with smooth surfaces (blur
+    invisible) filled in from the visible pixels around them (``tf_defocus.propagation``).
+    No weights; float32."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+
+    def call(self, inputs):
+        from tf_defocus import propagation
+        values, image = inputs
+        return propagation.fill_smooth(values, image)
+
+    def compute_output_shape(self, input_shapes):
+        return tuple(input_shapes[0])
+
+
 NORMS = ("batch", "group")
 """Normalisation of B: "batch" = the authors' graph (BatchNorm in the decoder only, none in the
 VGG19 encoder); "group" = GroupNorm (Wu & He, ECCV 2018) after every conv of encoder and

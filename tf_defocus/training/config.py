@@ -149,7 +149,14 @@ class LossConfig(Section):
     smooth_weight: float = setting(
         LossWeights.smooth, "Pixel weight of smooth surfaces (local grey std < 2 levels, blur "
         "invisible) in the MSE and aux losses; 1 = the paper. Their sigma is filled in from "
-        "the visible pixels at inference (--refine).", low=0, high=1)
+        "the visible pixels around them at inference (the saved model ends with FillSmooth).",
+        low=0, high=1)
+
+    @property
+    def fills_smooth(self):
+        """Whether the trained inference model ends with ``FillSmooth``: smooth surfaces got
+        less weight in the loss, so their sigma comes from the visible pixels around them."""
+        return self.smooth_weight < 1.0
 
     @property
     def weights(self):

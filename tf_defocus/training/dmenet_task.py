@@ -104,13 +104,14 @@ def build_trainer(cfg, seed=None):
     return trainer
 
 
-def float32_inference_model(blur_estimator):
+def float32_inference_model(blur_estimator, fill_smooth=False):
     """A float32 copy of B's inference model (``blur_estimator``), independent of the
-    training strategy and mixed-precision policy."""
+    training strategy and mixed-precision policy; ``fill_smooth``: see
+    ``BlurEstimator.inference_model`` (the train CLI sets it when --smooth_weight < 1)."""
     with dtype_policy("float32"):
         clone = BlurEstimator(width=blur_estimator.width, norm=blur_estimator.norm)
         clone.set_weights([np.asarray(w) for w in blur_estimator.get_weights()])
-    return clone.inference_model()
+    return clone.inference_model(fill_smooth=fill_smooth)
 
 
 def build_task(cfg, *, with_validation=True):
@@ -122,5 +123,6 @@ def build_task(cfg, *, with_validation=True):
     train = functools.partial(make_train_dataset, cfg.data, variant)   # per input pipeline
     val = make_val_datasets(cfg) if with_validation else None
     return TrainingTask(trainer=trainer, train_dataset=train, val_dataset=val,
-                        inference_model=lambda: float32_inference_model(trainer.blur_estimator),
+                        inference_model=lambda: float32_inference_model(
+                            trainer.blur_estimator, fill_smooth=cfg.losses.fills_smooth),
                         image_panels=dmenet_panels_fn(trainer))

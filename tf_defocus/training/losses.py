@@ -21,11 +21,12 @@ Conventions follow the authors' ``main.py`` (``codeslake/DMENet``):
 
 Not in the authors' code: ``visibility_weights`` lets the MSE terms weigh pixels of smooth
 surfaces (where blur cannot be seen, ``metrics.smooth_pixels``) less; their sigma is filled in
-from the visible pixels at inference (``tf_defocus.propagation``).
+from the visible pixels at inference (``tf_defocus.propagation``, ``layers.FillSmooth``).
 """
 
 import tensorflow as tf
 
+from tf_defocus import propagation
 from tf_defocus.metrics import SMOOTH_STD_MAX
 from tf_defocus.models.blur_estimator import AUX_FACTORS
 
@@ -60,33 +61,10 @@ def mse_per_example(y_pred, y_true, weights=None):
     return _mean_per_example(weights * sq) / tf.maximum(_mean_per_example(weights), 1e-6)
 
 
-# metrics.smooth_pixels in TF: a sigma-1 px Gaussian (radius 3) removes sensor noise, then the
-# grey standard deviation over 15 x 15 px.
-_NOISE_SIGMA_PX = 1.0
-_STD_WINDOW_PX = 15
-_GREY_BT601 = (0.299, 0.587, 0.114)   # cv2.COLOR_RGB2GRAY
-
-
-def local_grey_std(image):
-    """(N,H,W,3) RGB [0, 1] -> (N,H,W,1) local grey standard deviation (``metrics.smooth_pixels``:
-    sigma-1 Gaussian, then 15 x 15 window; borders reflected)."""
-    grey = tf.reduce_sum(_f32(image) * tf.constant(_GREY_BT601, tf.float32), -1, keepdims=True)
-    r = 3
-    taps = tf.exp(-0.5 * tf.square(tf.range(-r, r + 1, dtype=tf.float32) / _NOISE_SIGMA_PX))
-    taps = taps / tf.reduce_sum(taps)
-    pad = lambda x, k: tf.pad(x, [[0, 0], [k, k], [k, k], [0, 0]], mode="REFLECT")
-    g = tf.nn.conv2d(pad(grey, r), tf.reshape(taps, [-1, 1, 1, 1]), 1, "VALID")
-    g = tf.nn.conv2d(g, tf.reshape(taps, [1, -1, 1, 1]), 1, "VALID")
-    k = _STD_WINDOW_PX // 2
-    box = lambda x: tf.nn.avg_pool2d(pad(x, k), _STD_WINDOW_PX, 1, "VALID")
-    mean = box(g)
-    return tf.sqrt(tf.maximum(box(g * g) - mean * mean, 0.0))
-
-
 def visibility_weights(image, smooth_weight):
     """(N,H,W,1) loss weights: ``smooth_weight`` on pixels of smooth surfaces (local grey std
     below ``metrics.SMOOTH_STD_MAX``, blur invisible), 1 elsewhere. image (N,H,W,3) [0, 1]."""
-    smooth = local_grey_std(image) < SMOOTH_STD_MAX
+    smooth = propagation.local_grey_std(image) < SMOOTH_STD_MAX
     return tf.where(smooth, tf.constant(float(smooth_weight), tf.float32), 1.0)
 
 

@@ -48,7 +48,9 @@ def inference_model_from_checkpoint(model_dir, step=None):
         raise ValueError(f"{ckpt_dir}: no checkpoint {'ckpt-%d' % step if step is not None else ''}")
     trainer = dmenet_task.build_trainer(cfg)   # weights come from the checkpoint: no seeding
     tf.train.Checkpoint(trainer=trainer).restore(path).expect_partial()
-    return dmenet_task.float32_inference_model(trainer.blur_estimator), path
+    model = dmenet_task.float32_inference_model(trainer.blur_estimator,
+                                                fill_smooth=cfg.losses.fills_smooth)
+    return model, path
 
 
 def write_snapshot(config, log=print):

@@ -1,0 +1,90 @@
+"""Fill in sigma on smooth surfaces from the pixels around them where blur is visible.
+
+On a smooth surface (flat colour, sky, a wall) blur cannot be seen, so a network's sigma there
+is a guess: with an MSE loss, the mean sigma of such pixels in its training data (issue 11: the
+quickstart model calls every smooth in-focus surface 5-7 px blurred). Classical defocus maps
+measure blur where it is visible and propagate it into the rest (Bae & Durand, Eurographics
+2007; Zhuo & Sim, Pattern Recognition 2011). ``fill_smooth`` does that to a dense map:
+
+* confidence ``c`` in [0, 1] per pixel: how visible blur is there, from the local grey
+  standard deviation (``local_grey_std``, the measure of ``metrics.smooth_pixels``): 0 below
+  ``CONFIDENCE_STD_LEVELS[0]`` grey levels, 1 above ``[1]``, linear between;
+* pull-push interpolation (Gortler et al., "The Lumigraph", SIGGRAPH 1996) of sigma weighted by
+  ``c``: 2x2 weighted averages up a pyramid, then each level keeps ``c`` of its own value and
+  takes ``1 - c`` from the interpolated coarser level. A smooth region gets the sigma of the
+  visible pixels nearest to it; visible pixels keep the network's value; a region with no
+  visible pixel anywhere keeps the network's value (a tiny floor on ``c``).
+
+Everything is TensorFlow ops on (N, H, W, C) tensors of any size, so the same function runs
+after tiled inference (``inference.Estimator``) and inside exported graphs.
+"""
+
+import tensorflow as tf
+
+# metrics.smooth_pixels in TF: a sigma-1 px Gaussian (radius 3) removes sensor noise, then the
+# grey standard deviation over 15 x 15 px.
+NOISE_SIGMA_PX = 1.0
+STD_WINDOW_PX = 15
+GREY_BT601 = (0.299, 0.587, 0.114)   # cv2.COLOR_RGB2GRAY weights
+CONFIDENCE_STD_LEVELS = (2.0, 4.0)
+"""Local grey std [levels of 255]: confidence 0 at or below the first (``metrics.SMOOTH_STD_MAX``,
+the pixels ``--smooth_weight`` trains less), 1 at or above the second."""
+CONFIDENCE_FLOOR = 1e-6
+"""Least confidence of any pixel. Pull-push adds confidences up the pyramid, so this must stay
+far below 1 / (pixels of a smooth region): 1e-3 gave a 32 x 32 px smooth patch its own guess."""
+PYRAMID_LEVELS = 12
+"""Pull-push levels: 2^12 = 4096 px, so one visible pixel reaches across any image we tile."""
+
+
+def _reflect(x, k):
+    return tf.pad(x, [[0, 0], [k, k], [k, k], [0, 0]], mode="REFLECT")
+
+
+def local_grey_std(image):
+    """(N,H,W,3) RGB [0, 1] -> (N,H,W,1) local grey standard deviation [0, 1 units]: a sigma-1
+    Gaussian, then a 15 x 15 window, borders reflected (``metrics.smooth_pixels`` in TF).
+    H and W must be at least 8."""
+    grey = tf.reduce_sum(tf.cast(image, tf.float32) * tf.constant(GREY_BT601, tf.float32), -1,
+                         keepdims=True)
+    r = 3
+    taps = tf.exp(-0.5 * tf.square(tf.range(-r, r + 1, dtype=tf.float32) / NOISE_SIGMA_PX))
+    taps = taps / tf.reduce_sum(taps)
+    g = tf.nn.conv2d(_reflect(grey, r), tf.reshape(taps, [-1, 1, 1, 1]), 1, "VALID")
+    g = tf.nn.conv2d(g, tf.reshape(taps, [1, -1, 1, 1]), 1, "VALID")
+    k = STD_WINDOW_PX // 2
+    box = lambda x: tf.nn.avg_pool2d(_reflect(x, k), STD_WINDOW_PX, 1, "VALID")
+    mean = box(g)
+    return tf.sqrt(tf.maximum(box(g * g) - mean * mean, 0.0))
+
+
+def visibility_confidence(image):
+    """(N,H,W,3) RGB [0, 1] -> (N,H,W,1) confidence in [CONFIDENCE_FLOOR, 1] that blur is
+    visible at each pixel (see ``CONFIDENCE_STD_LEVELS``)."""
+    lo, hi = (v / 255.0 for v in CONFIDENCE_STD_LEVELS)
+    c = (local_grey_std(image) - lo) / (hi - lo)
+    return tf.clip_by_value(c, CONFIDENCE_FLOOR, 1.0)
+
+
+def pull_push(values, confidence, levels=PYRAMID_LEVELS):
+    """Confidence-weighted interpolation: (N,H,W,C) values, (N,H,W,1) confidence in (0, 1]
+    -> (N,H,W,C), equal to ``values`` where confidence is 1."""
+    values = tf.cast(values, tf.float32)
+    w = tf.cast(confidence, tf.float32)
+    pyramid = [(values, w)]
+    for _ in range(levels):
+        v, w = pyramid[-1]
+        w_sum = tf.nn.avg_pool2d(w, 2, 2, "SAME")
+        v = tf.nn.avg_pool2d(v * w, 2, 2, "SAME") / tf.maximum(w_sum, 1e-12)
+        # Four children make one parent: its confidence is their sum, at most 1.
+        pyramid.append((v, tf.minimum(4.0 * w_sum, 1.0)))
+    filled = pyramid[-1][0]
+    for v, w in reversed(pyramid[:-1]):
+        up = tf.image.resize(filled, tf.shape(v)[1:3], method="bilinear")
+        filled = w * v + (1.0 - w) * up
+    return filled
+
+
+def fill_smooth(sigma, image):
+    """(N,H,W,1) sigma (any units) and its (N,H,W,3) RGB [0, 1] image -> (N,H,W,1) sigma with
+    smooth surfaces filled in from the visible pixels around them."""
+    return pull_push(sigma, visibility_confidence(image))
