@@ -1,0 +1,142 @@
+"""Where does a defocus model's error come from: pixels where blur is visible, or smooth ones?
+
+On a generated validation set (``configs/validation_set.flags``), for each model, the raw map and
+the map after ``propagation.fill_smooth`` (smooth surfaces take the sigma of the visible pixels
+around them): the evaluate CLI's per-image Spearman, blur-detection AUC (true sigma > 1 px) and
+sigma/7 MAE, the MAE on smooth (``metrics.smooth_pixels``) and on visible pixels, and the
+median predicted sigma on smooth in-focus pixels of the all-in-focus scenes. ``--calibration``
+adds the mean prediction on visible pixels per band of true sigma (a compressed range shows as
+flat means). ``--model=oracle`` is the true sigma itself: what the fill gives with a perfect
+network on the visible pixels.
+
+    python benchmarks/visible_error.py --model=v4=runs/snap/v4_step2000.keras --model=oracle --calibration
+
+``--no_photos=N`` first renders N layered scenes whose photo surfaces are replaced by procedural
+textures (``scenes.SURFACE_WEIGHTS`` = (0, 0.25, 0.75)) into ``--data_dir`` (seed ``--seed``),
+to compare the error on photo textures with that on procedural ones.
+Models run whole-image (padded to a multiple of 16), ``FillSmooth`` stripped for the raw map.
+"""
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+BANDS_PX = (0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0)
+
+
+def raw_predictor(path):
+    """image (H, W, 3) -> raw sigma [px] (H, W) of a ``.keras`` inference model."""
+    import keras
+    import tf_defocus  # noqa: F401  (registers the layers)
+    from tf_defocus.units import SIGMA_MAX_PX
+    model = keras.saving.load_model(path)
+    if model.layers[-1].name == "fill_smooth":
+        model = keras.Model(model.inputs, model.layers[-1].input[0])
+
+    def predict(image):
+        h, w = image.shape[:2]
+        H, W = -(-h // 16) * 16, -(-w // 16) * 16
+        x = np.pad(image, ((0, H - h), (0, W - w), (0, 0)), mode="symmetric")[None]
+        return SIGMA_MAX_PX * np.asarray(model(x))[0, :h, :w, 0]
+    return predict
+
+
+def scores(data, maps):
+    """Mean per-image metrics of ``maps`` (id -> sigma px) on ``data``."""
+    from tf_defocus import metrics
+    rows, aif = [], []
+    for meta, image, sigma in data:
+        p = maps[meta["id"]]
+        smooth, blurred = metrics.smooth_pixels(image), sigma > 1.0
+        err = np.abs(p - sigma) / 7.0
+        rows.append((metrics.spearman(p, sigma),
+                     metrics.roc_auc(p, blurred) if 0 < blurred.mean() < 1 else np.nan,
+                     err.mean(), err[smooth].mean() if smooth.any() else np.nan,
+                     err[~smooth].mean() if (~smooth).any() else np.nan))
+        if meta["max_coc_px"] < 2.0:
+            aif.append(p[metrics.smooth_in_focus_pixels(image, sigma)])
+    r = np.nanmean(np.array(rows, float), axis=0)
+    return (*r, float(np.median(np.concatenate(aif))) if aif else float("nan"))
+
+
+def calibration(data, maps):
+    from tf_defocus import metrics
+    t, q = [], []
+    for meta, image, sigma in data:
+        visible = ~metrics.smooth_pixels(image)
+        t.append(sigma[visible])
+        q.append(maps[meta["id"]][visible])
+    t, q = np.concatenate(t), np.concatenate(q)
+    out = []
+    for lo, hi in zip(BANDS_PX[:-1], BANDS_PX[1:]):
+        k = (t >= lo) & (t < hi)
+        if k.any():
+            out.append((lo, hi, k.mean(), q[k].mean(), np.percentile(q[k], 90)))
+    return out
+
+
+def render_no_photo_set(out_dir, count, seed):
+    from tf_defocus.data import scenes
+    scenes.SURFACE_WEIGHTS = (0.0, 0.25, 0.75)
+    from tf_defocus import generate
+    flags = REPO / "configs" / "validation_set.flags"
+    generate.main(["generate", f"--flagfile={flags}", f"--out_dir={out_dir}",
+                   f"--num_images={count}", f"--seed={seed}", "--num_workers=1"])
+
+
+def main(args):
+    import tensorflow as tf
+    from smooth_in_focus import load_validation_set
+    from tf_defocus import propagation
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    if args.no_photos:
+        render_no_photo_set(args.data_dir, args.no_photos, args.seed)
+    data = load_validation_set(args.data_dir)
+    print(f"{args.data_dir}: {len(data)} scenes")
+    print(f"{'model':>14} {'map':>5} {'Spearman':>9} {'AUC':>6} {'MAE':>7} {'MAE smooth':>11} "
+          f"{'MAE visible':>12} {'AIF smooth median px':>21}")
+    for spec in args.model:
+        name, _, path = spec.partition("=")
+        if name == "oracle":
+            raw = {m["id"]: s for m, _, s in data}
+        else:
+            predict = raw_predictor(path)
+            raw = {m["id"]: predict(image) for m, image, _ in data}
+        filled = {m["id"]: propagation.fill_smooth(raw[m["id"]][None, ..., None],
+                                                   image[None]).numpy()[0, ..., 0]
+                  for m, image, _ in data}
+        for kind, maps in (("raw", raw), ("fill", filled)):
+            s = scores(data, maps)
+            print(f"{name:>14} {kind:>5} {s[0]:9.3f} {s[1]:6.3f} {s[2]:7.4f} {s[3]:11.4f} "
+                  f"{s[4]:12.4f} {s[5]:21.2f}", flush=True)
+        if args.calibration and name != "oracle":
+            print(f"{'':>14} visible pixels by true sigma: band px, share, mean pred px, p90 pred px")
+            for lo, hi, share, mean, p90 in calibration(data, raw):
+                print(f"{'':>14}   [{lo:g}, {hi:g})  {share:5.2f}  {mean:5.2f}  {p90:5.2f}")
+
+
+def parse(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data_dir", default="data/val_realistic")
+    p.add_argument("--model", action="append", required=True,
+                   help="name=PATH of a .keras inference model, or 'oracle' (repeatable)")
+    p.add_argument("--calibration", action="store_true")
+    p.add_argument("--no_photos", type=int, default=0,
+                   help="render this many photo-free layered scenes into --data_dir first")
+    p.add_argument("--seed", type=int, default=777)
+    p.add_argument("--threads", type=int, default=2)
+    return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    main(parse(sys.argv[1:]))
