@@ -120,7 +120,8 @@ def main(args):
             print(f"{name:>14} {kind:>5} {s[0]:9.3f} {s[1]:6.3f} {s[2]:7.4f} {s[3]:11.4f} "
                   f"{s[4]:12.4f} {s[5]:21.2f}", flush=True)
         if args.calibration and name != "oracle":
-            print(f"{'':>14} visible pixels by true sigma: band px, share, mean pred px, p90 pred px")
+            print(f"{'':>14} visible pixels by true sigma: "
+                  "band px, share, mean pred px, p90 pred px")
             for lo, hi, share, mean, p90 in calibration(data, raw):
                 print(f"{'':>14}   [{lo:g}, {hi:g})  {share:5.2f}  {mean:5.2f}  {p90:5.2f}")
 

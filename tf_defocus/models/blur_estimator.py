@@ -54,7 +54,8 @@ class BlurEstimator(WidthConfigMixin, keras.Model):
       ``aux_1`` (N,H/k,W/k,1) side outputs in [0,1]; ``feature`` (N,H,W,round(64*width)) the
       full-resolution decoder feature (``u0/b_init``) that the domain discriminator sees.
     width: channel multiplier (1.0 = the paper). norm: "batch" (the paper) or "group"
-    (``layers.NORMS``; GroupNorm in encoder and decoder, for training from scratch). vgg_weights: optional local path of Keras'
+    (``layers.NORMS``; GroupNorm in encoder and decoder, for training from scratch).
+    vgg_weights: optional local path of Keras'
     ``vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5`` (width 1.0 only); not stored in
     the config.
     """

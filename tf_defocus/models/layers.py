@@ -13,6 +13,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from tf_defocus import propagation
+
 PACKAGE = "tf_defocus"
 
 
@@ -145,7 +147,6 @@ class FillSmooth(keras.layers.Layer):
         super().__init__(**kwargs)
 
     def call(self, inputs):
-        from tf_defocus import propagation
         values, image = inputs
         return propagation.fill_smooth(values, image)
 
