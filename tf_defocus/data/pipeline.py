@@ -78,7 +78,7 @@ class DataConfig(Section):
         (), f"Flat folders of real photos ({_DIRS}); default: procedural.", path="dir")
     unlabelled_photos: bool = setting(
         False, "Without --unlabelled_dir, feed the unlabelled real domain with the photos "
-        "installed packages ship (scikit-image, Debian mate-backgrounds / ukui-wallpapers; "
+        "installed packages ship (scikit-image and Debian wallpaper packages; "
         "tf_defocus.data.photos).")
     pool_size: int = setting(32, "Images per built-in procedural pool.", low=1)
     pool_width: int = setting(640, "Width of procedural pool images [px].", low=1)
@@ -180,7 +180,7 @@ def make_domain_dataset(cfg, domain, batch_size=None, shard=(0, 1)):
             lib = photos.library("train")
             if not len(lib):
                 raise ValueError("unlabelled_photos: no package photos are installed (pip install "
-                                 "scikit-image; apt-get install mate-backgrounds ukui-wallpapers)")
+                                 "scikit-image; apt-get install " + " ".join(photos.APT_PACKAGES) + ")")
             log.info("%s domain: %d package photos", domain, len(lib))
             ds = in_memory_dataset(lib.images(), None, cfg, domain, base_seed)
         else:
