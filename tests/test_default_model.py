@@ -56,8 +56,13 @@ def _all_in_focus_validation_scenes(count):
     return out
 
 
+# Issue 11's target, not met yet by the shipped interim model (docs/MODEL_CARD.md gives its
+# median on these pixels of the validation set). strict: the test fails as soon as the target
+# is met, so the mark cannot outlive the failure.
 @SHIPPED
 @pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="issue 11 open: the interim default model reads smooth "
+                                       "in-focus surfaces as 2-3 px (docs/MODEL_CARD.md)")
 def test_smooth_in_focus_surfaces_are_not_called_blurred():
     scenes = _all_in_focus_validation_scenes(3)
     assert len(scenes) == 3
@@ -79,6 +84,19 @@ def test_predict_cli_uses_the_default_model(tmp_path):
     assert sigma.shape == (48, 64)
     config = json.loads((tmp_path / "out" / "predict_config.json").read_text())
     assert config["model"] in (None, "", str(DEFAULT_MODEL)) or config["model"].endswith("default_model.keras")
+
+
+@SHIPPED
+def test_export_uses_the_default_model(tmp_path):
+    """``export`` with no --model writes the default model as a dynamic-size TFLite file whose
+    sigma matches the Keras model's (FillSmooth included)."""
+    from tf_defocus.export.job import ExportConfig, run_export
+    out = run_export(ExportConfig(format="tflite", out=str(tmp_path / "default.tflite"),
+                                  input_size="dynamic"))
+    image = np.random.default_rng(2).random((64, 96, 3), np.float32)
+    keras_sigma = tf_defocus.load_estimator().predict(image)
+    lite_sigma = tf_defocus.load_estimator(str(out)).predict(image)
+    assert np.abs(keras_sigma - lite_sigma).max() < 1e-2   # px
 
 
 def test_missing_default_model_is_a_clear_error(monkeypatch, tmp_path):

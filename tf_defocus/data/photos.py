@@ -112,6 +112,21 @@ def blur_suspect_mask(image):
     return (coarse > 0.02) & (fine < 0.6 * coarse)
 
 
+@dataclasses.dataclass(frozen=True)
+class Box:
+    """Where a texture crop comes from: photo ``name`` (library ``index``), top-left (y0, x0),
+    size (height, width) [library px], ``scale`` (output px per library px, <= 1) and its
+    fraction of blur-suspect pixels."""
+    name: str
+    index: int
+    y0: int
+    x0: int
+    height: int
+    width: int
+    scale: float
+    suspect: float
+
+
 @dataclasses.dataclass
 class _Photo:
     name: str
@@ -162,6 +177,26 @@ class PhotoLibrary:
         s = ii[y0 + h, x0 + w] - ii[y0, x0 + w] - ii[y0 + h, x0] + ii[y0, x0]
         return float(s) / max(1, h * w)
 
+    def choose_box(self, rng, height, width, tries=8):
+        """The library box a ``height`` x ``width`` crop comes from: up to ``tries`` random
+        (photo, scale, position) draws, the first with at most ``MAX_SUSPECT_FRACTION``
+        blur-suspect pixels, else the least suspect. Library must not be empty."""
+        photos = self._load()
+        best = None
+        for _ in range(tries):
+            i = int(rng.integers(len(photos)))
+            H, W = photos[i].image.shape[:2]
+            k = math.exp(rng.uniform(math.log(0.35), 0.0))  # output px per library px
+            bh, bw = min(H, max(1, round(height / k))), min(W, max(1, round(width / k)))
+            y0, x0 = int(rng.integers(0, H - bh + 1)), int(rng.integers(0, W - bw + 1))
+            box = Box(photos[i].name, i, y0, x0, bh, bw, k,
+                      self.suspect_fraction(i, y0, x0, bh, bw))
+            if best is None or box.suspect < best.suspect:
+                best = box
+            if box.suspect <= MAX_SUSPECT_FRACTION:
+                break
+        return best
+
     def crop(self, rng, height, width, tries=8):
         """A sharp, colour-jittered crop (height, width, 3) float32 sRGB [0, 1].
 
@@ -174,21 +209,9 @@ class PhotoLibrary:
         if not photos:
             return None
         height, width = int(height), int(width)
-        best = None
-        for _ in range(tries):
-            i = int(rng.integers(len(photos)))
-            ph = photos[i]
-            H, W = ph.image.shape[:2]
-            k = math.exp(rng.uniform(math.log(0.35), 0.0))  # output px per library px
-            bh, bw = min(H, max(1, round(height / k))), min(W, max(1, round(width / k)))
-            y0, x0 = int(rng.integers(0, H - bh + 1)), int(rng.integers(0, W - bw + 1))
-            frac = self.suspect_fraction(i, y0, x0, bh, bw)
-            if best is None or frac < best[0]:
-                best = (frac, i, y0, x0, bh, bw, k)
-            if frac <= MAX_SUSPECT_FRACTION:
-                break
-        _, i, y0, x0, bh, bw, k = best
-        box = photos[i].image[y0:y0 + bh, x0:x0 + bw]
+        b = self.choose_box(rng, height, width, tries)
+        bh, bw, k = b.height, b.width, b.scale
+        box = photos[b.index].image[b.y0:b.y0 + bh, b.x0:b.x0 + bw]
         oh, ow = max(1, round(bh * k)), max(1, round(bw * k))
         if (oh, ow) != (bh, bw):
             box = cv2.resize(box, (ow, oh), interpolation=cv2.INTER_AREA)
@@ -202,7 +225,7 @@ class PhotoLibrary:
             box = box[:, ::-1]
         if rng.random() < 0.5:
             box = box[::-1]
-        return jitter_colours(rng, np.ascontiguousarray(box, np.float32), tint=photos[i].grey)
+        return jitter_colours(rng, np.ascontiguousarray(box, np.float32), tint=photos[b.index].grey)
 
 
 def jitter_colours(rng, image, tint=False):
