@@ -32,8 +32,6 @@ def source_package(path):
         return "scikit-image"
     if "/mate/" in p:
         return "mate-backgrounds"
-    if "_by_" in Path(p).name:
-        return "lomiri-wallpapers"
     return "ukui-wallpapers"
 
 

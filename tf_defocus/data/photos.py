@@ -11,12 +11,9 @@ Sources (all looked up by path at run time; missing packages are simply absent):
   many with a real shallow depth of field.
 * Debian ``ukui-wallpapers`` (``/usr/share/backgrounds``): rendered illustrations with large
   smooth gradients and crisp edges -- the smooth in-focus surfaces real photos are full of.
-* Debian ``lomiri-wallpapers-16.04`` / ``lomiri-wallpapers-20.04`` (Ubuntu Touch wallpapers,
-  ``/usr/share/backgrounds/*_by_*.jpg``): 15 everyday photographs (a living room, fruit, brushes,
-  a tree trunk, mountains, a stream, a bridge) and 4 illustrations. All go to ``train``.
-
-Install the Debian ones with ``apt-get install mate-backgrounds ukui-wallpapers
-lomiri-wallpapers-16.04 lomiri-wallpapers-20.04`` (``APT_PACKAGES``).
+Install the Debian ones with ``apt-get install mate-backgrounds ukui-wallpapers``
+(``APT_PACKAGES``). Adding photos changes the training pools (their cache key holds the photo
+``fingerprint``), so the default model's recipe uses exactly these.
 
 Photos are split once, by name, into ``train`` and ``val`` (held out for the validation set and
 the qualitative montage), so validation scenes never show a training texture.
@@ -43,13 +40,9 @@ from tf_defocus import imageio
 SKIMAGE_PHOTOS = ("astronaut.png", "brick.png", "camera.png", "chelsea.png", "coffee.png",
                   "coins.png", "grass.png", "gravel.png", "hubble_deep_field.jpg", "ihc.png",
                   "moon.png", "page.png", "rocket.jpg", "text.png")
-APT_PACKAGES = ("mate-backgrounds", "ukui-wallpapers", "lomiri-wallpapers-16.04",
-                "lomiri-wallpapers-20.04")
+APT_PACKAGES = ("mate-backgrounds", "ukui-wallpapers")
 """Debian packages whose photos this module uses (``apt-get install`` them)."""
-# Lomiri wallpapers are named ``<title>_by_<author>.jpg``; the other packages' files in
-# /usr/share/backgrounds are listed by name below.
-DEBIAN_PHOTO_GLOBS = ("/usr/share/backgrounds/mate/nature/*.jpg",
-                      "/usr/share/backgrounds/*_by_*.jpg")
+DEBIAN_PHOTO_GLOBS = ("/usr/share/backgrounds/mate/nature/*.jpg",)
 DEBIAN_ILLUSTRATIONS = tuple(f"/usr/share/backgrounds/{n}" for n in (
     "calla.png", "city.png", "desert.png", "goldfish.png", "the-mouse.jpg", "string.jpg",
     "rhythm.jpg", "2004default.jpg", "firstgeneration.jpg"))
