@@ -11,6 +11,7 @@ Sources (all looked up by path at run time; missing packages are simply absent):
   many with a real shallow depth of field.
 * Debian ``ukui-wallpapers`` (``/usr/share/backgrounds``): rendered illustrations with large
   smooth gradients and crisp edges -- the smooth in-focus surfaces real photos are full of.
+
 Install the Debian ones with ``apt-get install mate-backgrounds ukui-wallpapers``
 (``APT_PACKAGES``). Adding photos changes the training pools (their cache key holds the photo
 ``fingerprint``), so the default model's recipe uses exactly these.
