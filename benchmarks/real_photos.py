@@ -46,7 +46,7 @@ def main(args):
     chosen = [paths[n] for n in PHOTOS if n in paths]
     if not chosen:
         raise SystemExit("no held-out package photos installed (pip install scikit-image; "
-                         "apt-get install mate-backgrounds)")
+                         "apt-get install " + " ".join(photos.APT_PACKAGES) + ")")
     models = []
     for spec in args.model or ["default"]:
         name, _, path = spec.partition("=")
