@@ -17,6 +17,7 @@ from tf_defocus.config import Section, section, setting
 from tf_defocus.data.pipeline import DataConfig
 from tf_defocus.models.layers import NORMS
 from tf_defocus.training.dmenet_trainer import VARIANTS, LossWeights, resolve_variant
+from tf_defocus.training.losses import PIXEL_LOSSES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,7 +140,7 @@ class DMENetModelConfig(Section):
 @dataclasses.dataclass(frozen=True)
 class LossConfig(Section):
     """Weights of DMENet's losses (the authors' config.py)."""
-    aux_weight: float = setting(LossWeights.aux, "Weight of the auxiliary MSE losses.", low=0)
+    aux_weight: float = setting(LossWeights.aux, "Weight of the auxiliary losses (pixel loss per decoder level).", low=0)
     content_weight: float = setting(LossWeights.content, "Weight of the content (VGG conv4_4) "
                                                          "loss.", low=0)
     calibration_weight: float = setting(LossWeights.calibration, "Weight of the sharpness "
@@ -152,6 +153,10 @@ class LossConfig(Section):
         "the visible pixels around them at inference (the saved model ends with FillSmooth).",
         low=0, high=1)
 
+    pixel_loss: str = setting(LossWeights.pixel_loss, "Pixel loss of the map and the aux "
+                              "outputs: mse (the paper's) or l1 (less pull toward the mean sigma "
+                              "on ambiguous pixels).", choices=PIXEL_LOSSES)
+
     @property
     def fills_smooth(self):
         """Whether the trained inference model ends with ``FillSmooth``: smooth surfaces got
@@ -162,7 +167,8 @@ class LossConfig(Section):
     def weights(self):
         return LossWeights(aux=self.aux_weight, content=self.content_weight,
                            calibration=self.calibration_weight,
-                           adversarial=self.adversarial_weight, smooth=self.smooth_weight)
+                           adversarial=self.adversarial_weight, smooth=self.smooth_weight,
+                           pixel_loss=self.pixel_loss)
 
 
 @dataclasses.dataclass(frozen=True)

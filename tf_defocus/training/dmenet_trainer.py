@@ -53,6 +53,10 @@ class LossWeights:
     # Not the authors': pixel weight of smooth surfaces in the MSE / aux terms
     # (losses.visibility_weights); 1 = every pixel alike, as in the paper.
     smooth: float = 1.0
+    # Not the authors': the pixel loss of the map and aux terms (losses.PIXEL_LOSSES);
+    # "mse" is the paper's. The logged "mse" is the MSE whichever loss trains; the aux
+    # term is logged as aux_<pixel_loss>.
+    pixel_loss: str = "mse"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,10 +143,12 @@ class DMENetTrainer(keras.Model):
         self.b_optimizer = None
         self.d_optimizer = None
 
-        # Training metrics: unweighted loss terms (mean per example).
+        # Training metrics: unweighted loss terms (mean per example); the aux term is logged
+        # under its pixel loss (aux_mse / aux_l1).
+        self._aux_name = f"aux_{weights.pixel_loss}"
         names = ["total", "mse"]
         if self.use_aux:
-            names.append("aux_mse")
+            names.append(self._aux_name)
         if content is not None:
             names.append("content")
         if calibrator is not None:
@@ -296,15 +302,24 @@ class DMENetTrainer(keras.Model):
             return None
         return losses.visibility_weights(syn["image"], self.weights_cfg.smooth)
 
+    def _map_losses(self, defocus, syn):
+        """(weighted MSE, weighted training pixel loss) of B's map on a synthetic batch, each
+        (N,); the same tensor when the pixel loss is the MSE."""
+        weights = self._pixel_weights(syn)
+        mse = losses.mse_per_example(defocus, syn["sigma_norm"], weights)
+        if self.weights_cfg.pixel_loss == "mse":
+            return mse, mse
+        return mse, losses.pixel_loss_per_example(defocus, syn["sigma_norm"], weights,
+                                                  self.weights_cfg.pixel_loss)
+
     def _pretrain_step(self, data):
         """B alone, MSE only (the authors' ``loss_init``)."""
         syn = data["synthetic"]
         b_vars = list(self.blur_estimator.trainable_variables)
         with tf.GradientTape() as tape:
             out = self.blur_estimator(syn["image"], training=True)
-            mse = losses.mse_per_example(out["defocus"], syn["sigma_norm"],
-                                         self._pixel_weights(syn))
-            loss = losses.replica_mean(mse)
+            mse, pixel = self._map_losses(out["defocus"], syn)
+            loss = losses.replica_mean(pixel)
             scaled = self.b_optimizer.scale_loss(loss)
         self._apply(self.b_optimizer, tape, scaled, b_vars)
         self._track("total", mse)
@@ -336,14 +351,14 @@ class DMENetTrainer(keras.Model):
                     self._discriminator_step(out_s["feature"], out_m["feature"],
                                              out_u["feature"])
 
-            pixel_weights = self._pixel_weights(syn)
-            mse = losses.mse_per_example(out_s["defocus"], syn["sigma_norm"], pixel_weights)
-            total = losses.replica_mean(mse)
+            mse, pixel = self._map_losses(out_s["defocus"], syn)
+            total = losses.replica_mean(pixel)
             self._track("mse", mse)
             if self.use_aux:
-                aux = losses.aux_per_example(out_s, syn["sigma_norm"], pixel_weights)
+                aux = losses.aux_per_example(out_s, syn["sigma_norm"], self._pixel_weights(syn),
+                                             w.pixel_loss)
                 total += w.aux * losses.replica_mean(aux)
-                self._track("aux_mse", aux)
+                self._track(self._aux_name, aux)
             if self.content is not None:
                 content = losses.content_per_example(self.content, out_s["defocus"],
                                                      syn["sigma_norm"])

@@ -51,14 +51,28 @@ def replica_mean(per_example):
     return tf.nn.compute_average_loss(_f32(per_example))
 
 
-def mse_per_example(y_pred, y_true, weights=None):
-    """Pixel MSE of (N,H,W,C) maps -> (N,); with ``weights`` (N,H,W,1) the weighted mean
-    ``sum(w * d^2) / sum(w)`` of each example."""
-    sq = tf.math.squared_difference(_f32(y_pred), _f32(y_true))
+PIXEL_LOSSES = ("mse", "l1")
+"""Pixel losses of the defocus map: ``mse`` (the paper's) or ``l1`` (mean absolute error; its
+minimiser is the conditional median, which compresses ambiguous pixels less toward the mean)."""
+
+
+def pixel_loss_per_example(y_pred, y_true, weights=None, kind="mse"):
+    """Pixel loss of (N,H,W,C) maps -> (N,): the mean of ``(y_pred - y_true)^2`` (``mse``) or
+    ``|y_pred - y_true|`` (``l1``); with ``weights`` (N,H,W,1) the weighted mean
+    ``sum(w * e) / sum(w)`` of each example."""
+    if kind not in PIXEL_LOSSES:
+        raise ValueError(f"pixel loss must be one of {PIXEL_LOSSES}, got {kind!r}")
+    diff = _f32(y_pred) - _f32(y_true)
+    err = tf.square(diff) if kind == "mse" else tf.abs(diff)
     if weights is None:
-        return _mean_per_example(sq)
+        return _mean_per_example(err)
     weights = _f32(weights)
-    return _mean_per_example(weights * sq) / tf.maximum(_mean_per_example(weights), 1e-6)
+    return _mean_per_example(weights * err) / tf.maximum(_mean_per_example(weights), 1e-6)
+
+
+def mse_per_example(y_pred, y_true, weights=None):
+    """Pixel MSE of (N,H,W,C) maps -> (N,) (``pixel_loss_per_example`` with ``kind="mse"``)."""
+    return pixel_loss_per_example(y_pred, y_true, weights, "mse")
 
 
 def visibility_weights(image, smooth_weight):
@@ -92,8 +106,9 @@ def downsample_nearest_aligned(y, factor):
     return tf.gather(y, _aligned_indices(w, w // factor), axis=2)
 
 
-def aux_per_example(outputs, y_true, weights=None):
-    """Sum over the five side outputs of their MSE to the downsampled ground truth -> (N,).
+def aux_per_example(outputs, y_true, weights=None, kind="mse"):
+    """Sum over the five side outputs of their pixel loss (``kind``, see
+    ``pixel_loss_per_example``) to the downsampled ground truth -> (N,).
 
     outputs: B's output dict with ``aux_16`` .. ``aux_1``; y_true (N,H,W,1) sigma/7;
     weights: optional (N,H,W,1) pixel weights, downsampled like the targets.
@@ -101,7 +116,8 @@ def aux_per_example(outputs, y_true, weights=None):
     total = None
     for name, factor in AUX_FACTORS.items():
         w = None if weights is None else downsample_nearest_aligned(weights, factor)
-        term = mse_per_example(outputs[name], downsample_nearest_aligned(y_true, factor), w)
+        term = pixel_loss_per_example(outputs[name], downsample_nearest_aligned(y_true, factor),
+                                      w, kind)
         total = term if total is None else total + term
     return total
 
