@@ -568,3 +568,33 @@ def test_l1_pixel_loss_trains_the_map_and_aux_and_logs_the_mse():
     np.testing.assert_allclose(logs["aux_l1"], float(tf.reduce_mean(aux)), rtol=1e-4)
     np.testing.assert_allclose(logs["mse"], float(tf.reduce_mean(mse)), rtol=1e-4)
     assert abs(float(tf.reduce_mean(l1)) - logs["mse"]) > 1e-3     # the two losses differ here
+
+
+def test_frozen_norm_phase_trains_beta_on_the_moving_statistics():
+    """--freeze_norm_step: from that step the joint step runs B's BatchNorm on its moving
+    statistics (they stay put) while the betas and every other weight still train."""
+    t = build_trainer(tiny_cfg(variant="B", freeze_norm_step=3), seed=0)
+    assert [t.phase_for_step(s) for s in (0, 2, 3, 9)] == ["joint", "joint",
+                                                           "joint_frozen_norm",
+                                                           "joint_frozen_norm"]
+    bns = [l for l in t.blur_estimator.layers if isinstance(l, keras.layers.BatchNormalization)]
+    assert bns
+    el = make_element()
+    t.set_phase("joint")
+    before = [np.array(l.moving_mean) for l in bns]
+    t.train_step(el)
+    assert any(not np.array_equal(a, np.asarray(l.moving_mean)) for a, l in zip(before, bns))
+
+    t.set_phase("joint_frozen_norm")
+    before = [np.array(l.moving_mean) for l in bns]
+    beta = [np.array(l.beta) for l in bns]
+    out = t.blur_estimator(el["synthetic"]["image"], training=False)
+    mse = losses.mse_per_example(out["defocus"], el["synthetic"]["sigma_norm"])
+    t.reset_train_metrics()
+    logs = t.train_step(el)
+    np.testing.assert_allclose(float(logs["mse"]), float(tf.reduce_mean(mse)), rtol=1e-4)
+    for a, l in zip(before, bns):
+        np.testing.assert_array_equal(a, np.asarray(l.moving_mean))
+    assert any(not np.array_equal(b, np.asarray(l.beta)) for b, l in zip(beta, bns))
+    with pytest.raises(ValueError, match="freeze_norm_step"):
+        tiny_cfg(pretrain_steps=5, freeze_norm_step=2)

@@ -37,11 +37,18 @@ class ScheduleConfig(Section):
 @dataclasses.dataclass(frozen=True)
 class DMENetScheduleConfig(ScheduleConfig):
     pretrain_steps: int = setting(0, "Leading steps training B alone with the MSE.", low=0)
+    freeze_norm_step: int = setting(0, "From this step on B's BatchNorm uses its moving "
+                                       "statistics in training too (beta still trains), so "
+                                       "training computes the inference function; 0 = never.",
+                                    low=0)
 
     def check(self):
         if self.pretrain_steps > self.train_steps:
             raise ValueError(f"--pretrain_steps must be in [0, --train_steps], got "
                              f"{self.pretrain_steps}")
+        if 0 < self.freeze_norm_step < self.pretrain_steps:
+            raise ValueError(f"--freeze_norm_step must be 0 or >= --pretrain_steps, got "
+                             f"{self.freeze_norm_step}")
 
 
 @dataclasses.dataclass(frozen=True)

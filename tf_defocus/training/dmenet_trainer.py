@@ -38,6 +38,10 @@ from tf_defocus.units import SIGMA_MAX_PX
 
 PHASE_PRETRAIN = "pretrain"
 PHASE_JOINT = "joint"
+PHASE_FROZEN_NORM = "joint_frozen_norm"
+"""The joint step with B's BatchNorm on its moving statistics (beta still trains), so that
+training computes B's inference function: batch statistics of 3-crop batches normalise away
+the overall sharpness of a batch, the cue B has to read (``--freeze_norm_step``)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,6 +119,8 @@ class DMENetTrainer(keras.Model):
     weights: ``LossWeights``. use_aux: add the auxiliary loss.
     pretrain_steps: number of leading MSE-only steps of B (the loop switches phases via
       ``phase_for_step`` / ``set_phase``).
+    freeze_norm_step: from this step on (0 = never) B's BatchNorm runs on its moving statistics
+      in the joint step (``PHASE_FROZEN_NORM``).
     mask_threshold: threshold on B's sigma/7 output for the validation mask accuracy (default
       1/7: sigma > 1 px, the data engine's mask threshold). Blur masks are scored with B's map
       (only B is used at test time); with S, ``val_calibrated_*`` also scores ``sigmoid(S(B))``
@@ -124,7 +130,8 @@ class DMENetTrainer(keras.Model):
     """
 
     def __init__(self, blur_estimator, discriminator=None, calibrator=None, content=None, *,
-                 weights=LossWeights(), use_aux=True, pretrain_steps=0, mask_threshold=None,
+                 weights=LossWeights(), use_aux=True, pretrain_steps=0, freeze_norm_step=0,
+                 mask_threshold=None,
                  name="dmenet_trainer", **kwargs):
         super().__init__(name=name, **kwargs)
         self.blur_estimator = blur_estimator
@@ -136,6 +143,7 @@ class DMENetTrainer(keras.Model):
         self.weights_cfg = weights
         self.use_aux = bool(use_aux)
         self.pretrain_steps = int(pretrain_steps)
+        self.freeze_norm_step = int(freeze_norm_step)
         self.phase = PHASE_PRETRAIN if self.pretrain_steps > 0 else PHASE_JOINT
         if mask_threshold is None:
             mask_threshold = DEFAULT_MASK_THRESHOLD_PX / SIGMA_MAX_PX   # in B's sigma/7 units
@@ -245,12 +253,18 @@ class DMENetTrainer(keras.Model):
             m.reset_state()
 
     def phase_for_step(self, step):
-        """``pretrain`` for the first ``pretrain_steps`` steps, then ``joint``."""
-        return PHASE_PRETRAIN if int(step) < self.pretrain_steps else PHASE_JOINT
+        """``pretrain`` for the first ``pretrain_steps`` steps, then ``joint``; from
+        ``freeze_norm_step`` on (if > 0) ``joint_frozen_norm``."""
+        step = int(step)
+        if step < self.pretrain_steps:
+            return PHASE_PRETRAIN
+        if 0 < self.freeze_norm_step <= step:
+            return PHASE_FROZEN_NORM
+        return PHASE_JOINT
 
     def set_phase(self, phase):
         """Switch the train step (the caller must rebuild its train function)."""
-        if phase not in (PHASE_PRETRAIN, PHASE_JOINT):
+        if phase not in (PHASE_PRETRAIN, PHASE_JOINT, PHASE_FROZEN_NORM):
             raise ValueError(f"unknown phase {phase!r}")
         self.phase = phase
 
@@ -341,10 +355,12 @@ class DMENetTrainer(keras.Model):
         B = self.blur_estimator
 
         with tf.GradientTape() as tape:
-            # B separately on each domain batch: BatchNorm statistics per domain.
-            out_s = B(syn["image"], training=True)
-            out_m = B(data["real_mask"]["image"], training=True) if need_mask else None
-            out_u = B(data["real_unlabelled"]["image"], training=True) if use_d else None
+            # B separately on each domain batch: BatchNorm statistics per domain (moving ones
+            # in the frozen-norm phase).
+            b_training = self.phase != PHASE_FROZEN_NORM
+            out_s = B(syn["image"], training=b_training)
+            out_m = B(data["real_mask"]["image"], training=b_training) if need_mask else None
+            out_u = B(data["real_unlabelled"]["image"], training=b_training) if use_d else None
 
             if use_d:
                 with tape.stop_recording():
