@@ -47,7 +47,7 @@ def raw_predictor(path):
         h, w = image.shape[:2]
         H, W = -(-h // 16) * 16, -(-w // 16) * 16
         x = np.pad(image, ((0, H - h), (0, W - w), (0, 0)), mode="symmetric")[None]
-        return SIGMA_MAX_PX * np.asarray(model(x))[0, :h, :w, 0]
+        return SIGMA_MAX_PX * np.asarray(model([x]))[0, :h, :w, 0]
     return predict
 
 
