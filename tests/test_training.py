@@ -568,6 +568,14 @@ def test_l1_pixel_loss_trains_the_map_and_aux_and_logs_the_mse():
     np.testing.assert_allclose(logs["mse"], float(tf.reduce_mean(mse)), rtol=1e-4)
     assert abs(float(tf.reduce_mean(l1)) - logs["mse"]) > 1e-3     # the two losses differ here
 
+    # The pretrain step (B alone, map loss only) trains and logs the L1 as its total too.
+    t = build_trainer(tiny_cfg(variant="B", pixel_loss="l1", pretrain_steps=2), seed=0)
+    t.set_phase("pretrain")
+    out = t.blur_estimator(syn["image"], training=True)
+    l1 = losses.pixel_loss_per_example(out["defocus"], syn["sigma_norm"], kind="l1")
+    logs = {k: float(v) for k, v in t.train_step(el).items()}
+    np.testing.assert_allclose(logs["total"], float(tf.reduce_mean(l1)), rtol=1e-4)
+
 
 def test_frozen_norm_phase_trains_beta_on_the_moving_statistics():
     """--freeze_norm_step: from that step the joint step runs B's BatchNorm on its moving

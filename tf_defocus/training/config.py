@@ -147,7 +147,8 @@ class DMENetModelConfig(Section):
 @dataclasses.dataclass(frozen=True)
 class LossConfig(Section):
     """Weights of DMENet's losses (the authors' config.py)."""
-    aux_weight: float = setting(LossWeights.aux, "Weight of the auxiliary losses (pixel loss per decoder level).", low=0)
+    aux_weight: float = setting(LossWeights.aux, "Weight of the auxiliary losses (the pixel "
+                                                 "loss of each decoder level).", low=0)
     content_weight: float = setting(LossWeights.content, "Weight of the content (VGG conv4_4) "
                                                          "loss.", low=0)
     calibration_weight: float = setting(LossWeights.calibration, "Weight of the sharpness "

@@ -316,10 +316,9 @@ class DMENetTrainer(keras.Model):
             return None
         return losses.visibility_weights(syn["image"], self.weights_cfg.smooth)
 
-    def _map_losses(self, defocus, syn):
+    def _map_losses(self, defocus, syn, weights):
         """(weighted MSE, weighted training pixel loss) of B's map on a synthetic batch, each
-        (N,); the same tensor when the pixel loss is the MSE."""
-        weights = self._pixel_weights(syn)
+        (N,); the same tensor when the pixel loss is the MSE. weights: ``_pixel_weights``."""
         mse = losses.mse_per_example(defocus, syn["sigma_norm"], weights)
         if self.weights_cfg.pixel_loss == "mse":
             return mse, mse
@@ -327,16 +326,16 @@ class DMENetTrainer(keras.Model):
                                                   self.weights_cfg.pixel_loss)
 
     def _pretrain_step(self, data):
-        """B alone, MSE only (the authors' ``loss_init``)."""
+        """B alone, map loss only (the authors' ``loss_init``; the MSE unless --pixel_loss)."""
         syn = data["synthetic"]
         b_vars = list(self.blur_estimator.trainable_variables)
         with tf.GradientTape() as tape:
             out = self.blur_estimator(syn["image"], training=True)
-            mse, pixel = self._map_losses(out["defocus"], syn)
+            mse, pixel = self._map_losses(out["defocus"], syn, self._pixel_weights(syn))
             loss = losses.replica_mean(pixel)
             scaled = self.b_optimizer.scale_loss(loss)
         self._apply(self.b_optimizer, tape, scaled, b_vars)
-        self._track("total", mse)
+        self._track("total", pixel)
         self._track("mse", mse)
         logs = self._logs()
         return {k: v for k, v in logs.items() if k in ("total", "mse")}
@@ -367,11 +366,12 @@ class DMENetTrainer(keras.Model):
                     self._discriminator_step(out_s["feature"], out_m["feature"],
                                              out_u["feature"])
 
-            mse, pixel = self._map_losses(out_s["defocus"], syn)
+            pixel_weights = self._pixel_weights(syn)
+            mse, pixel = self._map_losses(out_s["defocus"], syn, pixel_weights)
             total = losses.replica_mean(pixel)
             self._track("mse", mse)
             if self.use_aux:
-                aux = losses.aux_per_example(out_s, syn["sigma_norm"], self._pixel_weights(syn),
+                aux = losses.aux_per_example(out_s, syn["sigma_norm"], pixel_weights,
                                              w.pixel_loss)
                 total += w.aux * losses.replica_mean(aux)
                 self._track(self._aux_name, aux)
