@@ -69,15 +69,23 @@ def load_photos():
     return out
 
 
-def readings(predict, images):
-    """-> (len(SIGMAS_PX),) mean over photos of the median predicted sigma on textured pixels."""
+def prepare(images):
+    """-> [(textured-pixel mask (H, W), [photo blurred by each of SIGMAS_PX])] per photo,
+    computed once for every model."""
     from tf_defocus import metrics
-    rows = []
+    out = []
     for photo in images.values():
         visible = ~metrics.smooth_pixels(photo)
         b = BORDER_PX
         visible[:b], visible[-b:], visible[:, :b], visible[:, -b:] = False, False, False, False
-        rows.append([float(np.median(predict(blurred(photo, s))[visible])) for s in SIGMAS_PX])
+        out.append((visible, [blurred(photo, s) for s in SIGMAS_PX]))
+    return out
+
+
+def readings(predict, prepared):
+    """-> (len(SIGMAS_PX),) mean over photos of the median predicted sigma on textured pixels."""
+    rows = [[float(np.median(predict(image)[visible])) for image in stack]
+            for visible, stack in prepared]
     return np.mean(np.array(rows), axis=0)
 
 
@@ -94,7 +102,7 @@ def main(argv=None):
     from tf_defocus.weights import DEFAULT_MODEL
     from visible_error import raw_predictor
 
-    images = load_photos()
+    prepared = prepare(load_photos())
     print(f"held-out photos {', '.join(PHOTOS)} ({SIZE[0]}x{SIZE[1]} centre crops), uniform "
           f"disc blur; median raw prediction [px] on textured pixels")
     print(f"{'model':>24} " + " ".join(f"{f's={s}':>6}" for s in SIGMAS_PX) + "  MAE px")
@@ -103,7 +111,7 @@ def main(argv=None):
         path = path or (str(DEFAULT_MODEL) if name == "default" else "")
         if not path:
             raise SystemExit(f"--model={spec}: give name=PATH or 'default'")
-        r = readings(raw_predictor(path), images)
+        r = readings(raw_predictor(path), prepared)
         mae = float(np.mean(np.abs(r - np.array(SIGMAS_PX, float))))
         print(f"{name:>24} " + " ".join(f"{v:6.2f}" for v in r) + f"  {mae:6.2f}", flush=True)
     return 0
