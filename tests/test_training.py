@@ -577,6 +577,38 @@ def test_l1_pixel_loss_trains_the_map_and_aux_and_logs_the_mse():
     np.testing.assert_allclose(logs["total"], float(tf.reduce_mean(l1)), rtol=1e-4)
 
 
+def test_pixel_loss_step_trains_with_the_mse_before_it():
+    """--pixel_loss_step: the MSE trains map and aux terms (phases ``*_mse``, aux logged as
+    aux_mse) before that step, --pixel_loss from it; one flagfile runs both stages."""
+    t = build_trainer(tiny_cfg(variant="B", use_aux=True, pixel_loss="l1", pixel_loss_step=3,
+                               freeze_norm_step=3), seed=0)
+    assert [t.phase_for_step(s) for s in (0, 2, 3)] == ["joint_mse", "joint_mse",
+                                                        "joint_frozen_norm"]
+    el = make_element()
+    t.set_phase("joint_mse")
+    assert t.pixel_loss == "mse"
+    out = t.blur_estimator(el["synthetic"]["image"], training=True)
+    aux = losses.aux_per_example(out, el["synthetic"]["sigma_norm"], kind="mse")
+    logs = {k: float(v) for k, v in t.train_step(el).items()}
+    assert "aux_l1" not in logs
+    np.testing.assert_allclose(logs["aux_mse"], float(tf.reduce_mean(aux)), rtol=1e-4)
+    np.testing.assert_allclose(logs["total"], logs["mse"] + logs["aux_mse"], rtol=1e-4)
+
+    t.set_phase("joint_frozen_norm")
+    t.reset_train_metrics()
+    assert t.pixel_loss == "l1"
+    out = t.blur_estimator(el["synthetic"]["image"], training=False)   # the frozen step's pass
+    l1 = losses.pixel_loss_per_example(out["defocus"], el["synthetic"]["sigma_norm"], kind="l1")
+    logs = {k: float(v) for k, v in t.train_step(el).items()}
+    assert "aux_mse" not in logs
+    np.testing.assert_allclose(logs["total"], float(tf.reduce_mean(l1)) + logs["aux_l1"],
+                               rtol=1e-4)
+    with pytest.raises(ValueError, match="pixel_loss_step"):
+        tiny_cfg(pixel_loss_step=2)                      # the MSE from step 2: nothing to switch
+    with pytest.raises(ValueError, match="phase"):
+        build_trainer(tiny_cfg(variant="B"), seed=0).set_phase("joint_mse")
+
+
 def test_frozen_norm_phase_trains_beta_on_the_moving_statistics():
     """--freeze_norm_step: from that step the joint step runs B's BatchNorm on its moving
     statistics (they stay put) while the betas and every other weight still train."""

@@ -164,6 +164,12 @@ class LossConfig(Section):
     pixel_loss: str = setting(LossWeights.pixel_loss, "Pixel loss of the map and the aux "
                               "outputs: mse (the paper's) or l1 (less pull toward the mean sigma "
                               "on ambiguous pixels).", choices=PIXEL_LOSSES)
+    pixel_loss_step: int = setting(0, "Step from which --pixel_loss trains; the MSE before it "
+                                      "(0 = from the start).", low=0)
+
+    def check(self):
+        if self.pixel_loss_step > 0 and self.pixel_loss == "mse":
+            raise ValueError("--pixel_loss_step needs a --pixel_loss other than mse")
 
     @property
     def fills_smooth(self):

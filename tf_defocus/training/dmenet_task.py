@@ -96,6 +96,7 @@ def build_trainer(cfg, seed=None):
         blur, disc, calib, content, weights=cfg.losses.weights, use_aux=variant.aux,
         pretrain_steps=cfg.schedule.pretrain_steps,
         freeze_norm_step=cfg.schedule.freeze_norm_step,
+        pixel_loss_step=cfg.losses.pixel_loss_step,
         mask_threshold=DEFAULT_MASK_THRESHOLD_PX / SIGMA_MAX_PX)
     opt = cfg.optimizer
     adam = lambda name: keras.optimizers.Adam(opt.learning_rate, beta_1=opt.adam_beta1, name=name)

@@ -42,6 +42,10 @@ PHASE_FROZEN_NORM = "joint_frozen_norm"
 """The joint step with B's BatchNorm on its moving statistics (beta still trains), so that
 training computes B's inference function: batch statistics of 3-crop batches normalise away
 the overall sharpness of a batch, the cue B has to read (``--freeze_norm_step``)."""
+MSE_SUFFIX = "_mse"
+"""Appended to a phase before ``pixel_loss_step``: the MSE trains the map and aux terms
+(``--pixel_loss`` takes over at that step; e.g. ``joint_mse`` then ``joint_frozen_norm``)."""
+_BASE_PHASES = (PHASE_PRETRAIN, PHASE_JOINT, PHASE_FROZEN_NORM)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,6 +125,8 @@ class DMENetTrainer(keras.Model):
       ``phase_for_step`` / ``set_phase``).
     freeze_norm_step: from this step on (0 = never) B's BatchNorm runs on its moving statistics
       in the joint step (``PHASE_FROZEN_NORM``).
+    pixel_loss_step: from this step on ``weights.pixel_loss`` trains the map and aux terms; the
+      MSE before it (phases with ``MSE_SUFFIX``).
     mask_threshold: threshold on B's sigma/7 output for the validation mask accuracy (default
       1/7: sigma > 1 px, the data engine's mask threshold). Blur masks are scored with B's map
       (only B is used at test time); with S, ``val_calibrated_*`` also scores ``sigmoid(S(B))``
@@ -131,7 +137,7 @@ class DMENetTrainer(keras.Model):
 
     def __init__(self, blur_estimator, discriminator=None, calibrator=None, content=None, *,
                  weights=LossWeights(), use_aux=True, pretrain_steps=0, freeze_norm_step=0,
-                 mask_threshold=None,
+                 pixel_loss_step=0, mask_threshold=None,
                  name="dmenet_trainer", **kwargs):
         super().__init__(name=name, **kwargs)
         self.blur_estimator = blur_estimator
@@ -144,7 +150,10 @@ class DMENetTrainer(keras.Model):
         self.use_aux = bool(use_aux)
         self.pretrain_steps = int(pretrain_steps)
         self.freeze_norm_step = int(freeze_norm_step)
-        self.phase = PHASE_PRETRAIN if self.pretrain_steps > 0 else PHASE_JOINT
+        self.pixel_loss_step = int(pixel_loss_step)
+        if self.pixel_loss_step > 0 and weights.pixel_loss == "mse":
+            raise ValueError("pixel_loss_step needs a pixel loss other than mse")
+        self.phase = self.phase_for_step(0)
         if mask_threshold is None:
             mask_threshold = DEFAULT_MASK_THRESHOLD_PX / SIGMA_MAX_PX   # in B's sigma/7 units
         self.mask_threshold = float(mask_threshold)
@@ -152,11 +161,11 @@ class DMENetTrainer(keras.Model):
         self.d_optimizer = None
 
         # Training metrics: unweighted loss terms (mean per example); the aux term is logged
-        # under its pixel loss (aux_mse / aux_l1).
-        self._aux_name = f"aux_{weights.pixel_loss}"
+        # under the pixel loss that trains it (aux_mse / aux_l1).
         names = ["total", "mse"]
         if self.use_aux:
-            names.append(self._aux_name)
+            names += sorted({f"aux_{k}" for k in ("mse", weights.pixel_loss)
+                             if k == weights.pixel_loss or self.pixel_loss_step > 0})
         if content is not None:
             names.append("content")
         if calibrator is not None:
@@ -254,19 +263,28 @@ class DMENetTrainer(keras.Model):
 
     def phase_for_step(self, step):
         """``pretrain`` for the first ``pretrain_steps`` steps, then ``joint``; from
-        ``freeze_norm_step`` on (if > 0) ``joint_frozen_norm``."""
+        ``freeze_norm_step`` on (if > 0) ``joint_frozen_norm``; before ``pixel_loss_step``
+        with ``MSE_SUFFIX``."""
         step = int(step)
         if step < self.pretrain_steps:
-            return PHASE_PRETRAIN
-        if 0 < self.freeze_norm_step <= step:
-            return PHASE_FROZEN_NORM
-        return PHASE_JOINT
+            phase = PHASE_PRETRAIN
+        elif 0 < self.freeze_norm_step <= step:
+            phase = PHASE_FROZEN_NORM
+        else:
+            phase = PHASE_JOINT
+        return phase + MSE_SUFFIX if step < self.pixel_loss_step else phase
 
     def set_phase(self, phase):
         """Switch the train step (the caller must rebuild its train function)."""
-        if phase not in (PHASE_PRETRAIN, PHASE_JOINT, PHASE_FROZEN_NORM):
+        base = phase.removesuffix(MSE_SUFFIX)
+        if base not in _BASE_PHASES or (base != phase and self.pixel_loss_step == 0):
             raise ValueError(f"unknown phase {phase!r}")
         self.phase = phase
+
+    @property
+    def pixel_loss(self):
+        """The pixel loss of the map and aux terms in the current phase."""
+        return "mse" if self.phase.endswith(MSE_SUFFIX) else self.weights_cfg.pixel_loss
 
     def call(self, inputs, training=False):
         """B's forward pass: image (N,H,W,3) -> output dict (see ``BlurEstimator``)."""
@@ -288,8 +306,9 @@ class DMENetTrainer(keras.Model):
             tf.cast(value, tf.float32), sample_weight=tf.cast(count, tf.float32))
 
     def _logs(self):
+        """Current means of the terms this phase trains (one aux name: that of its loss)."""
         return {n: self.train_trackers[n].result() for n in self._train_metric_names
-                if n in self.train_trackers}
+                if not n.startswith("aux_") or n == f"aux_{self.pixel_loss}"}
 
     @staticmethod
     def _apply(optimizer, tape, scaled_loss, variables):
@@ -306,7 +325,7 @@ class DMENetTrainer(keras.Model):
     def train_step(self, data):
         if self.b_optimizer is None:
             raise RuntimeError("DMENetTrainer.compile() must be called before training")
-        if self.phase == PHASE_PRETRAIN:
+        if self.phase.startswith(PHASE_PRETRAIN):
             return self._pretrain_step(data)
         return self._joint_step(data)
 
@@ -320,10 +339,10 @@ class DMENetTrainer(keras.Model):
         """(weighted MSE, weighted training pixel loss) of B's map on a synthetic batch, each
         (N,); the same tensor when the pixel loss is the MSE. weights: ``_pixel_weights``."""
         mse = losses.mse_per_example(defocus, syn["sigma_norm"], weights)
-        if self.weights_cfg.pixel_loss == "mse":
+        if self.pixel_loss == "mse":
             return mse, mse
         return mse, losses.pixel_loss_per_example(defocus, syn["sigma_norm"], weights,
-                                                  self.weights_cfg.pixel_loss)
+                                                  self.pixel_loss)
 
     def _pretrain_step(self, data):
         """B alone, map loss only (the authors' ``loss_init``; the MSE unless --pixel_loss)."""
@@ -356,7 +375,7 @@ class DMENetTrainer(keras.Model):
         with tf.GradientTape() as tape:
             # B separately on each domain batch: BatchNorm statistics per domain (moving ones
             # in the frozen-norm phase).
-            b_training = self.phase != PHASE_FROZEN_NORM
+            b_training = not self.phase.startswith(PHASE_FROZEN_NORM)
             out_s = B(syn["image"], training=b_training)
             out_m = B(data["real_mask"]["image"], training=b_training) if need_mask else None
             out_u = B(data["real_unlabelled"]["image"], training=b_training) if use_d else None
@@ -372,9 +391,9 @@ class DMENetTrainer(keras.Model):
             self._track("mse", mse)
             if self.use_aux:
                 aux = losses.aux_per_example(out_s, syn["sigma_norm"], pixel_weights,
-                                             w.pixel_loss)
+                                             self.pixel_loss)
                 total += w.aux * losses.replica_mean(aux)
-                self._track(self._aux_name, aux)
+                self._track(f"aux_{self.pixel_loss}", aux)
             if self.content is not None:
                 content = losses.content_per_example(self.content, out_s["defocus"],
                                                      syn["sigma_norm"])
