@@ -7,6 +7,11 @@ and predicted sigma [px], MAE [px], Spearman rho, and the mean prediction on sha
 (true sigma < 1 px). A model that fits one kind and not the other shows here before it shows on
 the validation set.
 
+``--calibration`` adds, on visible pixels (not ``metrics.smooth_pixels``) of all kinds, the
+median and quartiles of the true sigma per band of the prediction: a model whose median truth
+equals its prediction in every band is calibrated on its training data (an L1-trained model
+should be), so a monotone recalibration of its output cannot lower its error there.
+
     python benchmarks/pool_fit.py --model=runs/snap/v3_step5000.keras --pool_dir=POOL --images=24
 """
 
@@ -31,7 +36,7 @@ def main(args):
     from tf_defocus.imageio import read_image
     est = inference.load_estimator(args.model)
     root = Path(args.pool_dir).expanduser()
-    kinds = {}
+    kinds, visible = {}, ([], [])
     for meta_path in sorted((root / "meta").glob("*.json"))[:args.images]:
         stem = meta_path.stem
         kind = json.loads(meta_path.read_text()).get("source", "?")
@@ -41,6 +46,9 @@ def main(args):
         truth_pred = kinds.setdefault(kind, ([], []))
         truth_pred[0].append(label.ravel())
         truth_pred[1].append(pred.ravel())
+        v = ~metrics.smooth_pixels(image)
+        visible[0].append(label[v])
+        visible[1].append(pred[v])
     print(f"{'scene':>11s} {'images':>6s} {'true px':>8s} {'pred px':>8s} {'MAE px':>7s} "
           f"{'rho':>6s} {'sharp pred px':>13s}")
     for kind, (truth, pred) in sorted(kinds.items()):
@@ -48,6 +56,21 @@ def main(args):
         sharp = p[t < 1.0].mean() if (t < 1.0).any() else float("nan")
         print(f"{kind:>11s} {len(truth):6d} {t.mean():8.2f} {p.mean():8.2f} "
               f"{np.abs(t - p).mean():7.2f} {metrics.spearman(p, t):6.3f} {sharp:13.2f}")
+    if args.calibration:
+        print_calibration(np.concatenate(visible[0]), np.concatenate(visible[1]))
+
+
+def print_calibration(truth, pred):
+    """Median and quartiles of ``truth`` per 1-px band of ``pred`` (both sigma px, 1-D)."""
+    print(f"visible pixels: {truth.size}, MAE {np.abs(truth - pred).mean():.2f} px")
+    print(f"{'pred band px':>12s} {'share':>6s} {'mean pred':>9s} {'true q25':>8s} "
+          f"{'true median':>11s} {'true q75':>8s}")
+    for lo in range(8):
+        k = (pred >= lo) & (pred < lo + 1)
+        if k.any():
+            q25, q50, q75 = np.percentile(truth[k], (25, 50, 75))
+            print(f"{f'[{lo}, {lo + 1})':>12s} {k.mean():6.2f} {pred[k].mean():9.2f} "
+                  f"{q25:8.2f} {q50:11.2f} {q75:8.2f}")
 
 
 if __name__ == "__main__":
@@ -55,4 +78,6 @@ if __name__ == "__main__":
     parser.add_argument("--model", required=True, help="a .keras, SavedModel or .tflite model")
     parser.add_argument("--pool_dir", required=True, help="a training pool folder (SYNDOF layout)")
     parser.add_argument("--images", type=int, default=24, help="first N images of the pool")
+    parser.add_argument("--calibration", action="store_true",
+                        help="median true sigma per band of the prediction, visible pixels")
     main(parser.parse_args())
