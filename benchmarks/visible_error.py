@@ -6,7 +6,9 @@ around them): the evaluate CLI's per-image Spearman, blur-detection AUC (true si
 sigma/7 MAE, the MAE on smooth (``metrics.smooth_pixels``) and on visible pixels, and the
 median predicted sigma on smooth in-focus pixels of the all-in-focus scenes. ``--calibration``
 adds the mean prediction on visible pixels per band of true sigma (a compressed range shows as
-flat means). ``--model=oracle`` is the true sigma itself: what the fill gives with a perfect
+flat means). ``--contrast`` adds the raw map's MAE [px] per band of local contrast (the grey
+std of ``propagation.local_grey_std``, levels of 255) and of true sigma: where on the visible
+pixels the error is. ``--model=oracle`` is the true sigma itself: what the fill gives with a perfect
 network on the visible pixels.
 
     python benchmarks/visible_error.py --model=v4=runs/snap/v4_step2000.keras --model=oracle --calibration
@@ -32,6 +34,8 @@ if str(REPO) not in sys.path:
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 BANDS_PX = (0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0)
+CONTRAST_LEVELS = (0, 2, 4, 8, 16, 32, 256)
+CONTRAST_SIGMA_PX = (0.0, 1.0, 3.0, 5.0, 8.0)
 
 
 def raw_predictor(path):
@@ -85,6 +89,26 @@ def calibration(data, maps):
     return out
 
 
+def contrast_table(data, maps):
+    """[(lo, hi, share, MAE px, [MAE px per CONTRAST_SIGMA_PX band])] per contrast band."""
+    from tf_defocus import propagation
+    c, t, q = [], [], []
+    for meta, image, sigma in data:
+        c.append(255.0 * propagation.local_grey_std(image[None]).numpy()[0, ..., 0].ravel())
+        t.append(sigma.ravel())
+        q.append(maps[meta["id"]].ravel())
+    c, t, q = map(np.concatenate, (c, t, q))
+    err = np.abs(q - t)
+    out = []
+    for lo, hi in zip(CONTRAST_LEVELS[:-1], CONTRAST_LEVELS[1:]):
+        k = (c >= lo) & (c < hi)
+        bands = [err[k & (t >= a) & (t < b)] for a, b in
+                 zip(CONTRAST_SIGMA_PX[:-1], CONTRAST_SIGMA_PX[1:])]
+        out.append((lo, hi, k.mean(), err[k].mean() if k.any() else np.nan,
+                    [e.mean() if e.size else np.nan for e in bands]))
+    return out
+
+
 def render_no_photo_set(out_dir, count, seed):
     from tf_defocus.data import scenes
     scenes.SURFACE_WEIGHTS = (0.0, 0.25, 0.75)
@@ -124,6 +148,14 @@ def main(args):
                   "band px, share, mean pred px, p90 pred px")
             for lo, hi, share, mean, p90 in calibration(data, raw):
                 print(f"{'':>14}   [{lo:g}, {hi:g})  {share:5.2f}  {mean:5.2f}  {p90:5.2f}")
+        if args.contrast and name != "oracle":
+            bands = "  ".join(f"[{a:g}, {b:g})" for a, b in
+                              zip(CONTRAST_SIGMA_PX[:-1], CONTRAST_SIGMA_PX[1:]))
+            print(f"{'':>14} raw MAE px by local contrast (grey std, levels): "
+                  f"band, share, all, per true sigma band px {bands}")
+            for lo, hi, share, mae, per in contrast_table(data, raw):
+                print(f"{'':>14}   [{lo:g}, {hi:g})  {share:5.2f}  {mae:5.2f}  "
+                      + "  ".join(f"{v:5.2f}" for v in per))
 
 
 def parse(argv):
@@ -132,6 +164,8 @@ def parse(argv):
     p.add_argument("--model", action="append", required=True,
                    help="name=PATH of a .keras inference model, or 'oracle' (repeatable)")
     p.add_argument("--calibration", action="store_true")
+    p.add_argument("--contrast", action="store_true",
+                   help="raw MAE per band of local contrast and true sigma")
     p.add_argument("--no_photos", type=int, default=0,
                    help="render this many photo-free layered scenes into --data_dir first")
     p.add_argument("--seed", type=int, default=777)
