@@ -1,0 +1,35 @@
+"""Tools under benchmarks/ that compute something a figure depends on (tiny models)."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import average_weights  # noqa: E402
+
+from tf_defocus.models.blur_estimator import BlurEstimator  # noqa: E402
+
+
+def _saved(tmp_path, name, seed, width=0.0625):
+    import keras
+    keras.utils.set_random_seed(seed)
+    path = tmp_path / f"{name}.keras"
+    BlurEstimator(width=width).inference_model().save(path)
+    return path
+
+
+def test_average_weights_is_the_mean_of_every_weight(tmp_path):
+    import keras
+    a, b = _saved(tmp_path, "a", 0), _saved(tmp_path, "b", 1)
+    wa, wb = (keras.saving.load_model(p).get_weights() for p in (a, b))
+    assert any(not np.array_equal(x, y) for x, y in zip(wa, wb))
+    out = tmp_path / "soup.keras"
+    average_weights.main(["--out", str(out), str(a), str(b)])
+    got = keras.saving.load_model(out).get_weights()
+    for x, y, m in zip(wa, wb, got):
+        np.testing.assert_allclose(m, (x + y) / 2, rtol=1e-6, atol=1e-7)
+    with pytest.raises(SystemExit, match="same weights"):
+        average_weights.average_models([a, _saved(tmp_path, "wide", 2, width=0.125)])
