@@ -7,8 +7,9 @@ sigma/7 MAE, the MAE on smooth (``metrics.smooth_pixels``) and on visible pixels
 median predicted sigma on smooth in-focus pixels of the all-in-focus scenes. ``--calibration``
 adds the mean prediction on visible pixels per band of true sigma (a compressed range shows as
 flat means). ``--contrast`` adds the raw map's MAE [px] per band of local contrast (the grey
-std of ``propagation.local_grey_std``, levels of 255) and of true sigma: where on the visible
-pixels the error is. ``--model=oracle`` is the true sigma itself: what the fill gives with a perfect
+std of ``propagation.local_grey_std``, levels of 255) and of true sigma, and split by whether a
+pixel lies near a step of the true sigma (its range over ``STEP_WINDOW_PX`` squared above
+``STEP_RANGE_PX``: an occlusion boundary, where the label steps with depth): where the error is. ``--model=oracle`` is the true sigma itself: what the fill gives with a perfect
 network on the visible pixels.
 
     python benchmarks/visible_error.py --model=v4=runs/snap/v4_step2000.keras --model=oracle --calibration
@@ -36,6 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 BANDS_PX = (0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0)
 CONTRAST_LEVELS = (0, 2, 4, 8, 16, 32, 256)
 CONTRAST_SIGMA_PX = (0.0, 1.0, 3.0, 5.0, 8.0)
+STEP_WINDOW_PX = 15      # the window of metrics.smooth_pixels
+STEP_RANGE_PX = 1.0
 
 
 def raw_predictor(path):
@@ -89,23 +92,34 @@ def calibration(data, maps):
     return out
 
 
+def near_sigma_step(sigma):
+    """(H, W) bool: the true sigma [px] varies by more than ``STEP_RANGE_PX`` within the
+    ``STEP_WINDOW_PX`` square around the pixel."""
+    import cv2
+    k = np.ones((STEP_WINDOW_PX, STEP_WINDOW_PX), np.uint8)
+    return cv2.dilate(sigma, k) - cv2.erode(sigma, k) > STEP_RANGE_PX
+
+
 def contrast_table(data, maps):
-    """[(lo, hi, share, MAE px, [MAE px per CONTRAST_SIGMA_PX band])] per contrast band."""
+    """[(lo, hi, share, MAE px, [MAE px per CONTRAST_SIGMA_PX band], share near a sigma step,
+    MAE px near one, MAE px away)] per contrast band, then the same for all pixels."""
     from tf_defocus import propagation
-    c, t, q = [], [], []
+    c, t, q, e = [], [], [], []
     for meta, image, sigma in data:
         c.append(255.0 * propagation.local_grey_std(image[None]).numpy()[0, ..., 0].ravel())
         t.append(sigma.ravel())
         q.append(maps[meta["id"]].ravel())
-    c, t, q = map(np.concatenate, (c, t, q))
+        e.append(near_sigma_step(sigma).ravel())
+    c, t, q, e = map(np.concatenate, (c, t, q, e))
     err = np.abs(q - t)
+    mean = lambda x: x.mean() if x.size else np.nan
     out = []
-    for lo, hi in zip(CONTRAST_LEVELS[:-1], CONTRAST_LEVELS[1:]):
+    for lo, hi in (*zip(CONTRAST_LEVELS[:-1], CONTRAST_LEVELS[1:]), (0, CONTRAST_LEVELS[-1])):
         k = (c >= lo) & (c < hi)
-        bands = [err[k & (t >= a) & (t < b)] for a, b in
+        bands = [mean(err[k & (t >= a) & (t < b)]) for a, b in
                  zip(CONTRAST_SIGMA_PX[:-1], CONTRAST_SIGMA_PX[1:])]
-        out.append((lo, hi, k.mean(), err[k].mean() if k.any() else np.nan,
-                    [e.mean() if e.size else np.nan for e in bands]))
+        out.append((lo, hi, k.mean(), mean(err[k]), bands, mean(e[k]), mean(err[k & e]),
+                    mean(err[k & ~e])))
     return out
 
 
@@ -151,11 +165,12 @@ def main(args):
         if args.contrast and name != "oracle":
             bands = "  ".join(f"[{a:g}, {b:g})" for a, b in
                               zip(CONTRAST_SIGMA_PX[:-1], CONTRAST_SIGMA_PX[1:]))
-            print(f"{'':>14} raw MAE px by local contrast (grey std, levels): "
-                  f"band, share, all, per true sigma band px {bands}")
-            for lo, hi, share, mae, per in contrast_table(data, raw):
+            print(f"{'':>14} raw MAE px by local contrast (grey std, levels): band, share, "
+                  f"all, per true sigma band px {bands}, share near a sigma step, near, away")
+            for lo, hi, share, mae, per, near, mae_near, mae_away in contrast_table(data, raw):
                 print(f"{'':>14}   [{lo:g}, {hi:g})  {share:5.2f}  {mae:5.2f}  "
-                      + "  ".join(f"{v:5.2f}" for v in per))
+                      + "  ".join(f"{v:5.2f}" for v in per)
+                      + f"  {near:5.2f}  {mae_near:5.2f}  {mae_away:5.2f}")
 
 
 def parse(argv):
