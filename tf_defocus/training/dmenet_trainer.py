@@ -164,8 +164,8 @@ class DMENetTrainer(keras.Model):
         # under the pixel loss that trains it (aux_mse / aux_l1).
         names = ["total", "mse"]
         if self.use_aux:
-            names += sorted({f"aux_{k}" for k in ("mse", weights.pixel_loss)
-                             if k == weights.pixel_loss or self.pixel_loss_step > 0})
+            kinds = {weights.pixel_loss, "mse"} if self.pixel_loss_step > 0 else {weights.pixel_loss}
+            names += sorted(f"aux_{k}" for k in kinds)
         if content is not None:
             names.append("content")
         if calibrator is not None:
