@@ -46,9 +46,10 @@ def main(args):
         truth_pred = kinds.setdefault(kind, ([], []))
         truth_pred[0].append(label.ravel())
         truth_pred[1].append(pred.ravel())
-        v = ~metrics.smooth_pixels(image)
-        visible[0].append(label[v])
-        visible[1].append(pred[v])
+        if args.calibration:
+            v = ~metrics.smooth_pixels(image)
+            visible[0].append(label[v])
+            visible[1].append(pred[v])
     print(f"{'scene':>11s} {'images':>6s} {'true px':>8s} {'pred px':>8s} {'MAE px':>7s} "
           f"{'rho':>6s} {'sharp pred px':>13s}")
     for kind, (truth, pred) in sorted(kinds.items()):
