@@ -32,15 +32,19 @@ for p in (str(REPO), str(REPO / "benchmarks")):
 from inference import make_model, run_worker  # noqa: E402  (benchmarks/inference.py)
 
 
+PHOTO = "goldfish.png"
+"""The held-out package photo (ukui-wallpapers) every size is resized from."""
+
+
 def photo(width, height):
     """A held-out package photo (float32 RGB) resized to (height, width, 3)."""
     import cv2
     from tf_defocus.data import photos
     from tf_defocus.imageio import read_image
-    paths = photos.package_photos("val")
+    paths = [p for p in photos.package_photos("val") if p.name == PHOTO]
     if not paths:
-        raise SystemExit("no package photos installed (pip install scikit-image)")
-    img = read_image(max(paths, key=lambda p: os.path.getsize(p)))
+        raise SystemExit(f"held-out photo {PHOTO} not installed (apt-get install ukui-wallpapers)")
+    img = read_image(paths[0])
     return cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA)
 
 

@@ -32,7 +32,8 @@ def source_package(path):
         return "scikit-image"
     if "/mate/" in p:
         return "mate-backgrounds"
-    return "ukui-wallpapers"
+    from tf_defocus.data import photos
+    return "lomiri-wallpapers-16.04" if p in photos.LOMIRI_PHOTOS else "ukui-wallpapers"
 
 
 def usage(split, scenes, width, height, seed):

@@ -11,10 +11,15 @@ Sources (all looked up by path at run time; missing packages are simply absent):
   many with a real shallow depth of field.
 * Debian ``ukui-wallpapers`` (``/usr/share/backgrounds``): rendered illustrations with large
   smooth gradients and crisp edges -- the smooth in-focus surfaces real photos are full of.
+* Debian ``lomiri-wallpapers-16.04`` (``/usr/share/backgrounds``, the Ubuntu Touch wallpapers):
+  14 everyday photographs (a room, a dog at a window, a fig on a plate, mountains, a clock, a
+  dragonfly...), some with a real shallow depth of field. Held out: validation only
+  (``LOMIRI_PHOTOS``; the package's one illustration is not used).
 
-Install the Debian ones with ``apt-get install mate-backgrounds ukui-wallpapers``
-(``APT_PACKAGES``). Adding photos changes the training pools (their cache key holds the photo
-``fingerprint``), so the default model's recipe uses exactly these.
+Install the Debian ones with ``apt-get install mate-backgrounds ukui-wallpapers
+lomiri-wallpapers-16.04`` (``APT_PACKAGES``). Adding training photos changes the training pools
+(their cache key holds the ``fingerprint`` of the ``train`` split), so the default model's recipe
+uses exactly these.
 
 Photos are split once, by name, into ``train`` and ``val`` (held out for the validation set and
 the qualitative montage), so validation scenes never show a training texture.
@@ -41,14 +46,23 @@ from tf_defocus import imageio
 SKIMAGE_PHOTOS = ("astronaut.png", "brick.png", "camera.png", "chelsea.png", "coffee.png",
                   "coins.png", "grass.png", "gravel.png", "hubble_deep_field.jpg", "ihc.png",
                   "moon.png", "page.png", "rocket.jpg", "text.png")
-APT_PACKAGES = ("mate-backgrounds", "ukui-wallpapers")
+APT_PACKAGES = ("mate-backgrounds", "ukui-wallpapers", "lomiri-wallpapers-16.04")
 """Debian packages whose photos this module uses (``apt-get install`` them)."""
 DEBIAN_PHOTO_GLOBS = ("/usr/share/backgrounds/mate/nature/*.jpg",)
 DEBIAN_ILLUSTRATIONS = tuple(f"/usr/share/backgrounds/{n}" for n in (
     "calla.png", "city.png", "desert.png", "goldfish.png", "the-mouse.jpg", "string.jpg",
     "rhythm.jpg", "2004default.jpg", "firstgeneration.jpg"))
+LOMIRI_PHOTOS = tuple(f"/usr/share/backgrounds/{n}_by_{a}.jpg" for n, a in (
+    ("Bridge", "Sander_Klootwijk"), ("Dragonfly", "Bolly"), ("Picture_0B", "freespace"),
+    ("Picture_1A", "freespace"), ("Wine", "Jakkub_Mede"), ("aitzgorri", "Aitzol_Berasategi"),
+    ("analogpattern", "Peter_Nerlich"), ("free", "Peter_Nerlich"),
+    ("friends", "Aitzol_Berasategi"), ("greentock", "Peter_Nerlich"),
+    ("life", "Aitzol_Berasategi"), ("picosdeeuropa", "Aitzol_Berasategi"),
+    ("seeding", "Clements_Engelhardt"), ("sunset", "Aitzol_Berasategi")))
+"""The photographs of Debian ``lomiri-wallpapers-16.04`` (its ``umang`` illustration left out);
+all held out (``VAL_PHOTOS``)."""
 VAL_PHOTOS = frozenset({"astronaut.png", "coffee.png", "chelsea.png", "Dune.jpg", "TwoWings.jpg",
-                        "Garden.jpg", "city.png", "goldfish.png"})
+                        "Garden.jpg", "city.png", "goldfish.png"} | {Path(p).name for p in LOMIRI_PHOTOS})
 """Held out of training: validation scenes and the qualitative montage use only these."""
 SPLITS = ("train", "val", "all")
 LIBRARY_MAX_SIDE = 1024
@@ -75,7 +89,7 @@ def package_photos(split="train"):
         paths += [d / n for n in SKIMAGE_PHOTOS]
     for pattern in DEBIAN_PHOTO_GLOBS:
         paths += [Path(p) for p in glob.glob(pattern)]
-    paths += [Path(p) for p in DEBIAN_ILLUSTRATIONS]
+    paths += [Path(p) for p in DEBIAN_ILLUSTRATIONS + LOMIRI_PHOTOS]
     paths = sorted({p for p in paths if p.is_file()}, key=lambda p: (p.name, str(p)))
     if split == "all":
         return paths
