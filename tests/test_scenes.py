@@ -1,5 +1,7 @@
 """Realistic training data: layered scenes, package photos, the varied camera pipeline."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -186,3 +188,21 @@ def test_dead_leaves_smooth_share_adds_smooth_leaves_and_zero_keeps_the_original
         np.random.default_rng(s), 320, 240, smooth_share=share)[0]).mean()
         for share in (0.0, 0.9) for s in range(4)]
     assert np.mean(smooth[4:]) > np.mean(smooth[:4]) + 0.05
+
+
+def test_generate_records_its_photos_and_warns_when_some_are_missing(tmp_path, monkeypatch, capsys):
+    from tf_defocus import generate
+    argv = ["generate", "--num_images=1", "--image_size=48x32", "--scene=layered",
+            "--psf=disc", "--photo_split=val"]
+    assert generate.main([*argv, f"--out_dir={tmp_path / 'a'}"]) == 0
+    doc = json.loads((tmp_path / "a" / "generate_config.json").read_text())
+    installed = photos.package_photos("val")
+    assert doc["photos"] == {"count": len(installed), "fingerprint": photos.fingerprint(installed)}
+    assert ("warning" in capsys.readouterr().err) == bool(photos.missing_photos("val"))
+    # one held-out photo gone: same command, other scenes -> a warning that names it
+    monkeypatch.setattr(photos, "VAL_PHOTOS", photos.VAL_PHOTOS | {"not_installed.jpg"})
+    assert "not_installed.jpg" in photos.missing_photos("val")
+    assert "not_installed.jpg" not in photos.missing_photos("train")
+    assert generate.main([*argv, f"--out_dir={tmp_path / 'b'}"]) == 0
+    err = capsys.readouterr().err
+    assert "warning" in err and "not_installed.jpg" in err and "apt-get install" in err

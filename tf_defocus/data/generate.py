@@ -298,6 +298,16 @@ def run_generation(cfg, stream=None):
     out.mkdir(parents=True, exist_ok=True)
     suffix = shard_suffix(cfg)
     config_doc = {"tf_defocus_version": __version__, **cfglib.to_dict(cfg)}
+    if cfg.source == "procedural" and cfg.scene in ("layered", "mixed"):
+        used = photos.package_photos(cfg.photo_split)
+        config_doc["photos"] = {"count": len(used), "fingerprint": photos.fingerprint(used)}
+        missing = photos.missing_photos(cfg.photo_split)
+        if missing:  # same seed, other textures: not the data set the docs' figures are on
+            stream.write(f"warning: {len(missing)} package photos of split "
+                         f"{cfg.photo_split!r} are not installed ({', '.join(missing[:4])}"
+                         f"{', ...' if len(missing) > 4 else ''}); the scenes will differ from "
+                         f"those made with them (pip install scikit-image; apt-get install "
+                         f"{' '.join(photos.APT_PACKAGES)})\n")
     imageio.write_text(out / f"generate_config{suffix}.json",
                        json.dumps(config_doc, indent=2, sort_keys=True) + "\n")
     n = cfg.num_images

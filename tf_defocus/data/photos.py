@@ -97,6 +97,18 @@ def package_photos(split="train"):
     return held if split == "val" else [p for p in paths if p.name not in VAL_PHOTOS]
 
 
+def missing_photos(split="train"):
+    """Sorted names of the listed package photos of ``split`` that are not installed here (the
+    mate-backgrounds nature photos are found by glob, so only their held-out ones are listed)."""
+    listed = {Path(p).name for p in DEBIAN_ILLUSTRATIONS + LOMIRI_PHOTOS} | set(SKIMAGE_PHOTOS)
+    listed |= VAL_PHOTOS
+    if split == "val":
+        listed &= VAL_PHOTOS
+    elif split == "train":
+        listed -= VAL_PHOTOS
+    return sorted(listed - {p.name for p in package_photos(split)})
+
+
 def fingerprint(paths):
     """Short hash of the photo files' names and sizes (part of pool cache keys)."""
     h = hashlib.sha256()
