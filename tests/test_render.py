@@ -197,3 +197,43 @@ def test_bad_inputs():
         render.render_defocus(img, np.full((8, 8), np.nan), cam)
     with pytest.raises(ValueError):
         render.render_defocus(img, np.full((8, 8), 1000.0), cam, psf="box")
+
+
+def _one_light(h=96, w=96, gain=20.0):
+    lights = np.zeros((h, w, 3), np.float32)
+    lights[h // 2, w // 2] = gain
+    return lights
+
+
+@pytest.mark.parametrize("sigma", [0.0, 3.0, 6.0])
+def test_a_light_brighter_than_white_defocuses_into_a_bright_disc(sigma):
+    """A point light on a dark plane: in focus one clipped pixel; defocused a saturated disc of
+    the aperture's size (bokeh), centred on the light; the label does not change."""
+    h = w = 96
+    img = np.full((h, w, 3), 0.05, np.float32)
+    depth = np.full((h, w), Z_MM if sigma else S1_MM, np.float32)
+    cam = camera_for_sigma(max(sigma, 0.01), w)
+    plain, label = render.render_defocus(img, depth, cam, psf="disc", disc=NO_NOISE)
+    area = np.pi * max(render.aperture_radius_px(float(label[h // 2, w // 2])), 0.5) ** 2
+    gain = 20.0 if sigma == 0.0 else 3.0 * area     # 3x white over the whole disc
+    out, label_lit = render.render_defocus(img, depth, cam, psf="disc", disc=NO_NOISE,
+                                           highlights=_one_light(h, w, gain))
+    np.testing.assert_array_equal(label_lit, label)         # the label follows depth only
+    bright = out[..., 1] > 0.9
+    assert out.max() <= 1.0 and plain.max() < 0.3
+    if sigma == 0.0:
+        assert 1 <= bright.sum() <= 5
+    else:
+        assert 0.6 * area < bright.sum() < 1.4 * area
+        ys, xs = np.nonzero(bright)
+        assert abs(ys.mean() - h // 2) < 1 and abs(xs.mean() - w // 2) < 1
+
+
+def test_highlights_are_rejected_where_they_cannot_be_rendered():
+    img = np.zeros((16, 16, 3), np.float32)
+    cam = optics.Camera(focal_length_mm=50.0, f_number=2.0, focus_distance_mm=1000.0, image_width_px=16)
+    depth = np.full((16, 16), 1000.0)
+    with pytest.raises(ValueError, match="disc"):
+        render.render_defocus(img, depth, cam, psf="gaussian", highlights=_one_light(16, 16))
+    with pytest.raises(ValueError, match="match"):
+        render.render_defocus(img, depth, cam, psf="disc", highlights=_one_light(8, 16))

@@ -206,3 +206,34 @@ def test_generate_records_its_photos_and_warns_when_some_are_missing(tmp_path, m
     assert generate.main([*argv, f"--out_dir={tmp_path / 'b'}"]) == 0
     err = capsys.readouterr().err
     assert "warning" in err and "not_installed.jpg" in err and "apt-get install" in err
+
+
+def test_point_lights_are_bright_sparse_and_deterministic():
+    from tf_defocus.data import highlights
+    maps = [highlights.point_lights(np.random.default_rng(s), 120, 160) for s in range(20)]
+    for m in maps:
+        assert m.shape == (120, 160, 3) and m.dtype == np.float32 and m.min() >= 0
+        assert (m.max(axis=-1) > 1.0).mean() < 0.05             # sparse
+    assert max(m.max() for m in maps) > 10                        # far brighter than white
+    np.testing.assert_array_equal(maps[3], highlights.point_lights(np.random.default_rng(3), 120, 160))
+
+
+def test_synthesize_highlights_change_the_image_not_the_label():
+    kw = dict(psf="disc", scene="mixed", isp="varied")
+    with_lights = [s for s in range(12)
+                   if synthesize.synthesize(s, 64, 48, highlights=1.0, **kw).camera.get("point_lights")]
+    assert len(with_lights) == 12
+    a = synthesize.synthesize(5, 64, 48, **kw)
+    b = synthesize.synthesize(5, 64, 48, highlights=1.0, **kw)
+    np.testing.assert_array_equal(a.sigma_px, b.sigma_px)
+    assert not np.array_equal(a.image, b.image)
+    assert "point_lights" not in a.camera
+    with pytest.raises(ValueError, match="disc"):
+        synthesize.synthesize(5, 64, 48, psf="gaussian", highlights=0.5)
+    with pytest.raises(ValueError, match="probability"):
+        synthesize.synthesize(5, 64, 48, highlights=1.5, **kw)
+    # pools: the key (and so the cached folder) changes only when lights are asked for
+    plain = pools.pool_dir("/tmp/c", "disc", 64, 48, 4, 0, 1, "mixed", "varied")
+    assert pools.pool_dir("/tmp/c", "disc", 64, 48, 4, 0, 1, "mixed", "varied", 0.0) == plain
+    lit = pools.pool_dir("/tmp/c", "disc", 64, 48, 4, 0, 1, "mixed", "varied", 0.5)
+    assert lit[0] != plain[0] and lit[1]["highlights"] == 0.5 and "highlights" not in plain[1]

@@ -103,6 +103,9 @@ class GenerateConfig(Section):
     photo_split: str = setting("train", "Package photos that textures of layered scenes come "
                                "from (val: held-out photos, for validation sets).",
                                choices=photos.SPLITS)
+    highlights: float = setting(0.0, "Probability that a procedural scene gets point lights "
+                                "brighter than white (bokeh when defocused; --psf=disc only; "
+                                "tf_defocus.data.highlights).", low=0, high=1)
     @property
     def size(self):
         """(W, H) [px] of ``image_size``; (None, None) for 'native'."""
@@ -222,7 +225,7 @@ def _render_job(job, cfg):
         sample = synthesize.synthesize(job.seed, width, height, psf=cfg.psf, source=source,
                                        max_coc=cfg.max_coc, mask_threshold_px=cfg.mask_threshold_px,
                                        num_layers=cfg.num_layers, scene=cfg.scene, isp=cfg.isp,
-                                       photo_split=cfg.photo_split)
+                                       photo_split=cfg.photo_split, highlights=cfg.highlights)
     except Exception as e:  # report, keep going with the other images
         name = job.pair.name if job.pair is not None else job.sample_id
         return ("bad", name, f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}")

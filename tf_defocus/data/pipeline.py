@@ -92,6 +92,9 @@ class DataConfig(Section):
     pool_isp: str = setting(
         "basic", "Camera pipeline of disc-PSF pools: basic, or varied (noise levels, tone "
         "curve, sharpening, downscaling, JPEG 40-98).", choices=render.ISP_PROFILES)
+    pool_highlights: float = setting(
+        0.0, "Disc-PSF pools: probability that a scene gets point lights brighter than white "
+        "(bokeh when defocused; tf_defocus.data.highlights).", low=0, high=1)
     synthetic_psf: str = setting(
         "gaussian", "PSF of the synthetic domain's pool: gaussian (SYNDOF) or disc "
         "(camera-like, like the real pools).", choices=render.PSFS)

@@ -39,7 +39,8 @@ def _pool_seed(seed, stream):
     return int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(stream)]).generate_state(1)[0] >> 1)
 
 
-def pool_dir(cache_dir, psf, width, height, count, seed, stream, scene="dead_leaves", isp="basic"):
+def pool_dir(cache_dir, psf, width, height, count, seed, stream, scene="dead_leaves", isp="basic",
+             highlights=0.0):
     """Cache folder of one procedural pool and the key it is named after (a hash of everything
     that shapes the pool, including the photo files of layered scenes). Returns (Path, key)."""
     key = {"psf": psf, "width": int(width), "height": int(height), "count": int(count),
@@ -47,6 +48,8 @@ def pool_dir(cache_dir, psf, width, height, count, seed, stream, scene="dead_lea
            "tf_defocus": tf_defocus.__version__}
     if scene != "dead_leaves" or isp != "basic":
         key.update(scene=scene, isp=isp)
+    if highlights:
+        key["highlights"] = float(highlights)
     if scene in ("layered", "mixed"):
         key["photos"] = photos.fingerprint(photos.package_photos("train"))
         key["scene_version"] = scenes.SCENE_VERSION
@@ -62,7 +65,8 @@ def _generate_pool(out_dir, key, workers):
     gcfg = generate.GenerateConfig(out_dir=str(out_dir), source="procedural", num_images=key["count"],
                                    image_size=f"{key['width']}x{key['height']}", psf=key["psf"],
                                    seed=key["generator_seed"], format="syndof", num_workers=workers,
-                                   scene=key.get("scene", "dead_leaves"), isp=key.get("isp", "basic"))
+                                   scene=key.get("scene", "dead_leaves"), isp=key.get("isp", "basic"),
+                                   highlights=key.get("highlights", 0.0))
     result = generate.run_generation(gcfg)
     if result["bad"]:
         raise RuntimeError(f"{out_dir}: rendering failed for {', '.join(n for n, _ in result['bad'])}: "
@@ -70,7 +74,7 @@ def _generate_pool(out_dir, key, workers):
 
 
 def ensure_pool(psf, width, height, count, seed, stream, cache_dir=None, workers=0,
-                scene="dead_leaves", isp="basic"):
+                scene="dead_leaves", isp="basic", highlights=0.0):
     """Render (or reuse) a procedural pool; returns its SYNDOF-layout folder.
 
     The pool is exactly the data set ``python -m tf_defocus.generate --psf=<psf>
@@ -78,7 +82,8 @@ def ensure_pool(psf, width, height, count, seed, stream, cache_dir=None, workers
     the key). Files are written atomically and an interrupted run resumes where it stopped.
     ``workers``: processes (0 = one per CPU core).
     """
-    out_dir, key = pool_dir(cache_dir, psf, width, height, count, seed, stream, scene, isp)
+    out_dir, key = pool_dir(cache_dir, psf, width, height, count, seed, stream, scene, isp,
+                            highlights)
     marker = out_dir / "pool.json"
     if marker.is_file():
         return out_dir
@@ -102,7 +107,8 @@ def pool_source(domain, cfg):
         stream = STREAMS["synthetic"]  # the same camera-like renders: sigma labels, here masks
     folder = ensure_pool(psf, cfg.pool_width, cfg.pool_height, cfg.pool_size, cfg.seed,
                          stream, cache_dir=cfg.cache_dir, workers=cfg.pool_workers,
-                         scene=cfg.pool_scene, isp=cfg.pool_isp)
+                         scene=cfg.pool_scene, isp=cfg.pool_isp,
+                         highlights=cfg.pool_highlights if psf == "disc" else 0.0)
     return pool_file_source(folder, LABEL_KINDS[domain])
 
 

@@ -493,7 +493,7 @@ def _gaussian_blur(sigma):
 
 
 def render_defocus(image, depth_mm, camera, psf="gaussian", rng=None, num_layers=None,
-                   disc=None, return_info=False, out_size=None):
+                   disc=None, return_info=False, out_size=None, highlights=None):
     """Render thin-lens defocus.
 
     image: all-in-focus sRGB float32 (H, W, 3) in [0, 1]. depth_mm: (H, W) scene depth [mm],
@@ -503,6 +503,10 @@ def render_defocus(image, depth_mm, camera, psf="gaussian", rng=None, num_layers
 
     out_size: (W, H) smaller than the image to downscale the result (area average; sigma
     labels are averaged and divided by the scale), or None.
+
+    highlights: None or float32 (H, W, 3) radiance added to the scene in linear light before
+    the defocus (``highlights.point_lights``: lights brighter than white, which defocus into
+    bokeh discs and clip at the sensor); ``psf="disc"`` only.
 
     Returns ``(blurred, sigma_px)``: float32 (H, W, 3) in [0, 1] and float32 (H, W) label sigma
     [px]; with ``return_info=True`` a third dict (layer counts, disc options).
@@ -517,6 +521,12 @@ def render_defocus(image, depth_mm, camera, psf="gaussian", rng=None, num_layers
         raise ValueError(f"depth {depth.shape} does not match image {image.shape[:2]}")
     if not np.all(np.isfinite(depth)) or float(depth.min()) <= 0:
         raise ValueError("depth must be finite and > 0 mm everywhere")
+    if highlights is not None:
+        if psf != "disc":
+            raise ValueError("highlights need psf='disc' (the gaussian path blurs sRGB values)")
+        highlights = np.asarray(highlights, np.float32)
+        if highlights.shape != image.shape:
+            raise ValueError(f"highlights {highlights.shape} do not match image {image.shape}")
     layers = make_layers(depth, camera, num_layers)
     sigma_map = layers.sigma_px[layers.index]
     info = {"psf": psf}
@@ -540,7 +550,10 @@ def render_defocus(image, depth_mm, camera, psf="gaussian", rng=None, num_layers
             # Kernel half-size (+ 2 px of pyramid support on the half-resolution path).
             return int(math.ceil(aperture_radius_px(sigma, disc.blades) + 0.5)) + 2
 
-        lin = _composite(srgb_to_linear(image), layers, kernel_for, radius_for, info)
+        lin = srgb_to_linear(image)
+        if highlights is not None:
+            lin = lin + highlights
+        lin = _composite(lin, layers, kernel_for, radius_for, info)
         out = camera_finish(lin, disc, rng, out_size)
     if out_size is not None and tuple(out_size) != (sigma_map.shape[1], sigma_map.shape[0]):
         scale = sigma_map.shape[1] / out_size[0]

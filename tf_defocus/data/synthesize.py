@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from tf_defocus import imageio
+from tf_defocus.data import highlights as lights
 from tf_defocus.data import optics, photos, procedural, readers, render, scenes
 from tf_defocus.model_kinds import DEFAULT_MASK_THRESHOLD_PX   # the mask rule of the labels
 
@@ -90,7 +91,7 @@ SMOOTH_FOCUS_PROB = 0.3
 
 def synthesize(seed, width, height, psf="gaussian", source=None, max_coc=optics.DEFAULT_MAX_COC_PX,
                mask_threshold_px=DEFAULT_MASK_THRESHOLD_PX, num_layers=None, scene="dead_leaves",
-               isp="basic", photo_split="train"):
+               isp="basic", photo_split="train", highlights=0.0):
     """Make one labelled defocused image (see the module docstring).
 
     seed: non-negative int. width, height: output size [px]; with a ``source`` either may be None
@@ -106,6 +107,9 @@ def synthesize(seed, width, height, psf="gaussian", source=None, max_coc=optics.
     ``basic`` (``render.sample_disc_options``) or ``varied`` (``render.sample_varied_options``:
     noise levels, tone curve, sharpening, downscaling from a larger render, JPEG quality).
     photo_split: photos textures come from (``photos.SPLITS``; layered scenes only).
+    highlights: probability that a procedural scene gets point lights brighter than white
+    (``highlights.point_lights``: bokeh when defocused; ``psf="disc"`` only). 0 leaves every
+    scene as before (the lights draw from a sixth child of the seed).
     """
     if psf not in render.PSFS:
         raise ValueError(f"psf must be one of {render.PSFS}, got {psf!r}")
@@ -113,6 +117,10 @@ def synthesize(seed, width, height, psf="gaussian", source=None, max_coc=optics.
         raise ValueError(f"scene must be one of {SCENES}, got {scene!r}")
     if isp not in render.ISP_PROFILES:
         raise ValueError(f"isp must be one of {render.ISP_PROFILES}, got {isp!r}")
+    if not 0.0 <= float(highlights) <= 1.0:
+        raise ValueError(f"highlights must be a probability in [0, 1], got {highlights!r}")
+    if highlights and psf != "disc":
+        raise ValueError("highlights need psf='disc' (lights brighter than white in linear light)")
     scene_rng, camera_rng, render_rng, crop_rng = _streams(seed)
     mixed = scene == "mixed"
     if mixed:
@@ -160,15 +168,22 @@ def synthesize(seed, width, height, psf="gaussian", source=None, max_coc=optics.
         source_name = "rgbd"
     camera = optics.sample_camera(depth, camera_rng, image_width_px=image.shape[1], max_coc=max_coc,
                                   focus_depth_mm=focus_depth)
+    radiance = None
+    if highlights and source is None:
+        light_rng = np.random.default_rng(np.random.SeedSequence(int(seed)).spawn(6)[5])
+        if light_rng.random() < highlights:
+            radiance = lights.point_lights(light_rng, image.shape[0], image.shape[1])
     blurred, sigma, info = render.render_defocus(image, depth, camera, psf=psf, rng=render_rng,
                                                  num_layers=num_layers, disc=disc, return_info=True,
-                                                 out_size=out_size)
+                                                 out_size=out_size, highlights=radiance)
     meta = camera.to_dict()
     if out_size is not None:
         max_coc = (max_coc - 1.0) * out_size[0] / image.shape[1] + 1.0
     meta.update(psf=psf, seed=int(seed), source=source_name, max_coc_px=float(max_coc),
                 mask_threshold_px=float(mask_threshold_px), num_layers=info["num_layers"],
                 min_depth_mm=float(depth.min()), max_depth_mm=float(depth.max()))
+    if radiance is not None:
+        meta["point_lights"] = True
     if disc is not None:
         meta["disc"] = disc.to_dict()
     mask = (sigma > mask_threshold_px).astype(np.float32)
