@@ -222,7 +222,7 @@ def test_a_light_brighter_than_white_defocuses_into_a_bright_disc(sigma):
     bright = out[..., 1] > 0.9
     assert out.max() <= 1.0 and plain.max() < 0.3
     if sigma == 0.0:
-        assert 1 <= bright.sum() <= 5
+        assert bright.any() and bright.sum() <= 5     # one clipped dot, no disc
     else:
         assert 0.6 * area < bright.sum() < 1.4 * area
         ys, xs = np.nonzero(bright)
