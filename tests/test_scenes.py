@@ -22,8 +22,9 @@ def test_package_photos_exclude_reserved_and_split_is_disjoint():
     assert "clock_motion.png" not in names
     train = set(photos.package_photos("train"))
     val = set(photos.package_photos("val"))
-    assert not train & val
-    assert train | val == set(every)
+    plus = set(photos.package_photos("train+plasma"))
+    assert not train & val and not plus & val
+    assert train <= plus and plus | val == set(every)
     assert all(p.name in photos.VAL_PHOTOS for p in val)
     with pytest.raises(ValueError, match="split"):
         photos.package_photos("test")
@@ -206,6 +207,30 @@ def test_generate_records_its_photos_and_warns_when_some_are_missing(tmp_path, m
     assert generate.main([*argv, f"--out_dir={tmp_path / 'b'}"]) == 0
     err = capsys.readouterr().err
     assert "warning" in err and "not_installed.jpg" in err and "apt-get install" in err
+
+
+def test_plasma_photos_join_training_only_on_request_and_must_be_installed(tmp_path, monkeypatch):
+    import cv2
+    monkeypatch.setattr(photos, "PLASMA_DIR", str(tmp_path))
+    train = photos.package_photos("train")
+    key = pools.pool_dir("/c", "disc", 64, 48, 4, 0, 1, "mixed", "varied")
+    with pytest.raises(ValueError, match="apt-get install plasma-workspace-wallpapers"):
+        pools.pool_dir("/c", "disc", 64, 48, 4, 0, 1, "mixed", "varied", photo_split="train+plasma")
+    for name in photos.PLASMA_PHOTOS:                  # the package's layout: one file per size
+        d = tmp_path / name / "contents" / "images"
+        d.mkdir(parents=True)
+        for w, h in ((1280, 800), (2560, 1600)):
+            cv2.imwrite(str(d / f"{w}x{h}.jpg"), np.full((8, 8 + w // 640, 3), 128, np.uint8))
+    plus = photos.package_photos("train+plasma")
+    added = [p for p in plus if p not in train]
+    assert sorted(photos.photo_name(p) for p in added) == sorted(n + ".jpg" for n in photos.PLASMA_PHOTOS)
+    assert all(p.name == "2560x1600.jpg" for p in added)          # the largest of each
+    assert photos.package_photos("train") == train and photos.missing_photos("train+plasma") == []
+    # the default pools keep their key; the plasma pools get their own
+    assert pools.pool_dir("/c", "disc", 64, 48, 4, 0, 1, "mixed", "varied") == key
+    plasma = pools.pool_dir("/c", "disc", 64, 48, 4, 0, 1, "mixed", "varied", photo_split="train+plasma")
+    assert plasma[0] != key[0] and plasma[1]["photo_split"] == "train+plasma"
+    assert plasma[1]["photos"] == photos.fingerprint(plus) != key[1]["photos"]
 
 
 def test_point_lights_are_bright_sparse_and_deterministic():

@@ -15,9 +15,15 @@ Sources (all looked up by path at run time; missing packages are simply absent):
   14 everyday photographs (a room, a dog at a window, a fig on a plate, mountains, a clock, a
   dragonfly...), some with a real shallow depth of field. Held out: validation only
   (``LOMIRI_PHOTOS``; the package's one illustration is not used).
+* Debian ``plasma-workspace-wallpapers`` (``/usr/share/wallpapers/<Name>/contents/images``, KDE
+  Plasma 5.27): 11 photographs (a pier in fog, boats at a lake, cups, leaves, a forest path,
+  architecture, a kite in the sky...; ``PLASMA_PHOTOS``, the other 19 are illustrations).
+  Optional extra training photos: split ``train+plasma`` (``--pool_photos`` of training), not in
+  ``train``, so the default recipe's pools do not depend on them.
 
 Install the Debian ones with ``apt-get install mate-backgrounds ukui-wallpapers
-lomiri-wallpapers-16.04`` (``APT_PACKAGES``). Adding training photos changes the training pools
+lomiri-wallpapers-16.04`` (``APT_PACKAGES``; ``plasma-workspace-wallpapers``, ``PLASMA_PACKAGE``,
+for ``train+plasma``). Adding training photos changes the training pools
 (their cache key holds the ``fingerprint`` of the ``train`` split), so the default model's recipe
 uses exactly these.
 
@@ -61,10 +67,18 @@ LOMIRI_PHOTOS = tuple(f"/usr/share/backgrounds/{n}_by_{a}.jpg" for n, a in (
     ("seeding", "Clements_Engelhardt"), ("sunset", "Aitzol_Berasategi")))
 """The photographs of Debian ``lomiri-wallpapers-16.04`` (its ``umang`` illustration left out);
 all held out (``VAL_PHOTOS``)."""
+PLASMA_PACKAGE = "plasma-workspace-wallpapers"
+PLASMA_DIR = "/usr/share/wallpapers"
+PLASMA_PHOTOS = ("BytheWater", "ColdRipple", "ColorfulCups", "DarkestHour", "EveningGlow",
+                 "FallenLeaf", "Grey", "Kite", "OneStandsOut", "Path", "summer_1am")
+"""The photographs of Debian ``plasma-workspace-wallpapers`` (folder names; each is read from
+its largest JPEG, 2560x1600). Named ``<folder>.jpg`` here (the files are all named by size)."""
 VAL_PHOTOS = frozenset({"astronaut.png", "coffee.png", "chelsea.png", "Dune.jpg", "TwoWings.jpg",
                         "Garden.jpg", "city.png", "goldfish.png"} | {Path(p).name for p in LOMIRI_PHOTOS})
 """Held out of training: validation scenes and the qualitative montage use only these."""
-SPLITS = ("train", "val", "all")
+SPLITS = ("train", "train+plasma", "val", "all")
+"""``train`` and ``val`` are disjoint; ``train+plasma`` is ``train`` plus ``PLASMA_PHOTOS``;
+``all`` is every listed photo."""
 LIBRARY_MAX_SIDE = 1024
 """Photos are held at most this large [px] (long side); wallpapers are downscaled 1.6-3.8x."""
 MAX_SUSPECT_FRACTION = 0.04
@@ -78,9 +92,28 @@ def _skimage_dir():
     return Path(skimage.__file__).parent / "data"
 
 
+def photo_name(path):
+    """Name of a package photo: its file name, or ``<folder>.jpg`` for a Plasma wallpaper."""
+    path = Path(path)
+    if str(path).startswith(PLASMA_DIR + "/") and path.parent.name == "images":
+        return path.parents[2].name + path.suffix
+    return path.name
+
+
+def _plasma_photos():
+    """Installed ``PLASMA_PHOTOS``: the largest JPEG of each folder."""
+    area = lambda f: math.prod(int(v) for v in Path(f).stem.split("x"))
+    out = []
+    for name in PLASMA_PHOTOS:
+        files = glob.glob(f"{PLASMA_DIR}/{name}/contents/images/*x*.jpg")
+        if files:
+            out.append(Path(max(files, key=area)))
+    return out
+
+
 def package_photos(split="train"):
-    """Sorted paths of the package photos of ``split`` (``train``, ``val`` or ``all``) that are
-    installed on this machine."""
+    """Sorted paths of the package photos of ``split`` (``SPLITS``) that are installed on this
+    machine."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     paths = []
@@ -90,7 +123,9 @@ def package_photos(split="train"):
     for pattern in DEBIAN_PHOTO_GLOBS:
         paths += [Path(p) for p in glob.glob(pattern)]
     paths += [Path(p) for p in DEBIAN_ILLUSTRATIONS + LOMIRI_PHOTOS]
-    paths = sorted({p for p in paths if p.is_file()}, key=lambda p: (p.name, str(p)))
+    if split in ("train+plasma", "all"):
+        paths += _plasma_photos()
+    paths = sorted({p for p in paths if p.is_file()}, key=lambda p: (photo_name(p), str(p)))
     if split == "all":
         return paths
     held = [p for p in paths if p.name in VAL_PHOTOS]
@@ -104,16 +139,27 @@ def missing_photos(split="train"):
     listed |= VAL_PHOTOS
     if split == "val":
         listed &= VAL_PHOTOS
-    elif split == "train":
+    elif split.startswith("train"):
         listed -= VAL_PHOTOS
-    return sorted(listed - {p.name for p in package_photos(split)})
+    if split in ("train+plasma", "all"):
+        listed |= {n + ".jpg" for n in PLASMA_PHOTOS}
+    return sorted(listed - {photo_name(p) for p in package_photos(split)})
+
+
+def require_photos(split):
+    """Raise ValueError naming the packages to install if ``split`` is ``train+plasma`` and
+    any of its Plasma photos is missing (``train`` itself works with whatever is installed)."""
+    missing = [n for n in missing_photos(split) if n[:-4] in PLASMA_PHOTOS]
+    if split == "train+plasma" and missing:
+        raise ValueError(f"photo split {split!r}: {len(missing)} Plasma photos are not installed "
+                         f"({', '.join(missing[:3])}...): apt-get install {PLASMA_PACKAGE}")
 
 
 def fingerprint(paths):
     """Short hash of the photo files' names and sizes (part of pool cache keys)."""
     h = hashlib.sha256()
     for p in paths:
-        h.update(f"{Path(p).name}:{os.path.getsize(p)};".encode())
+        h.update(f"{photo_name(p)}:{os.path.getsize(p)};".encode())
     return h.hexdigest()[:12]
 
 
@@ -182,7 +228,7 @@ class PhotoLibrary:
                                      interpolation=cv2.INTER_AREA)
                 suspect = blur_suspect_mask(img).astype(np.float32)
                 grey = float(np.abs(img - img.mean(axis=-1, keepdims=True)).max()) < 0.02
-                photos.append(_Photo(p.name, np.ascontiguousarray(img), suspect,
+                photos.append(_Photo(photo_name(p), np.ascontiguousarray(img), suspect,
                                      cv2.integral(suspect, sdepth=cv2.CV_64F), grey))
             self._photos = photos
         return self._photos

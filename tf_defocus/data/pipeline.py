@@ -95,6 +95,10 @@ class DataConfig(Section):
     pool_highlights: float = setting(
         0.0, "Disc-PSF pools: probability that a scene gets point lights brighter than white "
         "(bokeh when defocused; tf_defocus.data.highlights).", low=0, high=1)
+    pool_photos: str = setting(
+        "train", "Package photos of the pools' layered scenes and of --unlabelled_photos: train, "
+        "or train+plasma (adds the 11 photographs of Debian plasma-workspace-wallpapers; "
+        "tf_defocus.data.photos).", choices=("train", "train+plasma"))
     synthetic_psf: str = setting(
         "gaussian", "PSF of the synthetic domain's pool: gaussian (SYNDOF) or disc "
         "(camera-like, like the real pools).", choices=render.PSFS)
@@ -180,7 +184,8 @@ def make_domain_dataset(cfg, domain, batch_size=None, shard=(0, 1)):
     else:
         source = _user_source(domain, cfg, shard)
         if source is None and domain == "real_unlabelled" and cfg.unlabelled_photos:
-            lib = photos.library("train")
+            photos.require_photos(cfg.pool_photos)
+            lib = photos.library(cfg.pool_photos)
             if not len(lib):
                 raise ValueError("unlabelled_photos: no package photos are installed (pip install "
                                  "scikit-image; apt-get install " + " ".join(photos.APT_PACKAGES) + ")")

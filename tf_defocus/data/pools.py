@@ -40,9 +40,10 @@ def _pool_seed(seed, stream):
 
 
 def pool_dir(cache_dir, psf, width, height, count, seed, stream, scene="dead_leaves", isp="basic",
-             highlights=0.0):
+             highlights=0.0, photo_split="train"):
     """Cache folder of one procedural pool and the key it is named after (a hash of everything
-    that shapes the pool, including the photo files of layered scenes). Returns (Path, key)."""
+    that shapes the pool, including the photo files of layered scenes: ``photo_split``, a
+    training split of ``photos.SPLITS``). Returns (Path, key)."""
     key = {"psf": psf, "width": int(width), "height": int(height), "count": int(count),
            "generator_seed": _pool_seed(seed, stream), "format": POOL_FORMAT_VERSION,
            "tf_defocus": tf_defocus.__version__}
@@ -51,7 +52,10 @@ def pool_dir(cache_dir, psf, width, height, count, seed, stream, scene="dead_lea
     if highlights:
         key["highlights"] = float(highlights)
     if scene in ("layered", "mixed"):
-        key["photos"] = photos.fingerprint(photos.package_photos("train"))
+        photos.require_photos(photo_split)
+        if photo_split != "train":
+            key["photo_split"] = photo_split
+        key["photos"] = photos.fingerprint(photos.package_photos(photo_split))
         key["scene_version"] = scenes.SCENE_VERSION
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     return Path(cache_dir or default_cache_dir()) / "pools" / f"{psf}_{width}x{height}_n{count}_{digest}", key
@@ -66,7 +70,8 @@ def _generate_pool(out_dir, key, workers):
                                    image_size=f"{key['width']}x{key['height']}", psf=key["psf"],
                                    seed=key["generator_seed"], format="syndof", num_workers=workers,
                                    scene=key.get("scene", "dead_leaves"), isp=key.get("isp", "basic"),
-                                   highlights=key.get("highlights", 0.0))
+                                   highlights=key.get("highlights", 0.0),
+                                   photo_split=key.get("photo_split", "train"))
     result = generate.run_generation(gcfg)
     if result["bad"]:
         raise RuntimeError(f"{out_dir}: rendering failed for {', '.join(n for n, _ in result['bad'])}: "
@@ -74,7 +79,7 @@ def _generate_pool(out_dir, key, workers):
 
 
 def ensure_pool(psf, width, height, count, seed, stream, cache_dir=None, workers=0,
-                scene="dead_leaves", isp="basic", highlights=0.0):
+                scene="dead_leaves", isp="basic", highlights=0.0, photo_split="train"):
     """Render (or reuse) a procedural pool; returns its SYNDOF-layout folder.
 
     The pool is exactly the data set ``python -m tf_defocus.generate --psf=<psf>
@@ -83,7 +88,7 @@ def ensure_pool(psf, width, height, count, seed, stream, cache_dir=None, workers
     ``workers``: processes (0 = one per CPU core).
     """
     out_dir, key = pool_dir(cache_dir, psf, width, height, count, seed, stream, scene, isp,
-                            highlights)
+                            highlights, photo_split)
     marker = out_dir / "pool.json"
     if marker.is_file():
         return out_dir
@@ -108,7 +113,8 @@ def pool_source(domain, cfg):
     folder = ensure_pool(psf, cfg.pool_width, cfg.pool_height, cfg.pool_size, cfg.seed,
                          stream, cache_dir=cfg.cache_dir, workers=cfg.pool_workers,
                          scene=cfg.pool_scene, isp=cfg.pool_isp,
-                         highlights=cfg.pool_highlights if psf == "disc" else 0.0)
+                         highlights=cfg.pool_highlights if psf == "disc" else 0.0,
+                         photo_split=cfg.pool_photos)
     return pool_file_source(folder, LABEL_KINDS[domain])
 
 
