@@ -33,6 +33,8 @@ def source_package(path):
     if "/mate/" in p:
         return "mate-backgrounds"
     from tf_defocus.data import photos
+    if p.startswith(photos.PLASMA_DIR + "/"):
+        return photos.PLASMA_PACKAGE
     return "lomiri-wallpapers-16.04" if p in photos.LOMIRI_PHOTOS else "ukui-wallpapers"
 
 
@@ -55,8 +57,8 @@ def usage(split, scenes, width, height, seed):
 
 
 def report(split, lib, boxes):
-    from tf_defocus.data.photos import MAX_SUSPECT_FRACTION
-    paths = {p.name: p for p in lib.paths}
+    from tf_defocus.data.photos import MAX_SUSPECT_FRACTION, photo_name
+    paths = {photo_name(p): p for p in lib.paths}
     total_area = sum(a for _, a in boxes)
     per_photo = collections.defaultdict(lambda: [0, 0, 0])
     for box, area in boxes:
@@ -92,7 +94,7 @@ if __name__ == "__main__":
     parser.add_argument("--scenes", type=int, default=200, help="layered scenes per split")
     parser.add_argument("--width", type=int, default=512, help="scene width [px] (the pool's)")
     parser.add_argument("--height", type=int, default=384, help="scene height [px]")
-    parser.add_argument("--split", action="append", choices=("train", "val"),
+    parser.add_argument("--split", action="append", choices=("train", "train+plasma", "val"),
                         help="photo splits (repeatable; default both)")
     parser.add_argument("--seed", type=int, default=0)
     a = parser.parse_args()

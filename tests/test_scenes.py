@@ -262,3 +262,14 @@ def test_synthesize_highlights_change_the_image_not_the_label():
     assert pools.pool_dir("/tmp/c", "disc", 64, 48, 4, 0, 1, "mixed", "varied", 0.0) == plain
     lit = pools.pool_dir("/tmp/c", "disc", 64, 48, 4, 0, 1, "mixed", "varied", 0.5)
     assert lit[0] != plain[0] and lit[1]["highlights"] == 0.5 and "highlights" not in plain[1]
+
+
+def test_training_on_plasma_photos_that_are_not_installed_fails_before_any_work(tmp_path, monkeypatch):
+    monkeypatch.setattr(photos, "PLASMA_DIR", str(tmp_path))
+    kw = dict(patch_size=32, pool_size=2, pool_width=64, pool_height=48, pool_workers=1,
+              cache_dir=str(tmp_path), pool_photos="train+plasma")
+    for domain, cfg in (("real_unlabelled", pipeline.DataConfig(unlabelled_photos=True, **kw)),
+                        ("synthetic", pipeline.DataConfig(pool_scene="mixed", synthetic_psf="disc", **kw))):
+        with pytest.raises(ValueError, match="plasma-workspace-wallpapers"):
+            pipeline.make_domain_dataset(cfg, domain)
+    assert not (tmp_path / "pools").exists()
