@@ -40,21 +40,28 @@ def test_load_estimator_without_argument_loads_the_default_model():
     assert 0.0 <= sigma.min() and sigma.max() <= 7.0
 
 
+def _validation_scene(index, **kw):
+    """Scene ``index`` of the validation set (seed, size and settings of
+    ``configs/validation_set.flags``; ``highlights=0.5``: ``configs/validation_set_lights.flags``)."""
+    return synthesize.synthesize(image_seed(VAL_SEED, index), 640, 480, psf="disc",
+                                 scene="layered", isp="varied", photo_split="val", **kw)
+
+
+def _first_scenes(count, pick):
+    """The first ``count`` non-None ``pick(index)`` over the 64 validation scene indices."""
+    picked = (pick(index) for index in range(64))
+    return [item for _, item in zip(range(count), (p for p in picked if p is not None))]
+
+
 def _all_in_focus_validation_scenes(count):
-    """The first ``count`` all-in-focus scenes of the validation set (same seeds and settings
-    as ``configs/validation_set.flags``) with a large smooth in-focus area."""
-    out = []
-    for index in range(64):
-        s = synthesize.synthesize(image_seed(VAL_SEED, index), 640, 480, psf="disc",
-                                  scene="layered", isp="varied", photo_split="val")
-        if s.camera["max_coc_px"] >= 2.0:
-            continue
-        smooth = metrics.smooth_in_focus_pixels(s.image, s.sigma_px)
-        if smooth.mean() >= 0.1:
-            out.append((s.image, smooth))
-        if len(out) == count:
-            break
-    return out
+    """The first ``count`` all-in-focus validation scenes with a large smooth in-focus area:
+    (image, bool smooth in-focus pixels)."""
+    def pick(index):
+        s = _validation_scene(index)
+        if s.camera["max_coc_px"] < 2.0:
+            smooth = metrics.smooth_in_focus_pixels(s.image, s.sigma_px)
+            return (s.image, smooth) if smooth.mean() >= 0.1 else None
+    return _first_scenes(count, pick)
 
 
 # Issue 11's target: the quickstart model read these surfaces as ~5 px of blur
@@ -106,23 +113,16 @@ def test_missing_default_model_is_a_clear_error(monkeypatch, tmp_path):
 
 
 def _lit_validation_scenes(count):
-    """The first ``count`` scenes of ``configs/validation_set_lights.flags`` (validation set
-    scenes with point lights) whose lights leave at least 2,000 blurred px: (lit image, bool
-    footprint of the lights where the true sigma is at least 2 px)."""
-    out = []
-    kw = dict(psf="disc", scene="layered", isp="varied", photo_split="val")
-    for index in range(64):
-        lit = synthesize.synthesize(image_seed(VAL_SEED, index), 640, 480, highlights=0.5, **kw)
-        if not lit.camera.get("point_lights"):
-            continue
-        plain = synthesize.synthesize(image_seed(VAL_SEED, index), 640, 480, **kw)
-        footprint = np.abs(lit.image - plain.image).max(axis=-1) * 255 > 8   # benchmarks/bokeh.py
-        footprint &= lit.sigma_px >= 2.0
-        if footprint.sum() >= 2000:
-            out.append((lit.image, footprint))
-        if len(out) == count:
-            break
-    return out
+    """The first ``count`` validation scenes with point lights whose lights leave at least
+    2,000 blurred px: (lit image, bool footprint of the lights where the true sigma is at
+    least 2 px; the footprint of ``benchmarks/bokeh.py``)."""
+    def pick(index):
+        lit = _validation_scene(index, highlights=0.5)
+        if lit.camera.get("point_lights"):
+            footprint = np.abs(lit.image - _validation_scene(index).image).max(axis=-1) * 255 > 8
+            footprint &= lit.sigma_px >= 2.0
+            return (lit.image, footprint) if footprint.sum() >= 2000 else None
+    return _first_scenes(count, pick)
 
 
 # Bokeh (docs/MODEL_CARD.md, status.md items 31-33): lights brighter than white defocus into
