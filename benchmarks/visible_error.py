@@ -10,7 +10,8 @@ flat means). ``--contrast`` adds the raw map's MAE [px] per band of local contra
 std of ``propagation.local_grey_std``, levels of 255) and of true sigma, and split by whether a
 pixel lies near a step of the true sigma (its range over ``STEP_WINDOW_PX`` squared above
 ``STEP_RANGE_PX``: an occlusion boundary, where the label steps with depth): where the error is. ``--model=oracle`` is the true sigma itself: what the fill gives with a perfect
-network on the visible pixels.
+network on the visible pixels; ``--model=constant`` is the mean true sigma of the set everywhere
+(issue 11's reference: a constant scored MAE 0.20 on its real scenes).
 
     python benchmarks/visible_error.py --model=v4=runs/snap/v4_step2000.keras --model=oracle --calibration
 
@@ -23,6 +24,7 @@ Models run whole-image (padded to a multiple of 16), ``FillSmooth`` stripped for
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -72,7 +74,9 @@ def scores(data, maps):
                      err[~smooth].mean() if (~smooth).any() else np.nan))
         if meta["max_coc_px"] < 2.0:
             aif.append(p[metrics.smooth_in_focus_pixels(image, sigma)])
-    r = np.nanmean(np.array(rows, float), axis=0)
+    with warnings.catch_warnings():   # a constant map has no Spearman (nan in every image)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        r = np.nanmean(np.array(rows, float), axis=0)
     return (*r, float(np.median(np.concatenate(aif))) if aif else float("nan"))
 
 
@@ -147,22 +151,26 @@ def main(args):
         name, _, path = spec.partition("=")
         if name == "oracle":
             raw = {m["id"]: s for m, _, s in data}
+        elif name == "constant":
+            mean = float(np.mean([s.mean() for _, _, s in data]))
+            raw = {m["id"]: np.full_like(s, mean) for m, _, s in data}
         else:
             predict = raw_predictor(path)
             raw = {m["id"]: predict(image) for m, image, _ in data}
         filled = {m["id"]: propagation.fill_smooth(raw[m["id"]][None, ..., None],
                                                    image[None]).numpy()[0, ..., 0]
                   for m, image, _ in data}
-        for kind, maps in (("raw", raw), ("fill", filled)):
+        # a constant's fill is the constant up to rounding, whose ranks are noise
+        for kind, maps in (("raw", raw),) if name == "constant" else (("raw", raw), ("fill", filled)):
             s = scores(data, maps)
             print(f"{name:>14} {kind:>5} {s[0]:9.3f} {s[1]:6.3f} {s[2]:7.4f} {s[3]:11.4f} "
                   f"{s[4]:12.4f} {s[5]:21.2f}", flush=True)
-        if args.calibration and name != "oracle":
+        if args.calibration and name not in ("oracle", "constant"):
             print(f"{'':>14} visible pixels by true sigma: "
                   "band px, share, mean pred px, p90 pred px")
             for lo, hi, share, mean, p90 in calibration(data, raw):
                 print(f"{'':>14}   [{lo:g}, {hi:g})  {share:5.2f}  {mean:5.2f}  {p90:5.2f}")
-        if args.contrast and name != "oracle":
+        if args.contrast and name not in ("oracle", "constant"):
             bands = "  ".join(f"[{a:g}, {b:g})" for a, b in
                               zip(CONTRAST_SIGMA_PX[:-1], CONTRAST_SIGMA_PX[1:]))
             print(f"{'':>14} raw MAE px by local contrast (grey std, levels): band, share, "
@@ -177,7 +185,7 @@ def parse(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data_dir", default="data/val_realistic")
     p.add_argument("--model", action="append", required=True,
-                   help="name=PATH of a .keras inference model, or 'oracle' (repeatable)")
+                   help="name=PATH of a .keras inference model, 'oracle' or 'constant' (repeatable)")
     p.add_argument("--calibration", action="store_true")
     p.add_argument("--contrast", action="store_true",
                    help="raw MAE per band of local contrast and true sigma")
