@@ -149,8 +149,10 @@ def missing_photos(split="train"):
 def require_photos(split):
     """Raise ValueError naming the packages to install if ``split`` is ``train+plasma`` and
     any of its Plasma photos is missing (``train`` itself works with whatever is installed)."""
-    missing = [n for n in missing_photos(split) if n[:-4] in PLASMA_PHOTOS]
-    if split == "train+plasma" and missing:
+    if split != "train+plasma":
+        return
+    missing = [n for n in missing_photos(split) if Path(n).stem in PLASMA_PHOTOS]
+    if missing:
         raise ValueError(f"photo split {split!r}: {len(missing)} Plasma photos are not installed "
                          f"({', '.join(missing[:3])}...): apt-get install {PLASMA_PACKAGE}")
 
