@@ -32,7 +32,7 @@ for _p in (REPO, REPO / "benchmarks"):
         sys.path.insert(0, str(_p))
 
 
-BANDS_PX = (0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0)
+from visible_error import BANDS_PX  # noqa: E402  (benchmarks/visible_error.py)
 
 
 def label_bands(root, images, smooth_weight):

@@ -157,11 +157,11 @@ def main(args):
         else:
             predict = raw_predictor(path)
             raw = {m["id"]: predict(image) for m, image, _ in data}
-        filled = {m["id"]: propagation.fill_smooth(raw[m["id"]][None, ..., None],
-                                                   image[None]).numpy()[0, ..., 0]
-                  for m, image, _ in data}
-        # a constant's fill is the constant up to rounding, whose ranks are noise
-        for kind, maps in (("raw", raw),) if name == "constant" else (("raw", raw), ("fill", filled)):
+        kinds = [("raw", raw)]
+        if name != "constant":   # a constant's fill is the constant up to rounding (noise ranks)
+            kinds.append(("fill", {m["id"]: propagation.fill_smooth(
+                raw[m["id"]][None, ..., None], image[None]).numpy()[0, ..., 0] for m, image, _ in data}))
+        for kind, maps in kinds:
             s = scores(data, maps)
             print(f"{name:>14} {kind:>5} {s[0]:9.3f} {s[1]:6.3f} {s[2]:7.4f} {s[3]:11.4f} "
                   f"{s[4]:12.4f} {s[5]:21.2f}", flush=True)
