@@ -9,7 +9,11 @@ adds the mean prediction on visible pixels per band of true sigma (a compressed 
 flat means). ``--contrast`` adds the raw map's MAE [px] per band of local contrast (the grey
 std of ``propagation.local_grey_std``, levels of 255) and of true sigma, and split by whether a
 pixel lies near a step of the true sigma (its range over ``STEP_WINDOW_PX`` squared above
-``STEP_RANGE_PX``: an occlusion boundary, where the label steps with depth): where the error is. ``--model=oracle`` is the true sigma itself: what the fill gives with a perfect
+``STEP_RANGE_PX``: an occlusion boundary, where the label steps with depth): where the error is.
+``--budget`` splits the filled map's MAE over smooth / visible pixels and bands of true sigma:
+each part's share of the pixels, its MAE and bias [px], and what it adds to the whole-set MAE
+(sigma/7; the parts sum to the pixel-weighted MAE, which differs slightly from the per-image
+mean of the table above). ``--model=oracle`` is the true sigma itself: what the fill gives with a perfect
 network on the visible pixels; ``--model=constant`` is the mean true sigma of the set everywhere
 (issue 11's reference: a constant scored MAE 0.20 on its real scenes).
 
@@ -96,6 +100,27 @@ def calibration(data, maps):
     return out
 
 
+def error_budget(data, maps):
+    """[(kind, lo, hi, share of pixels, MAE px, bias px, part of the total MAE in sigma/7)] for
+    kind smooth / visible and each ``BANDS_PX`` band of true sigma, pooled over all pixels."""
+    from tf_defocus import metrics
+    t, q, smooth = [], [], []
+    for meta, image, sigma in data:
+        t.append(sigma.ravel())
+        q.append(maps[meta["id"]].ravel())
+        smooth.append(metrics.smooth_pixels(image).ravel())
+    t, q, smooth = map(np.concatenate, (t, q, smooth))
+    out = []
+    for kind, mask in (("smooth", smooth), ("visible", ~smooth)):
+        for lo, hi in zip(BANDS_PX[:-1], BANDS_PX[1:]):
+            k = mask & (t >= lo) & ((t < hi) if hi < BANDS_PX[-1] else True)
+            if k.any():
+                d = q[k] - t[k]
+                out.append((kind, lo, hi, k.mean(), np.abs(d).mean(), d.mean(),
+                            np.abs(d).sum() / t.size / 7.0))
+    return out
+
+
 def near_sigma_step(sigma):
     """(H, W) bool: the true sigma [px] varies by more than ``STEP_RANGE_PX`` within the
     ``STEP_WINDOW_PX`` square around the pixel."""
@@ -165,6 +190,12 @@ def main(args):
             s = scores(data, maps)
             print(f"{name:>14} {kind:>5} {s[0]:9.3f} {s[1]:6.3f} {s[2]:7.4f} {s[3]:11.4f} "
                   f"{s[4]:12.4f} {s[5]:21.2f}", flush=True)
+        if args.budget:
+            print(f"{'':>14} error budget of the {kinds[-1][0]} map: pixels, true sigma band px, "
+                  "share, MAE px, bias px, part of MAE (sigma/7)")
+            for kind, lo, hi, share, mae, bias, part in error_budget(data, kinds[-1][1]):
+                print(f"{'':>14}   {kind:>7} [{lo:g}, {hi:g})  {share:5.3f}  {mae:5.2f}  "
+                      f"{bias:+5.2f}  {part:6.4f}")
         if args.calibration and name not in ("oracle", "constant"):
             print(f"{'':>14} visible pixels by true sigma: "
                   "band px, share, mean pred px, p90 pred px")
@@ -189,6 +220,8 @@ def parse(argv):
     p.add_argument("--calibration", action="store_true")
     p.add_argument("--contrast", action="store_true",
                    help="raw MAE per band of local contrast and true sigma")
+    p.add_argument("--budget", action="store_true",
+                   help="the filled map's MAE split over smooth / visible pixels and true sigma")
     p.add_argument("--no_photos", type=int, default=0,
                    help="render this many photo-free layered scenes into --data_dir first")
     p.add_argument("--seed", type=int, default=777)

@@ -33,3 +33,20 @@ def test_average_weights_is_the_mean_of_every_weight(tmp_path):
         np.testing.assert_allclose(m, (x + y) / 2, rtol=1e-6, atol=1e-7)
     with pytest.raises(SystemExit, match="same weights"):
         average_weights.average_models([a, _saved(tmp_path, "wide", 2, width=0.125)])
+
+
+def test_error_budget_parts_add_up_to_the_pooled_mae():
+    import visible_error
+    rng = np.random.default_rng(0)
+    image = np.zeros((48, 64, 3), np.float32)
+    image[:, 32:] = rng.random((48, 32, 3))          # left half smooth, right half textured
+    sigma = np.tile(np.linspace(0.0, 7.9, 64, dtype=np.float32), (48, 1))
+    data = [({"id": "a"}, image, sigma)]
+    pred = sigma + 0.5
+    parts = visible_error.error_budget(data, {"a": pred})
+    assert {p[0] for p in parts} == {"smooth", "visible"}
+    assert sum(p[3] for p in parts) == pytest.approx(1.0)
+    assert sum(p[6] for p in parts) == pytest.approx(0.5 / 7.0, rel=1e-5)
+    assert all(p[5] == pytest.approx(0.5, abs=1e-5) for p in parts)
+    perfect = visible_error.error_budget(data, {"a": sigma})
+    assert sum(p[6] for p in perfect) == 0.0
