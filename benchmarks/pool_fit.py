@@ -30,18 +30,28 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 
-def main(args):
-    from tf_defocus import inference, metrics
+def pool_samples(pool_dir, count):
+    """Yield (meta dict, image float32 (H, W, 3) [0, 1], true sigma [px] (H, W)) of the first
+    ``count`` images of a training pool (SYNDOF layout, ``sigma10`` labels)."""
     from tf_defocus.data.readers import decode_syndof_sigma
     from tf_defocus.imageio import read_image
-    est = inference.load_estimator(args.model)
-    root = Path(args.pool_dir).expanduser()
-    kinds, visible = {}, ([], [])
-    for meta_path in sorted((root / "meta").glob("*.json"))[:args.images]:
+    root = Path(pool_dir).expanduser()
+    metas = sorted((root / "meta").glob("*.json"))[:count]
+    if not metas:
+        raise SystemExit(f"{root}: no meta/*.json (not a training pool folder)")
+    for meta_path in metas:
         stem = meta_path.stem
-        kind = json.loads(meta_path.read_text()).get("source", "?")
-        image = read_image(str(next((root / "image").glob(stem + ".*"))))
-        label = decode_syndof_sigma(str(root / "blur_map" / f"{stem}.png"), "sigma10")
+        yield (json.loads(meta_path.read_text()),
+               read_image(str(next((root / "image").glob(stem + ".*")))),
+               decode_syndof_sigma(str(root / "blur_map" / f"{stem}.png"), "sigma10"))
+
+
+def main(args):
+    from tf_defocus import inference, metrics
+    est = inference.load_estimator(args.model)
+    kinds, visible = {}, ([], [])
+    for meta, image, label in pool_samples(args.pool_dir, args.images):
+        kind = meta.get("source", "?")
         pred = est.predict(image)
         truth_pred = kinds.setdefault(kind, ([], []))
         truth_pred[0].append(label.ravel())

@@ -50,3 +50,26 @@ def test_error_budget_parts_add_up_to_the_pooled_mae():
     assert all(p[5] == pytest.approx(0.5, abs=1e-5) for p in parts)
     perfect = visible_error.error_budget(data, {"a": sigma})
     assert sum(p[6] for p in perfect) == 0.0
+
+
+def test_two_scale_table_is_the_median_truth_per_cell_and_keeps_unseen_readings():
+    import two_scale
+    rng = np.random.default_rng(0)
+    full = np.repeat(np.array([1.1, 4.6], np.float32), 200)     # two cells of the full reading
+    half = np.repeat(np.array([2.2, 9.1], np.float32), 200)
+    truth = np.concatenate([rng.normal(0.5, 0.1, 200), rng.normal(6.5, 0.3, 200)])
+    table = two_scale.Table(truth, full, half)
+    assert table.cells == 2
+    fused = table(np.array([[1.1, 4.6, 3.0]], np.float32), np.array([[2.2, 9.1, 3.0]], np.float32))
+    assert fused[0, 0] == pytest.approx(np.median(truth[:200]))
+    assert fused[0, 1] == pytest.approx(np.median(truth[200:]))
+    assert fused[0, 2] == pytest.approx(3.0)   # no pool pixel in that cell: the full reading
+
+
+def test_two_scale_refiner_starts_as_the_full_scale_reading():
+    import two_scale
+    rng = np.random.default_rng(1)
+    image = rng.random((1, 32, 48, 3)).astype(np.float32)
+    full = rng.uniform(0, 7, (1, 32, 48)).astype(np.float32)
+    out = two_scale.build_refiner()(two_scale.refiner_features(image, full, 2 * full))
+    np.testing.assert_allclose(7.0 * np.asarray(out)[..., 0], full, atol=1e-5)
