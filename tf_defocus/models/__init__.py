@@ -7,11 +7,13 @@ from tf_defocus.models.layers import (CaffePreprocess, NearestUpsample, Symmetri
                                       conv_block)
 from tf_defocus.models.vgg import load_vgg19_imagenet, vgg19_trunk
 from tf_defocus.models.blur_estimator import BlurEstimator
+from tf_defocus.models.two_scale import TwoScaleBlurEstimator, copy_weights_by_name
 from tf_defocus.models.discriminator import DomainDiscriminator
 from tf_defocus.models.calibrator import SharpnessCalibrator
 from tf_defocus.models.content_loss import ContentLoss
 from tf_defocus.models.dofnet import DoFNet
 
 __all__ = ["BlurEstimator", "CaffePreprocess", "ContentLoss", "DoFNet", "DomainDiscriminator",
-           "NearestUpsample", "SharpnessCalibrator", "SymmetricPad", "channels",
-           "conv_block", "load_vgg19_imagenet", "vgg19_trunk"]
+           "NearestUpsample", "SharpnessCalibrator", "SymmetricPad", "TwoScaleBlurEstimator",
+           "channels", "conv_block", "copy_weights_by_name", "load_vgg19_imagenet",
+           "vgg19_trunk"]

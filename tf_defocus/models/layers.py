@@ -130,6 +130,46 @@ class NearestUpsample(keras.layers.Layer):
         return {**super().get_config(), "factor": self.factor}
 
 
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class PadToMultiple(keras.layers.Layer):
+    """Symmetric padding at the bottom and right up to H, W multiples of ``multiple`` [px]
+    (NHWC, unknown H/W allowed); ``CropLike`` takes it off again."""
+
+    def __init__(self, multiple, **kwargs):
+        super().__init__(**kwargs)
+        self.multiple = int(multiple)
+        if self.multiple < 1:
+            raise ValueError(f"multiple must be >= 1, got {multiple}")
+
+    def call(self, inputs):
+        shape = tf.shape(inputs)
+        m = self.multiple
+        pad_h, pad_w = (-shape[1]) % m, (-shape[2]) % m
+        return tf.pad(inputs, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], mode="SYMMETRIC")
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        up = lambda s: None if s is None else -(-s // self.multiple) * self.multiple
+        return (n, up(h), up(w), c)
+
+    def get_config(self):
+        return {**super().get_config(), "multiple": self.multiple}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class CropLike(keras.layers.Layer):
+    """[x (N,H',W',C), reference (N,H,W,*)] -> x[:, :H, :W] (H <= H', W <= W')."""
+
+    def call(self, inputs):
+        x, reference = inputs
+        shape = tf.shape(reference)
+        return x[:, :shape[1], :shape[2]]
+
+    def compute_output_shape(self, input_shapes):
+        x, reference = input_shapes
+        return (x[0], reference[1], reference[2], x[3])
+
+
 def batch_norm(name):
     """BatchNorm as in TensorLayer with ``gamma_init=None``: beta only, decay 0.9, eps 1e-5."""
     return keras.layers.BatchNormalization(axis=-1, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,

@@ -6,6 +6,7 @@ mixed-precision policy is set); ``config`` is a ``tf_defocus.training.config.DME
 """
 
 import functools
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -14,9 +15,11 @@ import tensorflow as tf
 from tf_defocus.data import evalsets, pipeline
 from tf_defocus.data.domains import dataset_options
 from tf_defocus.data.synthesize import DEFAULT_MASK_THRESHOLD_PX
-from tf_defocus.models import BlurEstimator, ContentLoss, DomainDiscriminator, SharpnessCalibrator
+from tf_defocus.models import (BlurEstimator, ContentLoss, DomainDiscriminator, SharpnessCalibrator,
+                               TwoScaleBlurEstimator, copy_weights_by_name)
 from tf_defocus.training import distribute
 from tf_defocus.training.dmenet_trainer import DMENetTrainer
+from tf_defocus.training.loop import CHECKPOINT_SUBDIR
 from tf_defocus.training.panels import dmenet_panels_fn
 from tf_defocus.training.runner import dtype_policy
 from tf_defocus.training.task import TrainingTask
@@ -86,7 +89,12 @@ def build_trainer(cfg, seed=None):
         keras.utils.set_random_seed(int(seed))
     m = cfg.model
     variant = m.variant_spec
-    blur = BlurEstimator(width=m.width, norm=m.norm, vgg_weights=m.vgg_weights)
+    if m.scales == 2:
+        blur = TwoScaleBlurEstimator(width=m.width, norm=m.norm)
+    else:
+        blur = BlurEstimator(width=m.width, norm=m.norm, vgg_weights=m.vgg_weights)
+    if m.init_checkpoint:
+        init_blur_estimator(blur, m.init_checkpoint)
     disc = DomainDiscriminator(width=m.width) if variant.discriminator else None
     calib = SharpnessCalibrator(width=m.width) if variant.calibrator else None
     if distribute.use_sync_batch_norm(cfg.runtime.sync_batch_norm, tf.distribute.get_strategy()):
@@ -106,12 +114,31 @@ def build_trainer(cfg, seed=None):
     return trainer
 
 
+def init_blur_estimator(blur, run_dir, log=print):
+    """Copy B's weights (every layer, auxiliary heads included) from the latest checkpoint of
+    the training run ``run_dir`` (its model_dir or its checkpoints/ folder) into ``blur`` (a
+    ``BlurEstimator`` of the same width and norm, or a ``TwoScaleBlurEstimator``)."""
+    path = (tf.train.latest_checkpoint(str(Path(run_dir) / CHECKPOINT_SUBDIR))
+            or tf.train.latest_checkpoint(str(run_dir)))
+    if path is None:
+        raise FileNotFoundError(f"--init_checkpoint: no checkpoint in {run_dir}")
+    source = BlurEstimator(width=blur.width, norm=blur.norm)
+    status = tf.train.Checkpoint(trainer=tf.train.Checkpoint(blur_estimator=source)).restore(path)
+    try:
+        status.expect_partial().assert_existing_objects_matched()
+    except AssertionError as e:
+        raise ValueError(f"--init_checkpoint {path}: not a B of width {blur.width}, norm "
+                         f"{blur.norm!r} ({e})") from None
+    copy_weights_by_name(source, blur)
+    log(f"B initialised from {path}")
+
+
 def float32_inference_model(blur_estimator, fill_smooth=False):
     """A float32 copy of B's inference model (``blur_estimator``), independent of the
     training strategy and mixed-precision policy; ``fill_smooth``: see
     ``BlurEstimator.inference_model`` (the train CLI sets it when --smooth_weight < 1)."""
     with dtype_policy("float32"):
-        clone = BlurEstimator(width=blur_estimator.width, norm=blur_estimator.norm)
+        clone = type(blur_estimator)(width=blur_estimator.width, norm=blur_estimator.norm)
         clone.set_weights([np.asarray(w) for w in blur_estimator.get_weights()])
     return clone.inference_model(fill_smooth=fill_smooth)
 
