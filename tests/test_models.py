@@ -11,7 +11,8 @@ import tensorflow as tf
 
 from tests import model_checks
 from tf_defocus.models import (BlurEstimator, CaffePreprocess, ContentLoss, DomainDiscriminator,
-                               NearestUpsample, SharpnessCalibrator, SymmetricPad, channels)
+                               NearestUpsample, SharpnessCalibrator, SymmetricPad,
+                               TwoScaleBlurEstimator, channels, copy_weights_by_name)
 from tf_defocus import propagation
 from tf_defocus.models import blur_estimator as be
 from tf_defocus.models import vgg
@@ -193,6 +194,7 @@ def test_content_loss_frozen_and_differentiable():
 @pytest.mark.parametrize("factory,shape", [
     (lambda: BlurEstimator(width=TINY), (1, 32, 48, 3)),
     (lambda: BlurEstimator(width=TINY, norm="group"), (1, 32, 48, 3)),
+    (lambda: TwoScaleBlurEstimator(width=TINY), (1, 48, 80, 3)),
     (lambda: DomainDiscriminator(width=TINY), (1, 32, 32, channels(64, TINY))),
     (lambda: SharpnessCalibrator(width=TINY), (1, 8, 8, 1)),
     (lambda: ContentLoss(width=TINY), (1, 16, 16, 1)),
@@ -384,3 +386,32 @@ def test_nearest_upsample_gradient_compiles_with_xla():
 
     # d/dx sum((up x)^2) = 2 * 4 * x for a x2 pixel duplication.
     np.testing.assert_allclose(grad(x).numpy(), 8.0 * x.numpy(), rtol=1e-6)
+
+
+# ---------------------------------------------------------------- two-scale B
+
+def test_two_scale_b_starts_as_its_one_scale_b_and_serves_any_size(tiny_b, tmp_path):
+    """A two-scale B warm-started from a one-scale B computes exactly that B (its fusion's last
+    conv is zero) at sizes whose half is not a multiple of 16; once the fusion is non-zero
+    the half-scale pass changes the map. Its inference model skips the auxiliary heads,
+    traces with unknown H, W and round-trips through a .keras file."""
+    two = TwoScaleBlurEstimator(width=TINY)
+    weighted = [l for l in tiny_b.layers if l.weights]
+    assert copy_weights_by_name(tiny_b, two) == len(weighted)
+    sizes = [(32, 48), (48, 80), (80, 16)]             # halves 16x24, 24x40, 40x8
+    for h, w in sizes:
+        x = _images(1, h, w, seed=h)
+        np.testing.assert_allclose(two(x, training=False)["defocus"],
+                                   tiny_b(x, training=False)["defocus"], atol=1e-6)
+    model_checks.randomize_weights(two.get_layer("fuse_out"), seed=3)
+    inf = two.inference_model(fill_smooth=True)
+    assert inf.name == "blur_estimator"
+    assert "u0_aux_c1" not in {l.name for l in inf.get_layer("one_scale_head").layers}
+    fn = tf.function(lambda x: inf(x), input_signature=[tf.TensorSpec((None, None, None, 3))])
+    concrete = fn.get_concrete_function()
+    for h, w in sizes:
+        x = _images(1, h, w, seed=h)
+        eager = two.inference_model()(x).numpy()
+        assert np.abs(eager - tiny_b(x, training=False)["defocus"].numpy()).max() > 1e-4
+        np.testing.assert_allclose(concrete(tf.constant(x)), inf(x), atol=1e-6)
+    model_checks.assert_keras_round_trip(inf, _images(1, 48, 80), tmp_path / "two.keras")

@@ -637,3 +637,28 @@ def test_frozen_norm_phase_trains_beta_on_the_moving_statistics():
     assert any(not np.array_equal(b, np.asarray(l.beta)) for b, l in zip(beta, bns))
     with pytest.raises(ValueError, match="freeze_norm_step"):
         tiny_cfg(pretrain_steps=5, freeze_norm_step=2)
+
+
+def test_init_checkpoint_warm_starts_one_and_two_scale_b(tmp_path):
+    """--init_checkpoint copies B (auxiliary heads included) from a run's latest checkpoint; a
+    two-scale B starts as exactly that B (its fusion's last conv is zero), and a B of another
+    width is refused by name."""
+    source = build_trainer(tiny_cfg(variant="B", use_aux=True), seed=3)
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(trainer=source),
+                                         str(tmp_path / "checkpoints"), max_to_keep=1,
+                                         checkpoint_name="ckpt")
+    manager.save(checkpoint_number=5)
+    x = np.random.default_rng(2).random((1, 48, 80, 3)).astype(np.float32)   # half: 24x40
+    want = source.blur_estimator(x, training=False)
+    for scales in (1, 2):
+        t = build_trainer(tiny_cfg(variant="B", use_aux=True, scales=scales,
+                                   init_checkpoint=str(tmp_path)), seed=4)
+        got = t.blur_estimator(x, training=False)
+        for name in ("defocus", "aux_2", "feature"):
+            np.testing.assert_allclose(got[name], want[name], atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(float32_inference_model(t.blur_estimator)(x),
+                                   want["defocus"], atol=1e-6)
+    with pytest.raises(ValueError, match="not a B of width"):
+        build_trainer(tiny_cfg(variant="B", width=2 * WIDTH, init_checkpoint=str(tmp_path)))
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        build_trainer(tiny_cfg(variant="B", init_checkpoint=str(tmp_path / "checkpoints" / "x")))

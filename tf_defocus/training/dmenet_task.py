@@ -123,10 +123,10 @@ def init_blur_estimator(blur, run_dir, log=print):
     if path is None:
         raise FileNotFoundError(f"--init_checkpoint: no checkpoint in {run_dir}")
     source = BlurEstimator(width=blur.width, norm=blur.norm)
-    status = tf.train.Checkpoint(trainer=tf.train.Checkpoint(blur_estimator=source)).restore(path)
     try:
-        status.expect_partial().assert_existing_objects_matched()
-    except AssertionError as e:
+        tf.train.Checkpoint(trainer=tf.train.Checkpoint(blur_estimator=source)).restore(
+            path).expect_partial().assert_existing_objects_matched()
+    except (AssertionError, ValueError) as e:
         raise ValueError(f"--init_checkpoint {path}: not a B of width {blur.width}, norm "
                          f"{blur.norm!r} ({e})") from None
     copy_weights_by_name(source, blur)
