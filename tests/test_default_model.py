@@ -14,6 +14,7 @@ import tf_defocus
 from tf_defocus import artifacts, inference, metrics
 from tf_defocus.data import synthesize
 from tf_defocus.data.generate import image_seed
+from tf_defocus.models.layers import suggested_tile_size
 from tf_defocus.weights import DEFAULT_MODEL
 
 VAL_SEED = 20261201  # configs/validation_set.flags
@@ -35,6 +36,9 @@ def test_load_estimator_without_argument_loads_the_default_model():
     est = tf_defocus.load_estimator()
     assert est.kind == artifacts.KIND_DEFOCUS
     assert est.path == str(DEFAULT_MODEL)
+    suggested = suggested_tile_size(est.backend.model)
+    assert est.tile_size == artifacts.read_info(DEFAULT_MODEL).tile_size == suggested == 1536
+    assert tf_defocus.load_estimator(tile_size=768).tile_size == 768
     sigma = est.predict(np.random.default_rng(0).random((40, 56, 3), np.float32))
     assert sigma.shape == (40, 56) and sigma.dtype == np.float32
     assert 0.0 <= sigma.min() and sigma.max() <= 7.0
@@ -103,6 +107,7 @@ def test_export_uses_the_default_model(tmp_path):
     keras_sigma = tf_defocus.load_estimator().predict(image)
     lite_sigma = tf_defocus.load_estimator(str(out)).predict(image)
     assert np.abs(keras_sigma - lite_sigma).max() < 1e-2   # px
+    assert artifacts.read_info(out).tile_size == artifacts.read_info(DEFAULT_MODEL).tile_size
 
 
 def test_missing_default_model_is_a_clear_error(monkeypatch, tmp_path):

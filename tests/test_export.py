@@ -18,6 +18,7 @@ import pytest
 
 from tests import export_checks as ec
 from tf_defocus import artifacts
+from tf_defocus.models.layers import suggested_tile_size
 
 REPO = Path(__file__).resolve().parents[1]
 CLIENT = REPO / "export" / "serving" / "client.py"
@@ -94,7 +95,7 @@ def trivial(tmp_path_factory):
 # ----------------------------------------------------------------------------- SavedModel
 
 
-def test_saved_model_layout_and_info(version_dir):
+def test_saved_model_layout_and_info(tiny, version_dir):
     assert version_dir.name == "1" and version_dir.parent.name == "blur_estimator"
     for rel in ("saved_model.pb", "variables/variables.index",
                 "assets.extra/tf_serving_warmup_requests", "tf_defocus.json"):
@@ -103,6 +104,7 @@ def test_saved_model_layout_and_info(version_dir):
     assert info.kind == artifacts.KIND_DEFOCUS and info.outputs == ("sigma_px", "focus")
     assert info.input_size is None and info.size_multiple == 16 and info.version == 1
     assert info.source_model.endswith("blur_estimator.keras")
+    assert info.tile_size == suggested_tile_size(tiny[0]) == 3072    # width 1/16
     # No temporary directories are left beside the version.
     assert [p.name for p in version_dir.parent.iterdir()] == ["1"]
 
@@ -307,6 +309,7 @@ def test_tflite_sidecars(fixed_tflite):
         assert info.kind == "defocus" and info.quantization == q and info.input_size == (SIZE, SIZE)
         assert info.outputs == ("sigma_px", "focus") and info.source_model.endswith(".keras")
         assert ("uint8" in info.normalisation) == (q == "int8")
+        assert info.tile_size is None          # a fixed-size model's tiles are its input size
     sizes = {q: r.path.stat().st_size for q, r in fixed_tflite.items()}
     assert sizes["int8"] < sizes["float16"] < sizes["none"]
 
@@ -317,6 +320,7 @@ def test_dynamic_size_tflite(tiny, dynamic_tflite):
     result = dynamic_tflite["none"]
     ec.assert_builtin_ops_only(result.path)
     assert result.info.input_size is None
+    assert result.info.tile_size == suggested_tile_size(model)
     for h, w in ((64, 64), (32, 48)):
         x = images[:2, :h, :w]
         out = ec.run_tflite(result.path, x)

@@ -415,3 +415,19 @@ def test_two_scale_b_starts_as_its_one_scale_b_and_serves_any_size(tiny_b, tmp_p
         assert np.abs(eager - tiny_b(x, training=False)["defocus"].numpy()).max() > 1e-4
         np.testing.assert_allclose(concrete(tf.constant(x)), inf(x), atol=1e-6)
     model_checks.assert_keras_round_trip(inf, _images(1, 48, 80), tmp_path / "two.keras")
+
+
+def test_suggested_tile_grows_as_the_network_narrows():
+    """A DMENet model's ModelInfo tile [px] keeps a full-width 768 px tile's activation memory:
+    the area grows as 1 / width (1536 px at width 1/4, the default model), whatever wraps the
+    network; a model without DMENet's first conv suggests none."""
+    from tf_defocus.models.dofnet import DoFNet
+    from tf_defocus.models.layers import network_width, suggested_tile_size
+    from tf_defocus.tiling import DEFAULT_TILE_SIZE, TILE_MULTIPLE
+    assert suggested_tile_size(BlurEstimator(width=1.0).inference_model()) == DEFAULT_TILE_SIZE
+    quarter = TwoScaleBlurEstimator(width=0.25)
+    assert network_width(quarter) == 0.25
+    assert suggested_tile_size(quarter.inference_model()) == 1536
+    tiny = suggested_tile_size(BlurEstimator(width=TINY))
+    assert tiny % TILE_MULTIPLE == 0 and tiny == 4 * DEFAULT_TILE_SIZE
+    assert suggested_tile_size(DoFNet()) is None

@@ -35,6 +35,9 @@ class ModelInfo:
     max_pixels: SavedModel only: the ``serving_default`` bytes signature refuses requests of
       more pixels (all their images together, read from the headers before decoding) with
       InvalidArgument; None = no limit.
+    tile_size: the tile side [px] the ``Estimator`` uses by default for this model
+      (``tiling.tile_size_for_width``: 1536 px for a width-1/4 DMENet); None =
+      ``tiling.DEFAULT_TILE_SIZE``.
     """
     kind: str
     input_size: tuple | None = None
@@ -47,6 +50,7 @@ class ModelInfo:
     source_model: str = ""
     tf_defocus_version: str = ""
     max_pixels: int | None = None
+    tile_size: int | None = None
 
     def __post_init__(self):
         if self.kind not in KINDS:

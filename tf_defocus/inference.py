@@ -35,8 +35,10 @@ __all__ = [
 class RunSettings(Section):
     """How ``load_estimator`` runs a model, as config settings (predict and evaluate derive
     from it): tiles [px] and CPU threads."""
-    tile_size: int = setting(DEFAULT_TILE_SIZE, f"Tile side [px], multiple of {TILE_MULTIPLE}; "
-                             "0 = whole image in one pass (memory grows with the image).")
+    tile_size: int | None = setting(
+        None, f"Tile side [px], multiple of {TILE_MULTIPLE}; 0 = whole image in one pass "
+        "(memory grows with the image). Default: the model's suggestion (its ModelInfo "
+        f"tile_size: 1536 for the built-in default model), else {DEFAULT_TILE_SIZE}.")
     tile_overlap: int = setting(DEFAULT_TILE_OVERLAP, "Overlap of neighbouring tiles [px], "
                                 f"multiple of {TILE_MULTIPLE}, at most tile_size / 2.")
     threads: int = setting(0, "CPU threads for TF / TFLite (0 = default; TFLite: "
@@ -44,7 +46,7 @@ class RunSettings(Section):
 
     def check(self):
         try:
-            check_tiling(self.tile_size, self.tile_overlap)
+            check_tiling(self.tile_size or 0, self.tile_overlap)
         except ValueError as e:
             raise ValueError(f"--{e}") from None
 
@@ -65,15 +67,18 @@ class Estimator:
     """A loaded model plus tiling settings.
 
     ``kind`` is ``defocus`` (maps in sigma px) or ``dof_weight`` (focus weight, no blur unit).
-    ``tile_size`` 0 = whole image in one pass; ``fixed_size`` (h, w) for fixed-input models
-    (then tiles are that size regardless of ``tile_size``).
+    ``tile_size`` 0 = whole image in one pass, None = the model's suggestion (its ModelInfo
+    ``tile_size``) or ``DEFAULT_TILE_SIZE``; ``fixed_size`` (h, w) for fixed-input models (then
+    tiles are that size regardless of ``tile_size``).
     """
     backend: Backend
     path: str = ""
-    tile_size: int = DEFAULT_TILE_SIZE
+    tile_size: int | None = None
     tile_overlap: int = DEFAULT_TILE_OVERLAP
 
     def __post_init__(self):
+        if self.tile_size is None:
+            self.tile_size = getattr(self.backend.info, "tile_size", None) or DEFAULT_TILE_SIZE
         check_tiling(self.tile_size, self.tile_overlap)
 
     @property
@@ -167,19 +172,20 @@ def default_model_path():
     return DEFAULT_MODEL
 
 
-def load_estimator(path=None, tile_size=DEFAULT_TILE_SIZE, tile_overlap=DEFAULT_TILE_OVERLAP,
-                   threads=None):
+def load_estimator(path=None, tile_size=None, tile_overlap=DEFAULT_TILE_OVERLAP, threads=None):
     """Load a ``.keras`` file, SavedModel directory or ``.tflite`` file as an ``Estimator``;
     ``path=None`` loads the built-in default model (``default_model_path()``).
 
-    tile_size, tile_overlap: px, multiples of 16 (tile_size 0 = whole image in one pass).
+    tile_size, tile_overlap: px, multiples of 16 (tile_size 0 = whole image in one pass, None =
+    the model's suggested tile, ``tiling.tile_size_for_width``: 1536 px for the default model,
+    else ``DEFAULT_TILE_SIZE``).
     threads: threads of a ``.tflite`` model's LiteRT interpreter (default 2). TensorFlow's
     process-wide thread pools (``.keras`` / SavedModel) are not touched: set them with
     ``set_tf_threads`` first.
     Raises ModelLoadError (naming the path) for anything that is not a tf_defocus model, and
     ValueError for bad tiling parameters, before any inference work.
     """
-    check_tiling(tile_size, tile_overlap)
+    check_tiling(tile_size or 0, tile_overlap)
     if path is None:
         path = default_model_path()
     return Estimator(backend=open_backend(path, threads), path=os.fspath(path), tile_size=tile_size,

@@ -27,9 +27,23 @@ TILE_MULTIPLE = model_kinds.MAX_SIZE_MULTIPLE
 """Tile sizes, overlaps and starts are multiples of this [px] (16: every kind's size multiple
 divides it, so every tile sees the whole image's pooling grid)."""
 DEFAULT_TILE_SIZE = 768
-"""Largest tile side [px]. A full-width (1.0) DMENet tile of 768^2 peaks near 1.1 GB of
+"""Largest tile side [px] of a full-width network, and of a model whose ModelInfo suggests no
+tile (``tile_size_for_width``). A full-width (1.0) DMENet tile of 768^2 peaks near 1.1 GB of
 activations (1024^2: 2.3 GB). Tiles are shrunk evenly to cover the photo (``balanced_tile``):
 with the 128 px overlap a 24 MP photo runs 70 tiles of 688x720, 1.2x its pixels."""
+
+
+def tile_size_for_width(width):
+    """Tile side [px] for a DMENet network of width multiplier ``width`` (0 < width <= 1) at
+    about the activation memory of a full-width network's ``DEFAULT_TILE_SIZE`` tile:
+    activations scale with the channel count, so the tile area may grow as 1/width (768 px at
+    width 1, 1536 px at 1/4; a multiple of ``TILE_MULTIPLE``). Fewer, larger tiles repeat less
+    of the photo in their overlaps (``benchmarks/default_model.py``)."""
+    width = float(width)
+    if not 0.0 < width <= 1.0:
+        raise ValueError(f"width must be in (0, 1], got {width}")
+    side = DEFAULT_TILE_SIZE / math.sqrt(width)
+    return int(side // TILE_MULTIPLE) * TILE_MULTIPLE
 DEFAULT_TILE_OVERLAP = 128
 """Overlap of neighbouring tiles [px] (see the module docstring)."""
 

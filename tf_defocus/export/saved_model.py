@@ -24,6 +24,7 @@ from pathlib import Path
 
 from tf_defocus import __version__, artifacts, model_kinds
 from tf_defocus.export import graph, warmup
+from tf_defocus.models.layers import suggested_tile_size
 from tf_defocus.export.model_io import (ExportError, check_inference_model, export_friendly,
                                         load_inference_model, staged_directory)
 
@@ -58,8 +59,10 @@ def _check_max_pixels(max_pixels):
     return max_pixels
 
 
-def saved_model_info(kind, version=1, source_model="", max_pixels=graph.DEFAULT_MAX_PIXELS):
-    """The ModelInfo written as ``<version dir>/tf_defocus.json``."""
+def saved_model_info(kind, version=1, source_model="", max_pixels=graph.DEFAULT_MAX_PIXELS,
+                     tile_size=None):
+    """The ModelInfo written as ``<version dir>/tf_defocus.json`` (tile_size: the model's
+    suggested tile [px], ``models.layers.suggested_tile_size``)."""
     multiple = model_kinds.spec(kind).size_multiple
     return artifacts.model_info(
         kind, artifacts.FORM_SIGNATURE, input_size=None,
@@ -71,7 +74,7 @@ def saved_model_info(kind, version=1, source_model="", max_pixels=graph.DEFAULT_
                        f"images together; larger requests are refused before decoding)"),
         quantization="none", version=int(version),
         source_model=str(source_model), tf_defocus_version=__version__,
-        max_pixels=int(max_pixels))
+        max_pixels=int(max_pixels), tile_size=tile_size)
 
 
 def _check_name_version(model_name, version):
@@ -109,7 +112,8 @@ def export_saved_model(model, out_dir, model_name=None, version=1, overwrite=Fal
         if warmup_requests:
             reqs = warmup.default_warmup_requests() if warmup_requests is True else warmup_requests
             warmup.write_warmup_requests(tmp, model_name, reqs)
-        artifacts.write_info(tmp, saved_model_info(kind, version, source_model, max_pixels))
+        artifacts.write_info(tmp, saved_model_info(kind, version, source_model, max_pixels,
+                                                   suggested_tile_size(model)))
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text)
     return final

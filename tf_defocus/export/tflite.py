@@ -43,6 +43,7 @@ from tf_defocus.export.model_io import (ExportError, check_inference_model, expo
 from tf_defocus.export.ranges import refined_calibration
 from tf_defocus.export.saved_model import saved_model_info, write_serving_archive
 from tf_defocus.litert import non_builtin_ops, tflite_input, tflite_op_names
+from tf_defocus.models.layers import suggested_tile_size
 
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
 DEFAULT_INPUT_SIZE = (512, 512)
@@ -147,9 +148,12 @@ def check_input_size(input_size, kind=artifacts.KIND_DEFOCUS):
     return h, w
 
 
-def tflite_info(kind, input_size, quantize, input_details=None, version=1, source_model=""):
-    """The sidecar ModelInfo of a converted model."""
-    base = saved_model_info(kind, version, source_model)
+def tflite_info(kind, input_size, quantize, input_details=None, version=1, source_model="",
+                tile_size=None):
+    """The sidecar ModelInfo of a converted model (tile_size: the model's suggested tile [px],
+    kept for a model of any size only: a fixed-size model's tiles are its input size)."""
+    base = saved_model_info(kind, version, source_model,
+                            tile_size=None if input_size else tile_size)
     shape = f"[1, {input_size[0]}, {input_size[1]}, 3]" if input_size else "[N, H, W, 3], any H/W"
     if quantize == "int8":
         scale, zero = (input_details or {}).get("quantization", (1 / 255.0, 0))
@@ -271,6 +275,7 @@ def convert_tflite_many(model, jobs, input_size=DEFAULT_INPUT_SIZE, calibration_
         model, kind, _ = load_inference_model(model)
     else:
         kind = check_inference_model(model)
+    tile_size = suggested_tile_size(model)
     input_size = check_input_size(input_size, kind)
     calib_size = input_size or DEFAULT_CALIBRATION_SIZE
 
@@ -332,7 +337,8 @@ def convert_tflite_many(model, jobs, input_size=DEFAULT_INPUT_SIZE, calibration_
             content, report = _convert(sm, quantize, calib, int8_ranges, say)
             with cli.quiet_native_output():   # "INFO: Created TensorFlow Lite XNNPACK ..."
                 details = _smoke_run(content, kind, probe)
-            info = tflite_info(kind, input_size, quantize, details, version, source_model)
+            info = tflite_info(kind, input_size, quantize, details, version, source_model,
+                               tile_size)
             _publish(out_path, content, info, extra_files.get(out_path) or {})
             results.append(TFLiteExport(path=out_path, info_path=artifacts.info_path(out_path),
                                         size_bytes=len(content), ops=tflite_op_names(content),

@@ -14,6 +14,7 @@ import tensorflow as tf
 from keras import ops
 
 from tf_defocus import propagation
+from tf_defocus.tiling import tile_size_for_width
 
 PACKAGE = "tf_defocus"
 
@@ -46,6 +47,31 @@ def channels(base, width):
     if width <= 0:
         raise ValueError(f"width must be > 0, got {width}")
     return max(1, int(round(base * width)))
+
+
+FIRST_CONV = "block1_conv1"
+"""DMENet's first encoder conv (VGG19 ``block1_conv1``): ``channels(64, width)`` filters."""
+
+
+def network_width(model):
+    """Width multiplier of the DMENet network in ``model`` (B, a two-scale B or their
+    inference models, searched through nested models): its first conv's filters / 64; None if
+    ``model`` has no such layer."""
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            width = network_width(layer)
+            if width is not None:
+                return width
+        elif layer.name == FIRST_CONV:
+            return layer.filters / 64
+    return None
+
+
+def suggested_tile_size(model):
+    """The tile side [px] a model's ModelInfo suggests: ``tiling.tile_size_for_width`` of the
+    DMENet network in ``model``; None (the package default) for any other model."""
+    width = network_width(model)
+    return tile_size_for_width(min(width, 1.0)) if width else None
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

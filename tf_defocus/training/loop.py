@@ -46,6 +46,7 @@ import keras
 import tf_defocus
 from tf_defocus.artifacts import FORM_KERAS, MODEL_NAME_TO_KIND, model_info, write_info
 from tf_defocus.imageio import atomic_path
+from tf_defocus.models.layers import suggested_tile_size
 from tf_defocus.training import distribute
 
 CHECKPOINT_SUBDIR = "checkpoints"
@@ -145,13 +146,15 @@ def learning_rate_at(step, learning_rate, decay_steps=0, decay_rate=1.0):
 
 
 def default_model_info(model):
-    """``ModelInfo`` for an inference model named ``blur_estimator`` or ``dofnet``."""
+    """``ModelInfo`` for an inference model named ``blur_estimator`` or ``dofnet``; a DMENet's
+    suggests the tile of its width (``models.layers.suggested_tile_size``)."""
     kind = MODEL_NAME_TO_KIND.get(model.name)
     if kind is None:
         raise ValueError(f"inference model name {model.name!r} is not one of "
                          f"{sorted(MODEL_NAME_TO_KIND)}")
     return model_info(kind, FORM_KERAS, source_model="tf_defocus.train",
-                      tf_defocus_version=tf_defocus.__version__)
+                      tf_defocus_version=tf_defocus.__version__,
+                      tile_size=suggested_tile_size(model))
 
 
 def _to_float_logs(logs):
