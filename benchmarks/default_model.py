@@ -9,7 +9,7 @@ package photo, resized to each ``--sizes`` WxH): seconds per megapixel and peak 
   speed does not depend on the weight values),
 
 and their ratios; also the default model at the full-width network's 768 px tiles (the tile it
-used before its ModelInfo suggested 1536 px), to show what the larger tiles save. Target: the default model at most 3 s per megapixel here.
+used before its ModelInfo suggested 1280 px), to show what the larger tiles save. Target: the default model at most 3 s per megapixel here.
 
     python benchmarks/default_model.py [--sizes=1024x768,2048x1536] [--threads=2]
 """

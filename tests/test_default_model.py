@@ -37,7 +37,7 @@ def test_load_estimator_without_argument_loads_the_default_model():
     assert est.kind == artifacts.KIND_DEFOCUS
     assert est.path == str(DEFAULT_MODEL)
     suggested = suggested_tile_size(est.backend.model)
-    assert est.tile_size == artifacts.read_info(DEFAULT_MODEL).tile_size == suggested == 1536
+    assert est.tile_size == artifacts.read_info(DEFAULT_MODEL).tile_size == suggested == 1280
     assert tf_defocus.load_estimator(tile_size=768).tile_size == 768
     sigma = est.predict(np.random.default_rng(0).random((40, 56, 3), np.float32))
     assert sigma.shape == (40, 56) and sigma.dtype == np.float32

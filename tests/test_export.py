@@ -104,7 +104,7 @@ def test_saved_model_layout_and_info(tiny, version_dir):
     assert info.kind == artifacts.KIND_DEFOCUS and info.outputs == ("sigma_px", "focus")
     assert info.input_size is None and info.size_multiple == 16 and info.version == 1
     assert info.source_model.endswith("blur_estimator.keras")
-    assert info.tile_size == suggested_tile_size(tiny[0]) == 3072    # width 1/16
+    assert info.tile_size == suggested_tile_size(tiny[0]) == 2160    # width 1/16
     # No temporary directories are left beside the version.
     assert [p.name for p in version_dir.parent.iterdir()] == ["1"]
 

@@ -419,7 +419,7 @@ def test_two_scale_b_starts_as_its_one_scale_b_and_serves_any_size(tiny_b, tmp_p
 
 def test_suggested_tile_grows_as_the_network_narrows():
     """A DMENet model's ModelInfo tile [px] keeps a full-width 768 px tile's activation memory:
-    the area grows as 1 / width (1536 px at width 1/4, the default model), whatever wraps the
+    the area grows as width^(-3/4) (1280 px at width 1/4, the default model), whatever wraps the
     network; a model without DMENet's first conv suggests none."""
     from tf_defocus.models.dofnet import DoFNet
     from tf_defocus.models.layers import network_width, suggested_tile_size
@@ -427,7 +427,7 @@ def test_suggested_tile_grows_as_the_network_narrows():
     assert suggested_tile_size(BlurEstimator(width=1.0).inference_model()) == DEFAULT_TILE_SIZE
     quarter = TwoScaleBlurEstimator(width=0.25)
     assert network_width(quarter) == 0.25
-    assert suggested_tile_size(quarter.inference_model()) == 1536
+    assert suggested_tile_size(quarter.inference_model()) == 1280
     tiny = suggested_tile_size(BlurEstimator(width=TINY))
-    assert tiny % TILE_MULTIPLE == 0 and tiny == 4 * DEFAULT_TILE_SIZE
+    assert tiny % TILE_MULTIPLE == 0 and tiny == 2160      # 768 * 16^(3/8) = 2172
     assert suggested_tile_size(DoFNet()) is None

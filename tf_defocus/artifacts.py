@@ -36,7 +36,7 @@ class ModelInfo:
       more pixels (all their images together, read from the headers before decoding) with
       InvalidArgument; None = no limit.
     tile_size: the tile side [px] the ``Estimator`` uses by default for this model
-      (``tiling.tile_size_for_width``: 1536 px for a width-1/4 DMENet); None =
+      (``tiling.tile_size_for_width``: 1280 px for a width-1/4 DMENet); None =
       ``tiling.DEFAULT_TILE_SIZE``.
     """
     kind: str

@@ -38,7 +38,7 @@ class RunSettings(Section):
     tile_size: int | None = setting(
         None, f"Tile side [px], multiple of {TILE_MULTIPLE}; 0 = whole image in one pass "
         "(memory grows with the image). Default: the model's suggestion (its ModelInfo "
-        f"tile_size: 1536 for the built-in default model), else {DEFAULT_TILE_SIZE}.")
+        f"tile_size: 1280 for the built-in default model), else {DEFAULT_TILE_SIZE}.")
     tile_overlap: int = setting(DEFAULT_TILE_OVERLAP, "Overlap of neighbouring tiles [px], "
                                 f"multiple of {TILE_MULTIPLE}, at most tile_size / 2.")
     threads: int = setting(0, "CPU threads for TF / TFLite (0 = default; TFLite: "
@@ -177,7 +177,7 @@ def load_estimator(path=None, tile_size=None, tile_overlap=DEFAULT_TILE_OVERLAP,
     ``path=None`` loads the built-in default model (``default_model_path()``).
 
     tile_size, tile_overlap: px, multiples of 16 (tile_size 0 = whole image in one pass, None =
-    the model's suggested tile, ``tiling.tile_size_for_width``: 1536 px for the default model,
+    the model's suggested tile, ``tiling.tile_size_for_width``: 1280 px for the default model,
     else ``DEFAULT_TILE_SIZE``).
     threads: threads of a ``.tflite`` model's LiteRT interpreter (default 2). TensorFlow's
     process-wide thread pools (``.keras`` / SavedModel) are not touched: set them with

@@ -32,20 +32,24 @@ tile (``tile_size_for_width``). A full-width (1.0) DMENet tile of 768^2 peaks ne
 activations (1024^2: 2.3 GB). Tiles are shrunk evenly to cover the photo (``balanced_tile``):
 with the 128 px overlap a 24 MP photo runs 70 tiles of 688x720, 1.2x its pixels."""
 
+DEFAULT_TILE_OVERLAP = 128
+"""Overlap of neighbouring tiles [px] (see the module docstring)."""
+
 
 def tile_size_for_width(width):
-    """Tile side [px] for a DMENet network of width multiplier ``width`` (0 < width <= 1) at
-    about the activation memory of a full-width network's ``DEFAULT_TILE_SIZE`` tile:
-    activations scale with the channel count, so the tile area may grow as 1/width (768 px at
-    width 1, 1536 px at 1/4; a multiple of ``TILE_MULTIPLE``). Fewer, larger tiles repeat less
-    of the photo in their overlaps (``benchmarks/default_model.py``)."""
+    """Tile side [px] for a DMENet network of width multiplier ``width`` (0 < width <= 1), at
+    about the peak memory of a full-width network's ``DEFAULT_TILE_SIZE`` tile: the tile area
+    grows as width^(-3/4) (768 px at width 1, 1280 px at 1/4; a multiple of
+    ``TILE_MULTIPLE``). Not 1/width: the image-sized buffers (input, fill, two-scale fusion,
+    blending) do not narrow with the network, and 1536 px tiles of the width-1/4 default model
+    peaked 1.5-1.85 GB against 1.27-1.55 GB at 1280 px and 1.47 GB for the full width at 768
+    (``benchmarks/default_model.py``). Fewer, larger tiles repeat less of the photo in
+    their overlaps."""
     width = float(width)
     if not 0.0 < width <= 1.0:
         raise ValueError(f"width must be in (0, 1], got {width}")
-    side = DEFAULT_TILE_SIZE / math.sqrt(width)
+    side = DEFAULT_TILE_SIZE * width ** -0.375
     return int(side // TILE_MULTIPLE) * TILE_MULTIPLE
-DEFAULT_TILE_OVERLAP = 128
-"""Overlap of neighbouring tiles [px] (see the module docstring)."""
 
 
 def check_tiling(tile_size, tile_overlap, multiple=TILE_MULTIPLE):
