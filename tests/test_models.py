@@ -415,3 +415,37 @@ def test_two_scale_b_starts_as_its_one_scale_b_and_serves_any_size(tiny_b, tmp_p
         assert np.abs(eager - tiny_b(x, training=False)["defocus"].numpy()).max() > 1e-4
         np.testing.assert_allclose(concrete(tf.constant(x)), inf(x), atol=1e-6)
     model_checks.assert_keras_round_trip(inf, _images(1, 48, 80), tmp_path / "two.keras")
+
+
+def test_three_scale_b_starts_as_its_two_scale_b_and_serves_any_size(tmp_path):
+    """A three-scale B warm-started from a two-scale B computes exactly that two-scale B (its
+    quarter-scale correction's last conv is zero) at sizes whose quarter is not a multiple of
+    16; once that conv is non-zero the quarter pass changes the map. Its inference model
+    traces with unknown H, W and round-trips; its config keeps scales."""
+    two = TwoScaleBlurEstimator(width=TINY)
+    model_checks.randomize_weights(two, seed=7)
+    three = TwoScaleBlurEstimator(width=TINY, scales=3)
+    assert copy_weights_by_name(two, three) == len([l for l in _leaves(two) if l.weights])
+    sizes = [(32, 48), (48, 80), (80, 32)]             # quarters 8x12, 12x20, 20x8
+    for h, w in sizes:
+        x = _images(1, h, w, seed=h)
+        np.testing.assert_allclose(three(x, training=False)["defocus"],
+                                   two(x, training=False)["defocus"], atol=1e-6)
+    model_checks.randomize_weights(three.get_layer("q_fuse_out"), seed=3)
+    inf = three.inference_model()
+    fn = tf.function(lambda x: inf(x), input_signature=[tf.TensorSpec((None, None, None, 3))])
+    concrete = fn.get_concrete_function()
+    for h, w in sizes:
+        x = _images(1, h, w, seed=h)
+        assert np.abs(inf(x).numpy() - two(x, training=False)["defocus"].numpy()).max() > 1e-4
+        np.testing.assert_allclose(concrete(tf.constant(x)), inf(x), atol=1e-6)
+    assert TwoScaleBlurEstimator.from_config(three.get_config()).scales == 3
+    model_checks.assert_keras_round_trip(inf, _images(1, 48, 80), tmp_path / "three.keras")
+    with pytest.raises(ValueError, match="scales must be 2 or 3"):
+        TwoScaleBlurEstimator(width=TINY, scales=4)
+
+
+def _leaves(model):
+    """Layers of ``model`` and of the models nested in it (leaves only)."""
+    return [leaf for l in model.layers
+            for leaf in (_leaves(l) if isinstance(l, keras.Model) else [l])]

@@ -89,8 +89,8 @@ def build_trainer(cfg, seed=None):
         keras.utils.set_random_seed(int(seed))
     m = cfg.model
     variant = m.variant_spec
-    if m.scales == 2:
-        blur = TwoScaleBlurEstimator(width=m.width, norm=m.norm)
+    if m.scales > 1:
+        blur = TwoScaleBlurEstimator(width=m.width, norm=m.norm, scales=m.scales)
     else:
         blur = BlurEstimator(width=m.width, norm=m.norm, vgg_weights=m.vgg_weights)
     if m.init_checkpoint:
@@ -117,18 +117,24 @@ def build_trainer(cfg, seed=None):
 def init_blur_estimator(blur, run_dir, log=print):
     """Copy B's weights (every layer, auxiliary heads included) from the latest checkpoint of
     the training run ``run_dir`` (its model_dir or its checkpoints/ folder) into ``blur`` (a
-    ``BlurEstimator`` of the same width and norm, or a ``TwoScaleBlurEstimator``)."""
+    ``BlurEstimator`` of the same width and norm, or a ``TwoScaleBlurEstimator``; the run's B
+    may be one- or two-scale)."""
     path = (tf.train.latest_checkpoint(str(Path(run_dir) / CHECKPOINT_SUBDIR))
             or tf.train.latest_checkpoint(str(run_dir)))
     if path is None:
         raise FileNotFoundError(f"--init_checkpoint: no checkpoint in {run_dir}")
-    source = BlurEstimator(width=blur.width, norm=blur.norm)
-    try:
-        tf.train.Checkpoint(trainer=tf.train.Checkpoint(blur_estimator=source)).restore(
-            path).expect_partial().assert_existing_objects_matched()
-    except (AssertionError, ValueError) as e:
-        raise ValueError(f"--init_checkpoint {path}: not a B of width {blur.width}, norm "
-                         f"{blur.norm!r} ({e})") from None
+    errors = []
+    for make in (TwoScaleBlurEstimator, BlurEstimator):   # a one-scale B matches part of a two
+        source = make(width=blur.width, norm=blur.norm)
+        try:
+            tf.train.Checkpoint(trainer=tf.train.Checkpoint(blur_estimator=source)).restore(
+                path).expect_partial().assert_existing_objects_matched()
+            break
+        except (AssertionError, ValueError) as e:
+            errors.append(f"{make.__name__}: {e}")
+    else:
+        raise ValueError(f"--init_checkpoint {path}: not a one- or two-scale B of width "
+                         f"{blur.width}, norm {blur.norm!r} ({'; '.join(errors)})")
     copy_weights_by_name(source, blur)
     log(f"B initialised from {path}")
 
