@@ -421,7 +421,8 @@ def test_three_scale_b_starts_as_its_two_scale_b_and_serves_any_size(tmp_path):
     """A three-scale B warm-started from a two-scale B computes exactly that two-scale B (its
     quarter-scale correction's last conv is zero) at sizes whose quarter is not a multiple of
     16; once that conv is non-zero the quarter pass changes the map. Its inference model
-    traces with unknown H, W and round-trips; its config keeps scales."""
+    traces with unknown H, W and round-trips; its config and float32 copy keep scales."""
+    from tf_defocus.training.dmenet_task import float32_inference_model
     two = TwoScaleBlurEstimator(width=TINY)
     model_checks.randomize_weights(two, seed=7)
     three = TwoScaleBlurEstimator(width=TINY, scales=3)
@@ -433,12 +434,14 @@ def test_three_scale_b_starts_as_its_two_scale_b_and_serves_any_size(tmp_path):
                                    two(x, training=False)["defocus"], atol=1e-6)
     model_checks.randomize_weights(three.get_layer("q_fuse_out"), seed=3)
     inf = three.inference_model()
+    f32 = float32_inference_model(three)                # what training saves at the end
     fn = tf.function(lambda x: inf(x), input_signature=[tf.TensorSpec((None, None, None, 3))])
     concrete = fn.get_concrete_function()
     for h, w in sizes:
         x = _images(1, h, w, seed=h)
         assert np.abs(inf(x).numpy() - two(x, training=False)["defocus"].numpy()).max() > 1e-4
         np.testing.assert_allclose(concrete(tf.constant(x)), inf(x), atol=1e-6)
+        np.testing.assert_allclose(f32(x), inf(x), atol=1e-6)
     assert TwoScaleBlurEstimator.from_config(three.get_config()).scales == 3
     model_checks.assert_keras_round_trip(inf, _images(1, 48, 80), tmp_path / "three.keras")
     with pytest.raises(ValueError, match="scales must be 2 or 3"):

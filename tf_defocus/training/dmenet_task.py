@@ -144,7 +144,8 @@ def float32_inference_model(blur_estimator, fill_smooth=False):
     training strategy and mixed-precision policy; ``fill_smooth``: see
     ``BlurEstimator.inference_model`` (the train CLI sets it when --smooth_weight < 1)."""
     with dtype_policy("float32"):
-        clone = type(blur_estimator)(width=blur_estimator.width, norm=blur_estimator.norm)
+        clone = type(blur_estimator)(**{a: getattr(blur_estimator, a)
+                                        for a in blur_estimator.ARCH_ARGS})
         clone.set_weights([np.asarray(w) for w in blur_estimator.get_weights()])
     return clone.inference_model(fill_smooth=fill_smooth)
 
