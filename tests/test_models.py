@@ -427,7 +427,7 @@ def test_three_scale_b_starts_as_its_two_scale_b_and_serves_any_size(tmp_path):
     model_checks.randomize_weights(two, seed=7)
     three = TwoScaleBlurEstimator(width=TINY, scales=3)
     assert copy_weights_by_name(two, three) == len([l for l in _leaves(two) if l.weights])
-    sizes = [(32, 48), (48, 80), (80, 32)]             # quarters 8x12, 12x20, 20x8
+    sizes = [(16, 16), (32, 48), (48, 80), (80, 32)]   # quarters 4x4, 8x12, 12x20, 20x8
     for h, w in sizes:
         x = _images(1, h, w, seed=h)
         np.testing.assert_allclose(three(x, training=False)["defocus"],
@@ -452,3 +452,17 @@ def _leaves(model):
     """Layers of ``model`` and of the models nested in it (leaves only)."""
     return [leaf for l in model.layers
             for leaf in (_leaves(l) if isinstance(l, keras.Model) else [l])]
+
+
+def test_pad_to_multiple_mirrors_like_numpy_at_any_size():
+    """Symmetric padding to multiples of 16 at the bottom and right equals NumPy's, also for
+    inputs smaller than their padding (repeated mirroring), traced with unknown H, W; CropLike
+    takes it off again."""
+    from tf_defocus.models.layers import CropLike, PadToMultiple
+    pad = PadToMultiple(16)
+    fn = tf.function(pad, input_signature=[tf.TensorSpec((None, None, None, 2))])
+    for h, w in ((1, 1), (3, 5), (4, 4), (8, 12), (16, 17), (20, 33)):
+        x = np.random.default_rng(h * w).random((1, h, w, 2)).astype(np.float32)
+        want = np.pad(x, ((0, 0), (0, -h % 16), (0, -w % 16), (0, 0)), mode="symmetric")
+        np.testing.assert_array_equal(fn(tf.constant(x)).numpy(), want)
+        np.testing.assert_array_equal(CropLike()([want, x]).numpy(), x)
