@@ -418,7 +418,7 @@ def test_two_scale_b_starts_as_its_one_scale_b_and_serves_any_size(tiny_b, tmp_p
 
 
 def test_suggested_tile_grows_as_the_network_narrows():
-    """A DMENet model's ModelInfo tile [px] keeps a full-width 768 px tile's activation memory:
+    """A DMENet model's ModelInfo tile [px] keeps about a full-width 768 px tile's peak memory:
     the area grows as width^(-3/4) (1280 px at width 1/4, the default model), whatever wraps the
     network; a model without DMENet's first conv suggests none."""
     from tf_defocus.models.dofnet import DoFNet
@@ -431,3 +431,54 @@ def test_suggested_tile_grows_as_the_network_narrows():
     tiny = suggested_tile_size(BlurEstimator(width=TINY))
     assert tiny % TILE_MULTIPLE == 0 and tiny == 2160      # 768 * 16^(3/8) = 2172
     assert suggested_tile_size(DoFNet()) is None
+
+
+def test_three_scale_b_starts_as_its_two_scale_b_and_serves_any_size(tmp_path):
+    """A three-scale B warm-started from a two-scale B computes exactly that two-scale B (its
+    quarter-scale correction's last conv is zero) at sizes whose quarter is not a multiple of
+    16; once that conv is non-zero the quarter pass changes the map. Its inference model
+    traces with unknown H, W and round-trips; its config and float32 copy keep scales."""
+    from tf_defocus.training.dmenet_task import float32_inference_model
+    two = TwoScaleBlurEstimator(width=TINY)
+    model_checks.randomize_weights(two, seed=7)
+    three = TwoScaleBlurEstimator(width=TINY, scales=3)
+    assert copy_weights_by_name(two, three) == len([l for l in _leaves(two) if l.weights])
+    sizes = [(16, 16), (32, 48), (48, 80), (80, 32)]   # quarters 4x4, 8x12, 12x20, 20x8
+    for h, w in sizes:
+        x = _images(1, h, w, seed=h)
+        np.testing.assert_allclose(three(x, training=False)["defocus"],
+                                   two(x, training=False)["defocus"], atol=1e-6)
+    model_checks.randomize_weights(three.get_layer("q_fuse_out"), seed=3)
+    inf = three.inference_model()
+    f32 = float32_inference_model(three)                # what training saves at the end
+    fn = tf.function(lambda x: inf(x), input_signature=[tf.TensorSpec((None, None, None, 3))])
+    concrete = fn.get_concrete_function()
+    for h, w in sizes:
+        x = _images(1, h, w, seed=h)
+        assert np.abs(inf(x).numpy() - two(x, training=False)["defocus"].numpy()).max() > 1e-4
+        np.testing.assert_allclose(concrete(tf.constant(x)), inf(x), atol=1e-6)
+        np.testing.assert_allclose(f32(x), inf(x), atol=1e-6)
+    assert TwoScaleBlurEstimator.from_config(three.get_config()).scales == 3
+    model_checks.assert_keras_round_trip(inf, _images(1, 48, 80), tmp_path / "three.keras")
+    with pytest.raises(ValueError, match="scales must be 2 or 3"):
+        TwoScaleBlurEstimator(width=TINY, scales=4)
+
+
+def _leaves(model):
+    """Layers of ``model`` and of the models nested in it (leaves only)."""
+    return [leaf for l in model.layers
+            for leaf in (_leaves(l) if isinstance(l, keras.Model) else [l])]
+
+
+def test_pad_to_multiple_mirrors_like_numpy_at_any_size():
+    """Symmetric padding to multiples of 16 at the bottom and right equals NumPy's, also for
+    inputs smaller than their padding (repeated mirroring), traced with unknown H, W; CropLike
+    takes it off again."""
+    from tf_defocus.models.layers import CropLike, PadToMultiple
+    pad = PadToMultiple(16)
+    fn = tf.function(pad, input_signature=[tf.TensorSpec((None, None, None, 2))])
+    for h, w in ((1, 1), (3, 5), (4, 4), (8, 12), (16, 17), (20, 33)):
+        x = np.random.default_rng(h * w).random((1, h, w, 2)).astype(np.float32)
+        want = np.pad(x, ((0, 0), (0, -h % 16), (0, -w % 16), (0, 0)), mode="symmetric")
+        np.testing.assert_array_equal(fn(tf.constant(x)).numpy(), want)
+        np.testing.assert_array_equal(CropLike()([want, x]).numpy(), x)

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests import model_checks
 from tf_defocus.training import losses
 from tf_defocus import config as cfglib
 from tf_defocus.training.config import DMENetConfig
@@ -639,10 +640,10 @@ def test_frozen_norm_phase_trains_beta_on_the_moving_statistics():
         tiny_cfg(pretrain_steps=5, freeze_norm_step=2)
 
 
-def test_init_checkpoint_warm_starts_one_and_two_scale_b(tmp_path):
+def test_init_checkpoint_warm_starts_one_two_and_three_scale_b(tmp_path):
     """--init_checkpoint copies B (auxiliary heads included) from a run's latest checkpoint; a
-    two-scale B starts as exactly that B (its fusion's last conv is zero), and a B of another
-    width is refused by name."""
+    two-scale B starts as exactly that B (its fusion's last conv is zero), a three-scale B as
+    exactly a two-scale run's B, and a B of another width is refused by name."""
     source = build_trainer(tiny_cfg(variant="B", use_aux=True), seed=3)
     manager = tf.train.CheckpointManager(tf.train.Checkpoint(trainer=source),
                                          str(tmp_path / "checkpoints"), max_to_keep=1,
@@ -658,7 +659,19 @@ def test_init_checkpoint_warm_starts_one_and_two_scale_b(tmp_path):
             np.testing.assert_allclose(got[name], want[name], atol=1e-6, err_msg=name)
         np.testing.assert_allclose(float32_inference_model(t.blur_estimator)(x),
                                    want["defocus"], atol=1e-6)
-    with pytest.raises(ValueError, match="not a B of width"):
+    with pytest.raises(ValueError, match="B of width"):
         build_trainer(tiny_cfg(variant="B", width=2 * WIDTH, init_checkpoint=str(tmp_path)))
+    # A three-scale B from a two-scale run starts as exactly that two-scale B (fusion included).
+    two = build_trainer(tiny_cfg(variant="B", use_aux=True, scales=2), seed=5)
+    model_checks.randomize_weights(two.blur_estimator.get_layer("fuse_out"), seed=6)
+    tf.train.CheckpointManager(tf.train.Checkpoint(trainer=two), str(tmp_path / "two"),
+                               max_to_keep=1, checkpoint_name="ckpt").save(checkpoint_number=7)
+    want = two.blur_estimator(x, training=False)
+    t = build_trainer(tiny_cfg(variant="B", use_aux=True, scales=3,
+                               init_checkpoint=str(tmp_path / "two")), seed=4)
+    got = t.blur_estimator(x, training=False)
+    assert np.abs(want["defocus"] - source.blur_estimator(x, training=False)["defocus"]).max() > 1e-4
+    for name in ("defocus", "aux_2", "feature"):
+        np.testing.assert_allclose(got[name], want[name], atol=1e-6, err_msg=name)
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         build_trainer(tiny_cfg(variant="B", init_checkpoint=str(tmp_path / "checkpoints" / "x")))

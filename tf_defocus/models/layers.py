@@ -159,7 +159,10 @@ class NearestUpsample(keras.layers.Layer):
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class PadToMultiple(keras.layers.Layer):
     """Symmetric padding at the bottom and right up to H, W multiples of ``multiple`` [px]
-    (NHWC, unknown H/W allowed); ``CropLike`` takes it off again."""
+    (NHWC, unknown H/W allowed); ``CropLike`` takes it off again. An input smaller than its
+    padding (a 4 px quarter-scale image padded to 16) is mirrored repeatedly, each pass at most
+    its current size (SYMMETRIC ``tf.pad``'s limit); inputs at least ``multiple`` - 1 px pad in
+    the first pass."""
 
     def __init__(self, multiple, **kwargs):
         super().__init__(**kwargs)
@@ -170,8 +173,14 @@ class PadToMultiple(keras.layers.Layer):
     def call(self, inputs):
         shape = tf.shape(inputs)
         m = self.multiple
-        pad_h, pad_w = (-shape[1]) % m, (-shape[2]) % m
-        return tf.pad(inputs, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], mode="SYMMETRIC")
+        left = [(-shape[1]) % m, (-shape[2]) % m]
+        x = inputs
+        for _ in range(max(1, (m - 1).bit_length())):   # sizes at least double per pass
+            size = tf.shape(x)
+            step = [tf.minimum(left[0], size[1]), tf.minimum(left[1], size[2])]
+            x = tf.pad(x, [[0, 0], [0, step[0]], [0, step[1]], [0, 0]], mode="SYMMETRIC")
+            left = [left[0] - step[0], left[1] - step[1]]
+        return x
 
     def compute_output_shape(self, input_shape):
         n, h, w, c = input_shape

@@ -55,24 +55,39 @@ def _conv(in_channels, base, name, width):
     return keras.Model(x, y, name=name)
 
 
-def _fused_defocus(image, full, half_fn, layer, width):
-    """The graph after B: ``full`` = tap outputs on ``image``; ``half_fn(padded)`` the tap
-    outputs at half scale; ``layer(name, make)`` returns the named fusion layer, calling
-    ``make(name)`` the first time."""
-    half_image = layer("half_pool", lambda n: keras.layers.AveragePooling2D(2, name=n))(image)
-    padded = layer("half_pad", lambda n: PadToMultiple(DEFOCUS.size_multiple, name=n))(half_image)
-    half = half_fn(padded)
+def _fused_defocus(image, full, tap_fn, layer, width, scales=2):
+    """The graph after B: ``full`` = tap outputs on ``image``; ``tap_fn(padded)`` the tap
+    outputs at a coarser scale; ``layer(name, make)`` returns the named fusion layer, calling
+    ``make(name)`` the first time. scales 3: a quarter-scale pass adds its own correction
+    (zero-initialised) to the half-resolution one."""
+    pool = lambda name, x: layer(name, lambda n: keras.layers.AveragePooling2D(2, name=n))(x)
     crop = layer("half_crop", lambda n: CropLike(name=n))
     concat = lambda name, xs: layer(name, lambda n: keras.layers.Concatenate(name=n))(xs)
     conv = lambda name, base, x: layer(name, lambda n: _conv(x.shape[-1], base, n, width))(x)
-    x_full = layer("full_pool", lambda n: keras.layers.AveragePooling2D(2, name=n))(
-        concat("full_concat", [full["head"], full["logit"]]))
-    x_half = concat("half_concat", [crop([half["head"], half_image]),
-                                    crop([half["logit"], half_image])])
-    x = concat("fuse_concat", [x_full, x_half])
-    for name, base in _FUSE_CONVS:
-        x = conv(name, base, x)
-    delta = conv("fuse_out", 0, x)
+
+    def coarse_pass(prefix, coarse_image):
+        """B's head and logit on ``coarse_image`` (padded inside, cropped back), concatenated."""
+        padded = layer(f"{prefix}_pad",
+                       lambda n: PadToMultiple(DEFOCUS.size_multiple, name=n))(coarse_image)
+        out = tap_fn(padded)
+        return concat(f"{prefix}_concat", [crop([out["head"], coarse_image]),
+                                           crop([out["logit"], coarse_image])])
+
+    def correction(prefix, x):
+        for name, base in _FUSE_CONVS:
+            x = conv(prefix + name, base, x)
+        return conv(prefix + "fuse_out", 0, x)
+
+    half_image = pool("half_pool", image)
+    x_full = pool("full_pool", concat("full_concat", [full["head"], full["logit"]]))
+    x_half = coarse_pass("half", half_image)
+    delta = correction("", concat("fuse_concat", [x_full, x_half]))
+    if scales == 3:
+        x_quarter = coarse_pass("quarter", pool("quarter_pool", half_image))
+        x = concat("q_fuse_concat", [pool("q_full_pool", x_full), pool("q_half_pool", x_half),
+                                     x_quarter])
+        delta_q = layer("q_fuse_up", lambda n: NearestUpsample(2, name=n))(correction("q_", x))
+        delta = layer("q_fuse_add", lambda n: keras.layers.Add(name=n))([delta, delta_q])
     delta = layer("fuse_up", lambda n: NearestUpsample(2, name=n))(delta)
     delta = conv("fuse_smooth", -1, delta)
     logit = layer("fuse_add", lambda n: keras.layers.Add(name=n))([full["logit"], delta])
@@ -89,10 +104,13 @@ class TwoScaleBlurEstimator(WidthConfigMixin, keras.Model):
     and ``feature`` for training. width, norm: B's (``BlurEstimator``).
     """
 
-    ARCH_ARGS = ("width", "norm")
+    ARCH_ARGS = ("width", "norm", "scales")
 
-    def __init__(self, width=1.0, norm="batch", name="two_scale_blur_estimator", **kwargs):
-        width = float(width)
+    def __init__(self, width=1.0, norm="batch", scales=2, name="two_scale_blur_estimator",
+                 **kwargs):
+        width, scales = float(width), int(scales)
+        if scales not in (2, 3):
+            raise ValueError(f"scales must be 2 or 3, got {scales}")
         blur = BlurEstimator(width=width, norm=norm, name="blur_estimator_one_scale")
         tap = _tap(blur, with_training_outputs=True)
         image = keras.Input(shape=(None, None, 3), name="image")
@@ -106,10 +124,10 @@ class TwoScaleBlurEstimator(WidthConfigMixin, keras.Model):
 
         outputs = {k: keras.layers.Activation("linear", dtype="float32", name=k)(full[k])
                    for k in OUTPUT_NAMES if k != "defocus"}
-        outputs["defocus"] = _fused_defocus(image, full, tap, layer, width)
+        outputs["defocus"] = _fused_defocus(image, full, tap, layer, width, scales)
         outputs = {k: outputs[k] for k in OUTPUT_NAMES}
         super().__init__(inputs=image, outputs=outputs, name=name, **kwargs)
-        self.width, self.norm = width, norm
+        self.width, self.norm, self.scales = width, norm, scales
 
     def inference_model(self, fill_smooth=False):
         """Plain functional model ``blur_estimator``: image (N,H,W,3) -> defocus (N,H,W,1),
@@ -121,7 +139,7 @@ class TwoScaleBlurEstimator(WidthConfigMixin, keras.Model):
                                name=TAP_NAME + "_head")
         image = keras.Input(shape=(None, None, 3), name="image")
         defocus = _fused_defocus(image, head_tap(image), head_tap,
-                                 lambda n, make: self.get_layer(n), self.width)
+                                 lambda n, make: self.get_layer(n), self.width, self.scales)
         if fill_smooth:
             defocus = FillSmooth(name="fill_smooth")([defocus, image])
         return keras.Model(inputs=image, outputs=defocus, name=INFERENCE_MODEL_NAME)

@@ -125,13 +125,14 @@ class DMENetModelConfig(Section):
         None, "Local path of Keras' VGG19 ImageNet notop weights "
         "(vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5) for B's encoder and C; width 1.0 "
         "only. Never downloaded.", path="file")
-    scales: int = setting(1, "Scales B reads: 1 (the paper) or 2 (also a 2x average-pooled copy "
+    scales: int = setting(1, "Scales B reads: 1 (the paper), 2 (also a 2x average-pooled copy "
                              "through the same B, fused by a small net before the sigmoid; "
-                             "+25% compute; models/two_scale.py).", choices=(1, 2))
+                             "+25% compute; models/two_scale.py) or 3 (also a 4x copy, +31%).",
+                          choices=(1, 2, 3))
     init_checkpoint: str | None = setting(
         None, "Start B from the B of this training run (its model_dir, or a checkpoints/ "
         "folder; the latest checkpoint); a two-scale B takes a one-scale B's weights into its "
-        "shared B. Optimizer state and step start afresh; a checkpoint in --model_dir wins.",
+        "shared B, a three-scale B a two-scale B's. Optimizer state and step start afresh; a checkpoint in --model_dir wins.",
         path="dir")
     variant: str = setting("BDSC", "Ablation of the patent: B, BD, BDC, BDSC_noaux, BDSC "
                                    "(full model).", choices=tuple(VARIANTS))

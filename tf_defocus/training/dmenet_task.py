@@ -89,8 +89,8 @@ def build_trainer(cfg, seed=None):
         keras.utils.set_random_seed(int(seed))
     m = cfg.model
     variant = m.variant_spec
-    if m.scales == 2:
-        blur = TwoScaleBlurEstimator(width=m.width, norm=m.norm)
+    if m.scales > 1:
+        blur = TwoScaleBlurEstimator(width=m.width, norm=m.norm, scales=m.scales)
     else:
         blur = BlurEstimator(width=m.width, norm=m.norm, vgg_weights=m.vgg_weights)
     if m.init_checkpoint:
@@ -117,18 +117,24 @@ def build_trainer(cfg, seed=None):
 def init_blur_estimator(blur, run_dir, log=print):
     """Copy B's weights (every layer, auxiliary heads included) from the latest checkpoint of
     the training run ``run_dir`` (its model_dir or its checkpoints/ folder) into ``blur`` (a
-    ``BlurEstimator`` of the same width and norm, or a ``TwoScaleBlurEstimator``)."""
+    ``BlurEstimator`` of the same width and norm, or a ``TwoScaleBlurEstimator``; the run's B
+    may be one- or two-scale)."""
     path = (tf.train.latest_checkpoint(str(Path(run_dir) / CHECKPOINT_SUBDIR))
             or tf.train.latest_checkpoint(str(run_dir)))
     if path is None:
         raise FileNotFoundError(f"--init_checkpoint: no checkpoint in {run_dir}")
-    source = BlurEstimator(width=blur.width, norm=blur.norm)
-    try:
-        tf.train.Checkpoint(trainer=tf.train.Checkpoint(blur_estimator=source)).restore(
-            path).expect_partial().assert_existing_objects_matched()
-    except (AssertionError, ValueError) as e:
-        raise ValueError(f"--init_checkpoint {path}: not a B of width {blur.width}, norm "
-                         f"{blur.norm!r} ({e})") from None
+    errors = []
+    for make in (TwoScaleBlurEstimator, BlurEstimator):   # a one-scale B matches part of a two
+        source = make(width=blur.width, norm=blur.norm)
+        try:
+            tf.train.Checkpoint(trainer=tf.train.Checkpoint(blur_estimator=source)).restore(
+                path).expect_partial().assert_existing_objects_matched()
+            break
+        except (AssertionError, ValueError) as e:
+            errors.append(f"{make.__name__}: {e}")
+    else:
+        raise ValueError(f"--init_checkpoint {path}: not a one- or two-scale B of width "
+                         f"{blur.width}, norm {blur.norm!r} ({'; '.join(errors)})")
     copy_weights_by_name(source, blur)
     log(f"B initialised from {path}")
 
@@ -138,7 +144,8 @@ def float32_inference_model(blur_estimator, fill_smooth=False):
     training strategy and mixed-precision policy; ``fill_smooth``: see
     ``BlurEstimator.inference_model`` (the train CLI sets it when --smooth_weight < 1)."""
     with dtype_policy("float32"):
-        clone = type(blur_estimator)(width=blur_estimator.width, norm=blur_estimator.norm)
+        clone = type(blur_estimator)(**{a: getattr(blur_estimator, a)
+                                        for a in blur_estimator.ARCH_ARGS})
         clone.set_weights([np.asarray(w) for w in blur_estimator.get_weights()])
     return clone.inference_model(fill_smooth=fill_smooth)
 
