@@ -9,7 +9,10 @@ package photo, resized to each ``--sizes`` WxH): seconds per megapixel and peak 
   speed does not depend on the weight values),
 
 and their ratios; also the default model at the full-width network's 768 px tiles (the tile it
-used before its ModelInfo suggested 1280 px), to show what the larger tiles save. Target: the default model at most 3 s per megapixel here.
+used before its ModelInfo suggested 1280 px), to show what the larger tiles save; and how far
+each tiled map is from the whole-image map (one pass, no tiles), on pixels where blur is
+visible and on smooth ones (filled from the visible pixels of their tile). Target: the default
+model at most 3 s per megapixel here.
 
     python benchmarks/default_model.py [--sizes=1024x768,2048x1536] [--threads=2]
 """
@@ -49,6 +52,24 @@ def photo(width, height):
     return cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA)
 
 
+def tiling_error(model, image_npy, threads, tmp, maps):
+    """Mean |tiled - whole-image map| [px] of each saved native map in ``maps`` {name: .npy},
+    split into pixels where blur is visible and smooth ones (``metrics.smooth_pixels``; their
+    sigma is filled from visible pixels within the tile): {name: (visible, smooth)}."""
+    from tf_defocus.metrics import smooth_pixels
+    from tf_defocus.units import SIGMA_MAX_PX
+    whole = Path(tmp) / "map_whole.npy"
+    run_worker({"model": str(model), "tile_size": 0, "tile_overlap": 0, "threads": threads,
+                "image_npy": str(image_npy), "save_map": str(whole)})
+    ref = np.load(whole).squeeze()
+    smooth = smooth_pixels(np.load(image_npy))
+    out = {}
+    for name, path in maps.items():
+        d = np.abs(np.load(path).squeeze() - ref) * SIGMA_MAX_PX
+        out[name] = (float(d[~smooth].mean()), float(d[smooth].mean()))
+    return out
+
+
 def main(args):
     from tf_defocus.inference import default_model_path
     default = Path(args.model) if args.model else default_model_path()
@@ -69,9 +90,12 @@ def main(args):
             base = Path(tmp) / f"photo_{w}x{h}.npy"
             np.save(base, photo(w, h))
             res = {}
+            maps = {}
             for name, path, tile in runs:
+                maps[name] = Path(tmp) / f"map_{len(maps)}.npy"
                 spec = {"model": str(path), "tile_size": tile, "tile_overlap": 128,
-                        "threads": args.threads, "image_npy": str(base)}
+                        "threads": args.threads, "image_npy": str(base),
+                        "save_map": str(maps[name])}
                 r = run_worker(spec)
                 mp = w * h / 1e6
                 peak = r.get("inference_peak_rss_mb") or r["rss_mb"]
@@ -85,6 +109,12 @@ def main(args):
                                 res["default"]["rss_mb"] / res[ref]["rss_mb"])
                 print(f"{'':>11} {'/ ' + ref:>13} {'':>11} {ratios[name][0]:7.3f} "
                       f"{ratios[name][1]:7.3f}")
+            seams = tiling_error(default, base, args.threads, tmp,
+                                 {n: maps[n] for n in ("default", "default @768")})
+            for name, (visible, smooth) in seams.items():
+                print(f"{'':>11} {name:>13} map vs whole image: mean |diff| {visible:.4f} px on "
+                      f"visible, {smooth:.4f} px on smooth (filled) pixels")
+                res[name].update(vs_whole_visible_px=visible, vs_whole_smooth_px=smooth)
             verdict = "PASS" if res["default"]["s_per_mp"] <= 3.0 else "FAIL"
             print(f"{'':>11} default <= 3 s/MP: {verdict}")
             rows.append({"size": [w, h], **res,
