@@ -9,7 +9,8 @@ package photo, resized to each ``--sizes`` WxH): seconds per megapixel and peak 
   speed does not depend on the weight values),
 
 and their ratios; also the default model at the full-width network's 768 px tiles (the tile it
-used before its ModelInfo suggested 1280 px), to show what the larger tiles save; and how far
+used before its ModelInfo suggested 1280 px), to show what the larger tiles save; the default
+model with left-right flip averaging (``--flips=2`` of predict / evaluate: two passes); and how far
 each tiled map is from the whole-image map (one pass, no tiles), on pixels where blur is
 visible and on smooth ones (filled from the visible pixels of their tile). Target: the default
 model at most 3 s per megapixel here.
@@ -84,17 +85,17 @@ def main(args):
               "TF start-up and warm-up)")
         print(f"{'size':>11} {'model':>13} {'tiles':>11} {'s/MP':>7} {'RSS MB':>7}")
         rows = []
-        runs = (("default", default, None), ("default @768", default, 768),
-                ("full width", full, None))
+        runs = (("default", default, None, 1), ("default @768", default, 768, 1),
+                ("default flip2", default, None, 2), ("full width", full, None, 1))
         for w, h in sizes:
             base = Path(tmp) / f"photo_{w}x{h}.npy"
             np.save(base, photo(w, h))
             res = {}
             maps = {}
-            for name, path, tile in runs:
+            for name, path, tile, flips in runs:
                 maps[name] = Path(tmp) / f"map_{len(maps)}.npy"
                 spec = {"model": str(path), "tile_size": tile, "tile_overlap": 128,
-                        "threads": args.threads, "image_npy": str(base),
+                        "threads": args.threads, "image_npy": str(base), "flips": flips,
                         "save_map": str(maps[name])}
                 r = run_worker(spec)
                 mp = w * h / 1e6
@@ -104,7 +105,8 @@ def main(args):
                              "tile_hw": r["tile_hw"], "process_peak_rss_mb": r["rss_mb"]}
                 print(f"{w:>5}x{h:<5} {name:>13} {tiles:>11} {r['seconds'] / mp:7.2f} {peak:7.0f}")
             ratios = {}
-            for name, ref in (("full_width", "full width"), ("768", "default @768")):
+            for name, ref in (("full_width", "full width"), ("768", "default @768"),
+                              ("flip2", "default flip2")):
                 ratios[name] = (res["default"]["s_per_mp"] / res[ref]["s_per_mp"],
                                 res["default"]["rss_mb"] / res[ref]["rss_mb"])
                 print(f"{'':>11} {'/ ' + ref:>13} {'':>11} {ratios[name][0]:7.3f} "
@@ -119,7 +121,8 @@ def main(args):
             print(f"{'':>11} default <= 3 s/MP: {verdict}")
             rows.append({"size": [w, h], **res,
                          "time_ratio": ratios["full_width"][0], "rss_ratio": ratios["full_width"][1],
-                         "time_ratio_vs_768": ratios["768"][0], "rss_ratio_vs_768": ratios["768"][1]})
+                         "time_ratio_vs_768": ratios["768"][0], "rss_ratio_vs_768": ratios["768"][1],
+                         "time_ratio_vs_flip2": ratios["flip2"][0]})
         if args.json:
             Path(args.json).write_text(json.dumps({"threads": args.threads, "rows": rows}, indent=2) + "\n")
 

@@ -165,7 +165,8 @@ def worker(spec):
     set_threads(spec["threads"])
     from tf_defocus.imageio import read_image
     from tf_defocus.inference import load_estimator
-    est = load_estimator(spec["model"], spec["tile_size"], spec["tile_overlap"])
+    est = load_estimator(spec["model"], spec["tile_size"], spec["tile_overlap"],
+                         flips=spec.get("flips", 1))
     if spec.get("image_file"):
         t_read = time.perf_counter()
         img = read_image(spec["image_file"])

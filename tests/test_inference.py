@@ -130,6 +130,21 @@ def test_tile_progress_callback(model_path):
     assert [c[0] for c in calls] == list(range(1, total + 1))
 
 
+def test_flip_averaging_is_the_mean_of_the_mirrored_maps(model_path, whole):
+    img, _ = scene(5, 48, 80)
+    mirror = lambda a, rows, cols: a[::-1 if rows else 1, ::-1 if cols else 1]
+    views = [mirror(whole.predict(mirror(img, r, c)), r, c)
+             for r, c in ((False, False), (False, True), (True, False), (True, True))]
+    assert np.abs(views[1] - views[0]).max() > 1e-3     # the network is not mirror-invariant
+    for flips in (2, 4):
+        est = inference.load_estimator(model_path, tile_size=0, tile_overlap=0, flips=flips)
+        np.testing.assert_allclose(est.predict(img), np.mean(views[:flips], axis=0), atol=1e-5)
+    tiled = inference.load_estimator(model_path, tile_size=32, tile_overlap=16, flips=2)
+    assert tiled.predict(img).shape == img.shape[:2]
+    with pytest.raises(ValueError, match="flips must be one of"):
+        inference.load_estimator(model_path, flips=3)
+
+
 # ----------------------------------------------------------------------------- formats
 
 @pytest.fixture(scope="module")

@@ -87,6 +87,7 @@ def test_input_kinds_match_their_rgb_equivalent(model_path, photos, tmp_path):
 def test_bad_flags_fail_before_any_work(model_path, photos, tmp_path):
     cases = [(dict(tile_size=100), "--tile_size must be a multiple of 16"),
              (dict(tile_overlap=8), "--tile_overlap must be a multiple of 16"),
+             (dict(flips=3), "--flips must be one of 1, 2, 4"),
              (dict(outputs=("sigma", "bogus")), "--outputs .*bogus"),
              (dict(method="dof_weight", model="", outputs=("sigma", "color")), "no blur unit")]
     for kw, msg in cases:                              # the config refuses itself

@@ -194,7 +194,8 @@ def load_methods(config):
         for name, path in config.models or (("default", None),):  # None: the built-in model
             try:
                 est = inference.load_estimator(path, config.tile_size, config.tile_overlap,
-                                               threads=config.threads or None)
+                                               threads=config.threads or None,
+                                               flips=config.flips)
             except (inference.ModelLoadError, ValueError) as e:
                 raise ConfigError(str(e)) from e
             out.append((name, est))

@@ -23,12 +23,38 @@ from tf_defocus.tiling import (DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE, TILE_MUL
                                balanced_tile, check_tiling, run_tiled, tile_grid, tile_starts)
 
 __all__ = [
-    "DoFWeightMethod", "Estimator", "RunSettings", "default_model_path", "load_estimator",
+    "DoFWeightMethod", "Estimator", "FLIP_CHOICES", "RunSettings", "default_model_path",
+    "flip_averaged", "load_estimator",
     # Re-exported from tf_defocus.backends and tf_defocus.tiling (importable from here):
     "DEFAULT_TFLITE_THREADS", "ModelLoadError", "set_tf_threads",
     "DEFAULT_TILE_OVERLAP", "DEFAULT_TILE_SIZE", "TILE_MULTIPLE", "balanced_tile",
     "check_tiling", "tile_starts",
 ]
+
+
+FLIP_CHOICES = (1, 2, 4)
+# The views of flip averaging: (flip rows, flip columns) for 1, 2 or 4 views.
+_FLIP_VIEWS = ((False, False), (False, True), (True, False), (True, True))
+
+
+def flip_averaged(run, flips):
+    """``run`` (float32 (N, h, w, 3) -> (N, h, w) map) averaged over ``flips`` mirrored views
+    of its input (1: ``run`` itself; 2: + left-right; 4: + upside down and both), each view's
+    map mirrored back. The network is not mirror-invariant, so its errors partly average out:
+    a cheap ensemble that costs ``flips`` forward passes."""
+    if flips not in FLIP_CHOICES:
+        raise ValueError(f"flips must be one of {FLIP_CHOICES}, got {flips!r}")
+    if flips == 1:
+        return run
+
+    def averaged(batch):
+        total = None
+        for rows, cols in _FLIP_VIEWS[:flips]:
+            view = np.s_[:, ::-1 if rows else 1, ::-1 if cols else 1]
+            out = np.asarray(run(np.ascontiguousarray(batch[view])), np.float32)[view]
+            total = out if total is None else total + out
+        return total / np.float32(flips)
+    return averaged
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +69,10 @@ class RunSettings(Section):
                                 f"multiple of {TILE_MULTIPLE}, at most tile_size / 2.")
     threads: int = setting(0, "CPU threads for TF / TFLite (0 = default; TFLite: "
                               f"{DEFAULT_TFLITE_THREADS}).", low=0)
+    flips: int = setting(1, "Test-time flip averaging of a model's map: 1 = off, 2 = the mean "
+                            "over the photo and its mirror image, 4 = also upside down and both "
+                            "(2x / 4x the time; models only, docs/MODEL_CARD.md gives the "
+                            "gain).", choices=FLIP_CHOICES)
 
     def check(self):
         try:
@@ -69,17 +99,20 @@ class Estimator:
     ``kind`` is ``defocus`` (maps in sigma px) or ``dof_weight`` (focus weight, no blur unit).
     ``tile_size`` 0 = whole image in one pass, None = the model's suggestion (its ModelInfo
     ``tile_size``) or ``DEFAULT_TILE_SIZE``; ``fixed_size`` (h, w) for fixed-input models (then
-    tiles are that size regardless of ``tile_size``).
+    tiles are that size regardless of ``tile_size``). ``flips``: test-time flip averaging of
+    every tile (``flip_averaged``: 1, 2 or 4 views).
     """
     backend: Backend
     path: str = ""
     tile_size: int | None = None
     tile_overlap: int = DEFAULT_TILE_OVERLAP
+    flips: int = 1
 
     def __post_init__(self):
         if self.tile_size is None:
             self.tile_size = getattr(self.backend.info, "tile_size", None) or DEFAULT_TILE_SIZE
         check_tiling(self.tile_size, self.tile_overlap)
+        self._run = flip_averaged(self.backend, self.flips)
 
     @property
     def kind(self):
@@ -106,7 +139,7 @@ class Estimator:
         progress: optional callable(done_tiles, total_tiles).
         """
         img = _as_rgb_float(image)
-        return run_tiled(self.backend, img, self.tiles(*img.shape[:2]), progress)
+        return run_tiled(self._run, img, self.tiles(*img.shape[:2]), progress)
 
     def predict(self, image, progress=None):
         """Defocus map: float32 sigma [px], shape (H, W) of the input (see ``predict_native``)."""
@@ -172,7 +205,8 @@ def default_model_path():
     return DEFAULT_MODEL
 
 
-def load_estimator(path=None, tile_size=None, tile_overlap=DEFAULT_TILE_OVERLAP, threads=None):
+def load_estimator(path=None, tile_size=None, tile_overlap=DEFAULT_TILE_OVERLAP, threads=None,
+                   flips=1):
     """Load a ``.keras`` file, SavedModel directory or ``.tflite`` file as an ``Estimator``;
     ``path=None`` loads the built-in default model (``default_model_path()``).
 
@@ -182,11 +216,14 @@ def load_estimator(path=None, tile_size=None, tile_overlap=DEFAULT_TILE_OVERLAP,
     threads: threads of a ``.tflite`` model's LiteRT interpreter (default 2). TensorFlow's
     process-wide thread pools (``.keras`` / SavedModel) are not touched: set them with
     ``set_tf_threads`` first.
+    flips: test-time flip averaging, 1 (off), 2 or 4 views (``flip_averaged``).
     Raises ModelLoadError (naming the path) for anything that is not a tf_defocus model, and
     ValueError for bad tiling parameters, before any inference work.
     """
     check_tiling(tile_size or 0, tile_overlap)
+    if flips not in FLIP_CHOICES:
+        raise ValueError(f"flips must be one of {FLIP_CHOICES}, got {flips!r}")
     if path is None:
         path = default_model_path()
     return Estimator(backend=open_backend(path, threads), path=os.fspath(path), tile_size=tile_size,
-                     tile_overlap=tile_overlap)
+                     tile_overlap=tile_overlap, flips=flips)

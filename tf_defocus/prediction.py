@@ -288,7 +288,7 @@ def load_method(config):
     inference.set_tf_threads(config.threads)   # process-wide TF pools (.keras, SavedModel)
     try:
         est = inference.load_estimator(config.model or None, config.tile_size, config.tile_overlap,
-                                       threads=config.threads or None)
+                                       threads=config.threads or None, flips=config.flips)
     except (inference.ModelLoadError, ValueError) as e:
         raise ConfigError(str(e)) from e
     if est.kind != artifacts.KIND_DEFOCUS and "sigma" in (config.outputs or ()):
