@@ -4,7 +4,8 @@ On the validation set (``configs/validation_set.flags``), for every model: the m
 sigma [px] over the smooth in-focus pixels (``metrics.smooth_in_focus_pixels``: true sigma <=
 0.5 px, local grey std < 2 levels) of (a) the all-in-focus scenes and (b) every scene, and the
 fraction of those pixels predicted blurred (sigma > 1 px). Target for the default model: (a) at
-most 1 px.
+most 1 px. ``--flips=F`` reads every model with test-time flip averaging
+(``inference.flip_averaged``).
 
     python benchmarks/smooth_in_focus.py --data_dir=data/val_realistic --model=default --model=quickstart=runs/quickstart/blur_estimator.keras
 """
@@ -47,7 +48,7 @@ def main(args):
     print(f"{'model':>12} {'AIF median px':>14} {'AIF blurred %':>14} {'all median px':>14} {'all blurred %':>14}")
     for spec in args.model:
         name, _, path = spec.partition("=")
-        est = inference.load_estimator(path or None)
+        est = inference.load_estimator(path or None, flips=args.flips)
         aif, every = [], []
         for is_aif, image, smooth in data:
             if not smooth.any():
@@ -66,6 +67,8 @@ def parse(argv):
     p.add_argument("--data_dir", default="data/val_realistic")
     p.add_argument("--model", action="append", default=None,
                    help="name=PATH, or 'default' for the built-in model (repeatable)")
+    p.add_argument("--flips", type=int, default=1, choices=(1, 2, 4),
+                   help="test-time flip averaging views")
     a = p.parse_args(argv)
     a.model = a.model or ["default"]
     return a
