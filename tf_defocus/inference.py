@@ -37,13 +37,18 @@ FLIP_CHOICES = (1, 2, 4)
 _FLIP_VIEWS = ((False, False), (False, True), (True, False), (True, True))
 
 
+def check_flips(flips):
+    """ValueError unless ``flips`` is one of ``FLIP_CHOICES``."""
+    if flips not in FLIP_CHOICES:
+        raise ValueError(f"flips must be one of {FLIP_CHOICES}, got {flips!r}")
+
+
 def flip_averaged(run, flips):
     """``run`` (float32 (N, h, w, 3) -> (N, h, w) map) averaged over ``flips`` mirrored views
     of its input (1: ``run`` itself; 2: + left-right; 4: + upside down and both), each view's
     map mirrored back. The network is not mirror-invariant, so its errors partly average out:
     a cheap ensemble that costs ``flips`` forward passes."""
-    if flips not in FLIP_CHOICES:
-        raise ValueError(f"flips must be one of {FLIP_CHOICES}, got {flips!r}")
+    check_flips(flips)
     if flips == 1:
         return run
 
@@ -221,8 +226,7 @@ def load_estimator(path=None, tile_size=None, tile_overlap=DEFAULT_TILE_OVERLAP,
     ValueError for bad tiling parameters, before any inference work.
     """
     check_tiling(tile_size or 0, tile_overlap)
-    if flips not in FLIP_CHOICES:
-        raise ValueError(f"flips must be one of {FLIP_CHOICES}, got {flips!r}")
+    check_flips(flips)      # before loading the model
     if path is None:
         path = default_model_path()
     return Estimator(backend=open_backend(path, threads), path=os.fspath(path), tile_size=tile_size,
