@@ -25,11 +25,12 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 
-def load_validation_set(root):
-    """[(meta dict, image float32 (H, W, 3) [0, 1], true sigma [px] (H, W))] of a generated set."""
+def load_validation_set(root, limit=None):
+    """[(meta dict, image float32 (H, W, 3) [0, 1], true sigma [px] (H, W))] of a generated set
+    (its first ``limit`` scenes if given)."""
     from tf_defocus.data.synthesize import read_syndof_sigma
     from tf_defocus.imageio import read_image
-    metas = [json.loads(p.read_text()) for p in sorted((Path(root) / "meta").glob("*.json"))]
+    metas = [json.loads(p.read_text()) for p in sorted((Path(root) / "meta").glob("*.json"))[:limit]]
     if not metas:
         raise SystemExit(f"{root}: no meta/*.json (generate it with configs/validation_set.flags)")
     return [(m, read_image(Path(root) / "image" / f"{m['id']}.png"),

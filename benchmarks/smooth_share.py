@@ -42,7 +42,7 @@ def label_bands(root, images, smooth_weight):
     from tf_defocus import metrics
     n = len(BANDS_PX) - 1
     total, visible = np.zeros(n), np.zeros(n)
-    for _, image, sigma in load_validation_set(root)[:images]:
+    for _, image, sigma in load_validation_set(root, images):
         vis = ~metrics.smooth_pixels(image)
         band = np.clip(np.searchsorted(BANDS_PX, sigma, side="right") - 1, 0, n - 1)
         total += np.bincount(band.ravel(), minlength=n)

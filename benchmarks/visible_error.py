@@ -13,7 +13,13 @@ pixel lies near a step of the true sigma (its range over ``STEP_WINDOW_PX`` squa
 ``--budget`` splits the filled map's MAE over smooth / visible pixels and bands of true sigma:
 each part's share of the pixels, its MAE and bias [px], and what it adds to the whole-set MAE
 (sigma/7; the parts sum to the pixel-weighted MAE, which differs slightly from the per-image
-mean of the table above). ``--model=oracle`` is the true sigma itself: what the fill gives with a perfect
+mean of the table above). ``--regions`` asks whether the filled map's error is pixel noise or whole regions read wrong:
+its MAE with every region of one true sigma (4-connected, sigma quantised to ``REGION_STEP_PX``)
+replaced by the region's median reading (what any smoothing within true regions could reach),
+and with an oracle fill confidence (``ORACLE_KEEP_PX``: the fill keeps only visible pixels read
+within that of the truth), then the ``WORST_IMAGES`` worst scenes. On a set of more than one
+scene source (a training pool: ``layered`` and ``procedural``) the filled MAE per source is
+printed too; ``--max_images`` reads only the first N scenes. ``--model=oracle`` is the true sigma itself: what the fill gives with a perfect
 network on the visible pixels; ``--model=constant`` is the mean true sigma of the set everywhere
 (issue 11's reference: a constant scored MAE 0.20 on its real scenes).
 
@@ -45,6 +51,10 @@ CONTRAST_LEVELS = (0, 2, 4, 8, 16, 32, 256)
 CONTRAST_SIGMA_PX = (0.0, 1.0, 3.0, 5.0, 8.0)
 STEP_WINDOW_PX = 15      # the window of metrics.smooth_pixels
 STEP_RANGE_PX = 1.0
+REGION_STEP_PX = 0.25
+ORACLE_KEEP_PX = 1.0
+ORACLE_DROP_WEIGHT = 0.02   # fill confidence factor of the pixels the oracle drops
+WORST_IMAGES = 5
 
 
 def raw_predictor(path):
@@ -152,6 +162,49 @@ def contrast_table(data, maps):
     return out
 
 
+def true_regions(sigma):
+    """(H, W) int32 labels: 4-connected regions of equal true sigma [px] quantised to
+    ``REGION_STEP_PX``."""
+    import cv2
+    q = np.round(sigma / REGION_STEP_PX).astype(np.int32)
+    labels, n = np.zeros(q.shape, np.int32), 0
+    for v in np.unique(q):
+        k, cc = cv2.connectedComponents((q == v).astype(np.uint8), connectivity=4)
+        labels[cc > 0] = cc[cc > 0] + n
+        n += k
+    return labels
+
+
+def region_medians(values, labels):
+    """Each pixel of ``values`` (H, W) replaced by the median of its region in ``labels``."""
+    flat, lab = values.ravel(), labels.ravel()
+    order = np.argsort(lab, kind="stable")
+    bounds = np.flatnonzero(np.diff(lab[order])) + 1
+    out = np.empty_like(flat)
+    for idx in np.split(order, bounds):
+        out[idx] = np.median(flat[idx])
+    return out.reshape(values.shape)
+
+
+def region_table(data, raw, filled):
+    """(MAE of the fill, with region medians, with the oracle confidence, [(MAE, id, mean true,
+    mean filled sigma px)] of the ``WORST_IMAGES`` worst scenes), per-image means, sigma/7."""
+    from tf_defocus import propagation
+    rows = []
+    for meta, image, sigma in data:
+        r, f = raw[meta["id"]], filled[meta["id"]]
+        keep = np.where(np.abs(r - sigma) < ORACLE_KEEP_PX, 1.0, ORACLE_DROP_WEIGHT)
+        conf = propagation.visibility_confidence(image[None]).numpy()[0, ..., 0] * keep
+        oracle = propagation.pull_push(r[None, ..., None], np.maximum(
+            conf, propagation.CONFIDENCE_FLOOR)[None, ..., None]).numpy()[0, ..., 0]
+        mae = lambda m: float(np.abs(m - sigma).mean() / 7.0)
+        rows.append((mae(f), mae(region_medians(f, true_regions(sigma))), mae(oracle),
+                     meta["id"], float(sigma.mean()), float(f.mean())))
+    worst = sorted(rows, reverse=True)[:WORST_IMAGES]
+    m = np.array([r[:3] for r in rows]).mean(axis=0)
+    return (*m, [(r[0], r[3], r[4], r[5]) for r in worst])
+
+
 def render_no_photo_set(out_dir, count, seed):
     from tf_defocus.data import scenes
     scenes.SURFACE_WEIGHTS = (0.0, 0.25, 0.75)
@@ -168,7 +221,8 @@ def main(args):
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     if args.no_photos:
         render_no_photo_set(args.data_dir, args.no_photos, args.seed)
-    data = load_validation_set(args.data_dir)
+    data = load_validation_set(args.data_dir, args.max_images or None)
+    sources = sorted({m.get("source", "") for m, _, _ in data})
     print(f"{args.data_dir}: {len(data)} scenes")
     print(f"{'model':>14} {'map':>5} {'Spearman':>9} {'AUC':>6} {'MAE':>7} {'MAE smooth':>11} "
           f"{'MAE visible':>12} {'AIF smooth median px':>21}")
@@ -190,6 +244,17 @@ def main(args):
             s = scores(data, maps)
             print(f"{name:>14} {kind:>5} {s[0]:9.3f} {s[1]:6.3f} {s[2]:7.4f} {s[3]:11.4f} "
                   f"{s[4]:12.4f} {s[5]:21.2f}", flush=True)
+        if len(sources) > 1:
+            maps = kinds[-1][1]
+            print(f"{'':>14} {kinds[-1][0]} MAE per scene source: " + ", ".join(
+                f"{src} {np.mean([np.abs(maps[m['id']] - s).mean() / 7 for m, _, s in data if m.get('source', '') == src]):.4f}"
+                for src in sources))
+        if args.regions and name not in ("oracle", "constant"):
+            mae, medians, oracle, worst = region_table(data, raw, kinds[-1][1])
+            print(f"{'':>14} fill MAE {mae:.4f}; each true-sigma region at its median reading "
+                  f"{medians:.4f}; oracle fill confidence (keep < {ORACLE_KEEP_PX:g} px) {oracle:.4f}")
+            print(f"{'':>14} worst scenes: " + "; ".join(
+                f"{i} MAE {e:.3f} (true {t:.2f} px, read {p:.2f} px)" for e, i, t, p in worst))
         if args.budget:
             print(f"{'':>14} error budget of the {kinds[-1][0]} map: pixels, true sigma band px, "
                   "share, MAE px, bias px, part of MAE (sigma/7)")
@@ -222,6 +287,9 @@ def parse(argv):
                    help="raw MAE per band of local contrast and true sigma")
     p.add_argument("--budget", action="store_true",
                    help="the filled map's MAE split over smooth / visible pixels and true sigma")
+    p.add_argument("--regions", action="store_true",
+                   help="region-median and oracle-confidence bounds of the fill, worst scenes")
+    p.add_argument("--max_images", type=int, default=0, help="read only the first N scenes")
     p.add_argument("--no_photos", type=int, default=0,
                    help="render this many photo-free layered scenes into --data_dir first")
     p.add_argument("--seed", type=int, default=777)

@@ -52,6 +52,39 @@ def test_error_budget_parts_add_up_to_the_pooled_mae():
     assert sum(p[6] for p in perfect) == 0.0
 
 
+def test_regions_split_equal_sigma_by_connectivity_and_take_their_medians():
+    import visible_error
+    sigma = np.zeros((6, 9), np.float32)
+    sigma[:, 3:6] = 4.0                  # a band at 4 px splits the 0 px area into two regions
+    labels = visible_error.true_regions(sigma)
+    assert len(np.unique(labels)) == 3
+    assert labels[0, 0] == labels[5, 2] != labels[0, 8]
+    values = np.arange(sigma.size, dtype=np.float32).reshape(sigma.shape)
+    med = visible_error.region_medians(values, labels)
+    for lab in np.unique(labels):
+        assert np.all(med[labels == lab] == np.median(values[labels == lab]))
+
+
+def test_region_table_fixes_scattered_errors_but_not_a_whole_region_read_wrong():
+    import visible_error
+    rng = np.random.default_rng(2)
+    image = rng.random((32, 48, 3)).astype(np.float32)       # textured: every pixel visible
+    sigma = np.zeros((32, 48), np.float32)
+    sigma[:, 24:] = 6.0
+    scattered = sigma + 3.0 * (rng.random(sigma.shape) < 0.2)  # a fifth of the pixels 3 px off
+    whole = sigma + 2.0 * (sigma == 0)                          # the sharp half read 2 px high
+    data = [({"id": "a"}, image, sigma)]
+    mae, medians, oracle, worst = visible_error.region_table(data, {"a": scattered}, {"a": scattered})
+    assert mae == pytest.approx(np.abs(scattered - sigma).mean() / 7.0, rel=1e-5)
+    assert medians == pytest.approx(0.0, abs=1e-6)
+    assert oracle < 0.1 * mae
+    mae, medians, oracle, worst = visible_error.region_table(data, {"a": whole}, {"a": whole})
+    assert mae == pytest.approx(1.0 / 7.0, rel=1e-5)           # half the pixels off by 2 px
+    assert medians == pytest.approx(mae, rel=1e-5)
+    assert oracle > 0.9 * mae      # nothing right nearby to fill the sharp half from
+    assert worst[0][1] == "a"
+
+
 def test_two_scale_table_is_the_median_truth_per_cell_and_keeps_unseen_readings():
     import two_scale
     rng = np.random.default_rng(0)
