@@ -19,7 +19,9 @@ replaced by the region's median reading (what any smoothing within true regions 
 and with an oracle fill confidence (``ORACLE_KEEP_PX``: the fill keeps only visible pixels read
 within that of the truth), then the ``WORST_IMAGES`` worst scenes. On a set of more than one
 scene source (a training pool: ``layered`` and ``procedural``) the filled MAE per source is
-printed too; ``--max_images`` reads only the first N scenes. ``--model=oracle`` is the true sigma itself: what the fill gives with a perfect
+printed too; ``--max_images`` reads only the first N scenes. ``--tile_sizes=128,256`` adds the
+filled MAE of the model run by ``inference.Estimator`` on tiles of those sizes (overlap a quarter
+of the tile; 0 = the whole image): how much context beyond a tile the readings use. ``--model=oracle`` is the true sigma itself: what the fill gives with a perfect
 network on the visible pixels; ``--model=constant`` is the mean true sigma of the set everywhere
 (issue 11's reference: a constant scored MAE 0.20 on its real scenes).
 
@@ -32,6 +34,7 @@ Models run whole-image (padded to a multiple of 16), ``FillSmooth`` stripped for
 """
 
 import argparse
+import dataclasses
 import os
 import sys
 import warnings
@@ -205,6 +208,17 @@ def region_table(data, raw, filled):
     return (*m, [(r[0], r[3], r[4], r[5]) for r in worst])
 
 
+def tiled_mae(path, data, tile_size):
+    """Mean per-image filled MAE (sigma/7) of the model at ``path`` run by ``inference.Estimator``
+    on ``tile_size`` px tiles (overlap a quarter of it; 0 = whole image)."""
+    from tf_defocus import inference
+    est = inference.load_estimator(path)
+    est = dataclasses.replace(est, tile_size=tile_size,
+                              tile_overlap=tile_size // 4 if tile_size else est.tile_overlap)
+    return float(np.mean([np.abs(est.predict(image) - sigma).mean() / 7.0
+                          for _, image, sigma in data]))
+
+
 def render_no_photo_set(out_dir, count, seed):
     from tf_defocus.data import scenes
     scenes.SURFACE_WEIGHTS = (0.0, 0.25, 0.75)
@@ -255,6 +269,9 @@ def main(args):
                   f"{medians:.4f}; oracle fill confidence (keep < {ORACLE_KEEP_PX:g} px) {oracle:.4f}")
             print(f"{'':>14} worst scenes: " + "; ".join(
                 f"{i} MAE {e:.3f} (true {t:.2f} px, read {p:.2f} px)" for e, i, t, p in worst))
+        if args.tile_sizes and name not in ("oracle", "constant"):
+            print(f"{'':>14} filled MAE by tile size: " + ", ".join(
+                f"{t or 'whole'} {tiled_mae(path, data, t):.4f}" for t in args.tile_sizes))
         if args.budget:
             print(f"{'':>14} error budget of the {kinds[-1][0]} map: pixels, true sigma band px, "
                   "share, MAE px, bias px, part of MAE (sigma/7)")
@@ -289,6 +306,8 @@ def parse(argv):
                    help="the filled map's MAE split over smooth / visible pixels and true sigma")
     p.add_argument("--regions", action="store_true",
                    help="region-median and oracle-confidence bounds of the fill, worst scenes")
+    p.add_argument("--tile_sizes", type=lambda v: [int(t) for t in v.split(",")], default=[],
+                   help="comma-separated tile sizes [px] (0 = whole image) for the tiled MAE")
     p.add_argument("--max_images", type=int, default=0, help="read only the first N scenes")
     p.add_argument("--no_photos", type=int, default=0,
                    help="render this many photo-free layered scenes into --data_dir first")
