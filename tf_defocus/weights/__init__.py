@@ -2,8 +2,8 @@
 
 ``DEFAULT_MODEL``: the built-in default defocus model, a ``blur_estimator.keras`` inference model
 (input RGB [0, 1], output sigma / 7) trained by ``configs/default_model.flags``, then
-``configs/warm_restart.flags`` and ``configs/third_cycle.flags`` (a second and a third cycle
-of the same schedule) on the built-in realistic data; its ``ModelInfo`` sidecar is ``default_model.keras.json`` beside it. See
+``configs/warm_restart.flags``, ``configs/third_cycle.flags`` and ``configs/fourth_cycle.flags``
+(a second, third and fourth cycle of the same schedule) on the built-in realistic data; its ``ModelInfo`` sidecar is ``default_model.keras.json`` beside it. See
 ``docs/MODEL_CARD.md`` for data, recipe, metrics and limits.
 """
 
