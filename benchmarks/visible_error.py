@@ -165,6 +165,11 @@ def contrast_table(data, maps):
     return out
 
 
+def image_mae(pred, sigma):
+    """Mean absolute error of a map against the true sigma [px], in sigma/7."""
+    return float(np.abs(pred - sigma).mean() / 7.0)
+
+
 def true_regions(sigma):
     """(H, W) int32 labels: 4-connected regions of equal true sigma [px] quantised to
     ``REGION_STEP_PX``."""
@@ -200,23 +205,20 @@ def region_table(data, raw, filled):
         conf = propagation.visibility_confidence(image[None]).numpy()[0, ..., 0] * keep
         oracle = propagation.pull_push(r[None, ..., None], np.maximum(
             conf, propagation.CONFIDENCE_FLOOR)[None, ..., None]).numpy()[0, ..., 0]
-        mae = lambda m: float(np.abs(m - sigma).mean() / 7.0)
-        rows.append((mae(f), mae(region_medians(f, true_regions(sigma))), mae(oracle),
+        rows.append((image_mae(f, sigma), image_mae(region_medians(f, true_regions(sigma)), sigma),
+                     image_mae(oracle, sigma),
                      meta["id"], float(sigma.mean()), float(f.mean())))
     worst = sorted(rows, reverse=True)[:WORST_IMAGES]
     m = np.array([r[:3] for r in rows]).mean(axis=0)
     return (*m, [(r[0], r[3], r[4], r[5]) for r in worst])
 
 
-def tiled_mae(path, data, tile_size):
-    """Mean per-image filled MAE (sigma/7) of the model at ``path`` run by ``inference.Estimator``
-    on ``tile_size`` px tiles (overlap a quarter of it; 0 = whole image)."""
-    from tf_defocus import inference
-    est = inference.load_estimator(path)
+def tiled_mae(est, data, tile_size):
+    """Mean per-image filled MAE (sigma/7) of ``inference.Estimator`` ``est`` run on
+    ``tile_size`` px tiles (overlap a quarter of it; 0 = whole image)."""
     est = dataclasses.replace(est, tile_size=tile_size,
                               tile_overlap=tile_size // 4 if tile_size else est.tile_overlap)
-    return float(np.mean([np.abs(est.predict(image) - sigma).mean() / 7.0
-                          for _, image, sigma in data]))
+    return float(np.mean([image_mae(est.predict(image), sigma) for _, image, sigma in data]))
 
 
 def render_no_photo_set(out_dir, count, seed):
@@ -260,9 +262,10 @@ def main(args):
                   f"{s[4]:12.4f} {s[5]:21.2f}", flush=True)
         if len(sources) > 1:
             maps = kinds[-1][1]
-            print(f"{'':>14} {kinds[-1][0]} MAE per scene source: " + ", ".join(
-                f"{src} {np.mean([np.abs(maps[m['id']] - s).mean() / 7 for m, _, s in data if m.get('source', '') == src]):.4f}"
-                for src in sources))
+            per_source = {src: np.mean([image_mae(maps[m["id"]], s) for m, _, s in data
+                                        if m.get("source", "") == src]) for src in sources}
+            print(f"{'':>14} {kinds[-1][0]} MAE per scene source: "
+                  + ", ".join(f"{src} {v:.4f}" for src, v in per_source.items()))
         if args.regions and name not in ("oracle", "constant"):
             mae, medians, oracle, worst = region_table(data, raw, kinds[-1][1])
             print(f"{'':>14} fill MAE {mae:.4f}; each true-sigma region at its median reading "
@@ -270,8 +273,10 @@ def main(args):
             print(f"{'':>14} worst scenes: " + "; ".join(
                 f"{i} MAE {e:.3f} (true {t:.2f} px, read {p:.2f} px)" for e, i, t, p in worst))
         if args.tile_sizes and name not in ("oracle", "constant"):
+            from tf_defocus import inference
+            est = inference.load_estimator(path)
             print(f"{'':>14} filled MAE by tile size: " + ", ".join(
-                f"{t or 'whole'} {tiled_mae(path, data, t):.4f}" for t in args.tile_sizes))
+                f"{t or 'whole'} {tiled_mae(est, data, t):.4f}" for t in args.tile_sizes))
         if args.budget:
             print(f"{'':>14} error budget of the {kinds[-1][0]} map: pixels, true sigma band px, "
                   "share, MAE px, bias px, part of MAE (sigma/7)")
