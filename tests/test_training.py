@@ -252,6 +252,63 @@ def test_checkpoint_restores_every_network_and_optimizer(tmp_path):
     assert [float(o.learning_rate) for o in t2.optimizers] == pytest.approx([5e-4, 5e-4])
 
 
+def test_cycles_repeat_the_schedule_like_chained_warm_started_runs(tmp_path):
+    """--cycle_steps: the learning-rate decay and the phases start over at every restart, the
+    optimizer state is reset and the input stream restarts, so one run of two cycles ends with
+    the weights of two chained runs (the second warm-started from the first's B with a new
+    optimizer), also when it resumes from the checkpoint at the restart."""
+    kw = dict(variant="B", use_aux=True, pixel_loss="l1", pixel_loss_step=2,
+              freeze_norm_step=2)
+    elements = [make_element(i) for i in range(4)]   # 4 elements: a restart changes the batches
+    sched = dict(learning_rate=1e-3, lr_decay_steps=1, lr_decay_rate=0.5, verbose=0,
+                 checkpoint_every=0)
+
+    def trainer():
+        t = build_trainer(tiny_cfg(**kw), seed=0)
+        t.run_eagerly = True
+        return t
+
+    messages = []
+    one = trainer()
+    run_training(task_for(one, elements), tmp_path / "one", 6, cycle_steps=3,
+                 log=messages.append, **sched)
+    assert [m for m in messages if m.startswith(("phase", "cycle"))] == [
+        "phase 'joint_frozen_norm' from step 2",
+        "cycle 2 of 2 from step 3: optimizer state reset, input stream restarted",
+        "phase 'joint_mse' from step 3", "phase 'joint_frozen_norm' from step 5"]
+    assert int(one.b_optimizer.iterations) == 3
+    assert float(one.b_optimizer.learning_rate) == pytest.approx(2.5e-4)
+
+    first = trainer()
+    run_training(task_for(first, elements), tmp_path / "first", 3, log=messages.append, **sched)
+    second = trainer()
+    second.blur_estimator.set_weights(first.blur_estimator.get_weights())
+    run_training(task_for(second, elements), tmp_path / "second", 3, log=messages.append,
+                 **sched)
+    # Stopped at the restart (its checkpoint holds the end of cycle 1), then resumed.
+    stopped = trainer()
+    run_training(task_for(stopped, elements), tmp_path / "resumed", 3, cycle_steps=3,
+                 log=messages.append, **sched)
+    resumed = trainer()
+    run_training(task_for(resumed, elements), tmp_path / "resumed", 6, cycle_steps=3,
+                 log=messages.append, **sched)
+    for other in (second, resumed):
+        for a, b in zip(one.blur_estimator.weights, other.blur_estimator.weights):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6, err_msg=a.path)
+    # Without the restart the second cycle ends elsewhere.
+    straight = trainer()
+    run_training(task_for(straight, elements), tmp_path / "straight", 6, log=messages.append,
+                 **sched)
+    assert any(np.abs(np.asarray(a) - np.asarray(b)).max() > 1e-4
+               for a, b in zip(one.blur_estimator.weights, straight.blur_estimator.weights))
+    for bad, match in ((dict(cycle_steps=2, freeze_norm_step=0), "pixel_loss_step"),
+                       (dict(cycle_steps=3, freeze_norm_step=3, pixel_loss_step=0),
+                        "freeze_norm_step"),
+                       (dict(cycle_steps=7, train_steps=6), "cycle_steps")):
+        with pytest.raises(ValueError, match=match):
+            tiny_cfg(**{**kw, **bad})
+
+
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     t = build_trainer(tiny_cfg(variant="B"), seed=0)
     t.run_eagerly = True

@@ -32,6 +32,16 @@ class ScheduleConfig(Section):
                                           "checkpoint_every; 0 = at the end only).", low=0)
     progress: bool = setting(True, "Show a progress bar (otherwise one log line per "
                                    "--log_every steps).")
+    cycle_steps: int = setting(0, "Repeat the schedule every N steps (0 = once; warm restarts): "
+                                  "at each multiple of N the learning-rate decay and the phases "
+                                  "start over, every optimizer's state is reset and the input "
+                                  "stream restarts from its seed, as if a new run started from "
+                                  "the weights (--init_checkpoint).", low=0)
+
+    def check(self):
+        if self.cycle_steps > self.train_steps:
+            raise ValueError(f"--cycle_steps must be 0 or <= --train_steps "
+                             f"({self.train_steps}), got {self.cycle_steps}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,12 +53,18 @@ class DMENetScheduleConfig(ScheduleConfig):
                                     low=0)
 
     def check(self):
+        super().check()
         if self.pretrain_steps > self.train_steps:
             raise ValueError(f"--pretrain_steps must be in [0, --train_steps], got "
                              f"{self.pretrain_steps}")
         if 0 < self.freeze_norm_step < self.pretrain_steps:
             raise ValueError(f"--freeze_norm_step must be 0 or >= --pretrain_steps, got "
                              f"{self.freeze_norm_step}")
+        for name in ("pretrain_steps", "freeze_norm_step"):
+            if self.cycle_steps and getattr(self, name) >= self.cycle_steps:
+                raise ValueError(f"--{name} ({getattr(self, name)}) must be below "
+                                 f"--cycle_steps ({self.cycle_steps}): steps count within "
+                                 f"each cycle")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -228,6 +244,12 @@ class DMENetConfig(Section):
     schedule: DMENetScheduleConfig = section(DMENetScheduleConfig)
     checkpointing: CheckpointConfig = section(CheckpointConfig)
     runtime: RuntimeConfig = section(RuntimeConfig)
+
+    def check(self):
+        cycle, step = self.schedule.cycle_steps, self.losses.pixel_loss_step
+        if cycle and step >= cycle:
+            raise ValueError(f"--pixel_loss_step ({step}) must be below --cycle_steps "
+                             f"({cycle}): steps count within each cycle")
 
 
 @dataclasses.dataclass(frozen=True)

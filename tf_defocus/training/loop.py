@@ -19,6 +19,10 @@ and ``jit_compile`` work as in ``fit``) and adds what long runs need:
   steps/s, image panels; ``val/``: validation metrics);
 * a ``keras.utils.Progbar`` with ETA when stdout is a terminal; otherwise (redirected to a file
   or pipe) one plain log line per ``log_every`` steps;
+* warm restarts (``cycle_steps``): the schedule (learning-rate decay, the trainer's phases)
+  repeats every ``cycle_steps`` steps; at each restart every optimizer's state is reset and the
+  input stream starts over from its seed, so one run of K cycles computes what K chained runs
+  (each warm-started from the last one's weights with a new optimizer) compute;
 * at the end the inference model ``<model_dir>/<name>.keras`` (written atomically) plus its
   ``ModelInfo`` sidecar;
 * multi-worker: every worker runs the same loop (checkpoint saves run collective ops), the
@@ -145,6 +149,20 @@ def learning_rate_at(step, learning_rate, decay_steps=0, decay_rate=1.0):
     return float(learning_rate) * float(decay_rate) ** (int(step) // int(decay_steps))
 
 
+def schedule_step(step, cycle_steps=0):
+    """Position of global ``step`` in a schedule repeated every ``cycle_steps`` (0 = never)."""
+    return int(step) % int(cycle_steps) if cycle_steps else int(step)
+
+
+def reset_optimizer_state(optimizer):
+    """Give ``optimizer`` the state of a new one: its step counter and slots (Adam's moments)
+    set to zero; the learning rate (and a LossScaleOptimizer's loss scale) are kept."""
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    for v in inner.variables:
+        if v.path.rsplit("/", 1)[-1] != "learning_rate":
+            v.assign(tf.zeros(v.shape, v.dtype))
+
+
 def default_model_info(model):
     """``ModelInfo`` for an inference model named ``blur_estimator`` or ``dofnet``; a DMENet's
     suggests the tile of its width (``models.layers.suggested_tile_size``)."""
@@ -198,8 +216,8 @@ def save_inference_model(model, model_dir, model_info=None, path=None):
 
 def run_training(task, model_dir, train_steps, *, checkpoint_every=1000, log_every=50,
                  image_every=None, val_every=None, learning_rate=None, lr_decay_steps=0,
-                 lr_decay_rate=1.0, max_to_keep=3, model_info=None, verbose=1, log=print,
-                 write_dir=None):
+                 lr_decay_rate=1.0, cycle_steps=0, max_to_keep=3, model_info=None, verbose=1,
+                 log=print, write_dir=None):
     """Train ``task.trainer`` until the step counter reaches ``train_steps`` (the total).
 
     task: ``TrainingTask`` whose trainer is compiled inside its strategy scope.
@@ -212,6 +230,9 @@ def run_training(task, model_dir, train_steps, *, checkpoint_every=1000, log_eve
       ``checkpoint_every``). val_dataset may be one finite dataset or a dict name -> dataset.
     learning_rate: if given, every optimizer's learning rate is set to
       ``learning_rate * lr_decay_rate ** floor(step / lr_decay_steps)`` before each step.
+    cycle_steps: repeat the schedule every N steps (0 = once): ``step`` above and the trainer's
+      ``phase_for_step`` count within the cycle; at each restart every optimizer's state is
+      reset and the input stream restarts.
     verbose: 1 = progress bar (plain log lines when stdout is not a terminal), 0 = only the
       log lines. log: callable for one-line messages.
     Raises NonFiniteLossError on NaN/Inf loss (after keeping the last good checkpoint).
@@ -303,7 +324,7 @@ def run_training(task, model_dir, train_steps, *, checkpoint_every=1000, log_eve
             dist_dataset = strategy.distribute_datasets_from_function(task.train_dataset)
         else:
             dist_dataset = strategy.experimental_distribute_dataset(task.train_dataset)
-        iterator = iter(dist_dataset)
+        iterator = None
         # Target = steps of this run (Progbar's ETA assumes it started at 0); every value
         # shown is already a running mean, so all are "stateful" (shown as given). The bar
         # redraws its line with "\r" (on Linux Keras does so even into a file): only on a
@@ -317,8 +338,19 @@ def run_training(task, model_dir, train_steps, *, checkpoint_every=1000, log_eve
             log(f"training steps {start_step} -> {train_steps} in {model_dir}")
         try:
             while step < train_steps:
+                at = schedule_step(step, cycle_steps)
+                restart = at == 0 and step > 0
+                if restart:
+                    # A checkpoint at a restart holds the end of the last cycle: reset now.
+                    for opt in optimizers:
+                        reset_optimizer_state(opt)
+                    log(f"cycle {step // cycle_steps + 1} of "
+                        f"{math.ceil(train_steps / cycle_steps)} from step {step}: optimizer "
+                        f"state reset, input stream restarted")
+                if iterator is None or restart:
+                    iterator = iter(dist_dataset)
                 if hasattr(trainer, "phase_for_step"):
-                    new_phase = trainer.phase_for_step(step)
+                    new_phase = trainer.phase_for_step(at)
                     if new_phase != phase:
                         trainer.set_phase(new_phase)
                         train_fn = distribute.step_function(trainer)
@@ -328,7 +360,7 @@ def run_training(task, model_dir, train_steps, *, checkpoint_every=1000, log_eve
                 elif train_fn is None:
                     train_fn = distribute.step_function(trainer)
                 if learning_rate is not None:
-                    lr = learning_rate_at(step, learning_rate, lr_decay_steps, lr_decay_rate)
+                    lr = learning_rate_at(at, learning_rate, lr_decay_steps, lr_decay_rate)
                     if lr != lr_now:
                         for opt in optimizers:
                             opt.learning_rate = lr

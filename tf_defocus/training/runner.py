@@ -103,7 +103,8 @@ def train(config):
                 task, c.model_dir, s.train_steps, checkpoint_every=c.checkpoint_every,
                 log_every=s.log_every, image_every=s.image_every, val_every=s.val_every,
                 learning_rate=o.learning_rate, lr_decay_steps=o.lr_decay_steps,
-                lr_decay_rate=o.lr_decay_rate, max_to_keep=c.max_to_keep,
+                lr_decay_rate=o.lr_decay_rate, cycle_steps=s.cycle_steps,
+                max_to_keep=c.max_to_keep,
                 verbose=1 if s.progress else 0, write_dir=write_dir)
     if role is None:
         return result
