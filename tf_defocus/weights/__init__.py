@@ -1,9 +1,11 @@
 """Weights shipped inside the package (package data).
 
 ``DEFAULT_MODEL``: the built-in default defocus model, a ``blur_estimator.keras`` inference model
-(input RGB [0, 1], output sigma / 7) trained by ``configs/default_model.flags``, then
-``configs/warm_restart.flags``, ``configs/third_cycle.flags`` and ``configs/fourth_cycle.flags``
-(a second, third and fourth cycle of the same schedule) on the built-in realistic data; its ``ModelInfo`` sidecar is ``default_model.keras.json`` beside it. See
+(input RGB [0, 1], output sigma / 7) trained by ``configs/default_model.flags`` (four cycles
+of one schedule; trained as four chained one-cycle runs, ``configs/default_model_cycle.flags``,
+then ``configs/warm_restart.flags``, ``configs/third_cycle.flags`` and
+``configs/fourth_cycle.flags``) on the built-in realistic data; its ``ModelInfo`` sidecar is
+``default_model.keras.json`` beside it. See
 ``docs/MODEL_CARD.md`` for data, recipe, metrics and limits.
 """
 
