@@ -16,6 +16,10 @@ visible and on smooth ones (filled from the visible pixels of their tile). Targe
 model at most 3 s per megapixel here.
 
     python benchmarks/default_model.py [--sizes=1024x768,2048x1536] [--threads=2]
+        [--also=NAME=PATH ...]
+
+``--also`` times more models (e.g. a wider candidate) at their suggested tiles in the same run,
+with their ratio to the default model.
 """
 
 import argparse
@@ -85,8 +89,10 @@ def main(args):
               "TF start-up and warm-up)")
         print(f"{'size':>11} {'model':>13} {'tiles':>11} {'s/MP':>7} {'RSS MB':>7}")
         rows = []
+        also = [tuple(a.split("=", 1)) for a in args.also]
         runs = (("default", default, None, 1), ("default @768", default, 768, 1),
-                ("default flip2", default, None, 2), ("full width", full, None, 1))
+                ("default flip2", default, None, 2), ("full width", full, None, 1)) + tuple(
+                    (name, Path(path), None, 1) for name, path in also)
         for w, h in sizes:
             base = Path(tmp) / f"photo_{w}x{h}.npy"
             np.save(base, photo(w, h))
@@ -106,7 +112,7 @@ def main(args):
                 print(f"{w:>5}x{h:<5} {name:>13} {tiles:>11} {r['seconds'] / mp:7.2f} {peak:7.0f}")
             ratios = {}
             for name, ref in (("full_width", "full width"), ("768", "default @768"),
-                              ("flip2", "default flip2")):
+                              ("flip2", "default flip2")) + tuple((n, n) for n, _ in also):
                 ratios[name] = (res["default"]["s_per_mp"] / res[ref]["s_per_mp"],
                                 res["default"]["rss_mb"] / res[ref]["rss_mb"])
                 print(f"{'':>11} {'/ ' + ref:>13} {'':>11} {ratios[name][0]:7.3f} "
@@ -122,7 +128,8 @@ def main(args):
             rows.append({"size": [w, h], **res,
                          "time_ratio": ratios["full_width"][0], "rss_ratio": ratios["full_width"][1],
                          "time_ratio_vs_768": ratios["768"][0], "rss_ratio_vs_768": ratios["768"][1],
-                         "time_ratio_vs_flip2": ratios["flip2"][0]})
+                         "time_ratio_vs_flip2": ratios["flip2"][0],
+                         **{f"time_ratio_vs_{n}": ratios[n][0] for n, _ in also}})
         if args.json:
             Path(args.json).write_text(json.dumps({"threads": args.threads, "rows": rows}, indent=2) + "\n")
 
@@ -133,7 +140,13 @@ def parse(argv):
     p.add_argument("--sizes", default="1024x768,2048x1536")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", default="", help="also write the figures to this JSON file")
-    return p.parse_args(argv)
+    p.add_argument("--also", action="append", default=[], metavar="NAME=PATH",
+                   help="another .keras model to time beside the default (repeatable)")
+    args = p.parse_args(argv)
+    for a in args.also:
+        if "=" not in a or not Path(a.split("=", 1)[1]).is_file():
+            p.error(f"--also {a!r}: expected NAME=PATH of an existing .keras file")
+    return args
 
 
 if __name__ == "__main__":
