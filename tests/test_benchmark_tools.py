@@ -106,3 +106,13 @@ def test_two_scale_refiner_starts_as_the_full_scale_reading():
     full = rng.uniform(0, 7, (1, 32, 48)).astype(np.float32)
     out = two_scale.build_refiner()(two_scale.refiner_features(image, full, 2 * full))
     np.testing.assert_allclose(7.0 * np.asarray(out)[..., 0], full, atol=1e-5)
+
+
+def test_default_model_benchmark_takes_extra_models_by_name(tmp_path):
+    import default_model
+    model = tmp_path / "wide.keras"
+    model.write_bytes(b"")
+    assert default_model.parse([f"--also=wide={model}"]).also == [f"wide={model}"]
+    for bad in ("wide", f"wide={tmp_path / 'missing.keras'}"):
+        with pytest.raises(SystemExit):
+            default_model.parse([f"--also={bad}"])
