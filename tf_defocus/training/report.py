@@ -83,8 +83,12 @@ def _panel(title, series, size=(560, 300)):
         cv2.putText(img, f"{y:.3g}", (2, to_px(x0, y)[1] + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
                     (90, 90, 90), 1, cv2.LINE_AA)
         x = x0 + frac * (x1 - x0)
-        cv2.putText(img, f"{int(x)}", (to_px(x, y0)[0] - 12, h - bottom + 14),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.35, (90, 90, 90), 1, cv2.LINE_AA)
+        text = f"{int(x)}"
+        width = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.35, 1)[0][0]
+        # Centred under its tick, kept inside the image (the last step's label at the edge).
+        tx = min(max(to_px(x, y0)[0] - width // 2, 0), w - width - 2)
+        cv2.putText(img, text, (tx, h - bottom + 14), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
+                    (90, 90, 90), 1, cv2.LINE_AA)
     for k, (label, s) in enumerate(series):
         colour = COLOURS[k % len(COLOURS)]
         line = np.array([to_px(x, y) for x, y in s if np.isfinite(y)], np.int32)
