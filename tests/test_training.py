@@ -6,6 +6,7 @@ costs far more than running it at this size).
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -494,6 +495,35 @@ def test_cli_sigkill_then_resume_end_to_end(tmp_path):
     y = np.asarray(model(np.zeros((1, 32, 48, 3), np.float32)))
     assert y.shape == (1, 32, 48, 1) and np.all((y >= 0) & (y <= 1))
     assert (model_dir / "blur_estimator.keras.json").is_file()
+
+
+def test_cli_sigterm_saves_the_last_step_and_exits_143(tmp_path):
+    """SIGTERM (kill, a scheduler's preemption) saves the last completed step, as Ctrl-C does;
+    with checkpoints every 1,000 steps that save is the only checkpoint."""
+    flagfile = tmp_path / "tiny.flags"
+    flagfile.write_text(TINY_FLAGS)
+    model_dir = tmp_path / "run"
+    proc = _cli([f"--flagfile={flagfile}", f"--model_dir={model_dir}",
+                 f"--cache_dir={tmp_path / 'cache'}", "--noprogress", "--checkpoint_every=1000"])
+    lines = []
+    try:
+        for line in proc.stdout:   # log_every=1: one line per step
+            lines.append(line)
+            if line.startswith("step 3/"):
+                proc.send_signal(signal.SIGTERM)
+                break
+        out = "".join(lines) + proc.communicate(timeout=300)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 143, out
+    saved = re.search(r"interrupted; saved checkpoint at step (\d+)", out)
+    assert saved, out
+    assert "stopped by signal SIGTERM" in out
+    step = int(saved.group(1))
+    assert step >= 3 and _latest_step(model_dir / "checkpoints") == step
+    assert not (model_dir / "blur_estimator.keras").exists()
 
 
 MY_CONFIGS = ["dmenet", "quickstart", "ablation_B", "ablation_BD", "ablation_BDC",

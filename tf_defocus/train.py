@@ -4,7 +4,9 @@ Flags given after ``--flagfile`` override the file. ``--model_dir`` receives ``c
 (the resolved settings), ``checkpoints/`` (every network, every optimizer, the step),
 ``logs/`` (TensorBoard) and the inference model ``blur_estimator.keras`` (or ``dofnet.keras``)
 with its ``.json`` ModelInfo. ``--train_steps`` is the total: rerunning the same command after an
-interruption resumes from the last checkpoint and stops at the total.
+interruption resumes from the last checkpoint and stops at the total. Ctrl-C or SIGTERM (``kill``, a
+scheduler's preemption) saves a checkpoint of the last completed step first; after SIGTERM the
+command exits with status 143.
 
 Examples::
 
@@ -20,7 +22,7 @@ from absl import flags
 from tf_defocus import cli   # TensorFlow's start-up lines are hidden by tf_defocus/__init__
 from tf_defocus.training import config as tcfg
 from tf_defocus.training import runner
-from tf_defocus.training.loop import NonFiniteLossError
+from tf_defocus.training.loop import NonFiniteLossError, TerminationRequested
 
 
 def define_flags(flag_values):
@@ -53,7 +55,8 @@ def _run(config):
           f"{result.model_path}", flush=True)
 
 
-main, run = cli.config_app(None, _run, prog="tf_defocus.train", errors={NonFiniteLossError: 1},
+main, run = cli.config_app(None, _run, prog="tf_defocus.train",
+                           errors={NonFiniteLossError: 1, TerminationRequested: 143},
                            define_flags=define_flags, make_config=_checked_config)
 """``main(argv, flag_values=None)`` -> exit code; ``run()``: the console script
 (``tf-defocus-train``)."""

@@ -39,7 +39,9 @@ import dataclasses
 import math
 import re
 import shutil
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -336,6 +338,7 @@ def run_training(task, model_dir, train_steps, *, checkpoint_every=1000, log_eve
         t_interval, steps_interval = time.time(), 0
         if verbose:
             log(f"training steps {start_step} -> {train_steps} in {model_dir}")
+        restore_sigterm = _sigterm_interrupts()
         try:
             while step < train_steps:
                 at = schedule_step(step, cycle_steps)
@@ -411,11 +414,13 @@ def run_training(task, model_dir, train_steps, *, checkpoint_every=1000, log_eve
                     and not distribute.is_multi_worker(strategy):
                 try:
                     save(step)
-                    log(f"interrupted; saved checkpoint at step {step}")
+                    log(f"interrupted; saved checkpoint at step {step}; rerun the same "
+                        f"command to resume")
                 except NonFiniteLossError as e:
                     log(f"interrupted; not saved: {e}")
             raise
         finally:
+            restore_sigterm()
             writer.flush()
             val_writer.flush()
         save(step)
@@ -426,6 +431,26 @@ def run_training(task, model_dir, train_steps, *, checkpoint_every=1000, log_eve
     return TrainingResult(step=step, start_step=start_step, logs=logs, val_logs=val_logs,
                           model_path=model_path, checkpoint=manager.latest_checkpoint,
                           seconds=time.time() - t_start)
+
+
+class TerminationRequested(KeyboardInterrupt):
+    """SIGTERM during training (``kill``, a scheduler's preemption or time limit): handled like
+    Ctrl-C, so the loop saves the last completed step before it stops."""
+
+
+def _sigterm_interrupts():
+    """Make SIGTERM raise ``TerminationRequested`` in the training loop; returns the function
+    that restores the previous handler. Python runs signal handlers between bytecodes of the
+    main thread, so the exception comes after the step in flight has returned. Off the main
+    thread (where handlers cannot be set) nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def stop(signum, frame):
+        raise TerminationRequested(f"stopped by signal {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    return lambda: signal.signal(signal.SIGTERM, previous)
 
 
 def _stdout_is_terminal():
