@@ -29,14 +29,18 @@ def main():
     import tensorflow as tf
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    print(f"threads {args.threads}, {args.repeats} calls each; ms per call of the local grey std")
+    compare(args.shapes, args.repeats)
+
+
+def compare(shapes, repeats):
+    """Print one row per NxHxW in ``shapes`` (comma-separated): both timings, ratio, max diff."""
+    import tensorflow as tf
     from tf_defocus import propagation as P
 
     def avg_pool_std(image):
         """The grey std with the 15 x 15 mean as one AvgPool (the earlier implementation)."""
-        grey = tf.reduce_sum(image * tf.constant(P.GREY_BT601), -1, keepdims=True)
-        r = 3
-        taps = tf.exp(-0.5 * tf.square(tf.range(-r, r + 1, dtype=tf.float32) / P.NOISE_SIGMA_PX))
-        g = P._separable_filter(grey, taps / tf.reduce_sum(taps))
+        g = P.denoised_grey(image)
         k = P.STD_WINDOW_PX // 2
         box = lambda x: tf.nn.avg_pool2d(P._reflect(x, k), P.STD_WINDOW_PX, 1, "VALID")
         mean = box(g)
@@ -45,15 +49,14 @@ def main():
     def timed(fn, x):
         fn(x)   # trace
         t = time.perf_counter()
-        for _ in range(args.repeats):
+        for _ in range(repeats):
             out = fn(x).numpy()
-        return (time.perf_counter() - t) / args.repeats * 1000.0, out
+        return (time.perf_counter() - t) / repeats * 1000.0, out
 
-    print(f"threads {args.threads}, {args.repeats} calls each; ms per call of the local grey std")
     print(f"{'input NxHxW':>16} {'AvgPool 15x15':>14} {'2 x 1-D conv':>13} {'ratio':>7} "
           f"{'max diff [1/255]':>17}")
     rng = np.random.default_rng(0)
-    for shape in args.shapes.split(","):
+    for shape in shapes.split(","):
         n, h, w = (int(v) for v in shape.split("x"))
         x = tf.constant(rng.random((n, h, w, 3), dtype=np.float32))
         t_pool, ref = timed(tf.function(avg_pool_std), x)

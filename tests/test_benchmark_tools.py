@@ -116,3 +116,11 @@ def test_default_model_benchmark_takes_extra_models_by_name(tmp_path):
     for bad in ("wide", f"wide={tmp_path / 'missing.keras'}"):
         with pytest.raises(SystemExit):
             default_model.parse([f"--also={bad}"])
+
+
+def test_box_filter_benchmark_compares_equal_results(capsys):
+    import box_filter
+    box_filter.compare("2x24x40", repeats=1)
+    row = capsys.readouterr().out.strip().splitlines()[-1].split()
+    assert row[0] == "2x24x40" and row[3].endswith("x")
+    assert float(row[4]) < 0.01   # levels of 255: the two means agree

@@ -44,16 +44,22 @@ def local_grey_std(image):
     """(N,H,W,3) RGB [0, 1] -> (N,H,W,1) local grey standard deviation [0, 1 units]: a sigma-1
     Gaussian, then a 15 x 15 window, borders reflected (``metrics.smooth_pixels`` in TF).
     H and W must be at least 8."""
+    g = denoised_grey(image)
+    # The 15 x 15 mean as two 1-D passes of a convolution: TF's CPU AvgPool with a 15 x 15
+    # window took 7-11x as long for the same result (benchmarks/box_filter.py).
+    box = tf.fill([STD_WINDOW_PX], 1.0 / STD_WINDOW_PX)
+    mean = _separable_filter(g, box)
+    return tf.sqrt(tf.maximum(_separable_filter(g * g, box) - mean * mean, 0.0))
+
+
+def denoised_grey(image):
+    """(N,H,W,3) RGB [0, 1] -> (N,H,W,1) grey after a sigma-1 px Gaussian (sensor noise out),
+    borders reflected: what ``local_grey_std`` measures."""
     grey = tf.reduce_sum(tf.cast(image, tf.float32) * tf.constant(GREY_BT601, tf.float32), -1,
                          keepdims=True)
     r = 3
     taps = tf.exp(-0.5 * tf.square(tf.range(-r, r + 1, dtype=tf.float32) / NOISE_SIGMA_PX))
-    g = _separable_filter(grey, taps / tf.reduce_sum(taps))
-    # The 15 x 15 mean as two 1-D passes of a convolution: TF's CPU AvgPool with a 15 x 15
-    # window took 6-19x as long for the same result (benchmarks/box_filter.py).
-    box = tf.fill([STD_WINDOW_PX], 1.0 / STD_WINDOW_PX)
-    mean = _separable_filter(g, box)
-    return tf.sqrt(tf.maximum(_separable_filter(g * g, box) - mean * mean, 0.0))
+    return _separable_filter(grey, taps / tf.reduce_sum(taps))
 
 
 def _separable_filter(x, taps):
