@@ -4,9 +4,9 @@ Flags given after ``--flagfile`` override the file. ``--model_dir`` receives ``c
 (the resolved settings), ``checkpoints/`` (every network, every optimizer, the step),
 ``logs/`` (TensorBoard) and the inference model ``blur_estimator.keras`` (or ``dofnet.keras``)
 with its ``.json`` ModelInfo. ``--train_steps`` is the total: rerunning the same command after an
-interruption resumes from the last checkpoint and stops at the total. Ctrl-C or SIGTERM (``kill``, a
-scheduler's preemption) saves a checkpoint of the last completed step first; after SIGTERM the
-command exits with status 143.
+interruption resumes from the last checkpoint and stops at the total. Ctrl-C or SIGTERM
+(``kill``, a scheduler's preemption) saves a checkpoint of the last completed step first; after
+SIGTERM the command exits with status 143.
 
 Examples::
 
