@@ -29,7 +29,9 @@ def main():
     import tensorflow as tf
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    print(f"threads {args.threads}, {args.repeats} calls each; ms per call of the local grey std")
+    from machine import cpu_model
+    print(f"CPU: {cpu_model()}; threads {args.threads}, {args.repeats} calls each; ms per call "
+          f"of the local grey std")
     compare(args.shapes, args.repeats)
 
 

@@ -39,6 +39,7 @@ for p in (str(REPO), str(REPO / "benchmarks")):
         sys.path.insert(0, p)
 
 from inference import make_model, run_worker  # noqa: E402  (benchmarks/inference.py)
+from machine import cpu_model  # noqa: E402
 
 
 PHOTO = "goldfish.png"
@@ -82,6 +83,7 @@ def main(args):
     with tempfile.TemporaryDirectory() as tmp:
         full = Path(tmp) / "full_width.keras"
         make_model(1.0, full)
+        print(f"CPU: {cpu_model()}")
         print(f"default model: {default} ({default.stat().st_size / 2**20:.1f} MB)")
         print(f"threads {args.threads}; tiles: each model's suggested tile (ModelInfo tile_size, "
               f"else 768 px), overlap 128 px; 'default @768' = the default model at 768 px tiles")

@@ -107,7 +107,8 @@ def main():
     from tf_defocus.training.dmenet_task import build_trainer
     dmenet_config = lambda **values: cfglib.from_flat(DMENetConfig, values)
 
-    print(f"CPU cores: {os.cpu_count()}, TF {tf.__version__}, threads: "
+    from machine import cpu_model
+    print(f"CPU: {cpu_model()}, TF {tf.__version__}, threads: "
           f"{args.threads or 'default'}, jit_compile: {args.jit_compile}")
 
     # 1. B alone vs full BDSC at the quickstart size.

@@ -124,3 +124,9 @@ def test_box_filter_benchmark_compares_equal_results(capsys):
     row = capsys.readouterr().out.strip().splitlines()[-1].split()
     assert row[0] == "2x24x40" and row[3].endswith("x")
     assert float(row[4]) < 0.01   # levels of 255: the two means agree
+
+
+def test_benchmark_headers_name_the_cpu():
+    import os
+    import machine
+    assert machine.cpu_model().split(", ")[1] == f"{os.cpu_count()} cores"
