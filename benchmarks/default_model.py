@@ -10,7 +10,10 @@ package photo, resized to each ``--sizes`` WxH): seconds per megapixel and peak 
 
 and their ratios; also the default model at the full-width network's 768 px tiles (the tile it
 used before its ModelInfo suggested 1280 px), to show what the larger tiles save; the default
-model with left-right flip averaging (``--flips=2`` of predict / evaluate: two passes); and how far
+model with left-right flip averaging (``--flips=2`` of predict / evaluate: two passes); the default
+model with TensorFlow's default CPU allocator instead of the BFC allocator that predict / evaluate
+switch on (``tf_defocus.cli.bfc_allocator_for_inference_commands``; every other row uses BFC,
+as the commands do); and how far
 each tiled map is from the whole-image map (one pass, no tiles), on pixels where blur is
 visible and on smooth ones (filled from the visible pixels of their tile). Target: the default
 model at most 3 s per megapixel here.
@@ -92,19 +95,21 @@ def main(args):
         print(f"{'size':>11} {'model':>13} {'tiles':>11} {'s/MP':>7} {'RSS MB':>7}")
         rows = []
         also = [tuple(a.split("=", 1)) for a in args.also]
-        runs = (("default", default, None, 1), ("default @768", default, 768, 1),
-                ("default flip2", default, None, 2), ("full width", full, None, 1)) + tuple(
-                    (name, Path(path), None, 1) for name, path in also)
+        runs = (("default", default, None, 1, True), ("default @768", default, 768, 1, True),
+                ("default flip2", default, None, 2, True),
+                ("default noBFC", default, None, 1, False),
+                ("full width", full, None, 1, True)) + tuple(
+                    (name, Path(path), None, 1, True) for name, path in also)
         for w, h in sizes:
             base = Path(tmp) / f"photo_{w}x{h}.npy"
             np.save(base, photo(w, h))
             res = {}
             maps = {}
-            for name, path, tile, flips in runs:
+            for name, path, tile, flips, bfc in runs:
                 maps[name] = Path(tmp) / f"map_{len(maps)}.npy"
                 spec = {"model": str(path), "tile_size": tile, "tile_overlap": 128,
                         "threads": args.threads, "image_npy": str(base), "flips": flips,
-                        "save_map": str(maps[name])}
+                        "save_map": str(maps[name]), "bfc": bfc}
                 r = run_worker(spec)
                 mp = w * h / 1e6
                 peak = r.get("inference_peak_rss_mb") or r["rss_mb"]
@@ -114,7 +119,8 @@ def main(args):
                 print(f"{w:>5}x{h:<5} {name:>13} {tiles:>11} {r['seconds'] / mp:7.2f} {peak:7.0f}")
             ratios = {}
             for name, ref in (("full_width", "full width"), ("768", "default @768"),
-                              ("flip2", "default flip2")) + tuple((n, n) for n, _ in also):
+                              ("flip2", "default flip2"), ("no_bfc", "default noBFC")) + tuple(
+                                  (n, n) for n, _ in also):
                 ratios[name] = (res["default"]["s_per_mp"] / res[ref]["s_per_mp"],
                                 res["default"]["rss_mb"] / res[ref]["rss_mb"])
                 print(f"{'':>11} {'/ ' + ref:>13} {'':>11} {ratios[name][0]:7.3f} "
@@ -131,6 +137,8 @@ def main(args):
                          "time_ratio": ratios["full_width"][0], "rss_ratio": ratios["full_width"][1],
                          "time_ratio_vs_768": ratios["768"][0], "rss_ratio_vs_768": ratios["768"][1],
                          "time_ratio_vs_flip2": ratios["flip2"][0],
+                         "time_ratio_vs_no_bfc": ratios["no_bfc"][0],
+                         "rss_ratio_vs_no_bfc": ratios["no_bfc"][1],
                          **{f"time_ratio_vs_{n}": ratios[n][0] for n, _ in also}})
         if args.json:
             Path(args.json).write_text(json.dumps({"threads": args.threads, "rows": rows}, indent=2) + "\n")

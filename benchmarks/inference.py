@@ -44,6 +44,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from tf_defocus.cli import BFC_ENV  # noqa: E402  (standard library only; TF not imported)
+
 BUDGET_MB = 4096
 
 
@@ -211,8 +213,12 @@ def _peak_rss_mb():
 
 
 def run_worker(spec):
+    """Run ``worker(spec)`` in a fresh process; returns its JSON result. ``spec["bfc"]`` (default
+    True, as the predict / evaluate CLIs do: ``tf_defocus.cli.bfc_allocator_for_inference_commands``)
+    sets TensorFlow's BFC CPU allocator on or off in that process."""
+    env = {**os.environ, BFC_ENV: "true" if spec.get("bfc", True) else "false"}
     cmd = [sys.executable, __file__, "--_worker", json.dumps(spec)]
-    res = subprocess.run(cmd, capture_output=True, text=True)
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if res.returncode != 0:
         raise RuntimeError(f"worker failed ({spec}):\n{res.stderr[-3000:]}")
     return json.loads(res.stdout.strip().splitlines()[-1])

@@ -493,6 +493,42 @@ def test_cli_entry_point_and_verbose_detection():
         assert cli.QUIET_ENTRY_POINTS[module].startswith("tf-defocus-")
 
 
+def test_inference_commands_switch_on_the_bfc_cpu_allocator(tmp_path):
+    """predict / evaluate / montage set TF_CPU_ALLOCATOR_USE_BFC=true before TensorFlow loads
+    (a user's own setting wins); other commands and library users are left alone."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    from tf_defocus import cli
+    for name in ("tf_defocus.predict", "tf-defocus-evaluate", "tf_defocus.montage"):
+        env = {}
+        assert cli.bfc_allocator_for_inference_commands(name, env) and env == {cli.BFC_ENV: "true"}
+    for name in ("tf_defocus.train", "tf-defocus-export", "pytest"):
+        env = {}
+        assert not cli.bfc_allocator_for_inference_commands(name, env) and env == {}
+    env = {cli.BFC_ENV: "false"}
+    assert not cli.bfc_allocator_for_inference_commands("tf_defocus.predict", env)
+    assert env == {cli.BFC_ENV: "false"}
+    # The real start-up order: a stand-in "tensorflow" records what it sees when it is imported.
+    seen = tmp_path / "seen.txt"
+    (tmp_path / "tensorflow.py").write_text(
+        "import os\n"
+        f"open({str(seen)!r}, 'w').write(os.environ.get({cli.BFC_ENV!r}, 'unset'))\n"
+        "os._exit(0)\n")
+    repo = Path(cli.__file__).resolve().parents[1]
+    base = {k: v for k, v in os.environ.items() if k != cli.BFC_ENV}
+    base["PYTHONPATH"] = os.pathsep.join([str(tmp_path), str(repo)])
+    for module, extra, expected in (("tf_defocus.predict", {}, "true"),
+                                    ("tf_defocus.train", {}, "unset"),
+                                    ("tf_defocus.predict", {cli.BFC_ENV: "false"}, "false")):
+        seen.unlink(missing_ok=True)
+        proc = subprocess.run([sys.executable, "-m", module, "--help"], env={**base, **extra},
+                              capture_output=True, text=True, timeout=60)
+        assert seen.is_file(), (module, proc.stderr)
+        assert seen.read_text() == expected, module
+
+
 def test_tensorflow_start_up_lines_are_dropped_and_other_output_kept(tmp_path):
     import subprocess
     import sys

@@ -10,8 +10,10 @@ Importing the package registers its custom Keras layers and models, so a saved
 __version__ = "0.1.0"
 
 # Commands (python -m tf_defocus.train, tf-defocus-export, ...) hide TensorFlow's start-up log
-# lines unless --verbose: this must run before the import below loads TensorFlow.
+# lines unless --verbose, and predict / evaluate / montage use TensorFlow's BFC CPU allocator:
+# both must run before the import below loads TensorFlow.
 from tf_defocus import cli as _cli  # noqa: E402  (standard library only)
+_cli.bfc_allocator_for_inference_commands()
 _cli.quiet_if_cli_entry_point()
 
 from tf_defocus import models as _models  # noqa: E402,F401  (registers the custom layers)

@@ -54,6 +54,11 @@ QUIET_ENTRY_POINTS = {
     "tf_defocus.training.snapshot": None,
     "tf_defocus.training.report": None,
 }
+BFC_ENV = "TF_CPU_ALLOCATOR_USE_BFC"
+# The commands that run a network on whole photos, for which TensorFlow's BFC CPU allocator is
+# switched on (``bfc_allocator_for_inference_commands``).
+BFC_ENTRY_POINTS = {m: QUIET_ENTRY_POINTS[m] for m in (
+    "tf_defocus.predict", "tf_defocus.evaluate", "tf_defocus.montage")}
 _HELP_FLAGS = ("-h", "-help", "--help", "-helpshort", "--helpshort", "-helpfull", "--helpfull",
                "-helpxml", "--helpxml", "-?")
 # TensorFlow's own log lines (absl format "I0000 00:00:1796117599.880767   42 file.cc:12] msg"),
@@ -197,14 +202,34 @@ def quiet_absl():
     absl_logging.set_verbosity(absl_logging.ERROR)
 
 
+def _is_command(name, commands):
+    """True if ``name`` (``entry_point()``) is one of ``commands`` (module -> console script)."""
+    return name in commands or (name is not None and name in commands.values())
+
+
+def bfc_allocator_for_inference_commands(name=None, environ=None):
+    """Set ``TF_CPU_ALLOCATOR_USE_BFC=true`` (unless the variable is already set) when this
+    process is one of ``BFC_ENTRY_POINTS``; returns True if it set it. Must run before
+    TensorFlow creates its CPU allocator (``tf_defocus/__init__.py`` calls it first thing).
+
+    TensorFlow's default CPU allocator mallocs each tensor; glibc hands allocations above 32 MB
+    to fresh ``mmap`` pages that the kernel zero-fills on first touch, for every activation of
+    every tile (a 1280 px tile at 16 channels is 105 MB). The BFC allocator keeps its memory.
+    ``python benchmarks/default_model.py`` compares both in one run."""
+    environ = os.environ if environ is None else environ
+    if not _is_command(entry_point() if name is None else name, BFC_ENTRY_POINTS):
+        return False
+    if BFC_ENV in environ:
+        return False
+    environ[BFC_ENV] = "true"
+    return True
+
+
 def quiet_if_cli_entry_point():
     """``quiet_library_logs()`` when this process is one of ``QUIET_ENTRY_POINTS`` (module or
     console script) or a worker of one (``TF_DEFOCUS_QUIET=1``); otherwise nothing. Called
     first thing by ``tf_defocus/__init__.py``."""
-    name = entry_point()
-    listed = name in QUIET_ENTRY_POINTS or (name is not None
-                                            and name in QUIET_ENTRY_POINTS.values())
-    if listed:
+    if _is_command(entry_point(), QUIET_ENTRY_POINTS):
         return quiet_library_logs()
     if os.environ.get(QUIET_ENV) == "1":
         return quiet_library_logs([])     # a worker: the parent already looked at --verbose
