@@ -19,7 +19,7 @@ visible and on smooth ones (filled from the visible pixels of their tile). Targe
 model at most 3 s per megapixel here.
 
     python benchmarks/default_model.py [--sizes=1024x768,2048x1536] [--threads=2]
-        [--also=NAME=PATH ...]
+        [--repeats=3] [--also=NAME=PATH ...]
 
 ``--also`` times more models (e.g. a wider candidate) at their suggested tiles in the same run,
 with their ratio to the default model.
@@ -88,7 +88,7 @@ def main(args):
         make_model(1.0, full)
         print(f"CPU: {cpu_model()}")
         print(f"default model: {default} ({default.stat().st_size / 2**20:.1f} MB)")
-        print(f"threads {args.threads}; tiles: each model's suggested tile (ModelInfo tile_size, "
+        print(f"threads {args.threads}; time: median of {args.repeats} runs; tiles: each model's suggested tile (ModelInfo tile_size, "
               f"else 768 px), overlap 128 px; 'default @768' = the default model at 768 px tiles")
         print("RSS: peak resident set during the inference (the process peak is reset after the "
               "TF start-up and warm-up)")
@@ -109,7 +109,7 @@ def main(args):
                 maps[name] = Path(tmp) / f"map_{len(maps)}.npy"
                 spec = {"model": str(path), "tile_size": tile, "tile_overlap": 128,
                         "threads": args.threads, "image_npy": str(base), "flips": flips,
-                        "save_map": str(maps[name]), "bfc": bfc}
+                        "save_map": str(maps[name]), "bfc": bfc, "repeats": args.repeats}
                 r = run_worker(spec)
                 mp = w * h / 1e6
                 peak = r.get("inference_peak_rss_mb") or r["rss_mb"]
@@ -141,7 +141,7 @@ def main(args):
                          "rss_ratio_vs_no_bfc": ratios["no_bfc"][1],
                          **{f"time_ratio_vs_{n}": ratios[n][0] for n, _ in also}})
         if args.json:
-            Path(args.json).write_text(json.dumps({"threads": args.threads, "rows": rows}, indent=2) + "\n")
+            Path(args.json).write_text(json.dumps({"threads": args.threads, "repeats": args.repeats, "rows": rows}, indent=2) + "\n")
 
 
 def parse(argv):
@@ -149,6 +149,8 @@ def parse(argv):
     p.add_argument("--model", default="", help="default: the built-in default model")
     p.add_argument("--sizes", default="1024x768,2048x1536")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3,
+                   help="time each model this many times on each photo and report the median")
     p.add_argument("--json", default="", help="also write the figures to this JSON file")
     p.add_argument("--also", action="append", default=[], metavar="NAME=PATH",
                    help="another .keras model to time beside the default (repeatable)")
