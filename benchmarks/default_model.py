@@ -88,8 +88,9 @@ def main(args):
         make_model(1.0, full)
         print(f"CPU: {cpu_model()}")
         print(f"default model: {default} ({default.stat().st_size / 2**20:.1f} MB)")
-        print(f"threads {args.threads}; time: median of {args.repeats} runs; tiles: each model's suggested tile (ModelInfo tile_size, "
-              f"else 768 px), overlap 128 px; 'default @768' = the default model at 768 px tiles")
+        print(f"threads {args.threads}; time: median of {args.repeats} runs; tiles: each model's "
+              f"suggested tile (ModelInfo tile_size, else 768 px), overlap 128 px; "
+              f"'default @768' = the default model at 768 px tiles")
         print("RSS: peak resident set during the inference (the process peak is reset after the "
               "TF start-up and warm-up)")
         print(f"{'size':>11} {'model':>13} {'tiles':>11} {'s/MP':>7} {'RSS MB':>7}")
@@ -141,7 +142,8 @@ def main(args):
                          "rss_ratio_vs_no_bfc": ratios["no_bfc"][1],
                          **{f"time_ratio_vs_{n}": ratios[n][0] for n, _ in also}})
         if args.json:
-            Path(args.json).write_text(json.dumps({"threads": args.threads, "repeats": args.repeats, "rows": rows}, indent=2) + "\n")
+            Path(args.json).write_text(json.dumps(
+                {"threads": args.threads, "repeats": args.repeats, "rows": rows}, indent=2) + "\n")
 
 
 def parse(argv):
