@@ -44,7 +44,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tf_defocus.cli import BFC_ENV  # noqa: E402  (standard library only; TF not imported)
+# Importing tf_defocus loads TensorFlow; a worker's BFC setting is already in its environment
+# (run_worker), so TensorFlow reads it here.
+from tf_defocus.cli import BFC_ENV  # noqa: E402
 
 BUDGET_MB = 4096
 
