@@ -130,3 +130,24 @@ def test_benchmark_headers_name_the_cpu():
     import os
     import machine
     assert machine.cpu_model().split(", ")[1] == f"{os.cpu_count()} cores"
+
+
+def test_camera_ablation_renders_the_same_scenes_without_the_camera_stages(tmp_path):
+    import json
+    import camera_ablation
+    from smooth_in_focus import load_validation_set
+    small = ("--image_size=96x64",)
+    for name in ("as_is", "clean"):
+        camera_ablation.render_variant(tmp_path / name, name, 1, small)
+    camera_ablation.render_variant(tmp_path / "again", "as_is", 1, small)
+    (m0, a, sa), = load_validation_set(tmp_path / "as_is")
+    (m1, c, sc), = load_validation_set(tmp_path / "clean")
+    (_, again, _), = load_validation_set(tmp_path / "again")
+    assert np.array_equal(a, again)            # deterministic, so as_is is the validation set
+    np.testing.assert_array_equal(sa, sc)      # same scene, same labels
+    assert np.abs(a - c).max() > 0.01          # only the camera differs
+    disc = json.loads((tmp_path / "clean" / "meta" / f"{m1['id']}.json").read_text())["disc"]
+    assert disc["shot_noise"] == disc["read_noise"] == disc["sharpen_amount"] == 0
+    assert disc["jpeg_quality"] == 0
+    assert {k: v for k, v in m0["disc"].items() if k not in camera_ablation.VARIANTS["clean"]} == \
+        {k: v for k, v in disc.items() if k not in camera_ablation.VARIANTS["clean"]}
