@@ -151,3 +151,14 @@ def test_camera_ablation_renders_the_same_scenes_without_the_camera_stages(tmp_p
     assert disc["jpeg_quality"] == 0
     assert {k: v for k, v in m0["disc"].items() if k not in camera_ablation.VARIANTS["clean"]} == \
         {k: v for k, v in disc.items() if k not in camera_ablation.VARIANTS["clean"]}
+
+
+def test_camera_ablation_denoise_removes_grain_and_keeps_range():
+    import camera_ablation
+    rng = np.random.default_rng(0)
+    flat = np.full((48, 64, 3), 0.5, np.float32)
+    noisy = np.clip(flat + rng.normal(0, 4 / 255, flat.shape), 0, 1).astype(np.float32)
+    out = camera_ablation.denoise(noisy, 6)
+    assert out.shape == noisy.shape and out.dtype == np.float32
+    assert out.std() < 0.5 * noisy.std()
+    assert abs(out.mean() - 0.5) < 2 / 255
