@@ -22,7 +22,10 @@ scene source (a training pool: ``layered`` and ``procedural``) the filled MAE pe
 printed too; ``--max_images`` reads only the first N scenes. ``--tile_sizes=128,256`` adds the
 filled MAE of the model run by ``inference.Estimator`` on tiles of those sizes (overlap a quarter
 of the tile; 0 = the whole image): how much context beyond a tile the readings use. ``--model=oracle`` is the true sigma itself: what the fill gives with a perfect
-network on the visible pixels; ``--model=constant`` is the mean true sigma of the set everywhere
+network on the visible pixels; ``--model=edge_oracle`` is the same except within
+its disc's radius of a depth step (or ``--edge_window_px``), where it reads the sharper side's
+sigma (``edge_oracle``):
+what the fill gives a perfect reader of local edge profiles; ``--model=constant`` is the mean true sigma of the set everywhere
 (issue 11's reference: a constant scored MAE 0.20 on its real scenes).
 
     python benchmarks/visible_error.py --model=v4=runs/snap/v4_step2000.keras --model=oracle --calibration
@@ -58,6 +61,7 @@ REGION_STEP_PX = 0.25
 ORACLE_KEEP_PX = 1.0
 ORACLE_DROP_WEIGHT = 0.02   # fill confidence factor of the pixels the oracle drops
 WORST_IMAGES = 5
+ORACLES = ("oracle", "edge_oracle", "constant")   # --model names that are not networks
 
 
 def raw_predictor(path):
@@ -134,11 +138,11 @@ def error_budget(data, maps):
     return out
 
 
-def near_sigma_step(sigma):
+def near_sigma_step(sigma, window=STEP_WINDOW_PX):
     """(H, W) bool: the true sigma [px] varies by more than ``STEP_RANGE_PX`` within the
-    ``STEP_WINDOW_PX`` square around the pixel."""
+    ``window`` px square around the pixel."""
     import cv2
-    k = np.ones((STEP_WINDOW_PX, STEP_WINDOW_PX), np.uint8)
+    k = np.ones((window, window), np.uint8)
     return cv2.dilate(sigma, k) - cv2.erode(sigma, k) > STEP_RANGE_PX
 
 
@@ -162,6 +166,26 @@ def contrast_table(data, maps):
                  zip(CONTRAST_SIGMA_PX[:-1], CONTRAST_SIGMA_PX[1:])]
         out.append((lo, hi, k.mean(), mean(err[k]), bands, mean(e[k]), mean(err[k & e]),
                     mean(err[k & ~e])))
+    return out
+
+
+def edge_oracle(sigma, window=0):
+    """The true sigma [px] (H, W), except near a step of it, where a pixel takes the smallest
+    sigma around it: a perfect reader of local blur that gives a depth edge the sharpness of
+    its sharper side, as an edge profile shows it. ``window`` > 0: pixels near a step
+    (``near_sigma_step`` within ``window`` px) take the smallest sigma in that window. 0: the
+    physical reach, each pixel the smallest sigma within the radius of its own disc PSF
+    (2 sigma, rounded) if that is more than ``STEP_RANGE_PX`` below its own."""
+    import cv2
+    if window:
+        k = np.ones((window, window), np.uint8)
+        return np.where(near_sigma_step(sigma, window), cv2.erode(sigma, k), sigma)
+    out = sigma.copy()
+    radius = np.rint(2.0 * sigma).astype(np.int32)
+    for r in np.unique(radius[radius > 0]):
+        low = cv2.erode(sigma, np.ones((2 * r + 1, 2 * r + 1), np.uint8))
+        k = (radius == r) & (low < sigma - STEP_RANGE_PX)
+        out[k] = low[k]
     return out
 
 
@@ -246,6 +270,8 @@ def main(args):
         name, _, path = spec.partition("=")
         if name == "oracle":
             raw = {m["id"]: s for m, _, s in data}
+        elif name == "edge_oracle":
+            raw = {m["id"]: edge_oracle(s, args.edge_window_px) for m, _, s in data}
         elif name == "constant":
             mean = float(np.mean([s.mean() for _, _, s in data]))
             raw = {m["id"]: np.full_like(s, mean) for m, _, s in data}
@@ -266,13 +292,13 @@ def main(args):
                                         if m.get("source", "") == src]) for src in sources}
             print(f"{'':>14} {kinds[-1][0]} MAE per scene source: "
                   + ", ".join(f"{src} {v:.4f}" for src, v in per_source.items()))
-        if args.regions and name not in ("oracle", "constant"):
+        if args.regions and name not in ORACLES:
             mae, medians, oracle, worst = region_table(data, raw, kinds[-1][1])
             print(f"{'':>14} fill MAE {mae:.4f}; each true-sigma region at its median reading "
                   f"{medians:.4f}; oracle fill confidence (keep < {ORACLE_KEEP_PX:g} px) {oracle:.4f}")
             print(f"{'':>14} worst scenes: " + "; ".join(
                 f"{i} MAE {e:.3f} (true {t:.2f} px, read {p:.2f} px)" for e, i, t, p in worst))
-        if args.tile_sizes and name not in ("oracle", "constant"):
+        if args.tile_sizes and name not in ORACLES:
             from tf_defocus import inference
             est = inference.load_estimator(path)
             print(f"{'':>14} filled MAE by tile size: " + ", ".join(
@@ -283,12 +309,12 @@ def main(args):
             for kind, lo, hi, share, mae, bias, part in error_budget(data, kinds[-1][1]):
                 print(f"{'':>14}   {kind:>7} [{lo:g}, {hi:g})  {share:5.3f}  {mae:5.2f}  "
                       f"{bias:+5.2f}  {part:6.4f}")
-        if args.calibration and name not in ("oracle", "constant"):
+        if args.calibration and name not in ORACLES:
             print(f"{'':>14} visible pixels by true sigma: "
                   "band px, share, mean pred px, p90 pred px")
             for lo, hi, share, mean, p90 in calibration(data, raw):
                 print(f"{'':>14}   [{lo:g}, {hi:g})  {share:5.2f}  {mean:5.2f}  {p90:5.2f}")
-        if args.contrast and name not in ("oracle", "constant"):
+        if args.contrast and name not in ORACLES:
             bands = "  ".join(f"[{a:g}, {b:g})" for a, b in
                               zip(CONTRAST_SIGMA_PX[:-1], CONTRAST_SIGMA_PX[1:]))
             print(f"{'':>14} raw MAE px by local contrast (grey std, levels): band, share, "
@@ -303,7 +329,8 @@ def parse(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data_dir", default="data/val_realistic")
     p.add_argument("--model", action="append", required=True,
-                   help="name=PATH of a .keras inference model, 'oracle' or 'constant' (repeatable)")
+                   help="name=PATH of a .keras inference model, 'oracle', 'edge_oracle' or "
+                        "'constant' (repeatable)")
     p.add_argument("--calibration", action="store_true")
     p.add_argument("--contrast", action="store_true",
                    help="raw MAE per band of local contrast and true sigma")
@@ -314,6 +341,9 @@ def parse(argv):
     p.add_argument("--tile_sizes", type=lambda v: [int(t) for t in v.split(",")], default=[],
                    help="comma-separated tile sizes [px] (0 = whole image) for the tiled MAE")
     p.add_argument("--max_images", type=int, default=0, help="read only the first N scenes")
+    p.add_argument("--edge_window_px", type=int, default=0,
+                   help="fixed window [px] of --model=edge_oracle's depth-step pixels "
+                        "(0: each pixel's disc radius)")
     p.add_argument("--no_photos", type=int, default=0,
                    help="render this many photo-free layered scenes into --data_dir first")
     p.add_argument("--seed", type=int, default=777)

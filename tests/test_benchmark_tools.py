@@ -52,6 +52,21 @@ def test_error_budget_parts_add_up_to_the_pooled_mae():
     assert sum(p[6] for p in perfect) == 0.0
 
 
+def test_edge_oracle_gives_a_depth_edge_the_sharper_side_within_the_disc_radius():
+    import visible_error
+    sigma = np.zeros((40, 60), np.float32)
+    sigma[:, 30:] = 5.0                                   # sharp left, 5 px blur right: radius 10
+    reader = visible_error.edge_oracle(sigma)
+    np.testing.assert_array_equal(reader[:, :30], 0.0)    # the sharp side is read right
+    np.testing.assert_array_equal(reader[:, 30:40], 0.0)  # within 10 px: the edge looks sharp
+    np.testing.assert_array_equal(reader[:, 41:], 5.0)    # beyond its disc: read right
+    gentle = np.tile(np.linspace(0.0, 2.0, 60, dtype=np.float32), (40, 1))
+    np.testing.assert_array_equal(visible_error.edge_oracle(gentle), gentle)  # no step: truth
+    fixed = visible_error.edge_oracle(sigma, window=7)    # +-3 px
+    np.testing.assert_array_equal(fixed[:, 30:33], 0.0)
+    np.testing.assert_array_equal(fixed[:, 34:], 5.0)
+
+
 def test_regions_split_equal_sigma_by_connectivity_and_take_their_medians():
     import visible_error
     sigma = np.zeros((6, 9), np.float32)
