@@ -12,11 +12,12 @@ the variant's stages:
 * ``clean``: all three off (tone curve and downscaling stay: they do not hide blur).
 
 Then scores each model's filled map per variant, as ``visible_error.py`` does (per-image
-Spearman, AUC of true sigma > 1 px, sigma/7 MAE, MAE on smooth / visible pixels), the
-top band's part of the MAE (true sigma >= 5 px) and the median reading [px] of the smooth
-in-focus pixels of the all-in-focus scenes (AIF px, issue 11's <= 1 px). If MAE falls far with the camera removed, the
-error is ambiguity the camera adds (noise grain read as texture, sharpened blur read as sharp),
-which more capacity cannot remove; if not, it is the network's reading of the scene.
+Spearman, AUC of true sigma > 1 px, sigma/7 MAE, MAE on smooth / visible pixels), the top
+band's part of the MAE (true sigma >= 5 px) and the median reading [px] of the smooth in-focus
+pixels of the all-in-focus scenes (AIF px, issue 11's <= 1 px). If MAE falls far with the
+camera removed, the error is ambiguity the camera adds (noise grain read as texture, sharpened
+blur read as sharp), which more capacity cannot remove; if not, it is the network's reading of
+the scene.
 ``--denoise=2,4`` adds rows for the model run on each variant's images after OpenCV's
 non-local means (``cv2.fastNlMeansDenoisingColored``, filter strength h in grey levels; the
 fill still sees the original image): can denoising at inference recover what noise hides?
@@ -52,10 +53,10 @@ TOP_BAND_PX = 5.0
 
 
 def render_variant(out_dir, variant, num_images, extra_flags=()):
-    """Render the validation scenes into ``out_dir`` with ``VARIANTS[variant]`` switched off
-    (one worker: the wrapped sampler lives in this process); ``extra_flags`` go to the generate
-    CLI after the flagfile."""
-    from tf_defocus import generate
+    """Render the first ``num_images`` validation scenes into ``out_dir`` with
+    ``VARIANTS[variant]`` switched off; ``extra_flags`` go to the generate CLI after the
+    flagfile."""
+    from visible_error import render_validation_scenes
     from tf_defocus.data import render
     original = render.sample_varied_options
     changes = VARIANTS[variant]
@@ -64,9 +65,7 @@ def render_variant(out_dir, variant, num_images, extra_flags=()):
         return dataclasses.replace(original(rng), **changes)
     render.sample_varied_options = sample
     try:
-        generate.main(["generate", f"--flagfile={REPO / 'configs' / 'validation_set.flags'}",
-                       f"--out_dir={out_dir}", f"--num_images={num_images}", "--num_workers=1",
-                       *extra_flags])
+        render_validation_scenes(out_dir, num_images, *extra_flags)
     finally:
         render.sample_varied_options = original
 

@@ -21,12 +21,13 @@ within that of the truth), then the ``WORST_IMAGES`` worst scenes. On a set of m
 scene source (a training pool: ``layered`` and ``procedural``) the filled MAE per source is
 printed too; ``--max_images`` reads only the first N scenes. ``--tile_sizes=128,256`` adds the
 filled MAE of the model run by ``inference.Estimator`` on tiles of those sizes (overlap a quarter
-of the tile; 0 = the whole image): how much context beyond a tile the readings use. ``--model=oracle`` is the true sigma itself: what the fill gives with a perfect
-network on the visible pixels; ``--model=edge_oracle`` is the same except within
-its disc's radius of a depth step (or ``--edge_window_px``), where it reads the sharper side's
-sigma (``edge_oracle``):
-what the fill gives a perfect reader of local edge profiles; ``--model=constant`` is the mean true sigma of the set everywhere
-(issue 11's reference: a constant scored MAE 0.20 on its real scenes).
+of the tile; 0 = the whole image): how much context beyond a tile the readings use.
+``--model=oracle`` is the true sigma itself: what the fill gives with a perfect network on the
+visible pixels; ``--model=edge_oracle`` is the same except within its disc's radius of a depth
+step (or ``--edge_window_px``), where it reads the sharper side's sigma (``edge_oracle``): what
+the fill gives a perfect reader of local edge profiles that cannot tell which side owns an
+edge; ``--model=constant`` is the mean true sigma of the set everywhere (issue 11's reference:
+a constant scored MAE 0.20 on its real scenes).
 
     python benchmarks/visible_error.py --model=v4=runs/snap/v4_step2000.keras --model=oracle --calibration
 
@@ -174,8 +175,8 @@ def edge_oracle(sigma, window=0):
     sigma around it: a perfect reader of local blur that gives a depth edge the sharpness of
     its sharper side, as an edge profile shows it. ``window`` > 0: pixels near a step
     (``near_sigma_step`` within ``window`` px) take the smallest sigma in that window. 0: the
-    physical reach, each pixel the smallest sigma within the radius of its own disc PSF
-    (2 sigma, rounded) if that is more than ``STEP_RANGE_PX`` below its own."""
+    physical reach, each pixel the smallest sigma within a square of half-width the radius of
+    its own disc PSF (2 sigma, rounded) if that is more than ``STEP_RANGE_PX`` below its own."""
     import cv2
     if window:
         k = np.ones((window, window), np.uint8)
@@ -245,13 +246,19 @@ def tiled_mae(est, data, tile_size):
     return float(np.mean([image_mae(est.predict(image), sigma) for _, image, sigma in data]))
 
 
+def render_validation_scenes(out_dir, count, *extra_flags):
+    """The first ``count`` scenes of ``configs/validation_set.flags`` (``extra_flags`` after it)
+    into ``out_dir``, in this process (one worker), so a patched module applies."""
+    from tf_defocus import generate
+    generate.main(["generate", f"--flagfile={REPO / 'configs' / 'validation_set.flags'}",
+                   f"--out_dir={out_dir}", f"--num_images={count}", "--num_workers=1",
+                   *extra_flags])
+
+
 def render_no_photo_set(out_dir, count, seed):
     from tf_defocus.data import scenes
     scenes.SURFACE_WEIGHTS = (0.0, 0.25, 0.75)
-    from tf_defocus import generate
-    flags = REPO / "configs" / "validation_set.flags"
-    generate.main(["generate", f"--flagfile={flags}", f"--out_dir={out_dir}",
-                   f"--num_images={count}", f"--seed={seed}", "--num_workers=1"])
+    render_validation_scenes(out_dir, count, f"--seed={seed}")
 
 
 def main(args):
