@@ -99,8 +99,7 @@ def denoise(image, h):
 def main(args):
     import tensorflow as tf
     from smooth_in_focus import load_validation_set
-    from visible_error import raw_predictor, scores
-    from tf_defocus import propagation
+    from visible_error import filled_map, raw_predictor, scores
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     sets = {}
     for variant in args.variants:
@@ -121,9 +120,8 @@ def main(args):
         predict = raw_predictor(path)
         for variant, data in sets.items():
             for h in [0, *args.denoise]:
-                filled = {m["id"]: propagation.fill_smooth(
-                    predict(denoise(image, h) if h else image)[None, ..., None],
-                    image[None]).numpy()[0, ..., 0] for m, image, _ in data}
+                filled = {m["id"]: filled_map(predict(denoise(image, h) if h else image), image)
+                          for m, image, _ in data}
                 s = scores(data, filled)
                 label = f"{variant} NLM {h:g}" if h else variant
                 print(f"{name:>10} {label:>16} {s[0]:9.3f} {s[1]:6.3f} {s[2]:7.4f} "

@@ -150,12 +150,12 @@ def train_refiner(pool, steps, seed):
 
 
 def report(name, data, maps):
-    from tf_defocus import metrics, propagation
-    from visible_error import scores
+    from tf_defocus import metrics
+    from visible_error import filled_map, scores
     filled, err, truth = {}, [], []
     for meta, image, sigma in data:
         m = np.clip(maps[meta["id"]], 0.0, None).astype(np.float32)
-        filled[meta["id"]] = propagation.fill_smooth(m[None, ..., None], image[None]).numpy()[0, ..., 0]
+        filled[meta["id"]] = filled_map(m, image)
         visible = ~metrics.smooth_pixels(image)
         err.append(np.abs(m[visible] - sigma[visible]))
         truth.append(sigma[visible])

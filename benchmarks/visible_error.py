@@ -82,6 +82,12 @@ def raw_predictor(path):
     return predict
 
 
+def filled_map(sigma, image):
+    """(H, W) sigma [px] of ``image`` (H, W, 3) after ``propagation.fill_smooth``."""
+    from tf_defocus import propagation
+    return propagation.fill_smooth(sigma[None, ..., None], image[None]).numpy()[0, ..., 0]
+
+
 def scores(data, maps):
     """Mean per-image metrics of ``maps`` (id -> sigma px) on ``data``."""
     from tf_defocus import metrics
@@ -287,8 +293,8 @@ def main(args):
             raw = {m["id"]: predict(image) for m, image, _ in data}
         kinds = [("raw", raw)]
         if name != "constant":   # a constant's fill is the constant up to rounding (noise ranks)
-            kinds.append(("fill", {m["id"]: propagation.fill_smooth(
-                raw[m["id"]][None, ..., None], image[None]).numpy()[0, ..., 0] for m, image, _ in data}))
+            kinds.append(("fill", {m["id"]: filled_map(raw[m["id"]], image)
+                                   for m, image, _ in data}))
         for kind, maps in kinds:
             s = scores(data, maps)
             print(f"{name:>14} {kind:>5} {s[0]:9.3f} {s[1]:6.3f} {s[2]:7.4f} {s[3]:11.4f} "
