@@ -56,7 +56,7 @@ def main(args):
     print(f"{len(images)} images, label mean {labels.mean():.2f} px, "
           f"{100 * (labels > 5).mean():.0f}% above 5 px", flush=True)
     keras.utils.set_random_seed(args.seed)
-    model = BlurEstimator(width=args.width, norm=args.norm)
+    model = BlurEstimator(width=args.width, norm=args.norm, cues=args.cues)
     opt = keras.optimizers.Adam(args.learning_rate)
     h, w = images.shape[1:3]
     y0, x0 = (h - PATCH) // 2, (w - PATCH) // 2
@@ -108,5 +108,7 @@ if __name__ == "__main__":
     parser.add_argument("--learning_rate", type=float, default=1e-3)
     parser.add_argument("--width", type=float, default=0.25)
     parser.add_argument("--norm", choices=("batch", "group"), default="batch")
+    parser.add_argument("--cues", action="store_true",
+                        help="B with re-blur gradient ratio inputs (models/blur_cues.py)")
     parser.add_argument("--seed", type=int, default=0)
     main(parser.parse_args())

@@ -195,6 +195,8 @@ def test_content_loss_frozen_and_differentiable():
     (lambda: BlurEstimator(width=TINY), (1, 32, 48, 3)),
     (lambda: BlurEstimator(width=TINY, norm="group"), (1, 32, 48, 3)),
     (lambda: TwoScaleBlurEstimator(width=TINY), (1, 48, 80, 3)),
+    (lambda: BlurEstimator(width=TINY, cues=True), (1, 32, 48, 3)),
+    (lambda: TwoScaleBlurEstimator(width=TINY, cues=True), (1, 48, 80, 3)),
     (lambda: DomainDiscriminator(width=TINY), (1, 32, 32, channels(64, TINY))),
     (lambda: SharpnessCalibrator(width=TINY), (1, 8, 8, 1)),
     (lambda: ContentLoss(width=TINY), (1, 16, 16, 1)),
@@ -287,12 +289,8 @@ def test_group_norm_is_batch_independent_and_keeps_the_paper_names():
         BlurEstimator(width=TINY, norm="instance")
 
 
-@pytest.mark.parametrize("fill_smooth", [False, True])
-def test_inference_model_converts_to_tflite_builtins(tiny_b, tmp_path, fill_smooth):
-    """Dynamic-size export lowers to TFLite builtins only (needs static channels after concat;
-    FillSmooth's pyramid resizes to dynamic sizes)."""
+def _assert_converts_to_tflite_builtins(inf, tmp_path):
     from ai_edge_litert.interpreter import Interpreter
-    inf = tiny_b.inference_model(fill_smooth=fill_smooth)
     inf.export(str(tmp_path / "sm"), verbose=False,
                input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
     converter = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "sm"), signature_keys=["serve"])
@@ -307,6 +305,20 @@ def test_inference_model_converts_to_tflite_builtins(tiny_b, tmp_path, fill_smoo
         interpreter.invoke()
         got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
         np.testing.assert_allclose(got, inf(x).numpy(), atol=1e-3)
+
+
+@pytest.mark.parametrize("fill_smooth", [False, True])
+def test_inference_model_converts_to_tflite_builtins(tiny_b, tmp_path, fill_smooth):
+    """Dynamic-size export lowers to TFLite builtins only (needs static channels after concat;
+    FillSmooth's pyramid resizes to dynamic sizes)."""
+    _assert_converts_to_tflite_builtins(tiny_b.inference_model(fill_smooth=fill_smooth), tmp_path)
+
+
+def test_blur_cue_model_converts_to_tflite_builtins(tmp_path):
+    """The cue channels (Gaussian blurs larger than a 16 px input, logs) export too."""
+    b = BlurEstimator(width=TINY, cues=True)
+    model_checks.randomize_weights(b, seed=3)
+    _assert_converts_to_tflite_builtins(b.inference_model(), tmp_path)
 
 
 # ---------------------------------------------------------------- layers
@@ -482,3 +494,38 @@ def test_pad_to_multiple_mirrors_like_numpy_at_any_size():
         want = np.pad(x, ((0, 0), (0, -h % 16), (0, -w % 16), (0, 0)), mode="symmetric")
         np.testing.assert_array_equal(fn(tf.constant(x)).numpy(), want)
         np.testing.assert_array_equal(CropLike()([want, x]).numpy(), x)
+
+
+# ---------------------------------------------------------------- blur cues
+
+def _blurred_step(sigma, contrast, h=48, w=96):
+    """(1,h,w,3) vertical step edge of ``contrast`` on grey 0.3, Gaussian blur ``sigma`` px."""
+    import cv2
+    x = np.full((h, w, 3), 0.3, np.float32)
+    x[:, w // 2:] += contrast
+    return cv2.GaussianBlur(x, (0, 0), sigma)[None]
+
+
+def test_blur_cues_fall_with_blur_and_hold_across_contrast():
+    """At an edge each ratio channel falls as the blur grows; at clear contrast they do not
+    depend on it (Zhuo & Sim's ratio), and a flat image gives ratios of 0."""
+    from tf_defocus.models.blur_cues import NUM_CUES, blur_cues
+    at_edge = lambda x: blur_cues(x).numpy()[0, 24, 47:49].mean(0)
+    for contrast in (0.05, 0.3):
+        cues = np.array([at_edge(_blurred_step(s, contrast)) for s in (0.7, 1.5, 3.0, 6.0)])
+        assert np.all(np.diff(cues[:, :NUM_CUES - 1], axis=0) < 0), cues
+    a, b = at_edge(_blurred_step(2.0, 0.3)), at_edge(_blurred_step(2.0, 0.6))
+    np.testing.assert_allclose(a[:NUM_CUES - 1], b[:NUM_CUES - 1], rtol=0.15)
+    assert b[-1] > a[-1]                                     # the strength channel sees contrast
+    flat = blur_cues(np.full((1, 20, 30, 3), 0.4, np.float32)).numpy()
+    np.testing.assert_allclose(flat[..., :NUM_CUES - 1], 0.0, atol=1e-3)   # x50 round-off
+
+
+def test_blur_cues_any_size_and_dtype():
+    from tf_defocus.models.blur_cues import NUM_CUES, BlurCues
+    for h, w in [(1, 1), (5, 7), (16, 40)]:
+        out = BlurCues()(_images(2, h, w)).numpy()
+        assert out.shape == (2, h, w, NUM_CUES) and np.isfinite(out).all()
+    assert BlurCues(dtype="mixed_float16")(_images(1, 8, 8)).dtype == tf.float16
+    with pytest.raises(ValueError, match="no ImageNet VGG19 weights"):
+        BlurEstimator(width=1.0, cues=True, vgg_weights="missing.h5")

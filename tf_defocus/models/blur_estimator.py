@@ -19,6 +19,7 @@ Keras layer names mirror the TensorLayer scopes with ``/`` -> ``_`` (``u3/c1`` -
 import keras
 
 from tf_defocus.model_kinds import DEFOCUS
+from tf_defocus.models.blur_cues import BlurCues
 from tf_defocus.models.layers import (NORMS, CaffePreprocess, FillSmooth, NearestUpsample,
                                       WidthConfigMixin, channels, conv_block)
 from tf_defocus.models.vgg import VGG19_SKIP_NAMES, load_vgg19_imagenet, vgg19_trunk
@@ -55,21 +56,28 @@ class BlurEstimator(WidthConfigMixin, keras.Model):
       full-resolution decoder feature (``u0/b_init``) that the domain discriminator sees.
     width: channel multiplier (1.0 = the paper). norm: "batch" (the paper) or "group"
     (``layers.NORMS``; GroupNorm in encoder and decoder, for training from scratch).
+    cues: also feed ``blur_cues.BlurCues`` (re-blur gradient ratios, not in the paper) to the
+    first encoder conv and to the full-resolution decoder level (``u0_c_init``).
     vgg_weights: optional local path of Keras'
     ``vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5`` (width 1.0 only); not stored in
     the config.
     """
 
-    ARCH_ARGS = ("width", "norm")
+    ARCH_ARGS = ("width", "norm", "cues")
 
-    def __init__(self, width=1.0, vgg_weights=None, norm="batch", name="blur_estimator_trainable",
-                 **kwargs):
-        width = float(width)
+    def __init__(self, width=1.0, vgg_weights=None, norm="batch", cues=False,
+                 name="blur_estimator_trainable", **kwargs):
+        width, cues = float(width), bool(cues)
+        if cues and vgg_weights is not None:
+            raise ValueError("cues=True changes the first conv's input: no ImageNet VGG19 weights")
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
         block = lambda *a, **k: conv_block(*a, norm=norm, **k)
         image = keras.Input(shape=(None, None, 3), name="image")
         x = CaffePreprocess(name="preprocess")(image)
+        if cues:
+            cue = BlurCues(name="blur_cues")(image)
+            x = keras.layers.Concatenate(axis=-1, name="cues_concat")([x, cue])
         feats = vgg19_trunk(x, width=width, last="block5_conv4", padding="symmetric",
                             norm=None if norm == "batch" else norm)
         skips = [feats[n] for n in VGG19_SKIP_NAMES]   # 1/1, 1/2, 1/4, 1/8, 1/16
@@ -87,7 +95,8 @@ class BlurEstimator(WidthConfigMixin, keras.Model):
             outputs[aux_name] = _aux_head(n, aux_scope, width, aux_name, norm)
 
         n = NearestUpsample(2, name="u0_up")(n)
-        n = keras.layers.Concatenate(axis=-1, name="u0_concat")([n, feats["block1_conv2"]])
+        n = keras.layers.Concatenate(axis=-1, name="u0_concat")(
+            [n, feats["block1_conv2"]] + ([cue] if cues else []))
         n = block(n, channels(64, width), "u0_c_init", "u0_b_init")
         outputs["aux_1"] = _aux_head(n, "u0_aux", width, "aux_1", norm)
         outputs["feature"] = keras.layers.Activation("linear", dtype="float32", name="feature")(n)
@@ -106,7 +115,7 @@ class BlurEstimator(WidthConfigMixin, keras.Model):
 
         outputs = {k: outputs[k] for k in OUTPUT_NAMES}
         super().__init__(inputs=image, outputs=outputs, name=name, **kwargs)
-        self.width, self.norm = width, norm
+        self.width, self.norm, self.cues = width, norm, cues
         if vgg_weights is not None:
             load_vgg19_imagenet(self, vgg_weights, width=width)
 

@@ -101,17 +101,17 @@ class TwoScaleBlurEstimator(WidthConfigMixin, keras.Model):
 
     Same interface as ``BlurEstimator``: input ``image`` (N,H,W,3) RGB in [0,1], H, W multiples
     of 16; outputs ``defocus`` (N,H,W,1) sigma/7 in [0,1] (fused), and B's full-scale ``aux_*``
-    and ``feature`` for training. width, norm: B's (``BlurEstimator``).
+    and ``feature`` for training. width, norm, cues: B's (``BlurEstimator``).
     """
 
-    ARCH_ARGS = ("width", "norm", "scales")
+    ARCH_ARGS = ("width", "norm", "scales", "cues")
 
-    def __init__(self, width=1.0, norm="batch", scales=2, name="two_scale_blur_estimator",
-                 **kwargs):
-        width, scales = float(width), int(scales)
+    def __init__(self, width=1.0, norm="batch", scales=2, cues=False,
+                 name="two_scale_blur_estimator", **kwargs):
+        width, scales, cues = float(width), int(scales), bool(cues)
         if scales not in (2, 3):
             raise ValueError(f"scales must be 2 or 3, got {scales}")
-        blur = BlurEstimator(width=width, norm=norm, name="blur_estimator_one_scale")
+        blur = BlurEstimator(width=width, norm=norm, cues=cues, name="blur_estimator_one_scale")
         tap = _tap(blur, with_training_outputs=True)
         image = keras.Input(shape=(None, None, 3), name="image")
         full = tap(image)
@@ -127,7 +127,7 @@ class TwoScaleBlurEstimator(WidthConfigMixin, keras.Model):
         outputs["defocus"] = _fused_defocus(image, full, tap, layer, width, scales)
         outputs = {k: outputs[k] for k in OUTPUT_NAMES}
         super().__init__(inputs=image, outputs=outputs, name=name, **kwargs)
-        self.width, self.norm, self.scales = width, norm, scales
+        self.width, self.norm, self.scales, self.cues = width, norm, scales, cues
 
     def inference_model(self, fill_smooth=False):
         """Plain functional model ``blur_estimator``: image (N,H,W,3) -> defocus (N,H,W,1),

@@ -137,6 +137,9 @@ class DMENetModelConfig(Section):
                                  "decoder, none in VGG19) or group (GroupNorm in encoder and "
                                  "decoder, independent of the batch; for training from scratch).",
                         choices=NORMS)
+    cues: bool = setting(False, "Also feed B re-blur gradient ratios (contrast-invariant blur "
+                                "cues, Zhuo & Sim 2011; not in the paper; models/blur_cues.py) "
+                                "at its first conv and its full-resolution decoder level.")
     vgg_weights: str | None = setting(
         None, "Local path of Keras' VGG19 ImageNet notop weights "
         "(vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5) for B's encoder and C; width 1.0 "

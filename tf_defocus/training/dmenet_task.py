@@ -90,9 +90,9 @@ def build_trainer(cfg, seed=None):
     m = cfg.model
     variant = m.variant_spec
     if m.scales > 1:
-        blur = TwoScaleBlurEstimator(width=m.width, norm=m.norm, scales=m.scales)
+        blur = TwoScaleBlurEstimator(width=m.width, norm=m.norm, scales=m.scales, cues=m.cues)
     else:
-        blur = BlurEstimator(width=m.width, norm=m.norm, vgg_weights=m.vgg_weights)
+        blur = BlurEstimator(width=m.width, norm=m.norm, cues=m.cues, vgg_weights=m.vgg_weights)
     if m.init_checkpoint:
         init_blur_estimator(blur, m.init_checkpoint)
     disc = DomainDiscriminator(width=m.width) if variant.discriminator else None
@@ -125,7 +125,7 @@ def init_blur_estimator(blur, run_dir, log=print):
         raise FileNotFoundError(f"--init_checkpoint: no checkpoint in {run_dir}")
     errors = []
     for make in (TwoScaleBlurEstimator, BlurEstimator):   # a one-scale B matches part of a two
-        source = make(width=blur.width, norm=blur.norm)
+        source = make(width=blur.width, norm=blur.norm, cues=blur.cues)
         try:
             tf.train.Checkpoint(trainer=tf.train.Checkpoint(blur_estimator=source)).restore(
                 path).expect_partial().assert_existing_objects_matched()
