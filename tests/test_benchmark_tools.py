@@ -177,3 +177,28 @@ def test_camera_ablation_denoise_removes_grain_and_keeps_range():
     assert out.shape == noisy.shape and out.dtype == np.float32
     assert out.std() < 0.5 * noisy.std()
     assert abs(out.mean() - 0.5) < 2 / 255
+
+
+def test_paired_curves_read_console_logs_and_pair_windows(tmp_path, capsys):
+    """Console logs (carriage-return progress, repeated steps after a resume: the last wins)
+    pair by step; windows average the steps both runs logged, up to --until."""
+    import paired_curves
+    a = tmp_path / "a.log"
+    a.write_text("step 100/900 total=1 mse=0.2 aux_mse=1 (1 steps/s)\rstep 200/900 total=1 "
+                 "mse=0.4 aux_mse=1\nvalidation at step 200: synthetic/val_mse=0.1 "
+                 "synthetic/val_mae=0.3 real_mask/val_mask_auc=0.9\nstep 300/900 mse=0.3\n"
+                 "step 300/900 mse=0.1\n")
+    b = tmp_path / "b.log"
+    b.write_text("step 100/900 mse=0.1\nstep 200/900 mse=0.2\nstep 300/900 mse=0.2\n"
+                 "validation at step 200: synthetic/val_mse=0.05 synthetic/val_mae=0.2\n")
+    train_a, val_a = paired_curves.read_curves(a)
+    assert train_a == {100: 0.2, 200: 0.4, 300: 0.1} and val_a == {200: (0.1, 0.3)}
+    train_b, _ = paired_curves.read_curves(b)
+    windows = paired_curves.paired_windows(train_a, train_b, 200)
+    assert windows == [(100, 200, pytest.approx(0.3), pytest.approx(0.15)),
+                       (300, 300, pytest.approx(0.1), pytest.approx(0.2))]
+    assert len(paired_curves.paired_windows(train_a, train_b, 200, until=200)) == 1
+    paired_curves.main(paired_curves.argparse.Namespace(a=f"x={a}", b=f"y={b}", window=200,
+                                                        until=0))
+    out = capsys.readouterr().out
+    assert "y lower in 1 of 2 windows" in out and "lower validation MSE at 1 of 1" in out
