@@ -52,11 +52,16 @@ def local_grey_std(image):
     return tf.sqrt(tf.maximum(_separable_filter(g * g, box) - mean * mean, 0.0))
 
 
+def grey_bt601(image):
+    """(N,H,W,3) RGB -> (N,H,W,1) float32 grey with ``GREY_BT601`` weights."""
+    return tf.reduce_sum(tf.cast(image, tf.float32) * tf.constant(GREY_BT601, tf.float32), -1,
+                         keepdims=True)
+
+
 def denoised_grey(image):
     """(N,H,W,3) RGB [0, 1] -> (N,H,W,1) grey after a sigma-1 px Gaussian (sensor noise out),
     borders reflected: what ``local_grey_std`` measures."""
-    grey = tf.reduce_sum(tf.cast(image, tf.float32) * tf.constant(GREY_BT601, tf.float32), -1,
-                         keepdims=True)
+    grey = grey_bt601(image)
     r = 3
     taps = tf.exp(-0.5 * tf.square(tf.range(-r, r + 1, dtype=tf.float32) / NOISE_SIGMA_PX))
     return _separable_filter(grey, taps / tf.reduce_sum(taps))

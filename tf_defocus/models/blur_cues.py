@@ -100,9 +100,7 @@ def gradient_scale_space(grey):
 
 def blur_cues(image):
     """(N,H,W,3) RGB in [0, 1] -> (N,H,W,``NUM_CUES``) float32 cues (module docstring)."""
-    image = tf.cast(image, tf.float32)
-    grey = tf.reduce_sum(image * tf.constant(propagation.GREY_BT601, tf.float32), -1,
-                         keepdims=True)
+    grey = propagation.grey_bt601(image)
     logs = [tf.math.log(m + CUE_EPS) for m in gradient_scale_space(grey)]
     ratios = [(a - b) * RATIO_SCALE for a, b in zip(logs[:-1], logs[1:])]
     strength = (logs[1] - STRENGTH_OFFSET) * STRENGTH_SCALE
