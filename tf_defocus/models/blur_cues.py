@@ -10,7 +10,7 @@ so ``BlurCues`` hands it the ratios:
 
 * grey (BT.601) re-blurred to Gaussian scales ``CUE_SCALES_PX`` = 0, 1, 2, 4, 8 px: 1 and 2 px
   at full resolution, 4 and 8 px on a 2 x 2 average-pooled copy (a Gaussian pyramid; the pooling
-  adds a 2 px box, about 0.6 px, to those two), continuing from the 2 px grey;
+  adds a 2 px box, sigma 0.5 px, to those two), continuing from the 2 px grey;
 * gradient magnitude ``m_k`` of each (central differences) [grey levels / px, 1 = full range];
   the half-resolution ones resized back (bilinear);
 * channels: ``log((m_k + eps) / (m_k+1 + eps))`` for the 4 consecutive pairs (>= 0 where the
@@ -69,8 +69,10 @@ def _gaussian_blur(x, sigma):
     """(N,H,W,1) -> (N,H,W,1) Gaussian blur of ``sigma`` px, normalised at the borders."""
     taps = _gaussian_taps(sigma)
     y = _filter_1d(_filter_1d(x, taps, 1), taps, 2)
-    ones = tf.ones_like(x[:1, :, :1])   # the border weights: a column times a row
-    return y / (_filter_1d(ones, taps, 1) * _filter_1d(tf.ones_like(x[:1, :1, :]), taps, 2))
+    # the border weights of a separable filter: a column times a row
+    column = _filter_1d(tf.ones_like(x[:1, :, :1]), taps, 1)
+    row = _filter_1d(tf.ones_like(x[:1, :1, :]), taps, 2)
+    return y / (column * row)
 
 
 def _gradient_magnitude(grey):
