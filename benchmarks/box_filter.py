@@ -1,10 +1,18 @@
-"""The 15 x 15 local mean of ``propagation.local_grey_std``: TF's AvgPool vs two 1-D convolutions.
+"""The filters of ``propagation.local_grey_std``: TF's AvgPool vs 1-D convolutions vs shifted slices.
 
 ``local_grey_std`` runs in every training step (``--smooth_weight``: the loss weights of smooth
-pixels) and in every filled map (``FillSmooth``, at full image size). Measured in one run, at
-``--threads`` (default 2): milliseconds per call of the grey std with the 15 x 15 mean as one
-``tf.nn.avg_pool2d`` (the implementation before the twentieth session) and as the package's two
-1-D convolutions, their ratio, and the largest difference of the two results (levels of 255).
+pixels) and in every filled map (``FillSmooth``, at full image size, in every tile). Measured in
+one run, at ``--threads`` (default 2): milliseconds per call of the grey std (the sigma-1 px
+Gaussian, then the 15 x 15 mean of the grey and of its square) implemented three ways:
+
+* ``AvgPool``: the 15 x 15 mean as one ``tf.nn.avg_pool2d`` (before the twentieth session);
+* ``1-D conv``: the Gaussian and the mean as two 1-channel 1-D ``conv2d`` passes each (the
+  twentieth to twenty-third sessions);
+* ``slices``: the package's ``propagation.separable_filter``, sums of shifted slices
+  (twenty-fourth session);
+
+the ratios of the first two to the package's, and the largest difference from the package's
+result (levels of 255).
 
     python benchmarks/box_filter.py [--shapes=3x128x128,1x768x1024,1x1536x2048] [--repeats=5]
 """
@@ -36,17 +44,33 @@ def main():
 
 
 def compare(shapes, repeats):
-    """Print one row per NxHxW in ``shapes`` (comma-separated): both timings, ratio, max diff."""
+    """Print one row per NxHxW in ``shapes`` (comma-separated): the three timings, two ratios,
+    the largest difference."""
     import tensorflow as tf
     from tf_defocus import propagation as P
 
-    def avg_pool_std(image):
-        """The grey std with the 15 x 15 mean as one AvgPool (the earlier implementation)."""
-        g = P.denoised_grey(image)
-        k = P.STD_WINDOW_PX // 2
-        box = lambda x: tf.nn.avg_pool2d(P._reflect(x, k), P.STD_WINDOW_PX, 1, "VALID")
+    def reflect(x, k):
+        return tf.pad(x, [[0, 0], [k, k], [k, k], [0, 0]], mode="REFLECT")
+
+    def conv_filter(x, taps):
+        """``taps`` along H, then W, as two 1-channel convolutions, borders reflected."""
+        k = len(taps) // 2
+        x = tf.nn.conv2d(reflect(x, k), tf.reshape(taps, [-1, 1, 1, 1]), 1, "VALID")
+        return tf.nn.conv2d(x, tf.reshape(taps, [1, -1, 1, 1]), 1, "VALID")
+
+    def grey_std(image, box):
+        g = conv_filter(P.grey_bt601(image), P.gaussian_taps(P.NOISE_SIGMA_PX))
         mean = box(g)
         return tf.sqrt(tf.maximum(box(g * g) - mean * mean, 0.0))
+
+    k = P.STD_WINDOW_PX // 2
+    implementations = {
+        "AvgPool": lambda image: grey_std(
+            image, lambda x: tf.nn.avg_pool2d(reflect(x, k), P.STD_WINDOW_PX, 1, "VALID")),
+        "1-D conv": lambda image: grey_std(
+            image, lambda x: conv_filter(x, [1.0 / P.STD_WINDOW_PX] * P.STD_WINDOW_PX)),
+        "slices": P.local_grey_std,
+    }
 
     def timed(fn, x):
         fn(x)   # trace
@@ -55,16 +79,19 @@ def compare(shapes, repeats):
             out = fn(x).numpy()
         return (time.perf_counter() - t) / repeats * 1000.0, out
 
-    print(f"{'input NxHxW':>16} {'AvgPool 15x15':>14} {'2 x 1-D conv':>13} {'ratio':>7} "
-          f"{'max diff [1/255]':>17}")
+    print(f"{'input NxHxW':>16} {'AvgPool ms':>11} {'1-D conv ms':>12} {'slices ms':>10} "
+          f"{'AvgPool/slices':>15} {'conv/slices':>12} {'max diff [1/255]':>17}")
     rng = np.random.default_rng(0)
     for shape in shapes.split(","):
         n, h, w = (int(v) for v in shape.split("x"))
         x = tf.constant(rng.random((n, h, w, 3), dtype=np.float32))
-        t_pool, ref = timed(tf.function(avg_pool_std), x)
-        t_conv, out = timed(tf.function(P.local_grey_std), x)
-        diff = float(np.abs(out - ref).max()) * 255.0
-        print(f"{shape:>16} {t_pool:14.1f} {t_conv:13.1f} {t_pool / t_conv:6.1f}x {diff:17.2e}")
+        runs = {name: timed(tf.function(fn), x) for name, fn in implementations.items()}
+        ref = runs["slices"][1]
+        diff = max(float(np.abs(out - ref).max()) for _, out in runs.values()) * 255.0
+        t = {name: ms for name, (ms, _) in runs.items()}
+        print(f"{shape:>16} {t['AvgPool']:11.1f} {t['1-D conv']:12.1f} {t['slices']:10.1f} "
+              f"{t['AvgPool'] / t['slices']:14.1f}x {t['1-D conv'] / t['slices']:11.1f}x "
+              f"{diff:17.2e}")
 
 
 if __name__ == "__main__":

@@ -137,8 +137,8 @@ def test_box_filter_benchmark_compares_equal_results(capsys):
     import box_filter
     box_filter.compare("2x24x40", repeats=1)
     row = capsys.readouterr().out.strip().splitlines()[-1].split()
-    assert row[0] == "2x24x40" and row[3].endswith("x")
-    assert float(row[4]) < 0.01   # levels of 255: the two means agree
+    assert row[0] == "2x24x40" and row[4].endswith("x") and row[5].endswith("x")
+    assert float(row[6]) < 0.01   # levels of 255: the three implementations agree
 
 
 def test_benchmark_headers_name_the_cpu():

@@ -19,6 +19,8 @@ Everything is TensorFlow ops on (N, H, W, C) tensors of any size, so the same fu
 after tiled inference (``inference.Estimator``) and inside exported graphs.
 """
 
+import math
+
 import tensorflow as tf
 
 # metrics.smooth_pixels in TF: a sigma-1 px Gaussian (radius 3) removes sensor noise, then the
@@ -36,20 +38,17 @@ PYRAMID_LEVELS = 12
 """Pull-push levels: 2^12 = 4096 px, so one visible pixel reaches across any image we tile."""
 
 
-def _reflect(x, k):
-    return tf.pad(x, [[0, 0], [k, k], [k, k], [0, 0]], mode="REFLECT")
-
-
 def local_grey_std(image):
     """(N,H,W,3) RGB [0, 1] -> (N,H,W,1) local grey standard deviation [0, 1 units]: a sigma-1
     Gaussian, then a 15 x 15 window, borders reflected (``metrics.smooth_pixels`` in TF).
     H and W must be at least 8."""
     g = denoised_grey(image)
-    # The 15 x 15 mean as two 1-D passes of a convolution: TF's CPU AvgPool with a 15 x 15
-    # window took 7-11x as long for the same result (benchmarks/box_filter.py).
-    box = tf.fill([STD_WINDOW_PX], 1.0 / STD_WINDOW_PX)
-    mean = _separable_filter(g, box)
-    return tf.sqrt(tf.maximum(_separable_filter(g * g, box) - mean * mean, 0.0))
+    # The 15 x 15 mean as two 1-D passes of shifted slices: TF's CPU AvgPool with a 15 x 15
+    # window, and 1-D convolutions, took several times as long for the same result
+    # (benchmarks/box_filter.py).
+    box = [1.0 / STD_WINDOW_PX] * STD_WINDOW_PX
+    mean = separable_filter(g, box, "REFLECT")
+    return tf.sqrt(tf.maximum(separable_filter(g * g, box, "REFLECT") - mean * mean, 0.0))
 
 
 def grey_bt601(image):
@@ -61,17 +60,35 @@ def grey_bt601(image):
 def denoised_grey(image):
     """(N,H,W,3) RGB [0, 1] -> (N,H,W,1) grey after a sigma-1 px Gaussian (sensor noise out),
     borders reflected: what ``local_grey_std`` measures."""
-    grey = grey_bt601(image)
-    r = 3
-    taps = tf.exp(-0.5 * tf.square(tf.range(-r, r + 1, dtype=tf.float32) / NOISE_SIGMA_PX))
-    return _separable_filter(grey, taps / tf.reduce_sum(taps))
+    return separable_filter(grey_bt601(image), gaussian_taps(NOISE_SIGMA_PX), "REFLECT")
 
 
-def _separable_filter(x, taps):
-    """(N,H,W,1) -> (N,H,W,1): ``taps`` (odd length) along H, then along W, borders reflected."""
-    k = int(taps.shape[0]) // 2
-    x = tf.nn.conv2d(_reflect(x, k), tf.reshape(taps, [-1, 1, 1, 1]), 1, "VALID")
-    return tf.nn.conv2d(x, tf.reshape(taps, [1, -1, 1, 1]), 1, "VALID")
+def gaussian_taps(sigma):
+    """Normalised Gaussian taps (Python floats) of ``sigma`` px, radius max(1, ceil(3 sigma))."""
+    r = max(1, math.ceil(3.0 * sigma))
+    taps = [math.exp(-0.5 * (i / sigma) ** 2) for i in range(-r, r + 1)]
+    return [t / sum(taps) for t in taps]
+
+
+def filter_1d(x, taps, axis, mode="CONSTANT"):
+    """(N,H,W,C) ``x`` filtered by ``taps`` (Python floats, odd length) along ``axis`` (1 = H,
+    2 = W), borders padded by ``tf.pad`` ``mode`` (CONSTANT: zeros; REFLECT). A sum of shifted
+    slices: on CPU a 1-channel ``conv2d`` ran several times slower (benchmarks/box_filter.py).
+    Equal taps (a box) are summed first and scaled once."""
+    r = len(taps) // 2
+    pad = [[0, 0], [0, 0], [0, 0], [0, 0]]
+    pad[axis] = [r, r]
+    xp = tf.pad(x, pad, mode=mode)
+    n = tf.shape(x)[axis]
+    parts = [xp[:, k:k + n] if axis == 1 else xp[:, :, k:k + n] for k in range(len(taps))]
+    if len(set(taps)) == 1:
+        return tf.add_n(parts) * taps[0]
+    return tf.add_n([t * part for t, part in zip(taps, parts)])
+
+
+def separable_filter(x, taps, mode="CONSTANT"):
+    """(N,H,W,C) -> (N,H,W,C): ``filter_1d`` with ``taps`` along H, then along W."""
+    return filter_1d(filter_1d(x, taps, 1, mode), taps, 2, mode)
 
 
 def visibility_confidence(image):

@@ -44,34 +44,13 @@ NUM_CUES = len(CUE_SCALES_PX)   # 4 ratios + 1 strength
 _POOL_BOX_VAR = (4.0 - 1.0) / 12.0   # variance [px^2] of a 2 px box
 
 
-def _gaussian_taps(sigma):
-    """Normalised Gaussian taps (Python floats) of ``sigma`` px, radius ceil(3 sigma)."""
-    r = max(1, int(math.ceil(3.0 * sigma)))
-    taps = [math.exp(-0.5 * (i / sigma) ** 2) for i in range(-r, r + 1)]
-    return [t / sum(taps) for t in taps]
-
-
-def _filter_1d(x, taps, axis):
-    """(N,H,W,1) ``x`` filtered by ``taps`` along ``axis`` (1 or 2), zeros outside."""
-    r = len(taps) // 2
-    pad = [[0, 0], [0, 0], [0, 0], [0, 0]]
-    pad[axis] = [r, r]
-    xp = tf.pad(x, pad)
-    n = tf.shape(x)[axis]
-    out = None
-    for k, t in enumerate(taps):
-        part = t * (xp[:, k:k + n] if axis == 1 else xp[:, :, k:k + n])
-        out = part if out is None else out + part
-    return out
-
-
 def _gaussian_blur(x, sigma):
     """(N,H,W,1) -> (N,H,W,1) Gaussian blur of ``sigma`` px, normalised at the borders."""
-    taps = _gaussian_taps(sigma)
-    y = _filter_1d(_filter_1d(x, taps, 1), taps, 2)
+    taps = propagation.gaussian_taps(sigma)
+    y = propagation.separable_filter(x, taps)
     # the border weights of a separable filter: a column times a row
-    column = _filter_1d(tf.ones_like(x[:1, :, :1]), taps, 1)
-    row = _filter_1d(tf.ones_like(x[:1, :1, :]), taps, 2)
+    column = propagation.filter_1d(tf.ones_like(x[:1, :, :1]), taps, 1)
+    row = propagation.filter_1d(tf.ones_like(x[:1, :1, :]), taps, 2)
     return y / (column * row)
 
 
