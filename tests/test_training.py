@@ -20,6 +20,7 @@ import pytest
 import tensorflow as tf
 
 from tests import model_checks
+from tf_defocus.models.blur_cues import NUM_CUES
 from tf_defocus.training import losses
 from tf_defocus import config as cfglib
 from tf_defocus.training.config import DMENetConfig
@@ -762,3 +763,25 @@ def test_init_checkpoint_warm_starts_one_two_and_three_scale_b(tmp_path):
         np.testing.assert_allclose(got[name], want[name], atol=1e-6, err_msg=name)
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         build_trainer(tiny_cfg(variant="B", init_checkpoint=str(tmp_path / "checkpoints" / "x")))
+
+
+def test_init_checkpoint_warm_starts_a_cue_b_from_a_b_without_cues(tmp_path):
+    """--cues with --init_checkpoint of a run without cues: the cue inputs start at zero, so
+    the new B computes exactly the run's B (two-scale, the default model's form); then the cue
+    weights train."""
+    source = build_trainer(tiny_cfg(variant="B", use_aux=True, scales=2), seed=3)
+    model_checks.randomize_weights(source.blur_estimator.get_layer("fuse_out"), seed=6)
+    tf.train.CheckpointManager(tf.train.Checkpoint(trainer=source), str(tmp_path),
+                               max_to_keep=1, checkpoint_name="ckpt").save(checkpoint_number=5)
+    x = np.random.default_rng(2).random((1, 48, 80, 3)).astype(np.float32)
+    want = source.blur_estimator(x, training=False)
+    t = build_trainer(tiny_cfg(variant="B", use_aux=True, scales=2, cues=True,
+                               init_checkpoint=str(tmp_path)), seed=4)
+    got = t.blur_estimator(x, training=False)
+    for name in ("defocus", "aux_2", "feature"):
+        np.testing.assert_allclose(got[name], want[name], atol=1e-5, err_msg=name)
+    first = next(l for l in t.blur_estimator._flatten_layers() if l.name == "block1_conv1")
+    kernel = np.asarray(first.kernel)
+    assert kernel.shape[2] == 3 + NUM_CUES and not kernel[:, :, 3:].any()
+    t.train_step(make_element())
+    assert np.asarray(first.kernel)[:, :, 3:].any()

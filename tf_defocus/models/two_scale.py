@@ -19,6 +19,7 @@ multiply-adds per pixel.
 """
 
 import keras
+import numpy as np
 
 from tf_defocus.models.blur_estimator import INFERENCE_MODEL_NAME, OUTPUT_NAMES, BlurEstimator
 from tf_defocus.models.layers import (CropLike, FillSmooth, NearestUpsample, PadToMultiple,
@@ -156,16 +157,36 @@ def _named_layers(model):
     return out
 
 
-def copy_weights_by_name(source, target):
+def copy_weights_by_name(source, target, widen_inputs=False):
     """Copy the weights of every layer of ``source`` (a B, its inference model or a two-scale
     B) into the layer of the same name in ``target`` -> number of layers copied. Raises
-    ValueError if none matched or shapes differ."""
+    ValueError if none matched or shapes differ.
+    widen_inputs: a target conv kernel with more input channels (axis 2) than the source's
+    takes the source's in its first channels and zeros in the rest, so a B warm-started
+    without ``cues`` into one with them computes what the source did (the cue channels come
+    last in both concatenations they enter)."""
     src, dst = _named_layers(source), _named_layers(target)
     copied = 0
     for name, layer in src.items():
         if layer.weights and name in dst:
-            dst[name].set_weights(layer.get_weights())
+            weights = layer.get_weights()
+            if widen_inputs:
+                weights = [_widen(w, v.shape) for w, v in zip(weights, dst[name].weights)]
+            dst[name].set_weights(weights)
             copied += 1
     if not copied:
         raise ValueError(f"no layer of {source.name!r} matches a layer of {target.name!r}")
     return copied
+
+
+def _widen(weight, shape):
+    """A 4-D conv kernel ``weight`` zero-padded on its input axis to ``shape``; any other
+    weight unchanged (``set_weights`` then rejects a mismatch)."""
+    shape = tuple(shape)
+    if weight.ndim != 4 or weight.shape == shape or (
+            weight.shape[:2] + weight.shape[3:] != shape[:2] + shape[3:]
+            or weight.shape[2] > shape[2]):
+        return weight
+    out = np.zeros(shape, weight.dtype)
+    out[:, :, :weight.shape[2]] = weight
+    return out

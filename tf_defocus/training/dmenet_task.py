@@ -124,19 +124,25 @@ def init_blur_estimator(blur, run_dir, log=print):
     if path is None:
         raise FileNotFoundError(f"--init_checkpoint: no checkpoint in {run_dir}")
     errors = []
-    for make in (TwoScaleBlurEstimator, BlurEstimator):   # a one-scale B matches part of a two
-        source = make(width=blur.width, norm=blur.norm, cues=blur.cues)
-        try:
-            tf.train.Checkpoint(trainer=tf.train.Checkpoint(blur_estimator=source)).restore(
-                path).expect_partial().assert_existing_objects_matched()
-            break
-        except (AssertionError, ValueError) as e:
-            errors.append(f"{make.__name__}: {e}")
+    # A one-scale B matches part of a two-scale one; a B without cues starts a B with them
+    # (their input weights zero: it computes what the run's B did, then learns the cues).
+    for cues in dict.fromkeys((blur.cues, False)):
+        for make in (TwoScaleBlurEstimator, BlurEstimator):
+            source = make(width=blur.width, norm=blur.norm, cues=cues)
+            try:
+                tf.train.Checkpoint(trainer=tf.train.Checkpoint(blur_estimator=source)).restore(
+                    path).expect_partial().assert_existing_objects_matched()
+                break
+            except (AssertionError, ValueError) as e:
+                errors.append(f"{make.__name__}(cues={cues}): {e}")
+        else:
+            continue
+        break
     else:
         raise ValueError(f"--init_checkpoint {path}: not a one- or two-scale B of width "
                          f"{blur.width}, norm {blur.norm!r} ({'; '.join(errors)})")
-    copy_weights_by_name(source, blur)
-    log(f"B initialised from {path}")
+    copy_weights_by_name(source, blur, widen_inputs=cues != blur.cues)
+    log(f"B initialised from {path}" + (" (cue inputs zero)" if cues != blur.cues else ""))
 
 
 def float32_inference_model(blur_estimator, fill_smooth=False):
