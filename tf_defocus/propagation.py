@@ -44,8 +44,8 @@ def local_grey_std(image):
     H and W must be at least 8."""
     g = denoised_grey(image)
     # The 15 x 15 mean as two 1-D passes of shifted slices: TF's CPU AvgPool with a 15 x 15
-    # window, and 1-D convolutions, took several times as long for the same result
-    # (benchmarks/box_filter.py).
+    # window took 3-4x as long for the same result; 1-D convolutions 3-4x as long on one CPU,
+    # 0.7-0.8x on another (benchmarks/box_filter.py, benchmarks/results/box_filter.txt).
     box = [1.0 / STD_WINDOW_PX] * STD_WINDOW_PX
     mean = separable_filter(g, box, "REFLECT")
     return tf.sqrt(tf.maximum(separable_filter(g * g, box, "REFLECT") - mean * mean, 0.0))
@@ -73,7 +73,8 @@ def gaussian_taps(sigma):
 def filter_1d(x, taps, axis, mode="CONSTANT"):
     """(N,H,W,C) ``x`` filtered by ``taps`` (Python floats, odd length) along ``axis`` (1 = H,
     2 = W), borders padded by ``tf.pad`` ``mode`` (CONSTANT: zeros; REFLECT). A sum of shifted
-    slices: on CPU a 1-channel ``conv2d`` ran several times slower (benchmarks/box_filter.py).
+    slices: on CPU a 1-channel ``conv2d`` ran 3-6x slower on one machine, 1.2-1.4x faster on
+    another (benchmarks/box_filter.py).
     Equal taps (a box) are summed first and scaled once."""
     r = len(taps) // 2
     pad = [[0, 0], [0, 0], [0, 0], [0, 0]]
