@@ -181,19 +181,16 @@ def edge_oracle(sigma, window=0):
     sigma around it: a perfect reader of local blur that gives a depth edge the sharpness of
     its sharper side, as an edge profile shows it. ``window`` > 0: pixels near a step
     (``near_sigma_step`` within ``window`` px) take the smallest sigma in that window. 0: the
-    physical reach, each pixel the smallest sigma within a square of half-width the radius of
-    its own disc PSF (2 sigma, rounded) if that is more than ``STEP_RANGE_PX`` below its own."""
+    physical reach, the lower bound of ``losses.depth_step_bounds`` (each pixel the smallest
+    sigma within a square of half-width the radius of its own disc PSF, 2 sigma rounded, if
+    that is more than ``STEP_RANGE_PX`` below its own)."""
     import cv2
     if window:
         k = np.ones((window, window), np.uint8)
         return np.where(near_sigma_step(sigma, window), cv2.erode(sigma, k), sigma)
-    out = sigma.copy()
-    radius = np.rint(2.0 * sigma).astype(np.int32)
-    for r in np.unique(radius[radius > 0]):
-        low = cv2.erode(sigma, np.ones((2 * r + 1, 2 * r + 1), np.uint8))
-        k = (radius == r) & (low < sigma - STEP_RANGE_PX)
-        out[k] = low[k]
-    return out
+    from tf_defocus.training.losses import depth_step_bounds
+    lo, _ = depth_step_bounds(sigma[None, ..., None], STEP_RANGE_PX)
+    return lo.numpy()[0, ..., 0]
 
 
 def image_mae(pred, sigma):

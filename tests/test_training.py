@@ -666,6 +666,59 @@ def test_l1_pixel_loss_trains_the_map_and_aux_and_logs_the_mse():
     np.testing.assert_allclose(logs["total"], float(tf.reduce_mean(l1)), rtol=1e-4)
 
 
+def test_depth_step_bounds_accept_either_side_within_the_disc_radius():
+    """lo: the smallest sigma within a pixel's own disc radius (2 sigma); hi: the largest
+    sigma whose disc reaches the pixel; both exact off depth steps (gentle slopes, flat)."""
+    sigma = np.zeros((1, 40, 60, 1), np.float32)
+    sigma[:, :, 30:] = 5.0                       # sharp left, 5 px right: disc radius 10 px
+    lo, hi = (b.numpy()[0, :, :, 0] for b in losses.depth_step_bounds(sigma))
+    s = sigma[0, :, :, 0]
+    np.testing.assert_array_equal(lo[:, :30], 0.0)
+    np.testing.assert_array_equal(lo[:, 30:40], 0.0)   # its disc reaches the sharp side
+    np.testing.assert_array_equal(lo[:, 40:], 5.0)
+    np.testing.assert_array_equal(hi[:, :20], 0.0)
+    np.testing.assert_array_equal(hi[:, 20:30], 5.0)   # within the blurred side's disc
+    np.testing.assert_array_equal(hi[:, 30:], 5.0)
+    assert (lo <= s).all() and (hi >= s).all()
+    gentle = np.tile(np.linspace(0.0, 2.0, 60, dtype=np.float32), (1, 40, 1))[..., None]
+    for b in losses.depth_step_bounds(gentle):
+        np.testing.assert_array_equal(b.numpy(), gentle)
+    small = np.zeros((1, 8, 8, 1), np.float32)
+    small[:, :, 4:] = 1.5                              # a step no larger than DEPTH_STEP_PX
+    for b in losses.depth_step_bounds(small, step_px=1.5):
+        np.testing.assert_array_equal(b.numpy(), small)
+
+
+def test_depth_step_tolerance_trains_to_the_nearest_accepted_sigma_and_logs_the_mse():
+    """--depth_step_tolerance: map and aux terms measure the distance to [lo, hi] (zero inside,
+    gradient towards the interval); the logged mse is still the MSE to the true sigma."""
+    pred = tf.constant([[[[0.1], [0.5], [0.9]]]])
+    bounds = (tf.constant([[[[0.2], [0.2], [0.2]]]]), tf.constant([[[[0.6], [0.6], [0.6]]]]))
+    with tf.GradientTape() as tape:
+        tape.watch(pred)
+        loss = losses.mse_per_example(pred, losses.tolerant_target(pred, bounds))
+    np.testing.assert_allclose(loss, [(0.1 ** 2 + 0.3 ** 2) / 3], rtol=1e-5)
+    np.testing.assert_allclose(tape.gradient(loss, pred)[0, 0, :, 0],
+                               [2 * -0.1 / 3, 0.0, 2 * 0.3 / 3], rtol=1e-5, atol=1e-7)
+
+    t = build_trainer(tiny_cfg(variant="B", use_aux=True, depth_step_tolerance=True), seed=0)
+    t.set_phase("joint")
+    el = make_element()                 # the second crop's ramp is rolled: a 7 px depth step
+    syn = {k: tf.constant(v) for k, v in el["synthetic"].items()}
+    lo, hi = losses.depth_step_bounds(syn["sigma_norm"] * 7.0)
+    assert float(tf.reduce_sum(hi - lo)) > 0.0
+    bounds = (lo / 7.0, hi / 7.0)
+    out = t.blur_estimator(syn["image"], training=True)      # the step's forward pass
+    pixel = losses.mse_per_example(out["defocus"], losses.tolerant_target(out["defocus"], bounds))
+    aux = losses.aux_per_example(out, syn["sigma_norm"], bounds=bounds)
+    mse = losses.mse_per_example(out["defocus"], syn["sigma_norm"])
+    logs = {k: float(v) for k, v in t.train_step(el).items()}
+    np.testing.assert_allclose(logs["total"], float(tf.reduce_mean(pixel + aux)), rtol=1e-4)
+    np.testing.assert_allclose(logs["aux_mse"], float(tf.reduce_mean(aux)), rtol=1e-4)
+    np.testing.assert_allclose(logs["mse"], float(tf.reduce_mean(mse)), rtol=1e-4)
+    assert float(tf.reduce_mean(pixel)) < logs["mse"] - 1e-4   # the step's pixels cost less
+
+
 def test_pixel_loss_step_trains_with_the_mse_before_it():
     """--pixel_loss_step: the MSE trains map and aux terms (phases ``*_mse``, aux logged as
     aux_mse) before that step, --pixel_loss from it; one flagfile runs both stages."""

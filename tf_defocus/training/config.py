@@ -194,6 +194,10 @@ class LossConfig(Section):
                               "on ambiguous pixels).", choices=PIXEL_LOSSES)
     pixel_loss_step: int = setting(0, "Step from which --pixel_loss trains; the MSE before it "
                                       "(0 = from the start).", low=0)
+    depth_step_tolerance: bool = setting(
+        LossWeights.depth_step_tolerance, "Within a disc radius (2 sigma) of a depth step the "
+        "map and aux losses accept any sigma between the two sides' (no local reader can tell "
+        "which side owns the edge; not in the paper). The logged mse stays the MSE.")
 
     def check(self):
         if self.pixel_loss_step > 0 and self.pixel_loss == "mse":
@@ -210,7 +214,8 @@ class LossConfig(Section):
         return LossWeights(aux=self.aux_weight, content=self.content_weight,
                            calibration=self.calibration_weight,
                            adversarial=self.adversarial_weight, smooth=self.smooth_weight,
-                           pixel_loss=self.pixel_loss)
+                           pixel_loss=self.pixel_loss,
+                           depth_step_tolerance=self.depth_step_tolerance)
 
 
 @dataclasses.dataclass(frozen=True)

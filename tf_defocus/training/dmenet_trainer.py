@@ -65,6 +65,10 @@ class LossWeights:
     # "mse" is the paper's. The logged "mse" is the MSE whichever loss trains; the aux
     # term is logged as aux_<pixel_loss>.
     pixel_loss: str = "mse"
+    # Not the authors': within a disc radius of a depth step the map and aux terms accept
+    # either side's sigma (losses.depth_step_bounds / tolerant_target); the logged "mse" stays
+    # the MSE to the true sigma.
+    depth_step_tolerance: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -335,14 +339,23 @@ class DMENetTrainer(keras.Model):
             return None
         return losses.visibility_weights(syn["image"], self.weights_cfg.smooth)
 
-    def _map_losses(self, defocus, syn, weights):
-        """(weighted MSE, weighted training pixel loss) of B's map on a synthetic batch, each
-        (N,); the same tensor when the pixel loss is the MSE. weights: ``_pixel_weights``."""
+    def _step_bounds(self, syn):
+        """(lo, hi) sigma/7 (N,H,W,1) the pixel terms accept near depth steps, or None when
+        they train to the true sigma (``LossWeights.depth_step_tolerance``)."""
+        if not self.weights_cfg.depth_step_tolerance:
+            return None
+        lo, hi = losses.depth_step_bounds(tf.cast(syn["sigma_norm"], tf.float32) * SIGMA_MAX_PX)
+        return lo / SIGMA_MAX_PX, hi / SIGMA_MAX_PX
+
+    def _map_losses(self, defocus, syn, weights, bounds=None):
+        """(weighted MSE to the true sigma, weighted training pixel loss) of B's map on a
+        synthetic batch, each (N,); the same tensor when the pixel loss is the MSE to the true
+        sigma. weights: ``_pixel_weights``; bounds: ``_step_bounds``."""
         mse = losses.mse_per_example(defocus, syn["sigma_norm"], weights)
-        if self.pixel_loss == "mse":
+        if self.pixel_loss == "mse" and bounds is None:
             return mse, mse
-        return mse, losses.pixel_loss_per_example(defocus, syn["sigma_norm"], weights,
-                                                  self.pixel_loss)
+        target = syn["sigma_norm"] if bounds is None else losses.tolerant_target(defocus, bounds)
+        return mse, losses.pixel_loss_per_example(defocus, target, weights, self.pixel_loss)
 
     def _pretrain_step(self, data):
         """B alone, map loss only (the authors' ``loss_init``; the MSE unless --pixel_loss)."""
@@ -350,7 +363,8 @@ class DMENetTrainer(keras.Model):
         b_vars = list(self.blur_estimator.trainable_variables)
         with tf.GradientTape() as tape:
             out = self.blur_estimator(syn["image"], training=True)
-            mse, pixel = self._map_losses(out["defocus"], syn, self._pixel_weights(syn))
+            mse, pixel = self._map_losses(out["defocus"], syn, self._pixel_weights(syn),
+                                          self._step_bounds(syn))
             loss = losses.replica_mean(pixel)
             scaled = self.b_optimizer.scale_loss(loss)
         self._apply(self.b_optimizer, tape, scaled, b_vars)
@@ -385,13 +399,13 @@ class DMENetTrainer(keras.Model):
                     self._discriminator_step(out_s["feature"], out_m["feature"],
                                              out_u["feature"])
 
-            pixel_weights = self._pixel_weights(syn)
-            mse, pixel = self._map_losses(out_s["defocus"], syn, pixel_weights)
+            pixel_weights, bounds = self._pixel_weights(syn), self._step_bounds(syn)
+            mse, pixel = self._map_losses(out_s["defocus"], syn, pixel_weights, bounds)
             total = losses.replica_mean(pixel)
             self._track("mse", mse)
             if self.use_aux:
                 aux = losses.aux_per_example(out_s, syn["sigma_norm"], pixel_weights,
-                                             self.pixel_loss)
+                                             self.pixel_loss, bounds)
                 total += w.aux * losses.replica_mean(aux)
                 self._track(f"aux_{self.pixel_loss}", aux)
             if self.content is not None:

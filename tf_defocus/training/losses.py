@@ -29,6 +29,7 @@ import tensorflow as tf
 from tf_defocus import propagation
 from tf_defocus.metrics import SMOOTH_STD_MAX
 from tf_defocus.models.blur_estimator import AUX_FACTORS
+from tf_defocus.units import SIGMA_MAX_PX
 
 
 def _f32(x):
@@ -82,6 +83,57 @@ def visibility_weights(image, smooth_weight):
     return tf.where(smooth, tf.constant(float(smooth_weight), tf.float32), 1.0)
 
 
+DEPTH_STEP_PX = 1.0
+"""A change of the true sigma by more than this [px] within a disc radius is a depth step
+(an occlusion boundary); gentler changes (slanted surfaces) keep the exact label."""
+
+
+def _erode3(x):
+    """3x3 minimum of (N,H,W,C); pixels outside the image do not count."""
+    return -tf.nn.max_pool2d(-x, 3, 1, "SAME")
+
+
+def _dilate3(x):
+    """3x3 maximum of (N,H,W,C); pixels outside the image do not count."""
+    return tf.nn.max_pool2d(x, 3, 1, "SAME")
+
+
+def depth_step_bounds(sigma_px, step_px=DEPTH_STEP_PX):
+    """The sigmas [px] a perfect local reader may defend near a depth step: (lo, hi), each of
+    sigma_px's shape (N,H,W,1).
+
+    A pixel's disc PSF has radius ``r = round(2 sigma)`` px (``SIGMA_MAX_PX`` at most 14): the
+    image there mixes everything within r, so an edge of a sharper surface within r makes it
+    look sharper (``lo``: the smallest sigma within the (2r+1)^2 square), and a blurred surface
+    whose disc reaches it makes it look blurred (``hi``: the largest sigma of any pixel q with
+    the pixel inside q's square). Both are the true sigma unless they differ from it by more
+    than ``step_px``. ``lo`` is ``benchmarks/visible_error.py``'s edge oracle. Square
+    neighbourhoods come from repeated 3x3 min / max pools (a (2r+1)^2 square is r of them).
+    """
+    sigma = _f32(sigma_px)
+    max_r = int(round(2.0 * SIGMA_MAX_PX))
+    radius = tf.minimum(tf.round(2.0 * sigma), float(max_r))   # half to even, as np.rint
+    lo, eroded = sigma, sigma
+    for r in range(1, max_r + 1):
+        eroded = _erode3(eroded)
+        lo = tf.where(radius == r, eroded, lo)
+    # hi = max over r of the r-fold 3x3 dilation of (sigma where radius >= r): a pixel q with
+    # radius r_q reaches every pixel of its square; accumulated from the largest r down.
+    hi = tf.zeros_like(sigma)
+    for r in range(max_r, -1, -1):
+        hi = tf.maximum(_dilate3(hi), tf.where(radius >= r, sigma, 0.0))
+    lo = tf.where(lo < sigma - step_px, lo, sigma)
+    hi = tf.where(hi > sigma + step_px, hi, sigma)
+    return lo, hi
+
+
+def tolerant_target(y_pred, bounds):
+    """The point of [lo, hi] nearest to ``y_pred`` (no gradient), all (N,H,W,C): a pixel loss
+    against it is zero inside the interval and the distance to it outside."""
+    lo, hi = bounds
+    return tf.minimum(tf.maximum(tf.stop_gradient(_f32(y_pred)), _f32(lo)), _f32(hi))
+
+
 def _aligned_indices(n_in, n_out):
     """Source rows of TF1 ``resize_nearest_neighbor(align_corners=True)``: for output i,
     ``roundf(i * float32((n_in - 1) / (n_out - 1)))`` (half away from zero), clipped."""
@@ -106,18 +158,24 @@ def downsample_nearest_aligned(y, factor):
     return tf.gather(y, _aligned_indices(w, w // factor), axis=2)
 
 
-def aux_per_example(outputs, y_true, weights=None, kind="mse"):
+def aux_per_example(outputs, y_true, weights=None, kind="mse", bounds=None):
     """Sum over the five side outputs of their pixel loss (``kind``, see
     ``pixel_loss_per_example``) to the downsampled ground truth -> (N,).
 
     outputs: B's output dict with ``aux_16`` .. ``aux_1``; y_true (N,H,W,1) sigma/7;
-    weights: optional (N,H,W,1) pixel weights, downsampled like the targets.
+    weights: optional (N,H,W,1) pixel weights, downsampled like the targets; bounds: optional
+    (lo, hi) sigma/7 (``depth_step_bounds``), downsampled alike: each level's target is then
+    the ``tolerant_target`` of its output.
     """
     total = None
     for name, factor in AUX_FACTORS.items():
         w = None if weights is None else downsample_nearest_aligned(weights, factor)
-        term = pixel_loss_per_example(outputs[name], downsample_nearest_aligned(y_true, factor),
-                                      w, kind)
+        if bounds is None:
+            target = downsample_nearest_aligned(y_true, factor)
+        else:
+            target = tolerant_target(outputs[name], [downsample_nearest_aligned(b, factor)
+                                                     for b in bounds])
+        term = pixel_loss_per_example(outputs[name], target, w, kind)
         total = term if total is None else total + term
     return total
 
