@@ -26,7 +26,11 @@ of the tile; 0 = the whole image): how much context beyond a tile the readings u
 visible pixels; ``--model=edge_oracle`` is the same except within its disc's radius of a depth
 step (or ``--edge_window_px``), where it reads the sharper side's sigma (``edge_oracle``): what
 the fill gives a perfect reader of local edge profiles that cannot tell which side owns an
-edge; ``--model=constant`` is the mean true sigma of the set everywhere (issue 11's reference:
+edge; ``edge_oracle_blurred`` and ``edge_oracle_mid`` read the blurred side there (the largest
+sigma whose disc reaches the pixel) and the middle of the two. ``--depth_steps`` splits a
+model's filled MAE into the depth-step bands (``step_bounds``: where those readers differ from
+the truth) and the rest, and scores the raw map clipped into the bands' [lo, hi] before the
+fill; ``--model=constant`` is the mean true sigma of the set everywhere (issue 11's reference:
 a constant scored MAE 0.20 on its real scenes).
 
     python benchmarks/visible_error.py --model=v4=runs/snap/v4_step2000.keras --model=oracle --calibration
@@ -62,7 +66,8 @@ REGION_STEP_PX = 0.25
 ORACLE_KEEP_PX = 1.0
 ORACLE_DROP_WEIGHT = 0.02   # fill confidence factor of the pixels the oracle drops
 WORST_IMAGES = 5
-ORACLES = ("oracle", "edge_oracle", "constant")   # --model names that are not networks
+EDGE_ORACLES = {"edge_oracle": "sharp", "edge_oracle_blurred": "blurred", "edge_oracle_mid": "mid"}
+ORACLES = ("oracle", *EDGE_ORACLES, "constant")   # --model names that are not networks
 
 
 def raw_predictor(path):
@@ -176,21 +181,48 @@ def contrast_table(data, maps):
     return out
 
 
-def edge_oracle(sigma, window=0):
+def step_bounds(sigma):
+    """(lo, hi) sigma [px] (H, W) a perfect local reader may defend near a depth step of the
+    true sigma (H, W): ``losses.depth_step_bounds``, the interval ``--depth_step_tolerance``
+    trains to; both equal sigma away from steps."""
+    from tf_defocus.training.losses import depth_step_bounds
+    return tuple(b.numpy()[0, ..., 0]
+                 for b in depth_step_bounds(sigma[None, ..., None], STEP_RANGE_PX))
+
+
+def edge_oracle(sigma, window=0, side="sharp"):
     """The true sigma [px] (H, W), except near a step of it, where a pixel takes the smallest
     sigma around it: a perfect reader of local blur that gives a depth edge the sharpness of
     its sharper side, as an edge profile shows it. ``window`` > 0: pixels near a step
     (``near_sigma_step`` within ``window`` px) take the smallest sigma in that window. 0: the
-    physical reach, the lower bound of ``losses.depth_step_bounds`` (each pixel the smallest
-    sigma within a square of half-width the radius of its own disc PSF, 2 sigma rounded, if
-    that is more than ``STEP_RANGE_PX`` below its own)."""
+    physical reach, the lower bound of ``step_bounds`` (each pixel the smallest sigma within a
+    square of half-width the radius of its own disc PSF, 2 sigma rounded, if that is more than
+    ``STEP_RANGE_PX`` below its own). ``side="blurred"``: the upper bound instead (the largest
+    sigma whose disc reaches the pixel); ``"mid"``: the middle of the two."""
     import cv2
     if window:
         k = np.ones((window, window), np.uint8)
         return np.where(near_sigma_step(sigma, window), cv2.erode(sigma, k), sigma)
-    from tf_defocus.training.losses import depth_step_bounds
-    lo, _ = depth_step_bounds(sigma[None, ..., None], STEP_RANGE_PX)
-    return lo.numpy()[0, ..., 0]
+    lo, hi = step_bounds(sigma)
+    return {"sharp": lo, "blurred": hi, "mid": 0.5 * (lo + hi)}[side]
+
+
+def depth_step_table(data, raw, filled):
+    """Where the filled map's error lies against the depth-step bands (``step_bounds`` differ
+    from the truth): (band share, filled MAE in the band, outside it, what each adds to the
+    pixel-weighted MAE, and the filled MAE when the raw map is first clipped into [lo, hi] in
+    the band: what a loss that accepts the interval could gain there directly), sigma/7."""
+    band, err, clipped = [], [], []
+    for meta, image, sigma in data:
+        lo, hi = step_bounds(sigma)
+        b, p = lo < hi, raw[meta["id"]]
+        band.append(b.ravel())
+        err.append(np.abs(filled[meta["id"]] - sigma).ravel() / 7.0)
+        c = filled_map(np.where(b, np.clip(p, lo, hi), p), image)
+        clipped.append(np.abs(c - sigma).ravel() / 7.0)
+    band, err, clipped = (np.concatenate(v) for v in (band, err, clipped))
+    return (band.mean(), err[band].mean(), err[~band].mean(), err[band].sum() / err.size,
+            err[~band].sum() / err.size, clipped.mean())
 
 
 def image_mae(pred, sigma):
@@ -274,14 +306,15 @@ def main(args):
     data = load_validation_set(args.data_dir, args.max_images or None)
     sources = sorted({m.get("source", "") for m, _, _ in data})
     print(f"{args.data_dir}: {len(data)} scenes")
-    print(f"{'model':>14} {'map':>5} {'Spearman':>9} {'AUC':>6} {'MAE':>7} {'MAE smooth':>11} "
+    print(f"{'model':>19} {'map':>5} {'Spearman':>9} {'AUC':>6} {'MAE':>7} {'MAE smooth':>11} "
           f"{'MAE visible':>12} {'AIF smooth median px':>21}")
     for spec in args.model:
         name, _, path = spec.partition("=")
         if name == "oracle":
             raw = {m["id"]: s for m, _, s in data}
-        elif name == "edge_oracle":
-            raw = {m["id"]: edge_oracle(s, args.edge_window_px) for m, _, s in data}
+        elif name in EDGE_ORACLES:
+            raw = {m["id"]: edge_oracle(s, args.edge_window_px, EDGE_ORACLES[name])
+                   for m, _, s in data}
         elif name == "constant":
             mean = float(np.mean([s.mean() for _, _, s in data]))
             raw = {m["id"]: np.full_like(s, mean) for m, _, s in data}
@@ -294,43 +327,49 @@ def main(args):
                                    for m, image, _ in data}))
         for kind, maps in kinds:
             s = scores(data, maps)
-            print(f"{name:>14} {kind:>5} {s[0]:9.3f} {s[1]:6.3f} {s[2]:7.4f} {s[3]:11.4f} "
+            print(f"{name:>19} {kind:>5} {s[0]:9.3f} {s[1]:6.3f} {s[2]:7.4f} {s[3]:11.4f} "
                   f"{s[4]:12.4f} {s[5]:21.2f}", flush=True)
         if len(sources) > 1:
             maps = kinds[-1][1]
             per_source = {src: np.mean([image_mae(maps[m["id"]], s) for m, _, s in data
                                         if m.get("source", "") == src]) for src in sources}
-            print(f"{'':>14} {kinds[-1][0]} MAE per scene source: "
+            print(f"{'':>19} {kinds[-1][0]} MAE per scene source: "
                   + ", ".join(f"{src} {v:.4f}" for src, v in per_source.items()))
         if args.regions and name not in ORACLES:
             mae, medians, oracle, worst = region_table(data, raw, kinds[-1][1])
-            print(f"{'':>14} fill MAE {mae:.4f}; each true-sigma region at its median reading "
+            print(f"{'':>19} fill MAE {mae:.4f}; each true-sigma region at its median reading "
                   f"{medians:.4f}; oracle fill confidence (keep < {ORACLE_KEEP_PX:g} px) {oracle:.4f}")
-            print(f"{'':>14} worst scenes: " + "; ".join(
+            print(f"{'':>19} worst scenes: " + "; ".join(
                 f"{i} MAE {e:.3f} (true {t:.2f} px, read {p:.2f} px)" for e, i, t, p in worst))
         if args.tile_sizes and name not in ORACLES:
             from tf_defocus import inference
             est = inference.load_estimator(path)
-            print(f"{'':>14} filled MAE by tile size: " + ", ".join(
+            print(f"{'':>19} filled MAE by tile size: " + ", ".join(
                 f"{t or 'whole'} {tiled_mae(est, data, t):.4f}" for t in args.tile_sizes))
+        if args.depth_steps and name not in ORACLES:
+            share, mae_in, mae_out, part_in, part_out, clipped = depth_step_table(
+                data, raw, kinds[-1][1])
+            print(f"{'':>19} depth-step bands ({share:.3f} of the pixels): filled MAE "
+                  f"{mae_in:.4f} in them, {mae_out:.4f} outside, adding {part_in:.4f} + "
+                  f"{part_out:.4f}; raw map clipped into the bands' [lo, hi] first: {clipped:.4f}")
         if args.budget:
-            print(f"{'':>14} error budget of the {kinds[-1][0]} map: pixels, true sigma band px, "
+            print(f"{'':>19} error budget of the {kinds[-1][0]} map: pixels, true sigma band px, "
                   "share, MAE px, bias px, part of MAE (sigma/7)")
             for kind, lo, hi, share, mae, bias, part in error_budget(data, kinds[-1][1]):
-                print(f"{'':>14}   {kind:>7} [{lo:g}, {hi:g})  {share:5.3f}  {mae:5.2f}  "
+                print(f"{'':>19}   {kind:>7} [{lo:g}, {hi:g})  {share:5.3f}  {mae:5.2f}  "
                       f"{bias:+5.2f}  {part:6.4f}")
         if args.calibration and name not in ORACLES:
-            print(f"{'':>14} visible pixels by true sigma: "
+            print(f"{'':>19} visible pixels by true sigma: "
                   "band px, share, mean pred px, p90 pred px")
             for lo, hi, share, mean, p90 in calibration(data, raw):
-                print(f"{'':>14}   [{lo:g}, {hi:g})  {share:5.2f}  {mean:5.2f}  {p90:5.2f}")
+                print(f"{'':>19}   [{lo:g}, {hi:g})  {share:5.2f}  {mean:5.2f}  {p90:5.2f}")
         if args.contrast and name not in ORACLES:
             bands = "  ".join(f"[{a:g}, {b:g})" for a, b in
                               zip(CONTRAST_SIGMA_PX[:-1], CONTRAST_SIGMA_PX[1:]))
-            print(f"{'':>14} raw MAE px by local contrast (grey std, levels): band, share, "
+            print(f"{'':>19} raw MAE px by local contrast (grey std, levels): band, share, "
                   f"all, per true sigma band px {bands}, share near a sigma step, near, away")
             for lo, hi, share, mae, per, near, mae_near, mae_away in contrast_table(data, raw):
-                print(f"{'':>14}   [{lo:g}, {hi:g})  {share:5.2f}  {mae:5.2f}  "
+                print(f"{'':>19}   [{lo:g}, {hi:g})  {share:5.2f}  {mae:5.2f}  "
                       + "  ".join(f"{v:5.2f}" for v in per)
                       + f"  {near:5.2f}  {mae_near:5.2f}  {mae_away:5.2f}")
 
@@ -339,8 +378,11 @@ def parse(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data_dir", default="data/val_realistic")
     p.add_argument("--model", action="append", required=True,
-                   help="name=PATH of a .keras inference model, 'oracle', 'edge_oracle' or "
-                        "'constant' (repeatable)")
+                   help="name=PATH of a .keras inference model, 'oracle', 'edge_oracle' "
+                        "(its _blurred and _mid variants) or 'constant' (repeatable)")
+    p.add_argument("--depth_steps", action="store_true",
+                   help="the filled MAE in and outside the depth-step bands, and with the raw "
+                        "map clipped into their [lo, hi]")
     p.add_argument("--calibration", action="store_true")
     p.add_argument("--contrast", action="store_true",
                    help="raw MAE per band of local contrast and true sigma")

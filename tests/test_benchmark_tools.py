@@ -65,6 +65,29 @@ def test_edge_oracle_gives_a_depth_edge_the_sharper_side_within_the_disc_radius(
     fixed = visible_error.edge_oracle(sigma, window=7)    # +-3 px
     np.testing.assert_array_equal(fixed[:, 30:33], 0.0)
     np.testing.assert_array_equal(fixed[:, 34:], 5.0)
+    blurred = visible_error.edge_oracle(sigma, side="blurred")
+    np.testing.assert_array_equal(blurred[:, :20], 0.0)
+    np.testing.assert_array_equal(blurred[:, 20:], 5.0)  # the 5 px disc reaches 10 px left
+    np.testing.assert_array_equal(visible_error.edge_oracle(sigma, side="mid")[:, 25:35], 2.5)
+
+
+def test_depth_step_table_splits_the_error_at_depth_steps_and_clips_into_them():
+    import visible_error
+    sigma = np.zeros((40, 60), np.float32)
+    sigma[:, 30:] = 5.0                                   # bands: columns 20-39
+    image = np.random.default_rng(0).random((40, 60, 3)).astype(np.float32)   # no smooth pixel
+    data = [({"id": "a"}, image, sigma)]
+    raw = {"a": sigma + 3.0}                              # 3 px too blurred everywhere
+    filled = {"a": visible_error.filled_map(raw["a"], image)}
+    np.testing.assert_allclose(filled["a"], raw["a"])
+    share, mae_in, mae_out, part_in, part_out, clipped = visible_error.depth_step_table(
+        data, raw, filled)
+    assert share == pytest.approx(20 / 60)
+    assert mae_in == pytest.approx(3 / 7) and mae_out == pytest.approx(3 / 7)
+    assert part_in + part_out == pytest.approx(3 / 7)
+    # Clipped into [lo, hi]: the sharp side's band (hi = 5) keeps its 3 px, the blurred side's
+    # (8 px > hi = 5) is cut to the truth; outside the bands nothing changes.
+    assert clipped == pytest.approx((40 * 3 + 10 * 3) / 60 / 7, rel=1e-5)
 
 
 def test_regions_split_equal_sigma_by_connectivity_and_take_their_medians():
