@@ -333,6 +333,19 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
             assert np.all(np.isfinite(value)), name
 
 
+def test_an_error_in_validation_keeps_that_steps_checkpoint(tmp_path):
+    """The checkpoint of a step is written before its image panels and validation, so an
+    error in them (here a validation set of the wrong structure) loses no training."""
+    t = build_trainer(tiny_cfg(variant="B"), seed=0)
+    t.run_eagerly = True
+    task = task_for(t, [make_element(0), make_element(1)])
+    task.val_dataset = tf.data.Dataset.from_tensor_slices({"not_a_batch": [1.0]})
+    with pytest.raises(Exception):
+        run_training(task, tmp_path, 4, checkpoint_every=2, val_every=2, log_every=1,
+                     verbose=0, log=lambda m: None)
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-2")
+
+
 MIRRORED_SCRIPT = textwrap.dedent("""
     import json, numpy as np, tensorflow as tf
     cpus = tf.config.list_physical_devices("CPU")

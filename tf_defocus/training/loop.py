@@ -397,6 +397,9 @@ def run_training(task, model_dir, train_steps, *, checkpoint_every=1000, log_eve
                             f"{k}={v:.4g}" for k, v in logs.items()) + f" ({rate:.2f} steps/s)")
                     t_interval, steps_interval = now, 0
                     _reset_metrics(trainer, "train")
+                # Before panels and validation: an error in them keeps this step's checkpoint.
+                if checkpoint_every and step % checkpoint_every == 0:
+                    save(step)
                 if task.image_panels is not None and (
                         (image_every and step % image_every == 0) or step == train_steps):
                     _write_panels(task, writer, data, strategy, step)
@@ -405,8 +408,6 @@ def run_training(task, model_dir, train_steps, *, checkpoint_every=1000, log_eve
                     val_logs = _validate(task, strategy, val_writer, step)
                     log(f"validation at step {step}: " + " ".join(
                         f"{k}={v:.4g}" for k, v in val_logs.items()))
-                if checkpoint_every and step % checkpoint_every == 0:
-                    save(step)
         except KeyboardInterrupt:
             # The last completed step is consistent (train_fn has returned). Not on one worker
             # of several: its save would wait forever for the others' collective ops.
