@@ -30,7 +30,7 @@ edge; ``edge_oracle_blurred`` and ``edge_oracle_mid`` read the blurred side ther
 sigma whose disc reaches the pixel) and the middle of the two. ``--depth_steps`` splits a
 model's filled MAE into the depth-step bands (``step_bounds``: where those readers differ from
 the truth) and the rest, and scores the raw map clipped into the bands' [lo, hi] before the
-fill; ``--model=constant`` is the mean true sigma of the set everywhere (issue 11's reference:
+fill, or replaced there by lo, mid, hi or the truth (the model's reading kept elsewhere); ``--model=constant`` is the mean true sigma of the set everywhere (issue 11's reference:
 a constant scored MAE 0.20 on its real scenes).
 
     python benchmarks/visible_error.py --model=v4=runs/snap/v4_step2000.keras --model=oracle --calibration
@@ -87,10 +87,20 @@ def raw_predictor(path):
     return predict
 
 
-def filled_map(sigma, image):
-    """(H, W) sigma [px] of ``image`` (H, W, 3) after ``propagation.fill_smooth``."""
+def filled_map(sigma, image, weight=None, lean=0.0):
+    """(H, W) sigma [px] of ``image`` (H, W, 3) after ``propagation.fill_smooth``. ``weight``:
+    optional (H, W) factor in [0, 1] of the fill's confidence in each reading (0: not used);
+    ``lean`` > 0: the fill's averages weight each reading by exp(lean * sigma [px]), leaning
+    to the more blurred side (0: ``fill_smooth`` itself)."""
     from tf_defocus import propagation
-    return propagation.fill_smooth(sigma[None, ..., None], image[None]).numpy()[0, ..., 0]
+    v = np.asarray(sigma, np.float32)[None, ..., None]
+    conf = propagation.visibility_confidence(image[None]).numpy()
+    if weight is not None:
+        conf = np.maximum(conf * weight[None, ..., None], propagation.CONFIDENCE_FLOOR)
+    if not lean:
+        return propagation.pull_push(v, conf).numpy()[0, ..., 0]
+    e = np.exp(lean * v)   # pull-push of e * v over pull-push of e: visible pixels keep v
+    return (propagation.pull_push(e * v, conf) / propagation.pull_push(e, conf)).numpy()[0, ..., 0]
 
 
 def scores(data, maps):
@@ -210,19 +220,32 @@ def edge_oracle(sigma, window=0, side="sharp"):
 def depth_step_table(data, raw, filled):
     """Where the filled map's error lies against the depth-step bands (``step_bounds`` differ
     from the truth): (band share, filled MAE in the band, outside it, what each adds to the
-    pixel-weighted MAE, and the filled MAE when the raw map is first clipped into [lo, hi] in
-    the band: what a loss that accepts the interval could gain there directly), sigma/7."""
-    band, err, clipped = [], [], []
+    pixel-weighted MAE, and a dict of filled MAEs when the raw map is first changed in the
+    band: ``clipped`` into [lo, hi] (what a loss that accepts the interval could gain there
+    directly), or replaced by ``lo``, ``mid`` or ``hi`` (the model's reading kept outside the
+    bands: what a label leaning to one side could reach) or by the ``truth``; and two changes
+    of the pixels that a sharper edge within their disc makes look sharper than they are (lo
+    below the truth: mostly a hidden surface beside an occluding edge): ``drop_hidden``, kept
+    out of the fill, and ``truth_hidden``, given their true sigma), sigma/7."""
+    band, err = [], []
+    changed = {k: [] for k in ("clipped", "lo", "mid", "hi", "truth", "drop_hidden",
+                               "truth_hidden")}
     for meta, image, sigma in data:
         lo, hi = step_bounds(sigma)
         b, p = lo < hi, raw[meta["id"]]
+        hidden = lo < sigma
         band.append(b.ravel())
         err.append(np.abs(filled[meta["id"]] - sigma).ravel() / 7.0)
-        c = filled_map(np.where(b, np.clip(p, lo, hi), p), image)
-        clipped.append(np.abs(c - sigma).ravel() / 7.0)
-    band, err, clipped = (np.concatenate(v) for v in (band, err, clipped))
+        inputs = {"clipped": (np.clip(p, lo, hi), None), "lo": (lo, None),
+                  "mid": (0.5 * (lo + hi), None), "hi": (hi, None), "truth": (sigma, None),
+                  "drop_hidden": (p, np.where(hidden, 0.0, 1.0)),
+                  "truth_hidden": (np.where(hidden, sigma, p), None)}
+        for key, (value, weight) in inputs.items():
+            c = filled_map(np.where(b, value, p), image, weight)
+            changed[key].append(np.abs(c - sigma).ravel() / 7.0)
+    band, err = np.concatenate(band), np.concatenate(err)
     return (band.mean(), err[band].mean(), err[~band].mean(), err[band].sum() / err.size,
-            err[~band].sum() / err.size, clipped.mean())
+            err[~band].sum() / err.size, {k: np.concatenate(v).mean() for k, v in changed.items()})
 
 
 def image_mae(pred, sigma):
@@ -257,14 +280,11 @@ def region_medians(values, labels):
 def region_table(data, raw, filled):
     """(MAE of the fill, with region medians, with the oracle confidence, [(MAE, id, mean true,
     mean filled sigma px)] of the ``WORST_IMAGES`` worst scenes), per-image means, sigma/7."""
-    from tf_defocus import propagation
     rows = []
     for meta, image, sigma in data:
         r, f = raw[meta["id"]], filled[meta["id"]]
-        keep = np.where(np.abs(r - sigma) < ORACLE_KEEP_PX, 1.0, ORACLE_DROP_WEIGHT)
-        conf = propagation.visibility_confidence(image[None]).numpy()[0, ..., 0] * keep
-        oracle = propagation.pull_push(r[None, ..., None], np.maximum(
-            conf, propagation.CONFIDENCE_FLOOR)[None, ..., None]).numpy()[0, ..., 0]
+        oracle = filled_map(r, image, np.where(np.abs(r - sigma) < ORACLE_KEEP_PX, 1.0,
+                                               ORACLE_DROP_WEIGHT))
         rows.append((image_mae(f, sigma), image_mae(region_medians(f, true_regions(sigma)), sigma),
                      image_mae(oracle, sigma),
                      meta["id"], float(sigma.mean()), float(f.mean())))
@@ -325,7 +345,9 @@ def main(args):
         if name != "constant":   # a constant's fill is the constant up to rounding (noise ranks)
             kinds.append(("fill", {m["id"]: filled_map(raw[m["id"]], image)
                                    for m, image, _ in data}))
-        for kind, maps in kinds:
+        leaning = [(f"l{lean:g}", {m["id"]: filled_map(raw[m["id"]], image, lean=lean)
+                                   for m, image, _ in data}) for lean in args.lean_fill]
+        for kind, maps in kinds + leaning:
             s = scores(data, maps)
             print(f"{name:>19} {kind:>5} {s[0]:9.3f} {s[1]:6.3f} {s[2]:7.4f} {s[3]:11.4f} "
                   f"{s[4]:12.4f} {s[5]:21.2f}", flush=True)
@@ -347,11 +369,16 @@ def main(args):
             print(f"{'':>19} filled MAE by tile size: " + ", ".join(
                 f"{t or 'whole'} {tiled_mae(est, data, t):.4f}" for t in args.tile_sizes))
         if args.depth_steps and name not in ORACLES:
-            share, mae_in, mae_out, part_in, part_out, clipped = depth_step_table(
+            share, mae_in, mae_out, part_in, part_out, changed = depth_step_table(
                 data, raw, kinds[-1][1])
             print(f"{'':>19} depth-step bands ({share:.3f} of the pixels): filled MAE "
                   f"{mae_in:.4f} in them, {mae_out:.4f} outside, adding {part_in:.4f} + "
-                  f"{part_out:.4f}; raw map clipped into the bands' [lo, hi] first: {clipped:.4f}")
+                  f"{part_out:.4f}; raw map in the bands first clipped into [lo, hi]: "
+                  f"{changed['clipped']:.4f}, replaced by lo / mid / hi: {changed['lo']:.4f} / "
+                  f"{changed['mid']:.4f} / {changed['hi']:.4f}, by the truth: "
+                  f"{changed['truth']:.4f}; pixels that look sharper than they are dropped "
+                  f"from the fill: {changed['drop_hidden']:.4f}, given their true sigma: "
+                  f"{changed['truth_hidden']:.4f}")
         if args.budget:
             print(f"{'':>19} error budget of the {kinds[-1][0]} map: pixels, true sigma band px, "
                   "share, MAE px, bias px, part of MAE (sigma/7)")
@@ -382,7 +409,10 @@ def parse(argv):
                         "(its _blurred and _mid variants) or 'constant' (repeatable)")
     p.add_argument("--depth_steps", action="store_true",
                    help="the filled MAE in and outside the depth-step bands, and with the raw "
-                        "map clipped into their [lo, hi]")
+                        "map in them clipped into [lo, hi] or replaced by lo, mid, hi or the truth")
+    p.add_argument("--lean_fill", type=lambda v: [float(t) for t in v.split(",")], default=[],
+                   help="comma-separated betas: also score fills that weight each reading by "
+                        "exp(beta * sigma px), leaning to the blurred side (rows l<beta>)")
     p.add_argument("--calibration", action="store_true")
     p.add_argument("--contrast", action="store_true",
                    help="raw MAE per band of local contrast and true sigma")

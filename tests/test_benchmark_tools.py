@@ -71,7 +71,7 @@ def test_edge_oracle_gives_a_depth_edge_the_sharper_side_within_the_disc_radius(
     np.testing.assert_array_equal(visible_error.edge_oracle(sigma, side="mid")[:, 25:35], 2.5)
 
 
-def test_depth_step_table_splits_the_error_at_depth_steps_and_clips_into_them():
+def test_depth_step_table_splits_the_error_at_depth_steps_and_changes_the_bands():
     import visible_error
     sigma = np.zeros((40, 60), np.float32)
     sigma[:, 30:] = 5.0                                   # bands: columns 20-39
@@ -80,14 +80,51 @@ def test_depth_step_table_splits_the_error_at_depth_steps_and_clips_into_them():
     raw = {"a": sigma + 3.0}                              # 3 px too blurred everywhere
     filled = {"a": visible_error.filled_map(raw["a"], image)}
     np.testing.assert_allclose(filled["a"], raw["a"])
-    share, mae_in, mae_out, part_in, part_out, clipped = visible_error.depth_step_table(
+    share, mae_in, mae_out, part_in, part_out, changed = visible_error.depth_step_table(
         data, raw, filled)
     assert share == pytest.approx(20 / 60)
     assert mae_in == pytest.approx(3 / 7) and mae_out == pytest.approx(3 / 7)
     assert part_in + part_out == pytest.approx(3 / 7)
     # Clipped into [lo, hi]: the sharp side's band (hi = 5) keeps its 3 px, the blurred side's
     # (8 px > hi = 5) is cut to the truth; outside the bands nothing changes.
-    assert clipped == pytest.approx((40 * 3 + 10 * 3) / 60 / 7, rel=1e-5)
+    assert changed["clipped"] == pytest.approx((40 * 3 + 10 * 3) / 60 / 7, rel=1e-5)
+    # Replaced by lo (hi): the blurred (sharp) side's 10 columns are 5 px off, the other side
+    # exact; by the middle, all 20 columns are 2.5 px off. Outside, the 3 px error stays.
+    for key in ("lo", "mid", "hi"):
+        assert changed[key] == pytest.approx((40 * 3 + 50) / 60 / 7, rel=1e-5), key
+    assert changed["truth"] == pytest.approx(40 * 3 / 60 / 7, rel=1e-5)
+    # The blurred side's band (columns 30-39) looks sharper than it is: given its truth, only
+    # the sharp side's band and the outside keep their 3 px.
+    assert changed["truth_hidden"] == pytest.approx((40 * 3 + 10 * 3) / 60 / 7, rel=1e-5)
+    # Kept out of the fill, its own readings do not matter: absurd ones change nothing.
+    absurd = {"a": np.where((np.arange(60) >= 30) & (np.arange(60) < 40), 100.0, raw["a"])}
+    dropped = visible_error.depth_step_table(data, absurd, filled)[-1]["drop_hidden"]
+    assert dropped == pytest.approx(changed["drop_hidden"], abs=1e-3)   # not 2.2 higher
+    assert changed["drop_hidden"] < 3 / 7             # they take their neighbours' 3 and 8 px
+    raw_sharp = {"a": np.where(sigma > 0, sigma, 3.0).astype(np.float32)}  # only the 0 px side off
+    _, _, _, _, _, changed = visible_error.depth_step_table(
+        data, raw_sharp, {"a": visible_error.filled_map(raw_sharp["a"], image)})
+    assert changed["hi"] == pytest.approx((20 * 3 + 10 * 5) / 60 / 7, rel=1e-5)
+
+
+def test_filled_map_leans_to_the_blurred_side_and_skips_unweighted_readings():
+    import visible_error
+    rng = np.random.default_rng(0)
+    image = np.full((32, 64, 3), 0.5, np.float32)
+    image[:, :16] = rng.random((32, 16, 3))            # textured left: read 1 px
+    image[:, 48:] = rng.random((32, 16, 3))            # textured right: read 5 px
+    sigma = np.where(np.arange(64) < 32, 1.0, 5.0)[None].repeat(32, 0).astype(np.float32)
+    plain = visible_error.filled_map(sigma, image)
+    lean = visible_error.filled_map(sigma, image, lean=1.0)
+    for m in (plain, lean):                             # visible readings are kept
+        np.testing.assert_allclose(m[:, :12], 1.0, atol=1e-4)
+        np.testing.assert_allclose(m[:, 52:], 5.0, atol=1e-4)
+    middle = (slice(None), slice(28, 36))               # smooth, between the two
+    assert lean[middle].mean() > plain[middle].mean() + 0.5
+    assert lean.max() <= 5.0 + 1e-4                     # a weighted mean stays in range
+    # The right side not used: the whole smooth strip takes the left's 1 px.
+    skip = visible_error.filled_map(sigma, image, weight=(np.arange(64) < 32)[None].repeat(32, 0))
+    assert plain[:, 40:48].min() > 3.0 and skip[:, :48].max() < 1.05
 
 
 def test_regions_split_equal_sigma_by_connectivity_and_take_their_medians():

@@ -702,6 +702,37 @@ def test_depth_step_bounds_accept_either_side_within_the_disc_radius():
         np.testing.assert_array_equal(b.numpy(), small)
 
 
+def test_hidden_side_weights_mark_the_blurred_side_within_its_disc_of_a_sharper_edge():
+    """--hidden_side_weight: the weight lands where depth_step_bounds' lo is below the truth
+    (the blurred side, within its own disc radius of the sharp side), 1 elsewhere; the trainer
+    multiplies it with the smooth-surface weights in the map and aux terms."""
+    sigma = np.zeros((1, 40, 60, 1), np.float32)
+    sigma[:, :, 30:] = 5.0                       # sharp left, 5 px right: disc radius 10 px
+    w = losses.hidden_side_weights(sigma, 3.0).numpy()[0, :, :, 0]
+    np.testing.assert_array_equal(w[:, 30:40], 3.0)
+    np.testing.assert_array_equal(w[:, :30], 1.0)     # the sharp side looks as sharp as it is
+    np.testing.assert_array_equal(w[:, 40:], 1.0)     # beyond the disc radius
+    lo, _ = losses.depth_step_bounds(sigma)
+    np.testing.assert_array_equal(w == 3.0, (lo.numpy() < sigma)[0, :, :, 0])
+    gentle = np.tile(np.linspace(0.0, 2.0, 60, dtype=np.float32), (1, 40, 1))[..., None]
+    np.testing.assert_array_equal(losses.hidden_side_weights(gentle, 3.0).numpy(), 1.0)
+
+    t = build_trainer(tiny_cfg(variant="B", use_aux=True, smooth_weight=0.5,
+                               hidden_side_weight=4.0), seed=0)
+    t.set_phase("joint")
+    el = make_element()                 # the second crop's ramp is rolled: a 7 px depth step
+    syn = {k: tf.constant(v) for k, v in el["synthetic"].items()}
+    hidden = losses.hidden_side_weights(syn["sigma_norm"] * 7.0, 4.0)
+    assert float(tf.reduce_max(hidden)) == 4.0
+    weights = losses.visibility_weights(syn["image"], 0.5) * hidden
+    out = t.blur_estimator(syn["image"], training=True)      # the step's forward pass
+    mse = losses.mse_per_example(out["defocus"], syn["sigma_norm"], weights)
+    aux = losses.aux_per_example(out, syn["sigma_norm"], weights)
+    logs = {k: float(v) for k, v in t.train_step(el).items()}
+    np.testing.assert_allclose(logs["total"], float(tf.reduce_mean(mse + aux)), rtol=1e-4)
+    np.testing.assert_allclose(logs["mse"], float(tf.reduce_mean(mse)), rtol=1e-4)
+
+
 def test_depth_step_tolerance_trains_to_the_nearest_accepted_sigma_and_logs_the_mse():
     """--depth_step_tolerance: map and aux terms measure the distance to [lo, hi] (zero inside,
     gradient towards the interval); the logged mse is still the MSE to the true sigma."""

@@ -201,6 +201,13 @@ class LossConfig(Section):
         "worse than training to the true sigma: one cycle from scratch, filled MAE 0.203 "
         "against 0.184 on validation set v2 (docs/training/default_model/status.md item 62).")
 
+    hidden_side_weight: float = setting(
+        LossWeights.hidden_side, "Pixel weight, in the map and aux losses, of the pixels that "
+        "a sharper surface's edge within their disc radius (2 sigma) makes look sharper than "
+        "they are: mostly a blurred surface beside an occluding edge, whose reading the fill "
+        "carries into the smooth regions around it (not in the paper; "
+        "docs/training/default_model/status.md item 63). 1 = every pixel alike.", low=0)
+
     def check(self):
         if self.pixel_loss_step > 0 and self.pixel_loss == "mse":
             raise ValueError("--pixel_loss_step needs a --pixel_loss other than mse")
@@ -217,7 +224,8 @@ class LossConfig(Section):
                            calibration=self.calibration_weight,
                            adversarial=self.adversarial_weight, smooth=self.smooth_weight,
                            pixel_loss=self.pixel_loss,
-                           depth_step_tolerance=self.depth_step_tolerance)
+                           depth_step_tolerance=self.depth_step_tolerance,
+                           hidden_side=self.hidden_side_weight)
 
 
 @dataclasses.dataclass(frozen=True)

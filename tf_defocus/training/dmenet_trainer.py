@@ -69,6 +69,10 @@ class LossWeights:
     # either side's sigma (losses.depth_step_bounds / tolerant_target); the logged "mse" stays
     # the MSE to the true sigma.
     depth_step_tolerance: bool = False
+    # Not the authors': pixel weight, in the map and aux terms, of the pixels that a sharper
+    # surface's edge within their disc makes look sharper than they are
+    # (losses.hidden_side_weights); 1 = every pixel alike.
+    hidden_side: float = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -334,10 +338,18 @@ class DMENetTrainer(keras.Model):
         return self._joint_step(data)
 
     def _pixel_weights(self, syn):
-        """(N,H,W,1) MSE weights of a synthetic batch, or None when every pixel counts alike."""
-        if self.weights_cfg.smooth == 1.0:
+        """(N,H,W,1) MSE weights of a synthetic batch (``LossWeights.smooth`` times
+        ``LossWeights.hidden_side``), or None when every pixel counts alike."""
+        w = self.weights_cfg
+        parts = []
+        if w.smooth != 1.0:
+            parts.append(losses.visibility_weights(syn["image"], w.smooth))
+        if w.hidden_side != 1.0:
+            parts.append(losses.hidden_side_weights(
+                tf.cast(syn["sigma_norm"], tf.float32) * SIGMA_MAX_PX, w.hidden_side))
+        if not parts:
             return None
-        return losses.visibility_weights(syn["image"], self.weights_cfg.smooth)
+        return parts[0] if len(parts) == 1 else parts[0] * parts[1]
 
     def _step_bounds(self, syn):
         """(lo, hi) sigma/7 (N,H,W,1) the pixel terms accept near depth steps, or None when
