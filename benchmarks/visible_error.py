@@ -30,8 +30,9 @@ edge; ``edge_oracle_blurred`` and ``edge_oracle_mid`` read the blurred side ther
 sigma whose disc reaches the pixel) and the middle of the two. ``--depth_steps`` splits a
 model's filled MAE into the depth-step bands (``step_bounds``: where those readers differ from
 the truth) and the rest, and scores the raw map clipped into the bands' [lo, hi] before the
-fill, or replaced there by lo, mid, hi or the truth (the model's reading kept elsewhere); ``--model=constant`` is the mean true sigma of the set everywhere (issue 11's reference:
-a constant scored MAE 0.20 on its real scenes).
+fill, or replaced there by lo, mid, hi or the truth (the model's reading kept elsewhere);
+``--model=constant`` is the mean true sigma of the set everywhere (issue 11's reference: a
+constant scored MAE 0.20 on its real scenes).
 
     python benchmarks/visible_error.py --model=v4=runs/snap/v4_step2000.keras --model=oracle --calibration
 
