@@ -30,8 +30,9 @@ edge; ``edge_oracle_blurred`` and ``edge_oracle_mid`` read the blurred side ther
 sigma whose disc reaches the pixel) and the middle of the two. ``--depth_steps`` splits a
 model's filled MAE into the depth-step bands (``step_bounds``: where those readers differ from
 the truth) and the rest, and scores the raw map clipped into the bands' [lo, hi] before the
-fill, or replaced there by lo, mid, hi or the truth (the model's reading kept elsewhere);
-``--model=constant`` is the mean true sigma of the set everywhere (issue 11's reference: a
+fill, or replaced there by lo, mid, hi or the truth (the model's reading kept elsewhere),
+and prints the mean true sigma and reading of the textured pixels that a sharper edge within
+their disc makes look sharper (the hidden side of an occluding edge); ``--model=constant`` is the mean true sigma of the set everywhere (issue 11's reference: a
 constant scored MAE 0.20 on its real scenes).
 
     python benchmarks/visible_error.py --model=v4=runs/snap/v4_step2000.keras --model=oracle --calibration
@@ -227,14 +228,20 @@ def depth_step_table(data, raw, filled):
     bands: what a label leaning to one side could reach) or by the ``truth``; and two changes
     of the pixels that a sharper edge within their disc makes look sharper than they are (lo
     below the truth: mostly a hidden surface beside an occluding edge): ``drop_hidden``, kept
-    out of the fill, and ``truth_hidden``, given their true sigma), sigma/7."""
-    band, err = [], []
+    out of the fill, and ``truth_hidden``, given their true sigma), sigma/7; last, the textured
+    (not ``metrics.smooth_pixels``) hidden pixels: (share of all pixels, mean true sigma px,
+    mean raw reading px)."""
+    from tf_defocus import metrics
+    band, err, hidden_true, hidden_read = [], [], [], []
     changed = {k: [] for k in ("clipped", "lo", "mid", "hi", "truth", "drop_hidden",
                                "truth_hidden")}
     for meta, image, sigma in data:
         lo, hi = step_bounds(sigma)
         b, p = lo < hi, raw[meta["id"]]
         hidden = lo < sigma
+        textured = hidden & ~metrics.smooth_pixels(image)
+        hidden_true.append(sigma[textured])
+        hidden_read.append(p[textured])
         band.append(b.ravel())
         err.append(np.abs(filled[meta["id"]] - sigma).ravel() / 7.0)
         inputs = {"clipped": (np.clip(p, lo, hi), None), "lo": (lo, None),
@@ -245,8 +252,10 @@ def depth_step_table(data, raw, filled):
             c = filled_map(np.where(b, value, p), image, weight)
             changed[key].append(np.abs(c - sigma).ravel() / 7.0)
     band, err = np.concatenate(band), np.concatenate(err)
+    hidden_true, hidden_read = np.concatenate(hidden_true), np.concatenate(hidden_read)
     return (band.mean(), err[band].mean(), err[~band].mean(), err[band].sum() / err.size,
-            err[~band].sum() / err.size, {k: np.concatenate(v).mean() for k, v in changed.items()})
+            err[~band].sum() / err.size, {k: np.concatenate(v).mean() for k, v in changed.items()},
+            (hidden_true.size / err.size, hidden_true.mean(), hidden_read.mean()))
 
 
 def image_mae(pred, sigma):
@@ -370,7 +379,7 @@ def main(args):
             print(f"{'':>19} filled MAE by tile size: " + ", ".join(
                 f"{t or 'whole'} {tiled_mae(est, data, t):.4f}" for t in args.tile_sizes))
         if args.depth_steps and name not in ORACLES:
-            share, mae_in, mae_out, part_in, part_out, changed = depth_step_table(
+            share, mae_in, mae_out, part_in, part_out, changed, hid = depth_step_table(
                 data, raw, kinds[-1][1])
             print(f"{'':>19} depth-step bands ({share:.3f} of the pixels): filled MAE "
                   f"{mae_in:.4f} in them, {mae_out:.4f} outside, adding {part_in:.4f} + "
@@ -379,7 +388,8 @@ def main(args):
                   f"{changed['mid']:.4f} / {changed['hi']:.4f}, by the truth: "
                   f"{changed['truth']:.4f}; pixels that look sharper than they are dropped "
                   f"from the fill: {changed['drop_hidden']:.4f}, given their true sigma: "
-                  f"{changed['truth_hidden']:.4f}")
+                  f"{changed['truth_hidden']:.4f}; textured ones ({hid[0]:.3f} of the "
+                  f"pixels): true {hid[1]:.2f} px, read {hid[2]:.2f} px")
         if args.budget:
             print(f"{'':>19} error budget of the {kinds[-1][0]} map: pixels, true sigma band px, "
                   "share, MAE px, bias px, part of MAE (sigma/7)")
