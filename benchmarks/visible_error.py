@@ -31,8 +31,9 @@ sigma whose disc reaches the pixel) and the middle of the two. ``--depth_steps``
 model's filled MAE into the depth-step bands (``step_bounds``: where those readers differ from
 the truth) and the rest, and scores the raw map clipped into the bands' [lo, hi] before the
 fill, or replaced there by lo, mid, hi or the truth (the model's reading kept elsewhere),
-and prints the mean true sigma and reading of the textured pixels that a sharper edge within
-their disc makes look sharper (the hidden side of an occluding edge); ``--model=constant`` is the mean true sigma of the set everywhere (issue 11's reference: a
+and compares the raw readings of textured pixels on either side of a depth step (``hidden``: a
+sharper edge within their disc makes them look sharper) with those away from steps, per band
+of true sigma (``side_table``); ``--model=constant`` is the mean true sigma of the set everywhere (issue 11's reference: a
 constant scored MAE 0.20 on its real scenes).
 
     python benchmarks/visible_error.py --model=v4=runs/snap/v4_step2000.keras --model=oracle --calibration
@@ -61,7 +62,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 BANDS_PX = (0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0)
 CONTRAST_LEVELS = (0, 2, 4, 8, 16, 32, 256)
-CONTRAST_SIGMA_PX = (0.0, 1.0, 3.0, 5.0, 8.0)
+COARSE_BANDS_PX = (0.0, 1.0, 3.0, 5.0, 8.0)   # true sigma bands of the contrast and side tables
 STEP_WINDOW_PX = 15      # the window of metrics.smooth_pixels
 STEP_RANGE_PX = 1.0
 REGION_STEP_PX = 0.25
@@ -171,7 +172,7 @@ def near_sigma_step(sigma, window=STEP_WINDOW_PX):
 
 
 def contrast_table(data, maps):
-    """[(lo, hi, share, MAE px, [MAE px per CONTRAST_SIGMA_PX band], share near a sigma step,
+    """[(lo, hi, share, MAE px, [MAE px per COARSE_BANDS_PX band], share near a sigma step,
     MAE px near one, MAE px away)] per contrast band, then the same for all pixels."""
     from tf_defocus import propagation
     c, t, q, e = [], [], [], []
@@ -187,7 +188,7 @@ def contrast_table(data, maps):
     for lo, hi in (*zip(CONTRAST_LEVELS[:-1], CONTRAST_LEVELS[1:]), (0, CONTRAST_LEVELS[-1])):
         k = (c >= lo) & (c < hi)
         bands = [mean(err[k & (t >= a) & (t < b)]) for a, b in
-                 zip(CONTRAST_SIGMA_PX[:-1], CONTRAST_SIGMA_PX[1:])]
+                 zip(COARSE_BANDS_PX[:-1], COARSE_BANDS_PX[1:])]
         out.append((lo, hi, k.mean(), mean(err[k]), bands, mean(e[k]), mean(err[k & e]),
                     mean(err[k & ~e])))
     return out
@@ -228,20 +229,14 @@ def depth_step_table(data, raw, filled):
     bands: what a label leaning to one side could reach) or by the ``truth``; and two changes
     of the pixels that a sharper edge within their disc makes look sharper than they are (lo
     below the truth: mostly a hidden surface beside an occluding edge): ``drop_hidden``, kept
-    out of the fill, and ``truth_hidden``, given their true sigma), sigma/7; last, the textured
-    (not ``metrics.smooth_pixels``) hidden pixels: (share of all pixels, mean true sigma px,
-    mean raw reading px)."""
-    from tf_defocus import metrics
-    band, err, hidden_true, hidden_read = [], [], [], []
+    out of the fill, and ``truth_hidden``, given their true sigma), sigma/7."""
+    band, err = [], []
     changed = {k: [] for k in ("clipped", "lo", "mid", "hi", "truth", "drop_hidden",
                                "truth_hidden")}
     for meta, image, sigma in data:
         lo, hi = step_bounds(sigma)
         b, p = lo < hi, raw[meta["id"]]
         hidden = lo < sigma
-        textured = hidden & ~metrics.smooth_pixels(image)
-        hidden_true.append(sigma[textured])
-        hidden_read.append(p[textured])
         band.append(b.ravel())
         err.append(np.abs(filled[meta["id"]] - sigma).ravel() / 7.0)
         inputs = {"clipped": (np.clip(p, lo, hi), None), "lo": (lo, None),
@@ -252,10 +247,34 @@ def depth_step_table(data, raw, filled):
             c = filled_map(np.where(b, value, p), image, weight)
             changed[key].append(np.abs(c - sigma).ravel() / 7.0)
     band, err = np.concatenate(band), np.concatenate(err)
-    hidden_true, hidden_read = np.concatenate(hidden_true), np.concatenate(hidden_read)
     return (band.mean(), err[band].mean(), err[~band].mean(), err[band].sum() / err.size,
-            err[~band].sum() / err.size, {k: np.concatenate(v).mean() for k, v in changed.items()},
-            (hidden_true.size / err.size, hidden_true.mean(), hidden_read.mean()))
+            err[~band].sum() / err.size, {k: np.concatenate(v).mean() for k, v in changed.items()})
+
+
+def side_table(data, raw):
+    """[(side, lo, hi, share of all pixels, mean true sigma px, mean raw reading px)] of the
+    textured (not ``metrics.smooth_pixels``) pixels for each side of a depth step (``hidden``:
+    ``step_bounds`` lo below the truth; ``sharp side``: hi above it, not hidden; ``away``:
+    neither) and each ``COARSE_BANDS_PX`` band of true sigma: whether a reading near a depth
+    step errs more than the same true sigma away from one."""
+    from tf_defocus import metrics
+    t, q, sides, total = [], [], [], 0
+    for meta, image, sigma in data:
+        lo, hi = step_bounds(sigma)
+        textured = ~metrics.smooth_pixels(image)
+        side = np.where(lo < sigma, 0, np.where(hi > sigma, 1, 2))
+        t.append(sigma[textured])
+        q.append(raw[meta["id"]][textured])
+        sides.append(side[textured])
+        total += sigma.size
+    t, q, sides = map(np.concatenate, (t, q, sides))
+    out = []
+    for i, name in enumerate(("hidden", "sharp side", "away")):
+        for lo, hi in zip(COARSE_BANDS_PX[:-1], COARSE_BANDS_PX[1:]):
+            k = (sides == i) & (t >= lo) & (t < hi)
+            if k.any():
+                out.append((name, lo, hi, k.sum() / total, t[k].mean(), q[k].mean()))
+    return out
 
 
 def image_mae(pred, sigma):
@@ -379,7 +398,7 @@ def main(args):
             print(f"{'':>19} filled MAE by tile size: " + ", ".join(
                 f"{t or 'whole'} {tiled_mae(est, data, t):.4f}" for t in args.tile_sizes))
         if args.depth_steps and name not in ORACLES:
-            share, mae_in, mae_out, part_in, part_out, changed, hid = depth_step_table(
+            share, mae_in, mae_out, part_in, part_out, changed = depth_step_table(
                 data, raw, kinds[-1][1])
             print(f"{'':>19} depth-step bands ({share:.3f} of the pixels): filled MAE "
                   f"{mae_in:.4f} in them, {mae_out:.4f} outside, adding {part_in:.4f} + "
@@ -388,8 +407,13 @@ def main(args):
                   f"{changed['mid']:.4f} / {changed['hi']:.4f}, by the truth: "
                   f"{changed['truth']:.4f}; pixels that look sharper than they are dropped "
                   f"from the fill: {changed['drop_hidden']:.4f}, given their true sigma: "
-                  f"{changed['truth_hidden']:.4f}; textured ones ({hid[0]:.3f} of the "
-                  f"pixels): true {hid[1]:.2f} px, read {hid[2]:.2f} px")
+                  f"{changed['truth_hidden']:.4f}")
+            print(f"{'':>19} textured pixels by side of a depth step (hidden: a sharper edge "
+                  "within their disc; sharp side: a blurred disc reaches them; away: neither): "
+                  "side, true sigma band px, share of all pixels, mean true px, mean raw px")
+            for side, lo, hi, share, true, read in side_table(data, raw):
+                print(f"{'':>19}   {side:>10} [{lo:g}, {hi:g})  {share:5.3f}  {true:5.2f}  "
+                      f"{read:5.2f}")
         if args.budget:
             print(f"{'':>19} error budget of the {kinds[-1][0]} map: pixels, true sigma band px, "
                   "share, MAE px, bias px, part of MAE (sigma/7)")
@@ -403,7 +427,7 @@ def main(args):
                 print(f"{'':>19}   [{lo:g}, {hi:g})  {share:5.2f}  {mean:5.2f}  {p90:5.2f}")
         if args.contrast and name not in ORACLES:
             bands = "  ".join(f"[{a:g}, {b:g})" for a, b in
-                              zip(CONTRAST_SIGMA_PX[:-1], CONTRAST_SIGMA_PX[1:]))
+                              zip(COARSE_BANDS_PX[:-1], COARSE_BANDS_PX[1:]))
             print(f"{'':>19} raw MAE px by local contrast (grey std, levels): band, share, "
                   f"all, per true sigma band px {bands}, share near a sigma step, near, away")
             for lo, hi, share, mae, per, near, mae_near, mae_away in contrast_table(data, raw):

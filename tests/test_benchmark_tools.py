@@ -80,11 +80,9 @@ def test_depth_step_table_splits_the_error_at_depth_steps_and_changes_the_bands(
     raw = {"a": sigma + 3.0}                              # 3 px too blurred everywhere
     filled = {"a": visible_error.filled_map(raw["a"], image)}
     np.testing.assert_allclose(filled["a"], raw["a"])
-    share, mae_in, mae_out, part_in, part_out, changed, hidden = visible_error.depth_step_table(
+    share, mae_in, mae_out, part_in, part_out, changed = visible_error.depth_step_table(
         data, raw, filled)
     assert share == pytest.approx(20 / 60)
-    # The blurred side's band (columns 30-39) looks sharper than it is: true 5 px, read 8 px.
-    assert hidden == pytest.approx((10 / 60, 5.0, 8.0), rel=1e-5)
     assert mae_in == pytest.approx(3 / 7) and mae_out == pytest.approx(3 / 7)
     assert part_in + part_out == pytest.approx(3 / 7)
     # Clipped into [lo, hi]: the sharp side's band (hi = 5) keeps its 3 px, the blurred side's
@@ -100,13 +98,33 @@ def test_depth_step_table_splits_the_error_at_depth_steps_and_changes_the_bands(
     assert changed["truth_hidden"] == pytest.approx((40 * 3 + 10 * 3) / 60 / 7, rel=1e-5)
     # Kept out of the fill, its own readings do not matter: absurd ones change nothing.
     absurd = {"a": np.where((np.arange(60) >= 30) & (np.arange(60) < 40), 100.0, raw["a"])}
-    dropped = visible_error.depth_step_table(data, absurd, filled)[-2]["drop_hidden"]
+    dropped = visible_error.depth_step_table(data, absurd, filled)[-1]["drop_hidden"]
     assert dropped == pytest.approx(changed["drop_hidden"], abs=1e-3)   # not 2.2 higher
     assert changed["drop_hidden"] < 3 / 7             # they take their neighbours' 3 and 8 px
     raw_sharp = {"a": np.where(sigma > 0, sigma, 3.0).astype(np.float32)}  # only the 0 px side off
-    _, _, _, _, _, changed, _ = visible_error.depth_step_table(
+    _, _, _, _, _, changed = visible_error.depth_step_table(
         data, raw_sharp, {"a": visible_error.filled_map(raw_sharp["a"], image)})
     assert changed["hi"] == pytest.approx((20 * 3 + 10 * 5) / 60 / 7, rel=1e-5)
+
+
+def test_side_table_splits_textured_pixels_by_side_of_a_depth_step():
+    import visible_error
+    sigma = np.zeros((40, 60), np.float32)
+    sigma[:, 30:] = 5.0                          # the 5 px disc reaches 10 px: bands 20-39
+    image = np.random.default_rng(0).random((40, 60, 3)).astype(np.float32)   # all textured
+    image[:, :10] = 0.5                          # smooth (most of it): left out
+    raw = {"a": np.where(np.arange(60) < 30, 1.0, 4.0) + np.zeros((40, 1), np.float32)}
+    rows = {(side, lo): (share, true, read)
+            for side, lo, hi, share, true, read in visible_error.side_table([({"id": "a"}, image,
+                                                                                sigma)], raw)}
+    assert set(rows) == {("hidden", 5.0), ("sharp side", 0.0), ("away", 0.0), ("away", 5.0)}
+    assert rows["hidden", 5.0] == pytest.approx((10 / 60, 5.0, 4.0))        # columns 30-39
+    assert rows["sharp side", 0.0] == pytest.approx((10 / 60, 0.0, 1.0))    # columns 20-29
+    from tf_defocus import metrics
+    textured = ~metrics.smooth_pixels(image)
+    assert 0 < textured[:, :10].mean() < 1                                # some left out
+    assert rows["away", 0.0] == pytest.approx((textured[:, :20].mean() / 3, 0.0, 1.0))
+    assert rows["away", 5.0] == pytest.approx((20 / 60, 5.0, 4.0))          # columns 40-59
 
 
 def test_filled_map_leans_to_the_blurred_side_and_skips_unweighted_readings():
