@@ -36,18 +36,35 @@ SIZE = (448, 288)
 BORDER_PX = 32
 
 
-def blurred(photo, sigma_px):
-    """(H, W, 3) sRGB [0, 1] -> the same blurred by the disc PSF of ``sigma_px`` in linear
-    light, quantised to 8 bits."""
+def disc_blur(x, sigma_px):
+    """(H, W, C) float32 -> the same convolved with the data engine's disc PSF of ``sigma_px``
+    (``render.aperture_kernel``; 0: unchanged), borders reflected."""
     import cv2
     from tf_defocus.data import render
     if sigma_px == 0:
-        out = photo
-    else:
-        k = render.aperture_kernel(float(sigma_px)).astype(np.float32)
-        lin = cv2.filter2D(render.srgb_to_linear(photo), -1, k, borderType=cv2.BORDER_REFLECT)
-        out = np.clip(render.linear_to_srgb(lin), 0.0, 1.0)
+        return x
+    k = render.aperture_kernel(float(sigma_px)).astype(np.float32)
+    out = cv2.filter2D(np.ascontiguousarray(x, np.float32), -1, k, borderType=cv2.BORDER_REFLECT)
+    return out.reshape(x.shape)
+
+
+def blurred(photo, sigma_px):
+    """(H, W, 3) sRGB [0, 1] -> the same blurred by the disc PSF of ``sigma_px`` in linear
+    light, quantised to 8 bits."""
+    from tf_defocus.data import render
+    lin = disc_blur(render.srgb_to_linear(photo), sigma_px)
+    out = np.clip(render.linear_to_srgb(lin), 0.0, 1.0)
     return (np.round(out * 255.0) / 255.0).astype(np.float32)
+
+
+def model_path(spec):
+    """``--model`` value 'default' or name=PATH.keras -> (name, path)."""
+    from tf_defocus.weights import DEFAULT_MODEL
+    name, _, path = spec.partition("=")
+    path = path or (str(DEFAULT_MODEL) if name == "default" else "")
+    if not path:
+        raise SystemExit(f"--model={spec}: give name=PATH or 'default'")
+    return name, path
 
 
 def load_photos():
@@ -99,7 +116,6 @@ def main(argv=None):
     import tensorflow as tf
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    from tf_defocus.weights import DEFAULT_MODEL
     from visible_error import raw_predictor
 
     prepared = prepare(load_photos())
@@ -107,10 +123,7 @@ def main(argv=None):
           f"disc blur; median raw prediction [px] on textured pixels")
     print(f"{'model':>24} " + " ".join(f"{f's={s}':>6}" for s in SIGMAS_PX) + "  MAE px")
     for spec in args.model:
-        name, _, path = spec.partition("=")
-        path = path or (str(DEFAULT_MODEL) if name == "default" else "")
-        if not path:
-            raise SystemExit(f"--model={spec}: give name=PATH or 'default'")
+        name, path = model_path(spec)
         r = readings(raw_predictor(path), prepared)
         mae = float(np.mean(np.abs(r - np.array(SIGMAS_PX, float))))
         print(f"{name:>24} " + " ".join(f"{v:6.2f}" for v in r) + f"  {mae:6.2f}", flush=True)

@@ -282,3 +282,36 @@ def test_paired_curves_read_console_logs_and_pair_windows(tmp_path, capsys):
                                                         until=0))
     out = capsys.readouterr().out
     assert "y lower in 1 of 2 windows" in out and "lower validation MSE at 1 of 1" in out
+
+
+def test_edge_profile_composite_occludes_the_back_with_the_blurred_front():
+    import edge_profile
+    from uniform_blur import blurred
+    rng = np.random.default_rng(0)
+    front, back = (rng.random((48, 64, 3)).astype(np.float32) for _ in range(2))
+    sharp = edge_profile.composite(front, back, 0.0, 0.0)     # a plain mosaic, up to 8 bits
+    np.testing.assert_allclose(sharp[:, :32], front[:, :32], atol=0.5 / 255 + 1e-6)
+    np.testing.assert_allclose(sharp[:, 32:], back[:, 32:], atol=0.5 / 255 + 1e-6)
+    # Sharp front, back blurred by 3 px: the back is blurred right up to the edge.
+    out = edge_profile.composite(front, back, 0.0, 3.0)
+    np.testing.assert_array_equal(out[:, 32:], blurred(back, 3.0)[:, 32:])
+    # Blurred front: beyond its disc radius (6 px) each side is its own photo, within it the
+    # front spills over the back.
+    out = edge_profile.composite(front, back, 3.0, 0.0)
+    np.testing.assert_allclose(out[:, 40:], back[:, 40:], atol=0.5 / 255 + 1e-6)
+    np.testing.assert_array_equal(out[:, :24], blurred(front, 3.0)[:, :24])
+    assert np.abs(out[:, 32:36] - back[:, 32:36]).mean() > 0.05
+
+
+def test_edge_profile_reads_each_side_at_its_distance_from_the_edge():
+    import edge_profile
+    cols = np.tile(np.arange(96, dtype=np.float32), (96, 1))
+    a, b = np.zeros((96, 96, 3), np.float32), np.full((96, 96, 3), 10.0, np.float32)
+    mask_b = np.ones((96, 96), bool)
+    mask_b[:, 39] = False                    # smooth in scene b: its 8 px front offset is skipped
+    front, back = edge_profile.profile(lambda im: cols + im[..., 0],
+                                       [(a, np.ones((96, 96), bool)), (b, mask_b)])
+    expected = {k: 47 - k + 5.0 for k in edge_profile.OFFSETS_PX}   # mean of a and b
+    expected[8] = 39.0                                              # a only
+    np.testing.assert_array_equal(front, [expected[k] for k in edge_profile.OFFSETS_PX])
+    np.testing.assert_array_equal(back, [48 + k + 5.0 for k in edge_profile.OFFSETS_PX[::-1]])
