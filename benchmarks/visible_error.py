@@ -30,8 +30,8 @@ edge; ``edge_oracle_blurred`` and ``edge_oracle_mid`` read the blurred side ther
 sigma whose disc reaches the pixel) and the middle of the two. ``--depth_steps`` splits a
 model's filled MAE into the depth-step bands (``step_bounds``: where those readers differ from
 the truth) and the rest, and scores the raw map clipped into the bands' [lo, hi] before the
-fill, or replaced there by lo, mid, hi or the truth (the model's reading kept elsewhere),
-and compares the raw readings of textured pixels on either side of a depth step (``hidden``: a
+fill, or replaced there by lo, mid, hi or the truth (the model's reading kept elsewhere), or
+the truth also within twice a disc's reach of a blurred surface (``reach_bound``), and compares the raw readings of textured pixels on either side of a depth step (``hidden``: a
 sharper edge within their disc makes them look sharper) with those away from steps, per band
 of true sigma (``side_table``); ``--model=constant`` is the mean true sigma of the set everywhere (issue 11's reference: a
 constant scored MAE 0.20 on its real scenes).
@@ -65,6 +65,7 @@ CONTRAST_LEVELS = (0, 2, 4, 8, 16, 32, 256)
 COARSE_BANDS_PX = (0.0, 1.0, 3.0, 5.0, 8.0)   # true sigma bands of the contrast and side tables
 STEP_WINDOW_PX = 15      # the window of metrics.smooth_pixels
 STEP_RANGE_PX = 1.0
+DISC_RADIUS_PER_SIGMA = 2.0   # the disc PSF's radius [px] per px of sigma (losses._disc_radius)
 REGION_STEP_PX = 0.25
 ORACLE_KEEP_PX = 1.0
 ORACLE_DROP_WEIGHT = 0.02   # fill confidence factor of the pixels the oracle drops
@@ -203,6 +204,22 @@ def step_bounds(sigma):
                  for b in depth_step_bounds(sigma[None, ..., None], STEP_RANGE_PX))
 
 
+def reach_bound(sigma, radius_per_sigma=None):
+    """(H, W) the largest true sigma [px] of any pixel q whose square of half-width
+    round(radius_per_sigma * sigma_q) (at most that times ``SIGMA_MAX_PX``) contains the pixel;
+    with the default ``DISC_RADIUS_PER_SIGMA`` that is the disc PSF's reach, the ``hi`` of
+    ``step_bounds`` before it is compared with the truth."""
+    import cv2
+    from tf_defocus.units import SIGMA_MAX_PX
+    f = DISC_RADIUS_PER_SIGMA if radius_per_sigma is None else radius_per_sigma
+    radius = np.minimum(np.rint(f * sigma), round(f * SIGMA_MAX_PX)).astype(int)
+    out = np.zeros_like(sigma, dtype=np.float32)
+    for r in np.unique(radius):
+        source = np.where(radius == r, sigma, 0.0).astype(np.float32)
+        out = np.maximum(out, cv2.dilate(source, np.ones((2 * r + 1, 2 * r + 1), np.uint8)))
+    return out
+
+
 def edge_oracle(sigma, window=0, side="sharp"):
     """The true sigma [px] (H, W), except near a step of it, where a pixel takes the smallest
     sigma around it: a perfect reader of local blur that gives a depth edge the sharpness of
@@ -229,22 +246,29 @@ def depth_step_table(data, raw, filled):
     bands: what a label leaning to one side could reach) or by the ``truth``; and two changes
     of the pixels that a sharper edge within their disc makes look sharper than they are (lo
     below the truth: mostly a hidden surface beside an occluding edge): ``drop_hidden``, kept
-    out of the fill, and ``truth_hidden``, given their true sigma), sigma/7."""
+    out of the fill, and ``truth_hidden``, given their true sigma); last, ``truth_beyond``: the
+    pixels outside the bands but within twice the reach of a blurred disc (``reach_bound``
+    with ``2 * DISC_RADIUS_PER_SIGMA``; where item 65's blurred occluders still spread their
+    blur) given their true sigma, and ``truth_both``: those and the bands, sigma/7."""
     band, err = [], []
     changed = {k: [] for k in ("clipped", "lo", "mid", "hi", "truth", "drop_hidden",
-                               "truth_hidden")}
+                               "truth_hidden", "truth_beyond", "truth_both")}
     for meta, image, sigma in data:
         lo, hi = step_bounds(sigma)
         b, p = lo < hi, raw[meta["id"]]
         hidden = lo < sigma
+        beyond = ~b & (reach_bound(sigma, 2 * DISC_RADIUS_PER_SIGMA) > sigma + STEP_RANGE_PX)
         band.append(b.ravel())
         err.append(np.abs(filled[meta["id"]] - sigma).ravel() / 7.0)
-        inputs = {"clipped": (np.clip(p, lo, hi), None), "lo": (lo, None),
-                  "mid": (0.5 * (lo + hi), None), "hi": (hi, None), "truth": (sigma, None),
-                  "drop_hidden": (p, np.where(hidden, 0.0, 1.0)),
-                  "truth_hidden": (np.where(hidden, sigma, p), None)}
+        inputs = {"clipped": (np.where(b, np.clip(p, lo, hi), p), None),
+                  "lo": (np.where(b, lo, p), None), "mid": (np.where(b, 0.5 * (lo + hi), p), None),
+                  "hi": (np.where(b, hi, p), None), "truth": (np.where(b, sigma, p), None),
+                  "drop_hidden": (p, np.where(b & hidden, 0.0, 1.0)),
+                  "truth_hidden": (np.where(b & hidden, sigma, p), None),
+                  "truth_beyond": (np.where(beyond, sigma, p), None),
+                  "truth_both": (np.where(b | beyond, sigma, p), None)}
         for key, (value, weight) in inputs.items():
-            c = filled_map(np.where(b, value, p), image, weight)
+            c = filled_map(value, image, weight)
             changed[key].append(np.abs(c - sigma).ravel() / 7.0)
     band, err = np.concatenate(band), np.concatenate(err)
     return (band.mean(), err[band].mean(), err[~band].mean(), err[band].sum() / err.size,
@@ -407,7 +431,9 @@ def main(args):
                   f"{changed['mid']:.4f} / {changed['hi']:.4f}, by the truth: "
                   f"{changed['truth']:.4f}; pixels that look sharper than they are dropped "
                   f"from the fill: {changed['drop_hidden']:.4f}, given their true sigma: "
-                  f"{changed['truth_hidden']:.4f}")
+                  f"{changed['truth_hidden']:.4f}; pixels beyond the bands within twice a "
+                  f"disc's reach given their true sigma: {changed['truth_beyond']:.4f}, with the "
+                  f"bands: {changed['truth_both']:.4f}")
             print(f"{'':>19} textured pixels by side of a depth step (hidden: a sharper edge "
                   "within their disc; sharp side: a blurred disc reaches them; away: neither): "
                   "side, true sigma band px, share of all pixels, mean true px, mean raw px")

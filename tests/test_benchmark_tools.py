@@ -96,6 +96,9 @@ def test_depth_step_table_splits_the_error_at_depth_steps_and_changes_the_bands(
     # The blurred side's band (columns 30-39) looks sharper than it is: given its truth, only
     # the sharp side's band and the outside keep their 3 px.
     assert changed["truth_hidden"] == pytest.approx((40 * 3 + 10 * 3) / 60 / 7, rel=1e-5)
+    # Twice the 5 px disc's reach (20 px) takes in columns 10-19 beside the bands.
+    assert changed["truth_beyond"] == pytest.approx(50 * 3 / 60 / 7, rel=1e-5)
+    assert changed["truth_both"] == pytest.approx(30 * 3 / 60 / 7, rel=1e-5)
     # Kept out of the fill, its own readings do not matter: absurd ones change nothing.
     absurd = {"a": np.where((np.arange(60) >= 30) & (np.arange(60) < 40), 100.0, raw["a"])}
     dropped = visible_error.depth_step_table(data, absurd, filled)[-1]["drop_hidden"]
@@ -105,6 +108,23 @@ def test_depth_step_table_splits_the_error_at_depth_steps_and_changes_the_bands(
     _, _, _, _, _, changed = visible_error.depth_step_table(
         data, raw_sharp, {"a": visible_error.filled_map(raw_sharp["a"], image)})
     assert changed["hi"] == pytest.approx((20 * 3 + 10 * 5) / 60 / 7, rel=1e-5)
+
+
+def test_reach_bound_is_the_upper_depth_step_bound_before_the_threshold():
+    import cv2
+    import visible_error
+    rng = np.random.default_rng(1)
+    sigma = cv2.resize(rng.uniform(0.0, 7.0, (6, 8)).astype(np.float32), (80, 60),
+                       interpolation=cv2.INTER_NEAREST)          # regions of random sigma
+    reach = visible_error.reach_bound(sigma)
+    _, hi = visible_error.step_bounds(sigma)
+    np.testing.assert_array_equal(
+        hi, np.where(reach > sigma + visible_error.STEP_RANGE_PX, reach, sigma))
+    step = np.zeros((40, 60), np.float32)
+    step[:, 30:] = 5.0
+    wide = visible_error.reach_bound(step, 4.0)
+    np.testing.assert_array_equal(wide[:, :10], 0.0)
+    np.testing.assert_array_equal(wide[:, 10:], 5.0)
 
 
 def test_side_table_splits_textured_pixels_by_side_of_a_depth_step():
