@@ -17,20 +17,14 @@ over the rows (a 32 px border left out) of the pixels whose own photo is texture
     python benchmarks/edge_profile.py --model=default --model=name=PATH.keras [--threads=2]
 """
 
-import argparse
 import itertools
-import os
 import sys
-from pathlib import Path
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# Sets TF_CPP_MIN_LOG_LEVEL and puts the repository on sys.path (this folder is, as the
+# script's own).
+from uniform_blur import PHOTOS, disc_blur, load_photos, model_args, model_path
 
 SIGMAS_PX = (2.0, 4.0, 6.0)
 OFFSETS_PX = (32, 16, 8, 4, 2, 0)
@@ -43,7 +37,6 @@ def composite(front, back, sigma_front, sigma_back):
     by the disc PSF of its sigma [px] in linear light, quantised to 8 bits; the edge is at
     column W // 2."""
     from tf_defocus.data import render
-    from uniform_blur import disc_blur
     h, w = front.shape[:2]
     a = np.zeros((h, w, 1), np.float32)
     a[:, :w // 2] = 1.0
@@ -88,16 +81,7 @@ def profile(predict, scenes):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", action="append", required=True,
-                   help="'default' (the shipped model) or name=PATH.keras; repeatable")
-    p.add_argument("--threads", type=int, default=2)
-    args = p.parse_args(argv)
-    import tf_defocus  # noqa: F401  (hides TensorFlow's start-up lines)
-    import tensorflow as tf
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    from uniform_blur import PHOTOS, load_photos, model_path
+    args = model_args(argv, __doc__.splitlines()[0])
     from visible_error import raw_predictor
 
     prepared = prepare(load_photos())

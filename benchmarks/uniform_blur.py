@@ -106,8 +106,10 @@ def readings(predict, prepared):
     return np.mean(np.array(rows), axis=0)
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def model_args(argv, description):
+    """Parse ``--model`` (repeatable: 'default' or name=PATH.keras) and ``--threads``, and set
+    TensorFlow's thread pools to ``--threads``."""
+    p = argparse.ArgumentParser(description=description)
     p.add_argument("--model", action="append", required=True,
                    help="'default' (the shipped model) or name=PATH.keras; repeatable")
     p.add_argument("--threads", type=int, default=2)
@@ -116,6 +118,11 @@ def main(argv=None):
     import tensorflow as tf
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    return args
+
+
+def main(argv=None):
+    args = model_args(argv, __doc__.splitlines()[0])
     from visible_error import raw_predictor
 
     prepared = prepare(load_photos())
