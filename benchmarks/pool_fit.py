@@ -13,6 +13,11 @@ equals its prediction in every band is calibrated on its training data (an L1-tr
 should be), so a monotone recalibration of its output cannot lower its error there.
 
     python benchmarks/pool_fit.py --model=runs/snap/v3_step5000.keras --pool_dir=POOL --images=24
+
+``--depth_steps`` (no model needed) prints per scene kind the share of pixels near depth steps
+(``visible_error.step_shares``); any folder in that layout works, the validation set too:
+
+    python benchmarks/pool_fit.py --depth_steps --pool_dir=data/val_realistic --images=64
 """
 
 import argparse
@@ -46,7 +51,24 @@ def pool_samples(pool_dir, count):
                decode_syndof_sigma(str(root / "blur_map" / f"{stem}.png"), "sigma10"))
 
 
+def print_depth_step_shares(samples):
+    """Per scene kind, the share of pixels near depth steps (``visible_error.step_shares``)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from visible_error import STEP_SHARES, step_shares
+    counts = {}
+    for meta, image, label in samples:
+        kind = meta.get("source", "?")
+        counts[kind] = counts.get(kind, 0) + step_shares(image, label)
+    print(f"{'scene':>11s} {'pixels':>10s} " + " ".join(f"{n:>12s}" for n in STEP_SHARES))
+    for kind, c in sorted(counts.items()):
+        print(f"{kind:>11s} {int(c[0]):10d} " + " ".join(f"{v:12.3f}" for v in c[1:] / c[0]))
+
+
 def main(args):
+    if args.depth_steps:
+        print_depth_step_shares(pool_samples(args.pool_dir, args.images))
+    if not args.model:
+        return
     from tf_defocus import inference, metrics
     est = inference.load_estimator(args.model)
     kinds, visible = {}, ([], [])
@@ -86,9 +108,14 @@ def print_calibration(truth, pred):
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="a .keras, SavedModel or .tflite model")
+    parser.add_argument("--model", help="a .keras, SavedModel or .tflite model")
     parser.add_argument("--pool_dir", required=True, help="a training pool folder (SYNDOF layout)")
     parser.add_argument("--images", type=int, default=24, help="first N images of the pool")
     parser.add_argument("--calibration", action="store_true",
                         help="median true sigma per band of the prediction, visible pixels")
-    main(parser.parse_args())
+    parser.add_argument("--depth_steps", action="store_true",
+                        help="share of pixels near depth steps per scene kind (no model needed)")
+    parsed = parser.parse_args()
+    if not (parsed.model or parsed.depth_steps):
+        parser.error("give --model, --depth_steps or both")
+    main(parsed)

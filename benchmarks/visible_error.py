@@ -275,6 +275,25 @@ def depth_step_table(data, raw, filled):
             err[~band].sum() / err.size, {k: np.concatenate(v).mean() for k, v in changed.items()})
 
 
+STEP_SHARES = ("hidden", "sharp side", "textured", "beyond", "blurred")
+"""Columns of ``step_shares`` after the pixel count."""
+
+
+def step_shares(image, sigma):
+    """(6,) pixel counts of an image (H, W, 3) with true sigma [px] (H, W): all pixels, then
+    ``STEP_SHARES``: hidden (``step_bounds`` lo below the truth), sharp side (hi above it, not
+    hidden), those of the sharp side that are textured (not ``metrics.smooth_pixels``), beyond
+    (outside the bands, within twice a disc's reach of a blurred surface: ``reach_bound``) and
+    blurred (sigma above 1 px)."""
+    from tf_defocus import metrics
+    lo, hi = step_bounds(sigma)
+    sharp_side = (hi > sigma) & (lo == sigma)
+    beyond = (lo == hi) & (reach_bound(sigma, 2 * DISC_RADIUS_PER_SIGMA) > sigma + STEP_RANGE_PX)
+    return np.array([sigma.size, (lo < sigma).sum(), sharp_side.sum(),
+                     (sharp_side & ~metrics.smooth_pixels(image)).sum(), beyond.sum(),
+                     (sigma > 1.0).sum()], float)
+
+
 def side_table(data, raw):
     """[(side, lo, hi, share of all pixels, mean true sigma px, mean raw reading px)] of the
     textured (not ``metrics.smooth_pixels``) pixels for each side of a depth step (``hidden``:

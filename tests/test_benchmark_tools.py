@@ -127,6 +127,21 @@ def test_reach_bound_is_the_upper_depth_step_bound_before_the_threshold():
     np.testing.assert_array_equal(wide[:, 10:], 5.0)
 
 
+def test_step_shares_count_each_side_of_a_depth_step_and_the_pool_prints_them(capsys):
+    import pool_fit
+    import visible_error
+    sigma = np.zeros((40, 60), np.float32)
+    sigma[:, 30:] = 5.0                          # disc reach 10 px, twice it 20 px
+    image = np.random.default_rng(0).random((40, 60, 3)).astype(np.float32)   # all textured
+    counts = visible_error.step_shares(image, sigma)
+    assert dict(zip(visible_error.STEP_SHARES, counts[1:] / counts[0])) == pytest.approx(
+        {"hidden": 10 / 60, "sharp side": 10 / 60, "textured": 10 / 60, "beyond": 10 / 60,
+         "blurred": 30 / 60})                    # columns 30-39, 20-29, 20-29, 10-19, 30-59
+    pool_fit.print_depth_step_shares([({"source": "toy"}, image, sigma)] * 2)
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].split() == ["toy", "4800", "0.167", "0.167", "0.167", "0.167", "0.500"]
+
+
 def test_side_table_splits_textured_pixels_by_side_of_a_depth_step():
     import visible_error
     sigma = np.zeros((40, 60), np.float32)
