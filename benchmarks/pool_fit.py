@@ -53,7 +53,6 @@ def pool_samples(pool_dir, count):
 
 def print_depth_step_shares(samples):
     """Per scene kind, the share of pixels near depth steps (``visible_error.step_shares``)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from visible_error import STEP_SHARES, step_shares
     counts = {}
     for meta, image, label in samples:

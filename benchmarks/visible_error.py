@@ -31,10 +31,11 @@ sigma whose disc reaches the pixel) and the middle of the two. ``--depth_steps``
 model's filled MAE into the depth-step bands (``step_bounds``: where those readers differ from
 the truth) and the rest, and scores the raw map clipped into the bands' [lo, hi] before the
 fill, or replaced there by lo, mid, hi or the truth (the model's reading kept elsewhere), or
-the truth also within twice a disc's reach of a blurred surface (``reach_bound``), and compares the raw readings of textured pixels on either side of a depth step (``hidden``: a
+the truth also within twice a disc's reach of a blurred surface (``reach_bound``), and
+compares the raw readings of textured pixels on either side of a depth step (``hidden``: a
 sharper edge within their disc makes them look sharper) with those away from steps, per band
-of true sigma (``side_table``); ``--model=constant`` is the mean true sigma of the set everywhere (issue 11's reference: a
-constant scored MAE 0.20 on its real scenes).
+of true sigma (``side_table``); ``--model=constant`` is the mean true sigma of the set
+everywhere (issue 11's reference: a constant scored MAE 0.20 on its real scenes).
 
     python benchmarks/visible_error.py --model=v4=runs/snap/v4_step2000.keras --model=oracle --calibration
 
@@ -220,6 +221,18 @@ def reach_bound(sigma, radius_per_sigma=None):
     return out
 
 
+def step_sides(sigma):
+    """(lo, hi, hidden, sharp side, beyond) for the true sigma [px] (H, W): ``step_bounds``,
+    then (H, W) bool masks: hidden (lo below the truth: a sharper edge within the pixel's disc
+    makes it look sharper), sharp side (hi above the truth, not hidden: a blurred disc reaches
+    it) and beyond (outside the bands lo < hi but within twice a disc's reach of a surface
+    blurred by more than ``STEP_RANGE_PX`` over its own: ``reach_bound``)."""
+    lo, hi = step_bounds(sigma)
+    hidden = lo < sigma
+    beyond = (lo == hi) & (reach_bound(sigma, 2 * DISC_RADIUS_PER_SIGMA) > sigma + STEP_RANGE_PX)
+    return lo, hi, hidden, (hi > sigma) & ~hidden, beyond
+
+
 def edge_oracle(sigma, window=0, side="sharp"):
     """The true sigma [px] (H, W), except near a step of it, where a pixel takes the smallest
     sigma around it: a perfect reader of local blur that gives a depth edge the sharpness of
@@ -254,10 +267,8 @@ def depth_step_table(data, raw, filled):
     changed = {k: [] for k in ("clipped", "lo", "mid", "hi", "truth", "drop_hidden",
                                "truth_hidden", "truth_beyond", "truth_both")}
     for meta, image, sigma in data:
-        lo, hi = step_bounds(sigma)
+        lo, hi, hidden, _, beyond = step_sides(sigma)
         b, p = lo < hi, raw[meta["id"]]
-        hidden = lo < sigma
-        beyond = ~b & (reach_bound(sigma, 2 * DISC_RADIUS_PER_SIGMA) > sigma + STEP_RANGE_PX)
         band.append(b.ravel())
         err.append(np.abs(filled[meta["id"]] - sigma).ravel() / 7.0)
         inputs = {"clipped": (np.where(b, np.clip(p, lo, hi), p), None),
@@ -281,15 +292,12 @@ STEP_SHARES = ("hidden", "sharp side", "textured", "beyond", "blurred")
 
 def step_shares(image, sigma):
     """(6,) pixel counts of an image (H, W, 3) with true sigma [px] (H, W): all pixels, then
-    ``STEP_SHARES``: hidden (``step_bounds`` lo below the truth), sharp side (hi above it, not
-    hidden), those of the sharp side that are textured (not ``metrics.smooth_pixels``), beyond
-    (outside the bands, within twice a disc's reach of a blurred surface: ``reach_bound``) and
-    blurred (sigma above 1 px)."""
+    ``STEP_SHARES``: hidden, sharp side (``step_sides``), those of the sharp side that are
+    textured (not ``metrics.smooth_pixels``), beyond (``step_sides``) and blurred (sigma above
+    1 px)."""
     from tf_defocus import metrics
-    lo, hi = step_bounds(sigma)
-    sharp_side = (hi > sigma) & (lo == sigma)
-    beyond = (lo == hi) & (reach_bound(sigma, 2 * DISC_RADIUS_PER_SIGMA) > sigma + STEP_RANGE_PX)
-    return np.array([sigma.size, (lo < sigma).sum(), sharp_side.sum(),
+    _, _, hidden, sharp_side, beyond = step_sides(sigma)
+    return np.array([sigma.size, hidden.sum(), sharp_side.sum(),
                      (sharp_side & ~metrics.smooth_pixels(image)).sum(), beyond.sum(),
                      (sigma > 1.0).sum()], float)
 
@@ -303,9 +311,9 @@ def side_table(data, raw):
     from tf_defocus import metrics
     t, q, sides, total = [], [], [], 0
     for meta, image, sigma in data:
-        lo, hi = step_bounds(sigma)
+        _, _, hidden, sharp_side, _ = step_sides(sigma)
         textured = ~metrics.smooth_pixels(image)
-        side = np.where(lo < sigma, 0, np.where(hi > sigma, 1, 2))
+        side = np.where(hidden, 0, np.where(sharp_side, 1, 2))
         t.append(sigma[textured])
         q.append(raw[meta["id"]][textured])
         sides.append(side[textured])
