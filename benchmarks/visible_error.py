@@ -233,6 +233,11 @@ def step_sides(sigma):
     return lo, hi, hidden, (hi > sigma) & ~hidden, beyond
 
 
+def all_step_sides(data):
+    """id -> ``step_sides`` of each scene's true sigma, for the tables of ``--depth_steps``."""
+    return {meta["id"]: step_sides(sigma) for meta, _, sigma in data}
+
+
 def edge_oracle(sigma, window=0, side="sharp"):
     """The true sigma [px] (H, W), except near a step of it, where a pixel takes the smallest
     sigma around it: a perfect reader of local blur that gives a depth edge the sharpness of
@@ -250,7 +255,7 @@ def edge_oracle(sigma, window=0, side="sharp"):
     return {"sharp": lo, "blurred": hi, "mid": 0.5 * (lo + hi)}[side]
 
 
-def depth_step_table(data, raw, filled):
+def depth_step_table(data, raw, filled, sides=None):
     """Where the filled map's error lies against the depth-step bands (``step_bounds`` differ
     from the truth): (band share, filled MAE in the band, outside it, what each adds to the
     pixel-weighted MAE, and a dict of filled MAEs when the raw map is first changed in the
@@ -262,12 +267,14 @@ def depth_step_table(data, raw, filled):
     out of the fill, and ``truth_hidden``, given their true sigma); last, ``truth_beyond``: the
     pixels outside the bands but within twice the reach of a blurred disc (``reach_bound``
     with ``2 * DISC_RADIUS_PER_SIGMA``; where item 65's blurred occluders still spread their
-    blur) given their true sigma, and ``truth_both``: those and the bands, sigma/7."""
+    blur) given their true sigma, and ``truth_both``: those and the bands, sigma/7. sides: id ->
+    ``step_sides`` of its true sigma (``all_step_sides``; computed here if None)."""
+    sides = sides or all_step_sides(data)
     band, err = [], []
     changed = {k: [] for k in ("clipped", "lo", "mid", "hi", "truth", "drop_hidden",
                                "truth_hidden", "truth_beyond", "truth_both")}
     for meta, image, sigma in data:
-        lo, hi, hidden, _, beyond = step_sides(sigma)
+        lo, hi, hidden, _, beyond = sides[meta["id"]]
         b, p = lo < hi, raw[meta["id"]]
         band.append(b.ravel())
         err.append(np.abs(filled[meta["id"]] - sigma).ravel() / 7.0)
@@ -302,27 +309,28 @@ def step_shares(image, sigma):
                      (sigma > 1.0).sum()], float)
 
 
-def side_table(data, raw):
+def side_table(data, raw, sides=None):
     """[(side, lo, hi, share of all pixels, mean true sigma px, mean raw reading px)] of the
     textured (not ``metrics.smooth_pixels``) pixels for each side of a depth step (``hidden``:
     ``step_bounds`` lo below the truth; ``sharp side``: hi above it, not hidden; ``away``:
     neither) and each ``COARSE_BANDS_PX`` band of true sigma: whether a reading near a depth
-    step errs more than the same true sigma away from one."""
+    step errs more than the same true sigma away from one. sides: as in ``depth_step_table``."""
     from tf_defocus import metrics
-    t, q, sides, total = [], [], [], 0
+    sides = sides or all_step_sides(data)
+    t, q, labels, total = [], [], [], 0
     for meta, image, sigma in data:
-        _, _, hidden, sharp_side, _ = step_sides(sigma)
+        _, _, hidden, sharp_side, _ = sides[meta["id"]]
         textured = ~metrics.smooth_pixels(image)
         side = np.where(hidden, 0, np.where(sharp_side, 1, 2))
         t.append(sigma[textured])
         q.append(raw[meta["id"]][textured])
-        sides.append(side[textured])
+        labels.append(side[textured])
         total += sigma.size
-    t, q, sides = map(np.concatenate, (t, q, sides))
+    t, q, labels = map(np.concatenate, (t, q, labels))
     out = []
     for i, name in enumerate(("hidden", "sharp side", "away")):
         for lo, hi in zip(COARSE_BANDS_PX[:-1], COARSE_BANDS_PX[1:]):
-            k = (sides == i) & (t >= lo) & (t < hi)
+            k = (labels == i) & (t >= lo) & (t < hi)
             if k.any():
                 out.append((name, lo, hi, k.sum() / total, t[k].mean(), q[k].mean()))
     return out
@@ -408,6 +416,7 @@ def main(args):
     print(f"{args.data_dir}: {len(data)} scenes")
     print(f"{'model':>19} {'map':>5} {'Spearman':>9} {'AUC':>6} {'MAE':>7} {'MAE smooth':>11} "
           f"{'MAE visible':>12} {'AIF smooth median px':>21}")
+    sides = None   # step_sides of each scene, computed once for --depth_steps
     for spec in args.model:
         name, _, path = spec.partition("=")
         if name == "oracle":
@@ -449,8 +458,9 @@ def main(args):
             print(f"{'':>19} filled MAE by tile size: " + ", ".join(
                 f"{t or 'whole'} {tiled_mae(est, data, t):.4f}" for t in args.tile_sizes))
         if args.depth_steps and name not in ORACLES:
+            sides = sides or all_step_sides(data)   # the truth's: the same for every model
             share, mae_in, mae_out, part_in, part_out, changed = depth_step_table(
-                data, raw, kinds[-1][1])
+                data, raw, kinds[-1][1], sides)
             print(f"{'':>19} depth-step bands ({share:.3f} of the pixels): filled MAE "
                   f"{mae_in:.4f} in them, {mae_out:.4f} outside, adding {part_in:.4f} + "
                   f"{part_out:.4f}; raw map in the bands first clipped into [lo, hi]: "
@@ -464,7 +474,7 @@ def main(args):
             print(f"{'':>19} textured pixels by side of a depth step (hidden: a sharper edge "
                   "within their disc; sharp side: a blurred disc reaches them; away: neither): "
                   "side, true sigma band px, share of all pixels, mean true px, mean raw px")
-            for side, lo, hi, share, true, read in side_table(data, raw):
+            for side, lo, hi, share, true, read in side_table(data, raw, sides):
                 print(f"{'':>19}   {side:>10} [{lo:g}, {hi:g})  {share:5.3f}  {true:5.2f}  "
                       f"{read:5.2f}")
         if args.budget:
