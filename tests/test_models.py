@@ -197,6 +197,7 @@ def test_content_loss_frozen_and_differentiable():
     (lambda: TwoScaleBlurEstimator(width=TINY), (1, 48, 80, 3)),
     (lambda: BlurEstimator(width=TINY, cues=True), (1, 32, 48, 3)),
     (lambda: TwoScaleBlurEstimator(width=TINY, cues=True), (1, 48, 80, 3)),
+    (lambda: TwoScaleBlurEstimator(width=TINY, step_head=True), (1, 48, 80, 3)),
     (lambda: DomainDiscriminator(width=TINY), (1, 32, 32, channels(64, TINY))),
     (lambda: SharpnessCalibrator(width=TINY), (1, 8, 8, 1)),
     (lambda: ContentLoss(width=TINY), (1, 16, 16, 1)),

@@ -25,7 +25,7 @@ from tf_defocus.training import losses
 from tf_defocus import config as cfglib
 from tf_defocus.training.config import DMENetConfig
 from tf_defocus.training.dmenet_task import build_trainer, float32_inference_model
-from tf_defocus.training.dmenet_trainer import VARIANTS
+from tf_defocus.training.dmenet_trainer import VARIANTS, DMENetTrainer, LossWeights
 from tf_defocus.training.loop import NonFiniteLossError, run_training
 from tf_defocus.training.task import TrainingTask
 
@@ -882,3 +882,44 @@ def test_init_checkpoint_warm_starts_a_cue_b_from_a_b_without_cues(tmp_path):
     assert kernel.shape[2] == 3 + NUM_CUES and not kernel[:, :, 3:].any()
     t.train_step(make_element())
     assert np.asarray(first.kernel)[:, :, 3:].any()
+
+
+def test_step_bounds_head_trains_on_depth_step_bounds_and_warm_starts_from_a_b_without_it(
+        tmp_path):
+    """--step_bounds_weight: B (two-scale, the default model's form) gets a 2-channel head
+    whose pixel loss against depth_step_bounds' (lo, hi) / 7 joins the total; warm-started from
+    a run's B without the head it computes exactly that B's map, its inference model has no
+    head, and a weight without the head is refused."""
+    source = build_trainer(tiny_cfg(variant="B", use_aux=True, scales=2), seed=3)
+    tf.train.CheckpointManager(tf.train.Checkpoint(trainer=source), str(tmp_path),
+                               max_to_keep=1, checkpoint_name="ckpt").save(checkpoint_number=5)
+    t = build_trainer(tiny_cfg(variant="B", use_aux=True, scales=2, smooth_weight=0.5,
+                               step_bounds_weight=2.0, init_checkpoint=str(tmp_path)), seed=4)
+    x = np.random.default_rng(2).random((1, 48, 80, 3)).astype(np.float32)
+    out = t.blur_estimator(x, training=False)
+    assert out["step_bounds"].shape == (1, 48, 80, 2)
+    np.testing.assert_allclose(out["defocus"], source.blur_estimator(x, training=False)["defocus"],
+                               atol=1e-6)
+    inf = float32_inference_model(t.blur_estimator)
+    assert not any("us_c" in l.name for l in inf._flatten_layers())
+    np.testing.assert_allclose(inf(x), out["defocus"], atol=1e-6)
+
+    t.set_phase("joint")
+    el = make_element()                 # the second crop's ramp is rolled: a 7 px depth step
+    syn = {k: tf.constant(v) for k, v in el["synthetic"].items()}
+    lo, hi = losses.depth_step_bounds(syn["sigma_norm"] * 7.0)
+    assert float(tf.reduce_sum(hi - lo)) > 0.0
+    weights = losses.visibility_weights(syn["image"], 0.5)
+    head = t.blur_estimator.get_layer("one_scale").get_layer("us_c2")
+    before = np.array(head.kernel)
+    out = t.blur_estimator(syn["image"], training=True)      # the step's forward pass
+    mse = losses.mse_per_example(out["defocus"], syn["sigma_norm"], weights)
+    aux = losses.aux_per_example(out, syn["sigma_norm"], weights)
+    step = losses.mse_per_example(out["step_bounds"], tf.concat([lo, hi], -1) / 7.0, weights)
+    logs = {k: float(v) for k, v in t.train_step(el).items()}
+    np.testing.assert_allclose(logs["step_bounds"], float(tf.reduce_mean(step)), rtol=1e-4)
+    np.testing.assert_allclose(logs["total"], float(tf.reduce_mean(mse + aux + 2.0 * step)),
+                               rtol=1e-4)
+    assert not np.array_equal(before, np.array(head.kernel))
+    with pytest.raises(ValueError, match="step_head"):
+        DMENetTrainer(source.blur_estimator, weights=LossWeights(step_bounds=1.0))

@@ -28,12 +28,18 @@ NUM_REFINE_BLOCKS = 7
 # Output name -> downsampling factor of the auxiliary heads.
 AUX_FACTORS = {"aux_16": 16, "aux_8": 8, "aux_4": 4, "aux_2": 2, "aux_1": 1}
 OUTPUT_NAMES = ("defocus",) + tuple(AUX_FACTORS) + ("feature",)
+STEP_BOUNDS = "step_bounds"   # the optional depth-step head's output (``step_head``)
 INFERENCE_MODEL_NAME = DEFOCUS.model_name   # "blur_estimator"; input H, W: DEFOCUS.size_multiple
 # Decoder levels: (TensorLayer scope, skip conv name, base channels, number of convs).
 _DECODER_LEVELS = (("u3", "block4_conv4", 256, 3), ("u2", "block3_conv4", 128, 3),
                    ("u1", "block2_conv2", 64, 3))
 # Aux head scope -> base channels of its first conv.
 _AUX_BASE = {"u4_aux": 256, "u3_aux": 128, "u2_aux": 64, "u1_aux": 32, "u0_aux": 32}
+
+
+def output_names(step_head=False):
+    """B's training outputs: ``OUTPUT_NAMES``, then ``STEP_BOUNDS`` with ``step_head``."""
+    return OUTPUT_NAMES + ((STEP_BOUNDS,) if step_head else ())
 
 
 def _aux_head(x, scope, width, out_name, norm):
@@ -58,16 +64,21 @@ class BlurEstimator(WidthConfigMixin, keras.Model):
     (``layers.NORMS``; GroupNorm in encoder and decoder, for training from scratch).
     cues: also feed ``blur_cues.BlurCues`` (re-blur gradient ratios, not in the paper) to the
     first encoder conv and to the full-resolution decoder level (``u0_c_init``).
+    step_head: also output ``step_bounds`` (N,H,W,2) in [0,1], the (lo, hi) sigma/7 of
+    ``training.losses.depth_step_bounds`` (the sharpest sigma within a pixel's disc, the most
+    blurred whose disc reaches it), read from the refined features by conv-BN-LReLU + conv +
+    sigmoid (``us_*``; not in the paper): an auxiliary target that marks occlusion boundaries
+    and their sides for training only (the inference model does not compute it).
     vgg_weights: optional local path of Keras'
     ``vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5`` (width 1.0 only); not stored in
     the config.
     """
 
-    ARCH_ARGS = ("width", "norm", "cues")
+    ARCH_ARGS = ("width", "norm", "cues", "step_head")
 
-    def __init__(self, width=1.0, vgg_weights=None, norm="batch", cues=False,
+    def __init__(self, width=1.0, vgg_weights=None, norm="batch", cues=False, step_head=False,
                  name="blur_estimator_trainable", **kwargs):
-        width, cues = float(width), bool(cues)
+        width, cues, step_head = float(width), bool(cues), bool(step_head)
         if cues and vgg_weights is not None:
             raise ValueError("cues=True changes the first conv's input: no ImageNet VGG19 weights")
         if norm not in NORMS:
@@ -107,15 +118,20 @@ class BlurEstimator(WidthConfigMixin, keras.Model):
             main = block(n, c64, f"u0_c{i}_1", f"u0_b{i}_1")
             main = block(main, c64, f"u0_c{i}_2", f"u0_b{i}_2")
             n = keras.layers.Add(name=f"u0_add{i}")([main, shortcut])
+        if step_head:
+            s = block(n, channels(32, width), "us_c1", "us_b1")
+            s = conv_block(s, 2, "us_c2", activation=None, kernel_initializer="glorot_uniform")
+            outputs[STEP_BOUNDS] = keras.layers.Activation("sigmoid", dtype="float32",
+                                                           name=STEP_BOUNDS)(s)
 
         n = block(n, c64, "uf_c1", "uf_b1")
         n = block(n, channels(32, width), "uf_c2", "uf_b2")
         n = conv_block(n, 1, "uf_c3", activation=None, kernel_initializer="glorot_uniform")
         outputs["defocus"] = keras.layers.Activation("sigmoid", dtype="float32", name="defocus")(n)
 
-        outputs = {k: outputs[k] for k in OUTPUT_NAMES}
+        outputs = {k: outputs[k] for k in output_names(step_head)}
         super().__init__(inputs=image, outputs=outputs, name=name, **kwargs)
-        self.width, self.norm, self.cues = width, norm, cues
+        self.width, self.norm, self.cues, self.step_head = width, norm, cues, step_head
         if vgg_weights is not None:
             load_vgg19_imagenet(self, vgg_weights, width=width)
 

@@ -21,7 +21,7 @@ multiply-adds per pixel.
 import keras
 import numpy as np
 
-from tf_defocus.models.blur_estimator import INFERENCE_MODEL_NAME, OUTPUT_NAMES, BlurEstimator
+from tf_defocus.models.blur_estimator import INFERENCE_MODEL_NAME, BlurEstimator, output_names
 from tf_defocus.models.layers import (CropLike, FillSmooth, NearestUpsample, PadToMultiple,
                                       WidthConfigMixin, channels, conv_block)
 from tf_defocus.model_kinds import DEFOCUS
@@ -36,7 +36,7 @@ def _tap(blur, with_training_outputs):
     """Functional view of ``blur``'s layers: image -> {head, logit[, B's outputs]}."""
     outputs = {"head": blur.get_layer(HEAD_FEATURE).output, "logit": blur.get_layer(LOGIT).output}
     if with_training_outputs:
-        outputs.update({k: blur.get_layer(k).output for k in OUTPUT_NAMES})
+        outputs.update({k: blur.get_layer(k).output for k in output_names(blur.step_head)})
     return keras.Model(blur.input, outputs, name=TAP_NAME)
 
 
@@ -102,17 +102,19 @@ class TwoScaleBlurEstimator(WidthConfigMixin, keras.Model):
 
     Same interface as ``BlurEstimator``: input ``image`` (N,H,W,3) RGB in [0,1], H, W multiples
     of 16; outputs ``defocus`` (N,H,W,1) sigma/7 in [0,1] (fused), and B's full-scale ``aux_*``
-    and ``feature`` for training. width, norm, cues: B's (``BlurEstimator``).
+    and ``feature`` (and ``step_bounds``) for training. width, norm, cues, step_head: B's
+    (``BlurEstimator``).
     """
 
-    ARCH_ARGS = ("width", "norm", "scales", "cues")
+    ARCH_ARGS = ("width", "norm", "scales", "cues", "step_head")
 
-    def __init__(self, width=1.0, norm="batch", scales=2, cues=False,
+    def __init__(self, width=1.0, norm="batch", scales=2, cues=False, step_head=False,
                  name="two_scale_blur_estimator", **kwargs):
-        width, scales, cues = float(width), int(scales), bool(cues)
+        width, scales, cues, step_head = float(width), int(scales), bool(cues), bool(step_head)
         if scales not in (2, 3):
             raise ValueError(f"scales must be 2 or 3, got {scales}")
-        blur = BlurEstimator(width=width, norm=norm, cues=cues, name="blur_estimator_one_scale")
+        blur = BlurEstimator(width=width, norm=norm, cues=cues, step_head=step_head,
+                             name="blur_estimator_one_scale")
         tap = _tap(blur, with_training_outputs=True)
         image = keras.Input(shape=(None, None, 3), name="image")
         full = tap(image)
@@ -124,11 +126,12 @@ class TwoScaleBlurEstimator(WidthConfigMixin, keras.Model):
             return made[n]
 
         outputs = {k: keras.layers.Activation("linear", dtype="float32", name=k)(full[k])
-                   for k in OUTPUT_NAMES if k != "defocus"}
+                   for k in output_names(step_head) if k != "defocus"}
         outputs["defocus"] = _fused_defocus(image, full, tap, layer, width, scales)
-        outputs = {k: outputs[k] for k in OUTPUT_NAMES}
+        outputs = {k: outputs[k] for k in output_names(step_head)}
         super().__init__(inputs=image, outputs=outputs, name=name, **kwargs)
         self.width, self.norm, self.scales, self.cues = width, norm, scales, cues
+        self.step_head = step_head
 
     def inference_model(self, fill_smooth=False):
         """Plain functional model ``blur_estimator``: image (N,H,W,3) -> defocus (N,H,W,1),

@@ -207,6 +207,12 @@ class LossConfig(Section):
         "they are: mostly a blurred surface beside an occluding edge, whose reading the fill "
         "carries into the smooth regions around it (not in the paper; "
         "docs/training/default_model/status.md item 63). 1 = every pixel alike.", low=0)
+    step_bounds_weight: float = setting(
+        LossWeights.step_bounds, "Weight of an auxiliary target for occlusion boundaries (not in "
+        "the paper): B gets a head (step_head) that outputs, per pixel, the sharpest sigma within "
+        "its disc radius and the most blurred sigma whose disc reaches it "
+        "(losses.depth_step_bounds), trained with the phase's pixel loss; training only, the "
+        "saved model does not compute it. 0 = no head.", low=0)
 
     def check(self):
         if self.pixel_loss_step > 0 and self.pixel_loss == "mse":
@@ -225,7 +231,8 @@ class LossConfig(Section):
                            adversarial=self.adversarial_weight, smooth=self.smooth_weight,
                            pixel_loss=self.pixel_loss,
                            depth_step_tolerance=self.depth_step_tolerance,
-                           hidden_side=self.hidden_side_weight)
+                           hidden_side=self.hidden_side_weight,
+                           step_bounds=self.step_bounds_weight)
 
 
 @dataclasses.dataclass(frozen=True)

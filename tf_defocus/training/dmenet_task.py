@@ -89,10 +89,13 @@ def build_trainer(cfg, seed=None):
         keras.utils.set_random_seed(int(seed))
     m = cfg.model
     variant = m.variant_spec
+    step_head = cfg.losses.step_bounds_weight > 0
     if m.scales > 1:
-        blur = TwoScaleBlurEstimator(width=m.width, norm=m.norm, scales=m.scales, cues=m.cues)
+        blur = TwoScaleBlurEstimator(width=m.width, norm=m.norm, scales=m.scales, cues=m.cues,
+                                     step_head=step_head)
     else:
-        blur = BlurEstimator(width=m.width, norm=m.norm, cues=m.cues, vgg_weights=m.vgg_weights)
+        blur = BlurEstimator(width=m.width, norm=m.norm, cues=m.cues, vgg_weights=m.vgg_weights,
+                             step_head=step_head)
     if m.init_checkpoint:
         init_blur_estimator(blur, m.init_checkpoint)
     disc = DomainDiscriminator(width=m.width) if variant.discriminator else None
@@ -118,7 +121,8 @@ def init_blur_estimator(blur, run_dir, log=print):
     """Copy B's weights (every layer, auxiliary heads included) from the latest checkpoint of
     the training run ``run_dir`` (its model_dir or its checkpoints/ folder) into ``blur`` (a
     ``BlurEstimator`` of the same width and norm, or a ``TwoScaleBlurEstimator``; the run's B
-    may be one- or two-scale)."""
+    may be one- or two-scale). A depth-step head (``step_head``) missing from the run's B
+    keeps its initial weights."""
     path = (tf.train.latest_checkpoint(str(Path(run_dir) / CHECKPOINT_SUBDIR))
             or tf.train.latest_checkpoint(str(run_dir)))
     if path is None:

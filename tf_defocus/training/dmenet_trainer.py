@@ -33,6 +33,7 @@ import keras
 import tensorflow as tf
 
 from tf_defocus.model_kinds import DEFAULT_MASK_THRESHOLD_PX
+from tf_defocus.models.blur_estimator import STEP_BOUNDS
 from tf_defocus.training import losses
 from tf_defocus.units import SIGMA_MAX_PX
 
@@ -73,6 +74,9 @@ class LossWeights:
     # surface's edge within their disc makes look sharper than they are
     # (losses.hidden_side_weights); 1 = every pixel alike.
     hidden_side: float = 1.0
+    # Not the authors': weight of the depth-step head's pixel loss (B's ``step_bounds`` output
+    # against losses.depth_step_bounds); 0 = no such term (B needs ``step_head`` otherwise).
+    step_bounds: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,6 +178,10 @@ class DMENetTrainer(keras.Model):
         if self.use_aux:
             kinds = {weights.pixel_loss, "mse"} if self.pixel_loss_step > 0 else {weights.pixel_loss}
             names += sorted(f"aux_{k}" for k in kinds)
+        if weights.step_bounds > 0:
+            if not getattr(blur_estimator, "step_head", False):
+                raise ValueError("a step_bounds loss weight needs a B built with step_head=True")
+            names.append(STEP_BOUNDS)
         if content is not None:
             names.append("content")
         if calibrator is not None:
@@ -359,6 +367,13 @@ class DMENetTrainer(keras.Model):
         lo, hi = losses.depth_step_bounds(tf.cast(syn["sigma_norm"], tf.float32) * SIGMA_MAX_PX)
         return lo / SIGMA_MAX_PX, hi / SIGMA_MAX_PX
 
+    def _step_bounds_loss(self, step_bounds, syn, weights):
+        """Pixel loss (the phase's) of B's ``step_bounds`` (N,H,W,2) against the (lo, hi)
+        sigma/7 of ``losses.depth_step_bounds`` of the true sigma -> (N,)."""
+        lo, hi = losses.depth_step_bounds(tf.cast(syn["sigma_norm"], tf.float32) * SIGMA_MAX_PX)
+        target = tf.concat([lo, hi], axis=-1) / SIGMA_MAX_PX
+        return losses.pixel_loss_per_example(step_bounds, target, weights, self.pixel_loss)
+
     def _map_losses(self, defocus, syn, weights, bounds=None):
         """(weighted MSE to the true sigma, weighted training pixel loss) of B's map on a
         synthetic batch, each (N,); the same tensor when the pixel loss is the MSE to the true
@@ -420,6 +435,10 @@ class DMENetTrainer(keras.Model):
                                              self.pixel_loss, bounds)
                 total += w.aux * losses.replica_mean(aux)
                 self._track(f"aux_{self.pixel_loss}", aux)
+            if w.step_bounds > 0:
+                step = self._step_bounds_loss(out_s[STEP_BOUNDS], syn, pixel_weights)
+                total += w.step_bounds * losses.replica_mean(step)
+                self._track(STEP_BOUNDS, step)
             if self.content is not None:
                 content = losses.content_per_example(self.content, out_s["defocus"],
                                                      syn["sigma_norm"])
