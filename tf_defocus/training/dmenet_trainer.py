@@ -360,19 +360,14 @@ class DMENetTrainer(keras.Model):
         return parts[0] if len(parts) == 1 else parts[0] * parts[1]
 
     def _step_bounds(self, syn):
-        """(lo, hi) sigma/7 (N,H,W,1) the pixel terms accept near depth steps, or None when
-        they train to the true sigma (``LossWeights.depth_step_tolerance``)."""
-        if not self.weights_cfg.depth_step_tolerance:
+        """(lo, hi) sigma/7 (N,H,W,1) of ``losses.depth_step_bounds`` of the true sigma: what
+        the pixel terms accept near depth steps (``LossWeights.depth_step_tolerance``) and the
+        depth-step head's target (``LossWeights.step_bounds``); None when neither uses them."""
+        w = self.weights_cfg
+        if not (w.depth_step_tolerance or w.step_bounds > 0):
             return None
         lo, hi = losses.depth_step_bounds(tf.cast(syn["sigma_norm"], tf.float32) * SIGMA_MAX_PX)
         return lo / SIGMA_MAX_PX, hi / SIGMA_MAX_PX
-
-    def _step_bounds_loss(self, step_bounds, syn, weights):
-        """Pixel loss (the phase's) of B's ``step_bounds`` (N,H,W,2) against the (lo, hi)
-        sigma/7 of ``losses.depth_step_bounds`` of the true sigma -> (N,)."""
-        lo, hi = losses.depth_step_bounds(tf.cast(syn["sigma_norm"], tf.float32) * SIGMA_MAX_PX)
-        target = tf.concat([lo, hi], axis=-1) / SIGMA_MAX_PX
-        return losses.pixel_loss_per_example(step_bounds, target, weights, self.pixel_loss)
 
     def _map_losses(self, defocus, syn, weights, bounds=None):
         """(weighted MSE to the true sigma, weighted training pixel loss) of B's map on a
@@ -390,8 +385,8 @@ class DMENetTrainer(keras.Model):
         b_vars = list(self.blur_estimator.trainable_variables)
         with tf.GradientTape() as tape:
             out = self.blur_estimator(syn["image"], training=True)
-            mse, pixel = self._map_losses(out["defocus"], syn, self._pixel_weights(syn),
-                                          self._step_bounds(syn))
+            bounds = self._step_bounds(syn) if self.weights_cfg.depth_step_tolerance else None
+            mse, pixel = self._map_losses(out["defocus"], syn, self._pixel_weights(syn), bounds)
             loss = losses.replica_mean(pixel)
             scaled = self.b_optimizer.scale_loss(loss)
         self._apply(self.b_optimizer, tape, scaled, b_vars)
@@ -426,7 +421,8 @@ class DMENetTrainer(keras.Model):
                     self._discriminator_step(out_s["feature"], out_m["feature"],
                                              out_u["feature"])
 
-            pixel_weights, bounds = self._pixel_weights(syn), self._step_bounds(syn)
+            pixel_weights, step_bounds = self._pixel_weights(syn), self._step_bounds(syn)
+            bounds = step_bounds if w.depth_step_tolerance else None
             mse, pixel = self._map_losses(out_s["defocus"], syn, pixel_weights, bounds)
             total = losses.replica_mean(pixel)
             self._track("mse", mse)
@@ -436,7 +432,9 @@ class DMENetTrainer(keras.Model):
                 total += w.aux * losses.replica_mean(aux)
                 self._track(f"aux_{self.pixel_loss}", aux)
             if w.step_bounds > 0:
-                step = self._step_bounds_loss(out_s[STEP_BOUNDS], syn, pixel_weights)
+                step = losses.pixel_loss_per_example(out_s[STEP_BOUNDS],
+                                                     tf.concat(step_bounds, axis=-1),
+                                                     pixel_weights, self.pixel_loss)
                 total += w.step_bounds * losses.replica_mean(step)
                 self._track(STEP_BOUNDS, step)
             if self.content is not None:
