@@ -182,6 +182,33 @@ def test_filled_map_leans_to_the_blurred_side_and_skips_unweighted_readings():
     assert plain[:, 40:48].min() > 3.0 and skip[:, :48].max() < 1.05
 
 
+def test_domain_transform_smooths_within_a_colour_region_and_not_across_its_edge():
+    import visible_error
+    values = np.where(np.arange(64) < 32, 1.0, 0.0)[None, :, None].repeat(16, 0)
+    flat = np.full((16, 64, 3), 0.5)
+    step = flat.copy()
+    step[:, 32:] = 0.9                                   # a colour edge where the values step
+    mixed = visible_error.domain_transform(values, flat, sigma_s=20, sigma_r=0.1)[..., 0]
+    kept = visible_error.domain_transform(values, step, sigma_s=20, sigma_r=0.1)[..., 0]
+    assert 0.3 < mixed[:, 31].mean() < 0.7 and 0.3 < mixed[:, 32].mean() < 0.7
+    assert kept[:, :32].min() > 0.95 and kept[:, 32:].max() < 0.05
+    np.testing.assert_allclose(mixed.mean(), 0.5, atol=0.02)   # a normalised smoothing
+
+
+def test_guided_fill_keeps_visible_readings_and_fills_within_their_range():
+    import visible_error
+    rng = np.random.default_rng(0)
+    image = np.full((32, 64, 3), 0.5, np.float32)
+    image[:, :16] = rng.random((32, 16, 3))              # textured left: read 1 px
+    image[:, 48:] = rng.random((32, 16, 3))              # textured right: read 5 px
+    sigma = np.where(np.arange(64) < 32, 1.0, 5.0)[None].repeat(32, 0).astype(np.float32)
+    filled = visible_error.guided_fill(sigma, image, sigma_s=50, sigma_r=0.5)
+    np.testing.assert_allclose(filled[:, :12], 1.0, atol=1e-4)
+    np.testing.assert_allclose(filled[:, 52:], 5.0, atol=1e-4)
+    assert filled.min() >= 1.0 - 1e-4 and filled.max() <= 5.0 + 1e-4
+    assert filled[:, 20:28].mean() < filled[:, 36:44].mean()   # each side nearer its own
+
+
 def test_regions_split_equal_sigma_by_connectivity_and_take_their_medians():
     import visible_error
     sigma = np.zeros((6, 9), np.float32)
