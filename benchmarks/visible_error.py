@@ -36,10 +36,10 @@ compares the raw readings of textured pixels on either side of a depth step (``h
 sharper edge within their disc makes them look sharper) with those away from steps, per band
 of true sigma (``side_table``); ``--model=constant`` is the mean true sigma of the set
 everywhere (issue 11's reference: a constant scored MAE 0.20 on its real scenes).
-``--guided_fill=S,R;...`` also scores an edge-aware fill in place of pull-push (rows
-g<S>/<R>; ``guided_fill``): a normalized convolution of the confidence-weighted readings with
-the domain-transform recursive filter (Gastal & Oliveira, SIGGRAPH 2011) guided by the image
-(spatial sigma S px, range sigma R in [0, 1] colour units), so a smooth region takes its value
+``--guided_fill=S,R[,K];...`` also scores ``propagation.guided_fill`` in place of pull-push
+(rows g<S>/<R>[/x<K>]): the confidence-weighted readings spread by the domain transform
+(Gastal & Oliveira, SIGGRAPH 2011) guided by the image, spatial sigma S px, range sigma R,
+on a grid K times coarser (default 1: full resolution), so a smooth region takes its value
 from visible pixels of its own colour rather than from the nearest edge of another surface.
 
     python benchmarks/visible_error.py --model=v4=runs/snap/v4_step2000.keras --model=oracle --calibration
@@ -113,44 +113,11 @@ def filled_map(sigma, image, weight=None, lean=0.0):
     return (propagation.pull_push(e * v, conf) / propagation.pull_push(e, conf)).numpy()[0, ..., 0]
 
 
-def _recursive_filter_rows(values, feedback):
-    """In place: the domain transform's recursive filter along axis 1, left to right then back.
-    values (H, W, K) float64, feedback (H, W) in [0, 1] (a^d of the step into each pixel)."""
-    for x in range(1, values.shape[1]):
-        values[:, x] += feedback[:, x, None] * (values[:, x - 1] - values[:, x])
-    for x in range(values.shape[1] - 2, -1, -1):
-        values[:, x] += feedback[:, x + 1, None] * (values[:, x + 1] - values[:, x])
-
-
-def domain_transform(values, guide, sigma_s, sigma_r, iterations=3):
-    """(H, W, K) ``values`` smoothed by the recursive-filter domain transform guided by ``guide``
-    (H, W, 3) [0, 1] (Gastal & Oliveira, SIGGRAPH 2011, eqs. 11 and 14): spatial sigma
-    ``sigma_s`` [px], range sigma ``sigma_r`` [guide units], alternating row and column passes."""
-    step_x = 1.0 + sigma_s / sigma_r * np.abs(np.diff(guide, axis=1)).sum(-1)
-    step_y = 1.0 + sigma_s / sigma_r * np.abs(np.diff(guide, axis=0)).sum(-1)
-    step_x = np.pad(step_x, ((0, 0), (1, 0)))
-    step_y = np.pad(step_y, ((1, 0), (0, 0))).T
-    out = np.array(values, np.float64)
-    for i in range(iterations):
-        sigma_i = sigma_s * np.sqrt(3.0) * 2.0 ** (iterations - i - 1) / np.sqrt(4.0 ** iterations - 1)
-        a = np.exp(-np.sqrt(2.0) / sigma_i)
-        _recursive_filter_rows(out, a ** step_x)
-        cols = np.ascontiguousarray(out.transpose(1, 0, 2))
-        _recursive_filter_rows(cols, a ** step_y)
-        out = cols.transpose(1, 0, 2)
-    return out
-
-
-def guided_fill(sigma, image, sigma_s, sigma_r):
-    """(H, W) sigma [px] of ``image`` (H, W, 3) filled like ``filled_map`` but edge-aware: each
-    pixel keeps its fill confidence c of its own reading and takes 1 - c from the
-    ``domain_transform`` of (c * sigma, c), normalised (pull-push where that weight is ~0)."""
+def guided_fill(sigma, image, spatial_sigma, range_sigma, scale=1):
+    """(H, W) sigma [px] of ``image`` (H, W, 3) after ``propagation.guided_fill``."""
     from tf_defocus import propagation
-    c = propagation.visibility_confidence(image[None]).numpy()[0, ..., 0].astype(np.float64)
-    num, den = np.moveaxis(domain_transform(np.stack([c * sigma, c], -1), image,
-                                            sigma_s, sigma_r), -1, 0)
-    spread = np.where(den > 1e-3, num / np.maximum(den, 1e-12), filled_map(sigma, image))
-    return (c * sigma + (1.0 - c) * spread).astype(np.float32)
+    return propagation.guided_fill(np.asarray(sigma, np.float32)[None, ..., None], image[None],
+                                   spatial_sigma, range_sigma, int(scale)).numpy()[0, ..., 0]
 
 
 def scores(data, maps):
@@ -481,8 +448,10 @@ def main(args):
                                    for m, image, _ in data}))
         leaning = [(f"l{lean:g}", {m["id"]: filled_map(raw[m["id"]], image, lean=lean)
                                    for m, image, _ in data}) for lean in args.lean_fill]
-        guided = [(f"g{s:g}/{r:g}", {m["id"]: guided_fill(raw[m["id"]], image, s, r)
-                                     for m, image, _ in data}) for s, r in args.guided_fill]
+        guided = [("g" + "/".join(f"{v:g}" for v in spec[:2])
+                   + (f"/x{spec[2]:g}" if spec[2:] and spec[2] != 1 else ""),
+                   {m["id"]: guided_fill(raw[m["id"]], image, *spec) for m, image, _ in data})
+                  for spec in args.guided_fill]
         for kind, maps in kinds + leaning + guided:
             s = scores(data, maps)
             print(f"{name:>19} {kind:>5} {s[0]:9.3f} {s[1]:6.3f} {s[2]:7.4f} {s[3]:11.4f} "
@@ -560,8 +529,8 @@ def parse(argv):
                         "exp(beta * sigma px), leaning to the blurred side (rows l<beta>)")
     p.add_argument("--guided_fill", default=[],
                    type=lambda v: [tuple(float(x) for x in sr.split(",")) for sr in v.split(";")],
-                   help="'S,R;S,R...': also score edge-aware fills, spatial sigma S px and range "
-                        "sigma R (rows g<S>/<R>)")
+                   help="'S,R[,K];...': also score propagation.guided_fill, spatial sigma S px, "
+                        "range sigma R, on a grid K (default 1) times coarser (rows g<S>/<R>[/x<K>])")
     p.add_argument("--calibration", action="store_true")
     p.add_argument("--contrast", action="store_true",
                    help="raw MAE per band of local contrast and true sigma")

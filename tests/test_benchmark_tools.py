@@ -182,19 +182,6 @@ def test_filled_map_leans_to_the_blurred_side_and_skips_unweighted_readings():
     assert plain[:, 40:48].min() > 3.0 and skip[:, :48].max() < 1.05
 
 
-def test_domain_transform_smooths_within_a_colour_region_and_not_across_its_edge():
-    import visible_error
-    values = np.where(np.arange(64) < 32, 1.0, 0.0)[None, :, None].repeat(16, 0)
-    flat = np.full((16, 64, 3), 0.5)
-    step = flat.copy()
-    step[:, 32:] = 0.9                                   # a colour edge where the values step
-    mixed = visible_error.domain_transform(values, flat, sigma_s=20, sigma_r=0.1)[..., 0]
-    kept = visible_error.domain_transform(values, step, sigma_s=20, sigma_r=0.1)[..., 0]
-    assert 0.3 < mixed[:, 31].mean() < 0.7 and 0.3 < mixed[:, 32].mean() < 0.7
-    assert kept[:, :32].min() > 0.95 and kept[:, 32:].max() < 0.05
-    np.testing.assert_allclose(mixed.mean(), 0.5, atol=0.02)   # a normalised smoothing
-
-
 def test_guided_fill_keeps_visible_readings_and_fills_within_their_range():
     import visible_error
     rng = np.random.default_rng(0)
@@ -202,7 +189,7 @@ def test_guided_fill_keeps_visible_readings_and_fills_within_their_range():
     image[:, :16] = rng.random((32, 16, 3))              # textured left: read 1 px
     image[:, 48:] = rng.random((32, 16, 3))              # textured right: read 5 px
     sigma = np.where(np.arange(64) < 32, 1.0, 5.0)[None].repeat(32, 0).astype(np.float32)
-    filled = visible_error.guided_fill(sigma, image, sigma_s=50, sigma_r=0.5)
+    filled = visible_error.guided_fill(sigma, image, 50.0, 0.5, scale=2)
     np.testing.assert_allclose(filled[:, :12], 1.0, atol=1e-4)
     np.testing.assert_allclose(filled[:, 52:], 5.0, atol=1e-4)
     assert filled.min() >= 1.0 - 1e-4 and filled.max() <= 5.0 + 1e-4
@@ -281,6 +268,14 @@ def test_box_filter_benchmark_compares_equal_results(capsys):
     row = capsys.readouterr().out.strip().splitlines()[-1].split()
     assert row[0] == "2x24x40" and row[4].endswith("x") and row[5].endswith("x")
     assert float(row[6]) < 0.01   # levels of 255: the three implementations agree
+
+
+def test_fill_speed_benchmark_times_every_fill_against_pull_push(capsys):
+    import fill_speed
+    fill_speed.compare("40x72", "1,4", repeats=1)
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
+    assert [" ".join(r[1:-3]) for r in rows] == ["pull-push", "guided x1", "guided x4"]
+    assert rows[0][-2] == "1.0x" and all(float(r[-1]) > 0 for r in rows)
 
 
 def test_benchmark_headers_name_the_cpu():

@@ -224,6 +224,19 @@ def test_fill_smooth_inference_model_round_trip(tiny_b, tmp_path):
                                atol=1e-6)
 
 
+def test_guided_fill_inference_model_round_trip(tiny_b, tmp_path):
+    """fill_method="guided" is kept by the saved model and computes ``propagation.guided_fill``."""
+    inf = tiny_b.inference_model(fill_smooth=True, fill_method="guided")
+    x = _images(1, 32, 48, seed=2)
+    x[:, :, :24] = 0.5
+    model_checks.assert_keras_round_trip(inf, x, tmp_path / "blur_estimator.keras")
+    assert keras.saving.load_model(tmp_path / "blur_estimator.keras").layers[-1].method == "guided"
+    plain = tiny_b.inference_model()(x)
+    np.testing.assert_allclose(inf(x).numpy(), propagation.guided_fill(plain, x).numpy(), atol=1e-6)
+    with pytest.raises(ValueError, match="fill method"):
+        tiny_b.inference_model(fill_smooth=True, fill_method="median")
+
+
 def test_inference_model_loads_in_fresh_process(tiny_b, tmp_path):
     """``blur_estimator.keras`` loads with keras.saving.load_model after ``import tf_defocus``."""
     path = tmp_path / "blur_estimator.keras"
@@ -308,11 +321,13 @@ def _assert_converts_to_tflite_builtins(inf, tmp_path):
         np.testing.assert_allclose(got, inf(x).numpy(), atol=1e-3)
 
 
-@pytest.mark.parametrize("fill_smooth", [False, True])
-def test_inference_model_converts_to_tflite_builtins(tiny_b, tmp_path, fill_smooth):
+@pytest.mark.parametrize("fill_smooth,fill_method", [(False, "pull_push"), (True, "pull_push"),
+                                                     (True, "guided")])
+def test_inference_model_converts_to_tflite_builtins(tiny_b, tmp_path, fill_smooth, fill_method):
     """Dynamic-size export lowers to TFLite builtins only (needs static channels after concat;
-    FillSmooth's pyramid resizes to dynamic sizes)."""
-    _assert_converts_to_tflite_builtins(tiny_b.inference_model(fill_smooth=fill_smooth), tmp_path)
+    FillSmooth's pyramid resizes to dynamic sizes, the guided fill scans by shifted slices)."""
+    _assert_converts_to_tflite_builtins(
+        tiny_b.inference_model(fill_smooth=fill_smooth, fill_method=fill_method), tmp_path)
 
 
 def test_blur_cue_model_converts_to_tflite_builtins(tmp_path):

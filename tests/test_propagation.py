@@ -61,3 +61,52 @@ def test_pull_push_any_size_and_identity_at_full_confidence(shape):
 @pytest.mark.parametrize("channels,groups", [(16, 4), (128, 32), (96, 24), (8, 2), (3, 1), (1, 1)])
 def test_group_count(channels, groups):
     assert group_count(channels) == groups
+
+
+def _recursive_filter_reference(values, guide, spatial_sigma, range_sigma, iterations=3):
+    """Gastal & Oliveira's recursive filter written as the sequential loops of their paper."""
+    out = values.astype(np.float64).copy()
+    for i in range(iterations):
+        sigma_i = spatial_sigma * np.sqrt(3) * 2 ** (iterations - i - 1) / np.sqrt(4 ** iterations - 1)
+        a = np.exp(-np.sqrt(2) / sigma_i)
+        for arr, g in ((out, guide), (out.transpose(1, 0, 2), guide.transpose(1, 0, 2))):
+            d = 1 + spatial_sigma / range_sigma * np.abs(np.diff(g, axis=1)).sum(-1)
+            for x in range(1, arr.shape[1]):
+                arr[:, x] += a ** d[:, x - 1, None] * (arr[:, x - 1] - arr[:, x])
+            for x in range(arr.shape[1] - 2, -1, -1):
+                arr[:, x] += a ** d[:, x, None] * (arr[:, x + 1] - arr[:, x])
+    return out
+
+
+@pytest.mark.parametrize("shape,spatial_sigma,range_sigma",
+                         [((9, 13), 3.0, 0.3), ((20, 7), 40.0, 0.1), ((16, 16), 8.0, 5.0)])
+def test_domain_transform_is_the_sequential_recursive_filter(shape, spatial_sigma, range_sigma):
+    rng = np.random.default_rng(2)
+    guide = rng.uniform(size=shape + (3,))
+    guide[:, shape[1] // 2:] += 0.5                     # a colour edge
+    values = rng.uniform(size=shape + (2,))
+    want = _recursive_filter_reference(values, guide, spatial_sigma, range_sigma)
+    got = propagation.domain_transform(values[None], guide[None], spatial_sigma, range_sigma)
+    np.testing.assert_allclose(got.numpy()[0], want, atol=1e-5)
+
+
+@pytest.mark.parametrize("scale", [1, propagation.GUIDED_SCALE])
+def test_guided_fill_keeps_a_smooth_region_to_the_readings_of_its_own_colour(scale):
+    """Two smooth regions of one grey but different colours meet at column 128, so the
+    confidence sees no edge there; each has a textured strip at its far end (read 6 px on the
+    left, 0 px on the right). Pull-push blends the two toward the middle; the guided fill keeps
+    each region to its own strip's reading."""
+    rng = np.random.default_rng(0)
+    image = np.zeros((64, 256, 3), np.float32)
+    image[:, :128] = (0.6, 0.2, 0.6)
+    image[:, 128:] = (0.2, 0.4814, 0.2)                   # the same BT.601 grey, 0.365
+    for cols in (slice(0, 16), slice(240, 256)):
+        image[:, cols] += np.kron(rng.uniform(-0.1, 0.1, (16, 4, 1)), np.ones((4, 4, 3)))
+    sigma = np.where(np.arange(256) < 128, 6.0, 0.0)[None].repeat(64, 0)[None, ..., None]
+    pulled = propagation.fill_smooth(sigma, image[None]).numpy()[0, ..., 0]
+    guided = propagation.guided_fill(sigma, image[None], scale=scale).numpy()[0, ..., 0]
+    assert pulled[:, 100:124].mean() < 4.5 and pulled[:, 132:156].mean() > 2.0
+    assert guided[:, 100:124].min() > 5.9 and guided[:, 132:156].max() < 0.1
+    visible = propagation.visibility_confidence(image[None]).numpy()[0, ..., 0] == 1.0
+    assert visible[:, :16].mean() > 0.5 and visible[:, 240:].mean() > 0.5
+    np.testing.assert_allclose(guided[visible], sigma[0, ..., 0][visible], atol=1e-4)

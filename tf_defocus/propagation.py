@@ -34,6 +34,18 @@ the pixels ``--smooth_weight`` trains less), 1 at or above the second."""
 CONFIDENCE_FLOOR = 1e-6
 """Least confidence of any pixel. Pull-push adds confidences up the pyramid, so this must stay
 far below 1 / (pixels of a smooth region): 1e-3 gave a 32 x 32 px smooth patch its own guess."""
+GUIDED_SPATIAL_SIGMA_PX = 300.0
+GUIDED_RANGE_SIGMA = 0.3
+"""``guided_fill``'s domain-transform sigmas (px; sum of absolute RGB differences in [0, 1]):
+the best of those tried on validation set v2 (benchmarks/visible_error.py --guided_fill,
+docs/training/default_model/guided_fill.txt)."""
+GUIDED_SCALE = 4
+"""``guided_fill`` transforms a grid this many times coarser: 1/16 of the pixels and two fewer
+scan doublings (at 768 x 1024, full resolution took 31x pull-push's time and this grid 5x,
+``python benchmarks/fill_speed.py``), and on validation set v2 it scored as well as full
+resolution (``docs/training/default_model/status.md`` item 67)."""
+GUIDED_MIN_WEIGHT = 1e-3
+"""Least normalising weight of ``guided_fill``'s spread; below it the pixel takes pull-push."""
 PYRAMID_LEVELS = 12
 """Pull-push levels: 2^12 = 4096 px, so one visible pixel reaches across any image we tile."""
 
@@ -119,7 +131,89 @@ def pull_push(values, confidence, levels=PYRAMID_LEVELS):
     return filled
 
 
-def fill_smooth(sigma, image):
+def linear_recurrence(feedback, values, steps):
+    """y[n] = feedback[n] * y[n-1] + values[n] along axis 2 of (N,H,W,C) tensors (y[-1] = 0),
+    by a Hillis-Steele scan of ``steps`` doublings: exact within 2^steps px, parallel (shifted
+    slices, no loop ops, so it exports to TFLite builtins at any size)."""
+    a, b = feedback, values
+    w = tf.shape(b)[2]
+    for k in (2 ** i for i in range(steps)):
+        b = b + a * tf.pad(b, [[0, 0], [0, 0], [k, 0], [0, 0]])[:, :, :w]
+        a = a * tf.pad(a, [[0, 0], [0, 0], [k, 0], [0, 0]], constant_values=1.0)[:, :, :w]
+    return b
+
+
+def _recursive_filter_rows(values, feedback, steps):
+    """The domain transform's recursive filter along W, left to right then right to left:
+    ``values`` (N,H,W,C), ``feedback`` (N,H,W,1) = a^d of the step into each pixel from its left
+    neighbour (column 0 unused)."""
+    into = tf.concat([tf.zeros_like(feedback[:, :, :1]), feedback[:, :, 1:]], 2)
+    x = linear_recurrence(into, (1.0 - into) * values, steps)
+    # Right to left the step into pixel n comes from n + 1: feedback[n + 1], reversed.
+    back = tf.reverse(tf.concat([feedback[:, :, 1:], tf.zeros_like(feedback[:, :, :1])], 2), [2])
+    x = linear_recurrence(back, (1.0 - back) * tf.reverse(x, [2]), steps)
+    return tf.reverse(x, [2])
+
+
+def domain_transform(values, guide, spatial_sigma, range_sigma, iterations=3):
+    """Edge-aware smoothing: (N,H,W,C) ``values`` by the recursive-filter domain transform
+    (Gastal & Oliveira, SIGGRAPH 2011, eqs. 11 and 14) guided by ``guide`` (N,H,W,3) [0, 1]:
+    spatial sigma [px], range sigma [guide units: the sum of absolute channel differences],
+    row and column passes alternating ``iterations`` times."""
+    values = tf.cast(values, tf.float32)
+    guide = tf.cast(guide, tf.float32)
+    ratio = spatial_sigma / range_sigma
+    step_x = 1.0 + ratio * tf.reduce_sum(tf.abs(guide[:, :, 1:] - guide[:, :, :-1]), -1, keepdims=True)
+    step_y = 1.0 + ratio * tf.reduce_sum(tf.abs(guide[:, 1:] - guide[:, :-1]), -1, keepdims=True)
+    step_x = tf.pad(step_x, [[0, 0], [0, 0], [1, 0], [0, 0]])
+    step_y = tf.transpose(tf.pad(step_y, [[0, 0], [1, 0], [0, 0], [0, 0]]), [0, 2, 1, 3])
+    out = values
+    for i in range(iterations):
+        sigma_i = spatial_sigma * math.sqrt(3.0) * 2.0 ** (iterations - i - 1) / math.sqrt(4.0 ** iterations - 1)
+        log_a = -math.sqrt(2.0) / sigma_i
+        # Farther than 12 sigma_i a pixel's weight is below e^-17: the scan need not reach it.
+        steps = max(1, math.ceil(math.log2(12.0 * sigma_i)))
+        out = _recursive_filter_rows(out, tf.exp(log_a * step_x), steps)
+        out = tf.transpose(_recursive_filter_rows(tf.transpose(out, [0, 2, 1, 3]),
+                                                  tf.exp(log_a * step_y), steps), [0, 2, 1, 3])
+    return out
+
+
+def guided_fill(sigma, image, spatial_sigma=GUIDED_SPATIAL_SIGMA_PX,
+                range_sigma=GUIDED_RANGE_SIGMA, scale=GUIDED_SCALE):
+    """``fill_smooth`` made edge-aware: each pixel keeps its confidence c of its own value and
+    takes 1 - c from the ``domain_transform`` of (c * sigma, c) normalised, so a smooth region
+    takes the sigma of visible pixels of its own colour rather than the nearest edge of another
+    surface; pull-push where that normalising weight is below ``GUIDED_MIN_WEIGHT``. The
+    transform runs on a grid ``scale`` times coarser (2x2-mean pooled, bilinear back).
+    (N,H,W,1) sigma (any units), (N,H,W,3) RGB [0, 1] -> (N,H,W,1)."""
+    sigma = tf.cast(sigma, tf.float32)
+    image = tf.cast(image, tf.float32)
+    c = visibility_confidence(image)
+    weighted = tf.concat([c * sigma, c], -1)
+    if scale > 1:
+        weighted = tf.nn.avg_pool2d(weighted, scale, scale, "SAME")
+        guide = tf.nn.avg_pool2d(image, scale, scale, "SAME")
+        num_den = domain_transform(weighted, guide, spatial_sigma / scale, range_sigma)
+        num_den = tf.image.resize(num_den, tf.shape(sigma)[1:3], method="bilinear")
+    else:
+        num_den = domain_transform(weighted, image, spatial_sigma, range_sigma)
+    num, den = num_den[..., :1], num_den[..., 1:]
+    spread = tf.where(den > GUIDED_MIN_WEIGHT, num / tf.maximum(den, GUIDED_MIN_WEIGHT),
+                      pull_push(sigma, c))
+    return c * sigma + (1.0 - c) * spread
+
+
+FILL_METHODS = ("pull_push", "guided")
+"""``fill_smooth`` methods: ``pull_push`` (the shipped models' fill) or ``guided_fill``."""
+
+
+def fill_smooth(sigma, image, method="pull_push"):
     """(N,H,W,1) sigma (any units) and its (N,H,W,3) RGB [0, 1] image -> (N,H,W,1) sigma with
-    smooth surfaces filled in from the visible pixels around them."""
+    smooth surfaces filled in from the visible pixels around them, by ``method`` (one of
+    ``FILL_METHODS``)."""
+    if method == "guided":
+        return guided_fill(sigma, image)
+    if method != "pull_push":
+        raise ValueError(f"fill method {method!r}; expected one of {FILL_METHODS}")
     return pull_push(sigma, visibility_confidence(image))

@@ -135,15 +135,16 @@ class BlurEstimator(WidthConfigMixin, keras.Model):
         if vgg_weights is not None:
             load_vgg19_imagenet(self, vgg_weights, width=width)
 
-    def inference_model(self, fill_smooth=False):
+    def inference_model(self, fill_smooth=False, fill_method="pull_push"):
         """Plain functional model ``blur_estimator``: image (N,H,W,3) -> defocus (N,H,W,1),
         sharing this model's layers and weights (what ``blur_estimator.keras`` holds). A float32
         copy of a mixed-precision model: ``training.dmenet_task.float32_inference_model``.
         fill_smooth: end with ``layers.FillSmooth`` (smooth surfaces take the sigma of the
-        visible pixels around them; for models trained with ``--smooth_weight`` < 1).
+        visible pixels around them; for models trained with ``--smooth_weight`` < 1);
+        fill_method: its method (``propagation.FILL_METHODS``).
         """
         image = self.get_layer("image").output
         defocus = self.get_layer("defocus").output
         if fill_smooth:
-            defocus = FillSmooth(name="fill_smooth")([defocus, image])
+            defocus = FillSmooth(fill_method, name="fill_smooth")([defocus, image])
         return keras.Model(inputs=image, outputs=defocus, name=INFERENCE_MODEL_NAME)

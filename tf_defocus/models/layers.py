@@ -214,16 +214,22 @@ def batch_norm(name):
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class FillSmooth(keras.layers.Layer):
     """[map (N,H,W,1), image (N,H,W,3) RGB [0,1]] -> the map with smooth surfaces (blur
-    invisible) filled in from the visible pixels around them (``tf_defocus.propagation``).
-    No weights; float32."""
+    invisible) filled in from the visible pixels around them (``tf_defocus.propagation``;
+    ``method``: one of ``propagation.FILL_METHODS``). No weights; float32."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, method="pull_push", **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
+        if method not in propagation.FILL_METHODS:
+            raise ValueError(f"fill method {method!r}; expected one of {propagation.FILL_METHODS}")
+        self.method = method
 
     def call(self, inputs):
         values, image = inputs
-        return propagation.fill_smooth(values, image)
+        return propagation.fill_smooth(values, image, self.method)
+
+    def get_config(self):
+        return {**super().get_config(), "method": self.method}
 
     def compute_output_shape(self, input_shapes):
         return tuple(input_shapes[0])

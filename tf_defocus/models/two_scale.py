@@ -133,10 +133,10 @@ class TwoScaleBlurEstimator(WidthConfigMixin, keras.Model):
         self.width, self.norm, self.scales, self.cues = width, norm, scales, cues
         self.step_head = step_head
 
-    def inference_model(self, fill_smooth=False):
+    def inference_model(self, fill_smooth=False, fill_method="pull_push"):
         """Plain functional model ``blur_estimator``: image (N,H,W,3) -> defocus (N,H,W,1),
         sharing this model's weights; B's auxiliary heads are not computed.
-        fill_smooth: as ``BlurEstimator.inference_model``."""
+        fill_smooth, fill_method: as ``BlurEstimator.inference_model``."""
         tap = self.get_layer(TAP_NAME)
         head_tap = keras.Model(tap.input, {"head": tap.get_layer(HEAD_FEATURE).output,
                                            "logit": tap.get_layer(LOGIT).output},
@@ -145,7 +145,7 @@ class TwoScaleBlurEstimator(WidthConfigMixin, keras.Model):
         defocus = _fused_defocus(image, head_tap(image), head_tap,
                                  lambda n, make: self.get_layer(n), self.width, self.scales)
         if fill_smooth:
-            defocus = FillSmooth(name="fill_smooth")([defocus, image])
+            defocus = FillSmooth(fill_method, name="fill_smooth")([defocus, image])
         return keras.Model(inputs=image, outputs=defocus, name=INFERENCE_MODEL_NAME)
 
 
