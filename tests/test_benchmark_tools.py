@@ -35,6 +35,27 @@ def test_average_weights_is_the_mean_of_every_weight(tmp_path):
         average_weights.average_models([a, _saved(tmp_path, "wide", 2, width=0.125)])
 
 
+def test_refill_swaps_the_fill_method_and_keeps_the_network_and_sidecar(tmp_path):
+    import keras
+    import refill
+    from tf_defocus import artifacts, propagation
+    from tf_defocus.training import loop
+    b = BlurEstimator(width=0.0625)
+    src = loop.save_inference_model(b.inference_model(fill_smooth=True), tmp_path,
+                                    path=tmp_path / "src.keras")
+    out = tmp_path / "guided.keras"
+    refill.main(["--method=guided", f"--out={out}", str(src)])
+    model = keras.saving.load_model(out)
+    x = np.random.default_rng(0).uniform(0, 1, (1, 32, 48, 3)).astype(np.float32)
+    x[:, :, :24] = 0.5
+    assert model.layers[-1].method == "guided"
+    np.testing.assert_allclose(model(x).numpy(),
+                               propagation.guided_fill(b.inference_model()(x), x).numpy(), atol=1e-6)
+    assert artifacts.read_info(out) == artifacts.read_info(src)
+    with pytest.raises(SystemExit, match="method"):
+        refill.main(["--method=median", f"--out={out}", str(src)])
+
+
 def test_error_budget_parts_add_up_to_the_pooled_mae():
     import visible_error
     rng = np.random.default_rng(0)
