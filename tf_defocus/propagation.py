@@ -41,9 +41,9 @@ the best of those tried on validation set v2 (benchmarks/visible_error.py --guid
 docs/training/default_model/guided_fill.txt)."""
 GUIDED_SCALE = 4
 """``guided_fill`` transforms a grid this many times coarser: 1/16 of the pixels and two fewer
-scan doublings (at 768 x 1024, full resolution took 31x pull-push's time and this grid 5x,
-``python benchmarks/fill_speed.py``), and on validation set v2 it scored as well as full
-resolution (``docs/training/default_model/status.md`` item 67)."""
+scan doublings (full resolution took 13-18x pull-push's time and this grid 2-3x,
+``python benchmarks/fill_speed.py``, docs/training/default_model/fill_speed.txt), and on
+validation set v2 it scored as well as full resolution (status.md item 67)."""
 GUIDED_MIN_WEIGHT = 1e-3
 """Least normalising weight of ``guided_fill``'s spread; below it the pixel takes pull-push."""
 PYRAMID_LEVELS = 12
