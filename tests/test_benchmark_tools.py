@@ -183,13 +183,20 @@ def test_side_table_splits_textured_pixels_by_side_of_a_depth_step():
     assert rows["away", 5.0] == pytest.approx((20 / 60, 5.0, 4.0))          # columns 40-59
 
 
-def test_filled_map_leans_to_the_blurred_side_and_skips_unweighted_readings():
-    import visible_error
+def _two_textured_sides():
+    """(32, 64, 3) image, textured in columns 0-15 and 48-63 and flat between, and its raw
+    sigma [px]: 1 on the left half, 5 on the right."""
     rng = np.random.default_rng(0)
     image = np.full((32, 64, 3), 0.5, np.float32)
-    image[:, :16] = rng.random((32, 16, 3))            # textured left: read 1 px
-    image[:, 48:] = rng.random((32, 16, 3))            # textured right: read 5 px
+    image[:, :16] = rng.random((32, 16, 3))
+    image[:, 48:] = rng.random((32, 16, 3))
     sigma = np.where(np.arange(64) < 32, 1.0, 5.0)[None].repeat(32, 0).astype(np.float32)
+    return image, sigma
+
+
+def test_filled_map_leans_to_the_blurred_side_and_skips_unweighted_readings():
+    import visible_error
+    image, sigma = _two_textured_sides()
     plain = visible_error.filled_map(sigma, image)
     lean = visible_error.filled_map(sigma, image, lean=1.0)
     for m in (plain, lean):                             # visible readings are kept
@@ -205,11 +212,7 @@ def test_filled_map_leans_to_the_blurred_side_and_skips_unweighted_readings():
 
 def test_guided_fill_keeps_visible_readings_and_fills_within_their_range():
     import visible_error
-    rng = np.random.default_rng(0)
-    image = np.full((32, 64, 3), 0.5, np.float32)
-    image[:, :16] = rng.random((32, 16, 3))              # textured left: read 1 px
-    image[:, 48:] = rng.random((32, 16, 3))              # textured right: read 5 px
-    sigma = np.where(np.arange(64) < 32, 1.0, 5.0)[None].repeat(32, 0).astype(np.float32)
+    image, sigma = _two_textured_sides()
     filled = visible_error.guided_fill(sigma, image, 50.0, 0.5, scale=2)
     np.testing.assert_allclose(filled[:, :12], 1.0, atol=1e-4)
     np.testing.assert_allclose(filled[:, 52:], 5.0, atol=1e-4)
