@@ -190,14 +190,12 @@ def guided_fill(sigma, image, spatial_sigma=GUIDED_SPATIAL_SIGMA_PX,
     sigma = tf.cast(sigma, tf.float32)
     image = tf.cast(image, tf.float32)
     c = visibility_confidence(image)
-    weighted = tf.concat([c * sigma, c], -1)
+    weighted, guide = tf.concat([c * sigma, c], -1), image
     if scale > 1:
-        weighted = tf.nn.avg_pool2d(weighted, scale, scale, "SAME")
-        guide = tf.nn.avg_pool2d(image, scale, scale, "SAME")
-        num_den = domain_transform(weighted, guide, spatial_sigma / scale, range_sigma)
+        weighted, guide = (tf.nn.avg_pool2d(x, scale, scale, "SAME") for x in (weighted, guide))
+    num_den = domain_transform(weighted, guide, spatial_sigma / scale, range_sigma)
+    if scale > 1:
         num_den = tf.image.resize(num_den, tf.shape(sigma)[1:3], method="bilinear")
-    else:
-        num_den = domain_transform(weighted, image, spatial_sigma, range_sigma)
     num, den = num_den[..., :1], num_den[..., 1:]
     spread = tf.where(den > GUIDED_MIN_WEIGHT, num / tf.maximum(den, GUIDED_MIN_WEIGHT),
                       pull_push(sigma, c))
