@@ -120,7 +120,8 @@ def main(args):
         predict = raw_predictor(path)
         for variant, data in sets.items():
             for h in [0, *args.denoise]:
-                filled = {m["id"]: filled_map(predict(denoise(image, h) if h else image), image)
+                filled = {m["id"]: filled_map(predict(denoise(image, h) if h else image), image,
+                                              method=predict.fill_method)
                           for m, image, _ in data}
                 s = scores(data, filled)
                 label = f"{variant} NLM {h:g}" if h else variant

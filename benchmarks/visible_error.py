@@ -47,7 +47,9 @@ from visible pixels of its own colour rather than from the nearest edge of anoth
 ``--no_photos=N`` first renders N layered scenes whose photo surfaces are replaced by procedural
 textures (``scenes.SURFACE_WEIGHTS`` = (0, 0.25, 0.75)) into ``--data_dir`` (seed ``--seed``),
 to compare the error on photo textures with that on procedural ones.
-Models run whole-image (padded to a multiple of 16), ``FillSmooth`` stripped for the raw map.
+Models run whole-image (padded to a multiple of 16), ``FillSmooth`` stripped for the raw map;
+the fill map (and the tables of it) uses the model's own ``FillSmooth`` method (pull-push for
+models without one and for the oracles).
 """
 
 import argparse
@@ -81,12 +83,15 @@ ORACLES = ("oracle", *EDGE_ORACLES, "constant")   # --model names that are not n
 
 
 def raw_predictor(path):
-    """image (H, W, 3) -> raw sigma [px] (H, W) of a ``.keras`` inference model."""
+    """image (H, W, 3) -> raw sigma [px] (H, W) of a ``.keras`` inference model; the function's
+    ``fill_method`` is the method of the model's ``FillSmooth`` (pull_push without one)."""
     import keras
     import tf_defocus  # noqa: F401  (registers the layers)
     from tf_defocus.units import SIGMA_MAX_PX
     model = keras.saving.load_model(path)
+    fill_method = "pull_push"
     if model.layers[-1].name == "fill_smooth":
+        fill_method = model.layers[-1].method
         model = keras.Model(model.inputs, model.layers[-1].input[0])
 
     def predict(image):
@@ -94,16 +99,20 @@ def raw_predictor(path):
         H, W = -(-h // 16) * 16, -(-w // 16) * 16
         x = np.pad(image, ((0, H - h), (0, W - w), (0, 0)), mode="symmetric")[None]
         return SIGMA_MAX_PX * np.asarray(model([x]))[0, :h, :w, 0]
+    predict.fill_method = fill_method
     return predict
 
 
-def filled_map(sigma, image, weight=None, lean=0.0):
-    """(H, W) sigma [px] of ``image`` (H, W, 3) after ``propagation.fill_smooth``. ``weight``:
+def filled_map(sigma, image, weight=None, lean=0.0, method="pull_push"):
+    """(H, W) sigma [px] of ``image`` (H, W, 3) after ``propagation.fill_smooth`` (``method``:
+    one of ``propagation.FILL_METHODS``; pull-push only with the options below). ``weight``:
     optional (H, W) factor in [0, 1] of the fill's confidence in each reading (0: not used);
     ``lean`` > 0: the fill's averages weight each reading by exp(lean * sigma [px]), leaning
     to the more blurred side (0: ``fill_smooth`` itself)."""
     from tf_defocus import propagation
     v = np.asarray(sigma, np.float32)[None, ..., None]
+    if method != "pull_push":
+        return propagation.fill_smooth(v, image[None], method).numpy()[0, ..., 0]
     conf = propagation.visibility_confidence(image[None]).numpy()
     if weight is not None:
         conf = np.maximum(conf * weight[None, ..., None], propagation.CONFIDENCE_FLOOR)
@@ -431,6 +440,7 @@ def main(args):
     sides = None   # step_sides of each scene, computed once for --depth_steps
     for spec in args.model:
         name, _, path = spec.partition("=")
+        fill_method = "pull_push"   # the oracles' and the constant's
         if name == "oracle":
             raw = {m["id"]: s for m, _, s in data}
         elif name in EDGE_ORACLES:
@@ -441,10 +451,10 @@ def main(args):
             raw = {m["id"]: np.full_like(s, mean) for m, _, s in data}
         else:
             predict = raw_predictor(path)
-            raw = {m["id"]: predict(image) for m, image, _ in data}
+            raw, fill_method = {m["id"]: predict(image) for m, image, _ in data}, predict.fill_method
         kinds = [("raw", raw)]
         if name != "constant":   # a constant's fill is the constant up to rounding (noise ranks)
-            kinds.append(("fill", {m["id"]: filled_map(raw[m["id"]], image)
+            kinds.append(("fill", {m["id"]: filled_map(raw[m["id"]], image, method=fill_method)
                                    for m, image, _ in data}))
         leaning = [(f"l{lean:g}", {m["id"]: filled_map(raw[m["id"]], image, lean=lean)
                                    for m, image, _ in data}) for lean in args.lean_fill]

@@ -54,6 +54,27 @@ def test_refill_swaps_the_fill_method_and_keeps_the_network_and_sidecar(tmp_path
     assert artifacts.read_info(out) == artifacts.read_info(src)
     with pytest.raises(SystemExit, match="method"):
         refill.main(["--method=median", f"--out={out}", str(src)])
+    # visible_error's fill map is the model's own fill.
+    import visible_error
+    assert visible_error.raw_predictor(str(src)).fill_method == "pull_push"
+    predict = visible_error.raw_predictor(str(out))
+    assert predict.fill_method == "guided"
+    np.testing.assert_allclose(visible_error.filled_map(predict(x[0]), x[0], method="guided"),
+                               7.0 * model(x).numpy()[0, ..., 0], atol=1e-4)
+
+
+def test_fill_guides_parses_guides_and_weights_the_opponent_channels():
+    import fill_guides
+    image = np.random.default_rng(0).uniform(0, 1, (4, 5, 3)).astype(np.float32)
+    name, guide, range_sigma = fill_guides.parse_guide("opponent,3,0.5,0.2")
+    assert (name, range_sigma) == ("opponent,3,0.5,0.2", 0.2)
+    r, g, b = np.moveaxis(image, -1, 0)
+    np.testing.assert_allclose(guide(image), np.stack([r + g + b, 0.5 * (r - g),
+                                                       0.5 * ((r + g) / 2 - b)], -1), atol=1e-6)
+    assert fill_guides.parse_guide("rgb,0.3")[1](image) is image
+    for bad in ("rgb", "opponent,1,2", "lab,0.3"):
+        with pytest.raises(Exception, match="expected"):
+            fill_guides.parse_guide(bad)
 
 
 def test_error_budget_parts_add_up_to_the_pooled_mae():

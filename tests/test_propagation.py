@@ -110,3 +110,8 @@ def test_guided_fill_keeps_a_smooth_region_to_the_readings_of_its_own_colour(sca
     visible = propagation.visibility_confidence(image[None]).numpy()[0, ..., 0] == 1.0
     assert visible[:, :16].mean() > 0.5 and visible[:, 240:].mean() > 0.5
     np.testing.assert_allclose(guided[visible], sigma[0, ..., 0][visible], atol=1e-4)
+    # guide= replaces the colours: guided by the grey alone, the two regions are one again.
+    grey = image.mean(-1, keepdims=True).repeat(3, -1)
+    grey[:, 128:] = grey[:, :128].mean()
+    blended = propagation.guided_fill(sigma, image[None], scale=scale, guide=grey[None]).numpy()[0, ..., 0]
+    assert blended[:, 100:124].mean() < 5.5 and blended[:, 132:156].mean() > 0.5

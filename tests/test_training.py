@@ -602,10 +602,12 @@ def test_every_setting_is_one_flag_and_round_trips_through_config_json(tmp_path)
 
 
 def test_snapshot_restores_the_networks_of_a_checkpoint(tmp_path, capsys):
-    """training.snapshot: B's inference model from a checkpoint equals the run's final model."""
+    """training.snapshot: B's inference model from a checkpoint equals the run's final model,
+    both ending with the fill of --fill_method (--smooth_weight < 1)."""
     from tf_defocus.training import snapshot
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "tf_defocus.train", "--task=dmenet", "--variant=B", "--width=0.0625",
+           "--smooth_weight=0.1", "--fill_method=guided",
            "--patch_size=32", "--batch_synthetic=2", "--train_steps=2", "--checkpoint_every=2",
            "--pool_size=2", "--pool_width=64", "--pool_height=48", f"--cache_dir={tmp_path / 'cache'}",
            "--val_num_images=0", f"--model_dir={run}", "--progress=false"]
@@ -618,6 +620,7 @@ def test_snapshot_restores_the_networks_of_a_checkpoint(tmp_path, capsys):
     x = np.random.default_rng(0).random((1, 32, 32, 3)).astype(np.float32)
     final = keras.saving.load_model(run / "blur_estimator.keras")
     snap = keras.saving.load_model(out)
+    assert final.layers[-1].method == snap.layers[-1].method == "guided"
     np.testing.assert_allclose(snap(x), final(x), atol=1e-6)
     assert snapshot.main(["snapshot", f"--model_dir={run}", f"--out={out}", "--step=7"]) == 2
     assert "no checkpoint" in capsys.readouterr().err

@@ -157,8 +157,9 @@ def _recursive_filter_rows(values, feedback, steps):
 
 def domain_transform(values, guide, spatial_sigma, range_sigma, iterations=3):
     """Edge-aware smoothing: (N,H,W,C) ``values`` by the recursive-filter domain transform
-    (Gastal & Oliveira, SIGGRAPH 2011, eqs. 11 and 14) guided by ``guide`` (N,H,W,3) [0, 1]:
-    spatial sigma [px], range sigma [guide units: the sum of absolute channel differences],
+    (Gastal & Oliveira, SIGGRAPH 2011, eqs. 11 and 14) guided by ``guide`` (N,H,W,C), e.g.
+    RGB [0, 1]: spatial sigma [px], range sigma [guide units: the sum of absolute channel
+    differences],
     row and column passes alternating ``iterations`` times."""
     values = tf.cast(values, tf.float32)
     guide = tf.cast(guide, tf.float32)
@@ -180,17 +181,20 @@ def domain_transform(values, guide, spatial_sigma, range_sigma, iterations=3):
 
 
 def guided_fill(sigma, image, spatial_sigma=GUIDED_SPATIAL_SIGMA_PX,
-                range_sigma=GUIDED_RANGE_SIGMA, scale=GUIDED_SCALE):
+                range_sigma=GUIDED_RANGE_SIGMA, scale=GUIDED_SCALE, guide=None):
     """``fill_smooth`` made edge-aware: each pixel keeps its confidence c of its own value and
     takes 1 - c from the ``domain_transform`` of (c * sigma, c) normalised, so a smooth region
     takes the sigma of visible pixels of its own colour rather than the nearest edge of another
     surface; pull-push where that normalising weight is below ``GUIDED_MIN_WEIGHT``. The
     transform runs on a grid ``scale`` times coarser (2x2-mean pooled, bilinear back).
-    (N,H,W,1) sigma (any units), (N,H,W,3) RGB [0, 1] -> (N,H,W,1)."""
+    ``guide``: (N,H,W,C) colours of the transform in place of ``image`` (e.g. another colour
+    space; ``benchmarks/fill_guides.py``). (N,H,W,1) sigma (any units), (N,H,W,3) RGB [0, 1]
+    -> (N,H,W,1)."""
     sigma = tf.cast(sigma, tf.float32)
     image = tf.cast(image, tf.float32)
     c = visibility_confidence(image)
-    weighted, guide = tf.concat([c * sigma, c], -1), image
+    weighted = tf.concat([c * sigma, c], -1)
+    guide = image if guide is None else tf.cast(guide, tf.float32)
     if scale > 1:
         weighted, guide = (tf.nn.avg_pool2d(x, scale, scale, "SAME") for x in (weighted, guide))
     num_den = domain_transform(weighted, guide, spatial_sigma / scale, range_sigma)

@@ -13,6 +13,7 @@ import sys
 
 from tf_defocus import config as cfglib
 from tf_defocus import dof
+from tf_defocus.propagation import FILL_METHODS
 from tf_defocus.config import Section, section, setting
 from tf_defocus.data.pipeline import DataConfig
 from tf_defocus.models.layers import NORMS
@@ -188,6 +189,12 @@ class LossConfig(Section):
         "invisible) in the MSE and aux losses; 1 = the paper. Their sigma is filled in from "
         "the visible pixels around them at inference (the saved model ends with FillSmooth).",
         low=0, high=1)
+    fill_method: str = setting(
+        "pull_push", "How the saved model (with --smooth_weight < 1) fills in smooth surfaces: "
+        "pull_push (from the nearest visible pixels) or guided (from visible pixels of the "
+        "same colour: an edge-aware domain transform, Gastal & Oliveira, SIGGRAPH 2011; "
+        "docs/training/default_model/status.md item 67). Inference only: training is the same.",
+        choices=FILL_METHODS)
 
     pixel_loss: str = setting(LossWeights.pixel_loss, "Pixel loss of the map and the aux "
                               "outputs: mse (the paper's) or l1 (less pull toward the mean sigma "

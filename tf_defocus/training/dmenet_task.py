@@ -149,15 +149,16 @@ def init_blur_estimator(blur, run_dir, log=print):
     log(f"B initialised from {path}" + (" (cue inputs zero)" if cues != blur.cues else ""))
 
 
-def float32_inference_model(blur_estimator, fill_smooth=False):
+def float32_inference_model(blur_estimator, fill_smooth=False, fill_method="pull_push"):
     """A float32 copy of B's inference model (``blur_estimator``), independent of the
-    training strategy and mixed-precision policy; ``fill_smooth``: see
-    ``BlurEstimator.inference_model`` (the train CLI sets it when --smooth_weight < 1)."""
+    training strategy and mixed-precision policy; ``fill_smooth``, ``fill_method``: see
+    ``BlurEstimator.inference_model`` (the train CLI sets them from --smooth_weight < 1 and
+    --fill_method)."""
     with dtype_policy("float32"):
         clone = type(blur_estimator)(**{a: getattr(blur_estimator, a)
                                         for a in blur_estimator.ARCH_ARGS})
         clone.set_weights([np.asarray(w) for w in blur_estimator.get_weights()])
-    return clone.inference_model(fill_smooth=fill_smooth)
+    return clone.inference_model(fill_smooth=fill_smooth, fill_method=fill_method)
 
 
 def build_task(cfg, *, with_validation=True):
@@ -170,5 +171,6 @@ def build_task(cfg, *, with_validation=True):
     val = make_val_datasets(cfg) if with_validation else None
     return TrainingTask(trainer=trainer, train_dataset=train, val_dataset=val,
                         inference_model=lambda: float32_inference_model(
-                            trainer.blur_estimator, fill_smooth=cfg.losses.fills_smooth),
+                            trainer.blur_estimator, fill_smooth=cfg.losses.fills_smooth,
+                            fill_method=cfg.losses.fill_method),
                         image_panels=dmenet_panels_fn(trainer))

@@ -49,7 +49,8 @@ def inference_model_from_checkpoint(model_dir, step=None):
     trainer = dmenet_task.build_trainer(cfg)   # weights come from the checkpoint: no seeding
     tf.train.Checkpoint(trainer=trainer).restore(path).expect_partial()
     model = dmenet_task.float32_inference_model(trainer.blur_estimator,
-                                                fill_smooth=cfg.losses.fills_smooth)
+                                                fill_smooth=cfg.losses.fills_smooth,
+                                                fill_method=cfg.losses.fill_method)
     return model, path
 
 
