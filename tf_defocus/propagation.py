@@ -13,7 +13,10 @@ measure blur where it is visible and propagate it into the rest (Bae & Durand, E
   ``c``: 2x2 weighted averages up a pyramid, then each level keeps ``c`` of its own value and
   takes ``1 - c`` from the interpolated coarser level. A smooth region gets the sigma of the
   visible pixels nearest to it; visible pixels keep the network's value; a region with no
-  visible pixel anywhere keeps the network's value (a tiny floor on ``c``).
+  visible pixel anywhere keeps the network's value (a tiny floor on ``c``);
+* or ``guided_fill`` (the built-in default model's, status.md item 69): the ``c``-weighted sigma
+  spread by an edge-aware domain transform guided by the image's colours (Gastal & Oliveira,
+  SIGGRAPH 2011), so a smooth region takes the sigma of visible pixels of its own colour.
 
 Everything is TensorFlow ops on (N, H, W, C) tensors of any size, so the same function runs
 after tiled inference (``inference.Estimator``) and inside exported graphs.
@@ -38,7 +41,9 @@ GUIDED_SPATIAL_SIGMA_PX = 300.0
 GUIDED_RANGE_SIGMA = 0.3
 """``guided_fill``'s domain-transform sigmas (px; sum of absolute RGB differences in [0, 1]):
 the best of those tried on validation set v2 (benchmarks/visible_error.py --guided_fill,
-docs/training/default_model/guided_fill.txt)."""
+docs/training/default_model/guided_fill.txt); other colour spaces and range sigmas trade the
+smooth in-focus pixels of all-in-focus scenes against those of mixed scenes at the same MAE
+(benchmarks/fill_guides.py, docs/training/default_model/fill_guides.txt)."""
 GUIDED_SCALE = 4
 """``guided_fill`` transforms a grid this many times coarser: 1/16 of the pixels and two fewer
 scan doublings (full resolution took 13-18x pull-push's time and this grid 2-3x,
