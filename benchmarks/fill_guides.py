@@ -45,21 +45,9 @@ def parse_guide(spec):
     raise argparse.ArgumentTypeError(f"--guide {spec!r}: expected 'rgb,R' or 'opponent,WL,WC,R'")
 
 
-def smooth_shares(data, maps):
-    """(median px, share > 1 px) of the smooth in-focus pixels, all-in-focus scenes and all."""
-    from tf_defocus import metrics
-    aif, every = [], []
-    for meta, image, sigma in data:
-        values = maps[meta["id"]][metrics.smooth_in_focus_pixels(image, sigma)]
-        every.append(values)
-        if meta["max_coc_px"] < 2.0:
-            aif.append(values)
-    return [(float(np.median(v)), float((v > 1).mean())) for v in map(np.concatenate, (aif, every))]
-
-
 def main(args):
     import tensorflow as tf
-    from smooth_in_focus import load_validation_set
+    from smooth_in_focus import load_validation_set, smooth_shares
     from tf_defocus import propagation
     from visible_error import raw_predictor, scores
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)

@@ -37,30 +37,37 @@ def load_validation_set(root, limit=None):
              read_syndof_sigma(Path(root) / "blur_map" / f"{m['id']}.png")) for m in metas]
 
 
+def smooth_shares(data, maps):
+    """[(median px, share read > 1 px) of the smooth in-focus pixels of the all-in-focus scenes,
+    the same of every scene] for ``maps`` (id -> sigma px (H, W)) of ``load_validation_set``'s
+    ``data``."""
+    from tf_defocus import metrics
+    aif, every = [], []
+    for meta, image, sigma in data:
+        values = maps[meta["id"]][metrics.smooth_in_focus_pixels(image, sigma)]
+        every.append(values)
+        if meta["max_coc_px"] < 2.0:
+            aif.append(values)
+    return [(float(np.median(v)), float((v > 1).mean())) if len(v) else (np.nan, np.nan)
+            for v in (np.concatenate(aif or [[]]), np.concatenate(every))]
+
+
 def main(args):
     from tf_defocus import inference, metrics
     root = Path(args.data_dir)
-    data = [(m["max_coc_px"] < 2.0, image, metrics.smooth_in_focus_pixels(image, sigma))
-            for m, image, sigma in load_validation_set(root)]
-    n_aif = sum(a for a, _, _ in data)
-    print(f"{root}: {len(data)} scenes, {n_aif} all in focus; smooth in-focus pixels: "
-          f"{sum(int(s.sum()) for a, _, s in data if a)} in all-in-focus scenes, "
-          f"{sum(int(s.sum()) for _, _, s in data)} in all")
+    data = load_validation_set(root)
+    smooth = [metrics.smooth_in_focus_pixels(image, sigma) for _, image, sigma in data]
+    aif = [m["max_coc_px"] < 2.0 for m, _, _ in data]
+    print(f"{root}: {len(data)} scenes, {sum(aif)} all in focus; smooth in-focus pixels: "
+          f"{sum(int(s.sum()) for a, s in zip(aif, smooth) if a)} in all-in-focus scenes, "
+          f"{sum(int(s.sum()) for s in smooth)} in all")
     print(f"{'model':>12} {'AIF median px':>14} {'AIF blurred %':>14} {'all median px':>14} {'all blurred %':>14}")
     for spec in args.model:
         name, _, path = spec.partition("=")
         est = inference.load_estimator(path or None, flips=args.flips)
-        aif, every = [], []
-        for is_aif, image, smooth in data:
-            if not smooth.any():
-                continue
-            values = est.predict(image)[smooth]
-            every.append(values)
-            if is_aif:
-                aif.append(values)
-        a, e = np.concatenate(aif) if aif else np.array([np.nan]), np.concatenate(every)
-        print(f"{name:>12} {np.median(a):14.2f} {100 * (a > 1).mean():14.1f} {np.median(e):14.2f} "
-              f"{100 * (e > 1).mean():14.1f}")
+        (am, ab), (em, eb) = smooth_shares(data, {m["id"]: est.predict(image)
+                                                  for m, image, _ in data})
+        print(f"{name:>12} {am:14.2f} {100 * ab:14.1f} {em:14.2f} {100 * eb:14.1f}")
 
 
 def parse(argv):

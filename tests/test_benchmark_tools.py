@@ -417,3 +417,24 @@ def test_edge_profile_reads_each_side_at_its_distance_from_the_edge():
     expected[8] = 39.0                                              # a only
     np.testing.assert_array_equal(front, [expected[k] for k in edge_profile.OFFSETS_PX])
     np.testing.assert_array_equal(back, [48 + k + 5.0 for k in edge_profile.OFFSETS_PX[::-1]])
+
+
+def test_smooth_shares_split_the_all_in_focus_scenes_from_the_rest():
+    """Two scenes, flat grey (smooth) left half, noise right half; the first all in focus."""
+    from smooth_in_focus import smooth_shares
+    rng = np.random.default_rng(0)
+    image = np.full((32, 64, 3), 0.5, np.float32)
+    image[:, 32:] = rng.uniform(0, 1, (32, 32, 3))
+    sigma = np.zeros((32, 64), np.float32)
+    data = [({"id": "a", "max_coc_px": 0.5}, image, sigma),
+            ({"id": "b", "max_coc_px": 6.0}, image, sigma)]
+    read = np.zeros((32, 64), np.float32)
+    read[:, :8] = 3.0                                  # a quarter of the smooth half read blurred
+    (am, ab), (em, eb) = smooth_shares(data, {"a": np.zeros_like(read), "b": read})
+    assert (am, ab) == (0.0, 0.0)
+    from tf_defocus import metrics
+    smooth = metrics.smooth_in_focus_pixels(image, sigma)
+    assert smooth[:, :8].all() and not smooth[:, 40:].any()
+    assert em == 0.0 and eb == pytest.approx(smooth[:, :8].sum() / (2 * smooth.sum()))
+    (am, ab), _ = smooth_shares(data[1:], {"b": read})
+    assert np.isnan(am) and np.isnan(ab)               # no all-in-focus scene
