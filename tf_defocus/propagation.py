@@ -46,8 +46,8 @@ smooth in-focus pixels of all-in-focus scenes against those of mixed scenes at t
 (benchmarks/fill_guides.py, docs/training/default_model/fill_guides.txt)."""
 GUIDED_SCALE = 4
 """``guided_fill`` transforms a grid this many times coarser: 1/16 of the pixels and two fewer
-scan doublings (full resolution took 13-18x pull-push's time and this grid 2-3x,
-``python benchmarks/fill_speed.py``, docs/training/default_model/fill_speed.txt), and on
+scan doublings (on an idle machine full resolution took 13-14x pull-push's time and this grid
+1.8-2.4x, ``python benchmarks/fill_speed.py``, docs/training/default_model/fill_speed.txt), and on
 validation set v2 it scored as well as full resolution (status.md item 67)."""
 GUIDED_MIN_WEIGHT = 1e-3
 """Least normalising weight of ``guided_fill``'s spread; below it the pixel takes pull-push."""
@@ -164,8 +164,7 @@ def domain_transform(values, guide, spatial_sigma, range_sigma, iterations=3):
     """Edge-aware smoothing: (N,H,W,C) ``values`` by the recursive-filter domain transform
     (Gastal & Oliveira, SIGGRAPH 2011, eqs. 11 and 14) guided by ``guide`` (N,H,W,C), e.g.
     RGB [0, 1]: spatial sigma [px], range sigma [guide units: the sum of absolute channel
-    differences],
-    row and column passes alternating ``iterations`` times."""
+    differences], row and column passes alternating ``iterations`` times."""
     values = tf.cast(values, tf.float32)
     guide = tf.cast(guide, tf.float32)
     ratio = spatial_sigma / range_sigma
