@@ -8,8 +8,12 @@ that shading (luminance) or hue (chroma) counts more at the range sigma. Per gui
 map's mean Spearman, AUC and sigma/7 MAE on the validation set, and the smooth in-focus pixels'
 median reading [px] and share read above 1 px, in the all-in-focus scenes and in all scenes
 (as ``smooth_in_focus.py``, but on the whole image rather than predict's tiles).
+``--lean=K`` scores the RGB guide with each reading's weight in the spread times
+exp(-K sigma [px]): sharp readings trusted more (a smooth region bounded by edges read sharp
+takes their reading; status item 70).
 
     python benchmarks/fill_guides.py --model=runs/cycle6/blur_estimator.keras --guide=rgb,0.3 --guide=opponent,3,1,0.3
+    python benchmarks/fill_guides.py --model=tf_defocus/weights/default_model.keras --lean=0.1 --lean=0.2
 """
 
 import argparse
@@ -61,6 +65,8 @@ def main(args):
     fills = [("pull_push", lambda s, image: propagation.fill_smooth(s, image[None]))]
     fills += [(name, lambda s, image, g=guide, r=range_sigma: propagation.guided_fill(
         s, image[None], range_sigma=r, guide=g(image)[None])) for name, guide, range_sigma in args.guide]
+    fills += [(f"rgb, lean {k:g}", lambda s, image, k=k: propagation.guided_fill(
+        s, image[None], weight=np.exp(-k * s))) for k in args.lean]
     for name, fill in fills:
         maps = {m["id"]: np.asarray(fill(raw[m["id"]], image))[0, ..., 0] for m, image, _ in data}
         s = scores(data, maps)
@@ -75,6 +81,8 @@ def parse(argv):
     p.add_argument("--model", required=True, help="a .keras inference model (its raw map is used)")
     p.add_argument("--guide", action="append", type=parse_guide, default=[],
                    help="'rgb,R' or 'opponent,WL,WC,R' (repeatable): guide and range sigma")
+    p.add_argument("--lean", action="append", type=float, default=[],
+                   help="K (repeatable): the default guided fill with reading weights exp(-K sigma px)")
     p.add_argument("--threads", type=int, default=2)
     return p.parse_args(argv)
 

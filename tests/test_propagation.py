@@ -115,3 +115,9 @@ def test_guided_fill_keeps_a_smooth_region_to_the_readings_of_its_own_colour(sca
     grey[:, 128:] = grey[:, :128].mean()
     blended = propagation.guided_fill(sigma, image[None], scale=scale, guide=grey[None]).numpy()[0, ..., 0]
     assert blended[:, 100:124].mean() < 5.5 and blended[:, 132:156].mean() > 0.5
+    # weight= trusts some readings more: weighted toward the sharp strip, the blend leans to it
+    # everywhere it reaches, and visible pixels still keep their own readings.
+    leaned = propagation.guided_fill(sigma, image[None], scale=scale, guide=grey[None],
+                                     weight=np.exp(-0.5 * sigma)).numpy()[0, ..., 0]
+    assert (leaned[:, 32:224] < blended[:, 32:224] - 1.0).all()
+    np.testing.assert_allclose(leaned[visible], sigma[0, ..., 0][visible], atol=1e-4)

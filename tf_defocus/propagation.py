@@ -185,19 +185,21 @@ def domain_transform(values, guide, spatial_sigma, range_sigma, iterations=3):
 
 
 def guided_fill(sigma, image, spatial_sigma=GUIDED_SPATIAL_SIGMA_PX,
-                range_sigma=GUIDED_RANGE_SIGMA, scale=GUIDED_SCALE, guide=None):
+                range_sigma=GUIDED_RANGE_SIGMA, scale=GUIDED_SCALE, guide=None, weight=None):
     """``fill_smooth`` made edge-aware: each pixel keeps its confidence c of its own value and
     takes 1 - c from the ``domain_transform`` of (c * sigma, c) normalised, so a smooth region
     takes the sigma of visible pixels of its own colour rather than the nearest edge of another
     surface; pull-push where that normalising weight is below ``GUIDED_MIN_WEIGHT``. The
     transform runs on a grid ``scale`` times coarser (2x2-mean pooled, bilinear back).
     ``guide``: (N,H,W,C) colours of the transform in place of ``image`` (e.g. another colour
-    space; ``benchmarks/fill_guides.py``). (N,H,W,1) sigma (any units), (N,H,W,3) RGB [0, 1]
-    -> (N,H,W,1)."""
+    space; ``benchmarks/fill_guides.py``). ``weight``: optional (N,H,W,1) factor > 0 on each
+    reading's weight in the spread (e.g. exp(-k sigma) to trust sharp readings more;
+    ``fill_guides.py --lean``). (N,H,W,1) sigma (any units), (N,H,W,3) RGB [0, 1] -> (N,H,W,1)."""
     sigma = tf.cast(sigma, tf.float32)
     image = tf.cast(image, tf.float32)
     c = visibility_confidence(image)
-    weighted = tf.concat([c * sigma, c], -1)
+    cw = c if weight is None else c * tf.cast(weight, tf.float32)
+    weighted = tf.concat([cw * sigma, cw], -1)
     guide = image if guide is None else tf.cast(guide, tf.float32)
     if scale > 1:
         weighted, guide = (tf.nn.avg_pool2d(x, scale, scale, "SAME") for x in (weighted, guide))
