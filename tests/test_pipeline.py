@@ -190,6 +190,17 @@ def test_deterministic_mode_gives_identical_batches(tmp_path):
     assert not np.array_equal(a[0]["synthetic"]["image"], c[0]["synthetic"]["image"])
 
 
+@pytest.mark.parametrize("mode", [dict(in_memory=True), dict(crops_per_image=1)])
+def test_a_stream_started_at_a_batch_goes_on_where_an_uninterrupted_one_is(tmp_path, mode):
+    """What a resumed run reads (``start_batch``): batch 2 of the stream, not a replay of batch 0."""
+    cfg = _user_config(tmp_path, deterministic=True, **mode)
+    for domain in ("synthetic", "real_mask"):
+        whole = list(pipeline.make_domain_dataset(cfg, domain).take(3))
+        resumed = next(iter(pipeline.make_domain_dataset(cfg, domain, start_batch=2)))
+        tf.nest.map_structure(np.testing.assert_array_equal, whole[2], resumed)
+        assert not np.array_equal(whole[0]["image"], resumed["image"])
+
+
 def test_in_memory_and_crops_per_image_modes(tmp_path):
     for i, kw in enumerate((dict(in_memory=True), dict(crops_per_image=1), dict(crops_per_image=3))):
         cfg = _user_config(tmp_path / str(i), **kw)

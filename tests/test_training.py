@@ -254,6 +254,52 @@ def test_checkpoint_restores_every_network_and_optimizer(tmp_path):
     assert [float(o.learning_rate) for o in t2.optimizers] == pytest.approx([5e-4, 5e-4])
 
 
+def test_a_run_resumed_mid_cycle_reads_on_and_ends_as_an_uninterrupted_one(tmp_path):
+    """Stopped at step 2 and resumed, the input stream goes on at batch 2 (or 2 of its cycle)
+    rather than replaying batches 0 and 1, so the weights equal an uninterrupted run's."""
+    elements = [make_element(i) for i in range(4)]
+    sched = dict(learning_rate=1e-3, verbose=0, checkpoint_every=0)
+
+    def trainer():
+        t = build_trainer(tiny_cfg(variant="B"), seed=0)
+        t.run_eagerly = True
+        return t
+
+    for cycle_steps, total in ((0, 4), (3, 5)):
+        straight = trainer()
+        run_training(task_for(straight, elements), tmp_path / f"straight{cycle_steps}", total,
+                     cycle_steps=cycle_steps, **sched)
+        messages = []
+        for steps in (2 if not cycle_steps else 4, total):
+            resumed = trainer()
+            run_training(task_for(resumed, elements), tmp_path / f"resumed{cycle_steps}", steps,
+                         cycle_steps=cycle_steps, log=messages.append, **sched)
+        at = 2 if not cycle_steps else 1
+        assert f"input stream resumed at batch {at} of its cycle" in messages
+        for a, b in zip(straight.blur_estimator.weights, resumed.blur_estimator.weights):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6, err_msg=a.path)
+    # A stream that starts over on resume (what the loop did before) ends elsewhere.
+    replayed = trainer()
+    run_training(task_for(replayed, elements), tmp_path / "replayed", 2, **sched)
+    replayed = trainer()
+    task = task_for(replayed, elements)
+    task.train_dataset_from = lambda batch: task.train_dataset
+    run_training(task, tmp_path / "replayed", 4, **sched)
+    assert any(np.abs(np.asarray(a) - np.asarray(b)).max() > 1e-4
+               for a, b in zip(straight.blur_estimator.weights, replayed.blur_estimator.weights))
+
+
+def test_training_task_positions_its_stream_at_a_batch():
+    ds = tf.data.Dataset.range(10)
+    task = TrainingTask(trainer=None, train_dataset=ds, val_dataset=None, inference_model=None)
+    assert task.train_dataset_at(0) is ds
+    assert list(task.train_dataset_at(3).take(2).as_numpy_iterator()) == [3, 4]
+    task.train_dataset = lambda input_context: ds
+    assert list(task.train_dataset_at(7)(None).as_numpy_iterator()) == [7, 8, 9]
+    task.train_dataset_from = lambda batch: ds.skip(2 * batch)
+    assert list(task.train_dataset_at(4).as_numpy_iterator()) == [8, 9]
+
+
 def test_cycles_repeat_the_schedule_like_chained_warm_started_runs(tmp_path):
     """--cycle_steps: the learning-rate decay and the phases start over at every restart, the
     optimizer state is reset and the input stream restarts, so one run of two cycles ends with
@@ -492,6 +538,7 @@ def test_cli_sigkill_then_resume_end_to_end(tmp_path):
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out
     assert f"resuming from step {killed_at}" in out
+    assert f"input stream resumed at batch {killed_at} of its cycle" in out
     assert _latest_step(ckpt_dir) == total
     latest = tf.train.latest_checkpoint(str(ckpt_dir))
     assert tf.train.load_variable(latest, "optimizer_0/_iterations/.ATTRIBUTES/VARIABLE_VALUE") \

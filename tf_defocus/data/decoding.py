@@ -68,8 +68,9 @@ def drop_ok(*args):
     return args[0] if len(args) == 2 else args[:-1]
 
 
-def streaming_dataset(source, cfg, domain, base_seed):
-    """Infinite element dataset decoding files on the fly (parallel) and cropping each one."""
+def streaming_dataset(source, cfg, domain, base_seed, start=0):
+    """Infinite element dataset decoding files on the fly (parallel) and cropping each one, from
+    the file that holds element ``start`` of the stream (file names are skipped undecoded)."""
     images = [e.image for e in source.examples]
     labels = [e.label or "" for e in source.examples]
     n = len(images)
@@ -81,7 +82,7 @@ def streaming_dataset(source, cfg, domain, base_seed):
 
     files = tf.data.Dataset.from_tensor_slices((images, labels))
     files = files.shuffle(min(n, cfg.shuffle_buffer), seed=base_seed, reshuffle_each_iteration=True).repeat()
-    files = tf.data.Dataset.zip((files, tf.data.Dataset.counter()))
+    files = tf.data.Dataset.zip((files, tf.data.Dataset.counter())).skip(int(start) // k_crops)
 
     def load_and_crop(paths, index):
         image, label, ok = decode_op(decoder, paths[0], paths[1])

@@ -93,8 +93,9 @@ def load_all(source, skip_bad=False):
     return images, (None if source.label_kind is None else labels), bad
 
 
-def in_memory_dataset(images, labels, cfg, domain, base_seed):
-    """Infinite element dataset of random augmented crops of in-memory images."""
+def in_memory_dataset(images, labels, cfg, domain, base_seed, start=0):
+    """Infinite element dataset of random augmented crops of in-memory images, from element
+    ``start`` of the stream (a resumed run continues where it stopped)."""
     label_kind = LABEL_KINDS[domain]
     store = _RaggedStore(images, labels if label_kind else None)
     log.info("%s: %d images in memory (%.0f MB)", domain, store.count, store.nbytes / 2**20)
@@ -108,5 +109,5 @@ def in_memory_dataset(images, labels, cfg, domain, base_seed):
         image, label = augment_pair(image, label, seed, **kw)
         return element(image, label, label_kind)
 
-    return tf.data.Dataset.counter().map(crop, num_parallel_calls=tf.data.AUTOTUNE,
+    return tf.data.Dataset.counter(start).map(crop, num_parallel_calls=tf.data.AUTOTUNE,
                                          deterministic=cfg.deterministic)

@@ -168,19 +168,23 @@ def _user_source(domain, cfg, shard):
     return dataclasses.replace(sources[0], name=name, examples=tuple(shard_files(examples, shard, name)))
 
 
-def make_domain_dataset(cfg, domain, batch_size=None, shard=(0, 1)):
+def make_domain_dataset(cfg, domain, batch_size=None, shard=(0, 1), start_batch=0):
     """Infinite dataset of batches of one domain: dict as in the module docstring.
 
     ``batch_size`` defaults to the domain's batch size in ``cfg``. ``shard``: (index, count),
-    this worker's input shard (see the module docstring).
+    this worker's input shard (see the module docstring). ``start_batch``: the first batch of
+    the stream, so that a resumed run reads what an uninterrupted one would have read next
+    (exactly for built-in pools, package photos and TFRecords; to the file for image folders).
     """
     if domain not in DOMAINS:
         raise ValueError(f"domain must be one of {DOMAINS}, got {domain!r}")
     if not 0 <= shard[0] < shard[1]:
         raise ValueError(f"shard must be (index, count) with 0 <= index < count, got {shard}")
     base_seed = domain_seed(cfg.seed, STREAMS[domain], shard[0])
+    batch_size = batch_size or cfg.batch_size(domain)
+    start = int(start_batch) * batch_size   # first element
     if domain == "synthetic" and cfg.synthetic_tfrecords:
-        ds = tfrecord_dataset(cfg.synthetic_tfrecords, cfg, base_seed, shard)
+        ds = tfrecord_dataset(cfg.synthetic_tfrecords, cfg, base_seed, shard, start)
     else:
         source = _user_source(domain, cfg, shard)
         if source is None and domain == "real_unlabelled" and cfg.unlabelled_photos:
@@ -190,7 +194,7 @@ def make_domain_dataset(cfg, domain, batch_size=None, shard=(0, 1)):
                 raise ValueError("unlabelled_photos: no package photos are installed (pip install "
                                  "scikit-image; apt-get install " + " ".join(photos.APT_PACKAGES) + ")")
             log.info("%s domain: %d package photos", domain, len(lib))
-            ds = in_memory_dataset(lib.images(), None, cfg, domain, base_seed)
+            ds = in_memory_dataset(lib.images(), None, cfg, domain, base_seed, start)
         else:
             if source is None:
                 source = pool_source(domain, cfg)
@@ -200,10 +204,10 @@ def make_domain_dataset(cfg, domain, batch_size=None, shard=(0, 1)):
                 in_memory = cfg.in_memory
             if in_memory:
                 images, labels, _ = load_all(source, skip_bad=cfg.skip_bad)
-                ds = in_memory_dataset(images, labels, cfg, domain, base_seed)
+                ds = in_memory_dataset(images, labels, cfg, domain, base_seed, start)
             else:
-                ds = streaming_dataset(source, cfg, domain, base_seed)
-    ds = ds.batch(batch_size or cfg.batch_size(domain), drop_remainder=True)
+                ds = streaming_dataset(source, cfg, domain, base_seed, start)
+    ds = ds.batch(batch_size, drop_remainder=True)
     return ds.with_options(dataset_options(cfg.deterministic))
 
 

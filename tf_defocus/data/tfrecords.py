@@ -64,10 +64,11 @@ def _check_shards(files, skip_bad):
     return good
 
 
-def tfrecord_dataset(patterns, cfg, base_seed, shard):
+def tfrecord_dataset(patterns, cfg, base_seed, shard, start=0):
     """Infinite synthetic element dataset from ``tf_defocus.generate`` GZIP shards.
 
-    patterns: files, folders or globs; cfg: ``pipeline.DataConfig``; shard: (index, count).
+    patterns: files, folders or globs; cfg: ``pipeline.DataConfig``; shard: (index, count);
+    start: first element of the stream (the records before it are read, not parsed).
     Every shard's first record is checked up front (bad shards named). With ``skip_bad`` a
     corrupt region or record found later is dropped (TensorFlow logs the error); otherwise the
     first one stops the pipeline.
@@ -86,7 +87,7 @@ def tfrecord_dataset(patterns, cfg, base_seed, shard):
     ds = ds.interleave(read, cycle_length=min(4, len(files)), num_parallel_calls=tf.data.AUTOTUNE,
                        deterministic=cfg.deterministic)
     ds = ds.shuffle(64, seed=base_seed + 1)
-    ds = tf.data.Dataset.zip((ds, tf.data.Dataset.counter()))
+    ds = tf.data.Dataset.zip((ds, tf.data.Dataset.counter())).skip(int(start))
 
     def crop(serialized, index):
         image, sigma, _ = parse_tfrecord(serialized)

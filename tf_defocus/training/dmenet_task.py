@@ -46,18 +46,21 @@ def check_batches_divide(data, variant, replicas):
                              f"distribution strategy; use a multiple of {replicas}")
 
 
-def make_train_dataset(data, variant, input_context=None):
+def make_train_dataset(data, variant, input_context=None, start_batch=0):
     """Infinite zipped dataset with one batch of every domain the variant needs.
 
     input_context: ``tf.distribute.InputContext`` of one input pipeline (worker): batches of
     one replica's share of each domain batch, from this pipeline's input shard.
+    start_batch: first batch of the stream (a resumed run's position in its cycle).
     """
     if input_context is None:
-        parts = {d: pipeline.make_domain_dataset(data, d) for d in needed_domains(variant)}
+        parts = {d: pipeline.make_domain_dataset(data, d, start_batch=start_batch)
+                 for d in needed_domains(variant)}
     else:
         shard = (input_context.input_pipeline_id, input_context.num_input_pipelines)
         parts = {d: pipeline.make_domain_dataset(
-                     data, d, input_context.get_per_replica_batch_size(data.batch_size(d)), shard)
+                     data, d, input_context.get_per_replica_batch_size(data.batch_size(d)), shard,
+                     start_batch)
                  for d in needed_domains(variant)}
     ds = tf.data.Dataset.zip(parts).prefetch(tf.data.AUTOTUNE)
     return ds.with_options(dataset_options(data.deterministic))
@@ -173,4 +176,6 @@ def build_task(cfg, *, with_validation=True):
                         inference_model=lambda: float32_inference_model(
                             trainer.blur_estimator, fill_smooth=cfg.losses.fills_smooth,
                             fill_method=cfg.losses.fill_method),
-                        image_panels=dmenet_panels_fn(trainer))
+                        image_panels=dmenet_panels_fn(trainer),
+                        train_dataset_from=lambda batch: functools.partial(
+                            make_train_dataset, cfg.data, variant, start_batch=batch))

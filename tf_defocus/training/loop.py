@@ -8,7 +8,8 @@ and ``jit_compile`` work as in ``fit``) and adds what long runs need:
   metrics), every optimizer and the step counter, saved every ``checkpoint_every`` steps, on
   Ctrl-C and at the end; ``train_steps`` is the total, so rerunning the same command after a
   kill resumes from the last checkpoint ("resuming from step N") and stops at the total
-  (the input pipeline is not checkpointed: it starts over from its seed on resume);
+  (the input stream goes on at the resumed step's batch of its cycle, ``TrainingTask.train_dataset_at``,
+  so it does not replay the batches the run has already trained on);
 * a non-finite loss, or non-finite weights / optimizer slots after a step (checked after every
   step and again before every save, so a finite loss with poisoned weights is caught too), stop
   training with :class:`NonFiniteLossError`; non-finite state is never saved, the last good
@@ -322,10 +323,11 @@ def run_training(task, model_dir, train_steps, *, checkpoint_every=1000, log_eve
         phase = None
         lr_now = None
         train_fn = None
-        if callable(task.train_dataset):   # per input pipeline (worker): its own shard
-            dist_dataset = strategy.distribute_datasets_from_function(task.train_dataset)
-        else:
-            dist_dataset = strategy.experimental_distribute_dataset(task.train_dataset)
+        def distribute_input(dataset):
+            if callable(dataset):   # per input pipeline (worker): its own shard
+                return strategy.distribute_datasets_from_function(dataset)
+            return strategy.experimental_distribute_dataset(dataset)
+
         iterator = None
         # Target = steps of this run (Progbar's ETA assumes it started at 0); every value
         # shown is already a running mean, so all are "stateful" (shown as given). The bar
@@ -351,7 +353,9 @@ def run_training(task, model_dir, train_steps, *, checkpoint_every=1000, log_eve
                         f"{math.ceil(train_steps / cycle_steps)} from step {step}: optimizer "
                         f"state reset, input stream restarted")
                 if iterator is None or restart:
-                    iterator = iter(dist_dataset)
+                    iterator = iter(distribute_input(task.train_dataset_at(at)))
+                    if at:
+                        log(f"input stream resumed at batch {at} of its cycle")
                 if hasattr(trainer, "phase_for_step"):
                     new_phase = trainer.phase_for_step(at)
                     if new_phase != phase:

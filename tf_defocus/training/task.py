@@ -26,9 +26,24 @@ class TrainingTask:
       ``<model_dir>/<name>.keras``.
     image_panels: optional callable(element) -> dict name -> uint8 (N, H, W', 3) images for
       TensorBoard (e.g. input | ground truth | prediction, colour-mapped).
+    train_dataset_from: optional callable(batch) -> ``train_dataset`` starting at that batch of
+      its stream, built without computing the batches before it (``train_dataset_at``).
     """
     trainer: object
     train_dataset: object
     val_dataset: Optional[object]
     inference_model: Callable[[], object]
     image_panels: Optional[Callable[[object], dict]] = None
+    train_dataset_from: Optional[Callable[[int], object]] = None
+
+    def train_dataset_at(self, batch):
+        """``train_dataset`` positioned at ``batch`` of its stream, where a resumed run goes on:
+        ``train_dataset_from(batch)``, or else ``Dataset.skip`` (which computes every skipped
+        batch)."""
+        if not batch:
+            return self.train_dataset
+        if self.train_dataset_from is not None:
+            return self.train_dataset_from(batch)
+        if callable(self.train_dataset):
+            return lambda input_context: self.train_dataset(input_context).skip(batch)
+        return self.train_dataset.skip(batch)
