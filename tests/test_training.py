@@ -254,6 +254,13 @@ def test_checkpoint_restores_every_network_and_optimizer(tmp_path):
     assert [float(o.learning_rate) for o in t2.optimizers] == pytest.approx([5e-4, 5e-4])
 
 
+def eager_trainer(**kw):
+    """A seeded tiny DMENet trainer (``tiny_cfg(**kw)``) that runs eagerly."""
+    t = build_trainer(tiny_cfg(**kw), seed=0)
+    t.run_eagerly = True
+    return t
+
+
 def test_a_run_resumed_mid_cycle_reads_on_and_ends_as_an_uninterrupted_one(tmp_path):
     """Stopped at step 2 and resumed, the input stream goes on at batch 2 (or 2 of its cycle)
     rather than replaying batches 0 and 1, so the weights equal an uninterrupted run's."""
@@ -261,9 +268,7 @@ def test_a_run_resumed_mid_cycle_reads_on_and_ends_as_an_uninterrupted_one(tmp_p
     sched = dict(learning_rate=1e-3, verbose=0, checkpoint_every=0)
 
     def trainer():
-        t = build_trainer(tiny_cfg(variant="B"), seed=0)
-        t.run_eagerly = True
-        return t
+        return eager_trainer(variant="B")
 
     for cycle_steps, total in ((0, 4), (3, 5)):
         straight = trainer()
@@ -312,9 +317,7 @@ def test_cycles_repeat_the_schedule_like_chained_warm_started_runs(tmp_path):
                  checkpoint_every=0)
 
     def trainer():
-        t = build_trainer(tiny_cfg(**kw), seed=0)
-        t.run_eagerly = True
-        return t
+        return eager_trainer(**kw)
 
     messages = []
     one = trainer()
