@@ -299,8 +299,11 @@ def test_training_task_positions_its_stream_at_a_batch():
     task = TrainingTask(trainer=None, train_dataset=ds, val_dataset=None, inference_model=None)
     assert task.train_dataset_at(0) is ds
     assert list(task.train_dataset_at(3).take(2).as_numpy_iterator()) == [3, 4]
-    task.train_dataset = lambda input_context: ds
-    assert list(task.train_dataset_at(7)(None).as_numpy_iterator()) == [7, 8, 9]
+    # Per input pipeline: each step takes one per-replica batch of each of its 2 replicas.
+    task.train_dataset = lambda input_context: tf.data.Dataset.range(20)
+    context = tf.distribute.InputContext(num_input_pipelines=1, input_pipeline_id=0,
+                                         num_replicas_in_sync=2)
+    assert list(task.train_dataset_at(8)(context).as_numpy_iterator()) == [16, 17, 18, 19]
     task.train_dataset_from = lambda batch: ds.skip(2 * batch)
     assert list(task.train_dataset_at(4).as_numpy_iterator()) == [8, 9]
 

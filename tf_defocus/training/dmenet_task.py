@@ -22,7 +22,7 @@ from tf_defocus.training.dmenet_trainer import DMENetTrainer
 from tf_defocus.training.loop import CHECKPOINT_SUBDIR
 from tf_defocus.training.panels import dmenet_panels_fn
 from tf_defocus.training.runner import dtype_policy
-from tf_defocus.training.task import TrainingTask
+from tf_defocus.training.task import TrainingTask, replicas_per_pipeline
 from tf_defocus.units import SIGMA_MAX_PX
 
 
@@ -51,7 +51,7 @@ def make_train_dataset(data, variant, input_context=None, start_batch=0):
 
     input_context: ``tf.distribute.InputContext`` of one input pipeline (worker): batches of
     one replica's share of each domain batch, from this pipeline's input shard.
-    start_batch: first batch of the stream (a resumed run's position in its cycle).
+    start_batch: first global batch (step) of the stream (a resumed run's position in its cycle).
     """
     if input_context is None:
         parts = {d: pipeline.make_domain_dataset(data, d, start_batch=start_batch)
@@ -60,7 +60,7 @@ def make_train_dataset(data, variant, input_context=None, start_batch=0):
         shard = (input_context.input_pipeline_id, input_context.num_input_pipelines)
         parts = {d: pipeline.make_domain_dataset(
                      data, d, input_context.get_per_replica_batch_size(data.batch_size(d)), shard,
-                     start_batch)
+                     start_batch * replicas_per_pipeline(input_context))
                  for d in needed_domains(variant)}
     ds = tf.data.Dataset.zip(parts).prefetch(tf.data.AUTOTUNE)
     return ds.with_options(dataset_options(data.deterministic))

@@ -37,7 +37,8 @@ class TrainingTask:
     train_dataset_from: Optional[Callable[[int], object]] = None
 
     def train_dataset_at(self, batch):
-        """``train_dataset`` positioned at ``batch`` of its stream, where a resumed run goes on:
+        """``train_dataset`` positioned at global batch (step) ``batch`` of its stream, where a
+        resumed run goes on:
         ``train_dataset_from(batch)``, or else ``Dataset.skip`` (which computes every skipped
         batch)."""
         if not batch:
@@ -45,5 +46,11 @@ class TrainingTask:
         if self.train_dataset_from is not None:
             return self.train_dataset_from(batch)
         if callable(self.train_dataset):
-            return lambda input_context: self.train_dataset(input_context).skip(batch)
+            return lambda input_context: self.train_dataset(input_context).skip(
+                batch * replicas_per_pipeline(input_context))
         return self.train_dataset.skip(batch)
+
+
+def replicas_per_pipeline(input_context):
+    """Per-replica batches one input pipeline gives for each global step."""
+    return input_context.num_replicas_in_sync // input_context.num_input_pipelines
