@@ -932,7 +932,12 @@ def test_init_checkpoint_warm_starts_a_cue_b_from_a_b_without_cues(tmp_path):
                                init_checkpoint=str(tmp_path)), seed=4)
     got = t.blur_estimator(x, training=False)
     for name in ("defocus", "aux_2", "feature"):
-        np.testing.assert_allclose(got[name], want[name], atol=1e-5, err_msg=name)
+        # The first convolution sums 3 + cue channels where the source summed 3: oneDNN picks
+        # kernels by shape and CPU, so float32 rounding differs (up to 2.5e-4 at 4 of 3,840
+        # pixels on an AVX2 machine, mean 1.3e-5 for the features; none on another); a B that
+        # is not the source's differs everywhere.
+        diff = np.abs(np.asarray(got[name]) - np.asarray(want[name]))
+        assert diff.max() < 1e-3 and diff.mean() < 1e-4, (name, diff.max(), diff.mean())
     first = next(l for l in t.blur_estimator._flatten_layers() if l.name == "block1_conv1")
     kernel = np.asarray(first.kernel)
     assert kernel.shape[2] == 3 + NUM_CUES and not kernel[:, :, 3:].any()
