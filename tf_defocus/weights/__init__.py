@@ -1,10 +1,10 @@
 """Weights shipped inside the package (package data).
 
 ``DEFAULT_MODEL``: the built-in default defocus model, a ``blur_estimator.keras`` inference model
-(input RGB [0, 1], output sigma / 7) trained by ``configs/default_model.flags`` (six cycles
-of one schedule; trained as six chained one-cycle runs, ``configs/default_model_cycle.flags``,
-then ``configs/warm_restart.flags``, ``third_cycle``, ``fourth_cycle``, ``fifth_cycle`` and
-``sixth_cycle.flags``) on the built-in realistic data, ending with the guided fill
+(input RGB [0, 1], output sigma / 7) trained by ``configs/default_model.flags`` (seven cycles
+of one schedule; trained as seven chained one-cycle runs, ``configs/default_model_cycle.flags``,
+then ``configs/warm_restart.flags``, ``third_cycle``, ``fourth_cycle``, ``fifth_cycle``,
+``sixth_cycle`` and ``seventh_cycle.flags``) on the built-in realistic data, ending with the guided fill
 (``propagation.guided_fill``); its ``ModelInfo`` sidecar is
 ``default_model.keras.json`` beside it. See
 ``docs/MODEL_CARD.md`` for data, recipe, metrics and limits.
