@@ -49,6 +49,19 @@ def parse_guide(spec):
     raise argparse.ArgumentTypeError(f"--guide {spec!r}: expected 'rgb,R' or 'opponent,WL,WC,R'")
 
 
+VARIANT_KEYS = {"edge": "edge_contrast", "lean": "weight", "keep": "keep", "range": "range_sigma",
+                "min": "min_weight"}
+
+
+def parse_variant(spec):
+    """'edge=0.1,keep=0.8' -> (spec, guided_fill keyword arguments)."""
+    try:
+        pairs = [item.split("=") for item in spec.split(",")]
+        return spec, {VARIANT_KEYS[k]: float(v) for k, v in pairs}
+    except (KeyError, ValueError) as e:
+        raise argparse.ArgumentTypeError(f"--variant {spec!r}: expected k=v pairs of {sorted(VARIANT_KEYS)}") from e
+
+
 def main(args):
     import tensorflow as tf
     from smooth_in_focus import load_validation_set, smooth_shares
@@ -67,6 +80,9 @@ def main(args):
         s, image[None], range_sigma=r, guide=g(image)[None])) for name, guide, range_sigma in args.guide]
     fills += [(f"rgb, lean {k:g}", lambda s, image, k=k: propagation.guided_fill(
         s, image[None], weight=np.exp(-k * s))) for k in args.lean]
+    fills += [(spec, lambda s, image, kw=kw: propagation.guided_fill(
+        s, image[None], **{k: (np.exp(-v * s) if k == "weight" else v) for k, v in kw.items()}))
+        for spec, kw in args.variant]
     for name, fill in fills:
         maps = {m["id"]: np.asarray(fill(raw[m["id"]], image))[0, ..., 0] for m, image, _ in data}
         s = scores(data, maps)
@@ -83,6 +99,9 @@ def parse(argv):
                    help="'rgb,R' or 'opponent,WL,WC,R' (repeatable): guide and range sigma")
     p.add_argument("--lean", action="append", type=float, default=[],
                    help="K (repeatable): the default guided fill with reading weights exp(-K sigma px)")
+    p.add_argument("--variant", action="append", type=parse_variant, default=[],
+                   help="'edge=E,lean=K,keep=A,range=R' (repeatable, any subset): the guided fill "
+                        "with guided_fill(edge_contrast=E, weight=exp(-K sigma px), keep=A, range_sigma=R)")
     p.add_argument("--threads", type=int, default=2)
     return p.parse_args(argv)
 

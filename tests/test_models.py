@@ -14,6 +14,7 @@ from tf_defocus.models import (BlurEstimator, CaffePreprocess, ContentLoss, Doma
                                NearestUpsample, SharpnessCalibrator, SymmetricPad,
                                TwoScaleBlurEstimator, channels, copy_weights_by_name)
 from tf_defocus import propagation
+from tf_defocus.units import SIGMA_MAX_PX
 from tf_defocus.models import blur_estimator as be
 from tf_defocus.models import vgg
 
@@ -224,15 +225,18 @@ def test_fill_smooth_inference_model_round_trip(tiny_b, tmp_path):
                                atol=1e-6)
 
 
-def test_guided_fill_inference_model_round_trip(tiny_b, tmp_path):
-    """fill_method="guided" is kept by the saved model and computes ``propagation.guided_fill``."""
-    inf = tiny_b.inference_model(fill_smooth=True, fill_method="guided")
+@pytest.mark.parametrize("method", ["guided", "guided_edges"])
+def test_guided_fill_inference_model_round_trip(tiny_b, tmp_path, method):
+    """fill_method="guided" / "guided_edges" is kept by the saved model and computes
+    ``propagation.fill_smooth`` on the map in px (the model's sigma / 7 times 7)."""
+    inf = tiny_b.inference_model(fill_smooth=True, fill_method=method)
     x = _images(1, 32, 48, seed=2)
     x[:, :, :24] = 0.5
     model_checks.assert_keras_round_trip(inf, x, tmp_path / "blur_estimator.keras")
-    assert keras.saving.load_model(tmp_path / "blur_estimator.keras").layers[-1].method == "guided"
-    plain = tiny_b.inference_model()(x)
-    np.testing.assert_allclose(inf(x).numpy(), propagation.guided_fill(plain, x).numpy(), atol=1e-6)
+    assert keras.saving.load_model(tmp_path / "blur_estimator.keras").layers[-1].method == method
+    plain = tiny_b.inference_model()(x) * SIGMA_MAX_PX
+    want = propagation.fill_smooth(plain, x, method) / SIGMA_MAX_PX
+    np.testing.assert_allclose(inf(x).numpy(), want.numpy(), atol=1e-6)
     with pytest.raises(ValueError, match="fill method"):
         tiny_b.inference_model(fill_smooth=True, fill_method="median")
 
@@ -322,7 +326,7 @@ def _assert_converts_to_tflite_builtins(inf, tmp_path):
 
 
 @pytest.mark.parametrize("fill_smooth,fill_method", [(False, "pull_push"), (True, "pull_push"),
-                                                     (True, "guided")])
+                                                     (True, "guided"), (True, "guided_edges")])
 def test_inference_model_converts_to_tflite_builtins(tiny_b, tmp_path, fill_smooth, fill_method):
     """Dynamic-size export lowers to TFLite builtins only (needs static channels after concat;
     FillSmooth's pyramid resizes to dynamic sizes, the guided fill scans by shifted slices)."""

@@ -121,3 +121,54 @@ def test_guided_fill_keeps_a_smooth_region_to_the_readings_of_its_own_colour(sca
                                      weight=np.exp(-0.5 * sigma)).numpy()[0, ..., 0]
     assert (leaned[:, 32:224] < blended[:, 32:224] - 1.0).all()
     np.testing.assert_allclose(leaned[visible], sigma[0, ..., 0][visible], atol=1e-4)
+
+
+def test_edge_contrast_parts_a_sharp_edge_more_than_a_blurred_one_of_the_same_contrast():
+    """A value of 1 in the left 40 columns, 0 elsewhere, spread by the domain transform across
+    a grey step of 0.1 per channel between columns 48 and 80: in one column (sharp) or as a
+    ramp over all 32 (blurred); measured right of column 88. Plain
+    distances sum the same contrast either way, so as much crosses both; with ``edge_contrast``
+    the sharp step lets less across than the ramp, and less than without it."""
+    w = 128
+    ramp = np.clip((np.arange(w) - 48) / 32, 0, 1)
+    sharp = (np.arange(w) >= 64).astype(float)
+    values = (np.arange(w) < 40).astype(np.float32)[None, None, :, None].repeat(4, 1)
+
+    def leak(profile, edge_contrast):
+        guide = (0.4 + 0.1 * profile)[None, None, :, None].repeat(4, 1).repeat(3, 3)
+        out = propagation.domain_transform(values, guide.astype(np.float32), 50.0, 0.3,
+                                           edge_contrast=edge_contrast).numpy()
+        return out[0, :, 88:].mean()
+
+    assert leak(sharp, None) == pytest.approx(leak(ramp, None), rel=0.1)
+    assert leak(sharp, 0.03) < 0.7 * leak(ramp, 0.03)
+    assert leak(sharp, 0.03) < 0.7 * leak(sharp, None)
+
+
+def test_keep_lets_visible_pixels_take_part_of_the_spread():
+    """keep=1 (``guided``) leaves a visible reading alone; keep=0.5 moves it half-way to the
+    spread of the readings around it (keep near 0: the spread alone, which mixes the 4 px left
+    half with the 2 px right half of one textured colour)."""
+    rng = np.random.default_rng(1)
+    image = (0.5 + rng.uniform(-0.2, 0.2, (1, 32, 32, 1))).repeat(3, -1).astype(np.float32)
+    sigma = np.full((1, 32, 32, 1), 2.0, np.float32)
+    sigma[:, :, :16] = 4.0
+    kept = propagation.guided_fill(sigma, image, range_sigma=100.0, scale=1).numpy()
+    half = propagation.guided_fill(sigma, image, range_sigma=100.0, scale=1, keep=0.5).numpy()
+    spread = propagation.guided_fill(sigma, image, range_sigma=100.0, scale=1, keep=1e-6).numpy()
+    np.testing.assert_allclose(kept, sigma, atol=1e-4)
+    np.testing.assert_allclose(half, 0.5 * (sigma + spread), atol=1e-4)
+    assert spread[0, :, :4].mean() < 3.9 and spread[0, :, -4:].mean() > 2.1
+
+
+def test_guided_edges_reads_sigma_in_the_units_given():
+    """``guided_edges`` leans to sharp readings by exp(-0.1 sigma [px]): the same map in px or
+    in sigma / 7 with px_per_unit=7 fills alike, and unlike ``guided``."""
+    rng = np.random.default_rng(2)
+    image = rng.uniform(size=(1, 48, 64, 3)).astype(np.float32)
+    image[:, 8:40, 16:48] = 0.5
+    sigma = rng.uniform(0, 7, (1, 48, 64, 1)).astype(np.float32)
+    px = propagation.fill_smooth(sigma, image, "guided_edges").numpy()
+    sevenths = propagation.fill_smooth(sigma / 7, image, "guided_edges", px_per_unit=7.0).numpy()
+    np.testing.assert_allclose(7 * sevenths, px, atol=1e-4)
+    assert np.abs(px - propagation.fill_smooth(sigma, image, "guided").numpy()).max() > 0.1

@@ -16,7 +16,10 @@ measure blur where it is visible and propagate it into the rest (Bae & Durand, E
   visible pixel anywhere keeps the network's value (a tiny floor on ``c``);
 * or ``guided_fill`` (the built-in default model's, status.md item 69): the ``c``-weighted sigma
   spread by an edge-aware domain transform guided by the image's colours (Gastal & Oliveira,
-  SIGGRAPH 2011), so a smooth region takes the sigma of visible pixels of its own colour.
+  SIGGRAPH 2011), so a smooth region takes the sigma of visible pixels of its own colour;
+* or ``guided_edges`` (status.md item 76): the guided fill with sharp edges parting more than
+  blurred ones of the same contrast, sharp readings trusted more, and visible pixels taking
+  half of the spread too (``GUIDED_EDGES``).
 
 Everything is TensorFlow ops on (N, H, W, C) tensors of any size, so the same function runs
 after tiled inference (``inference.Estimator``) and inside exported graphs.
@@ -49,6 +52,12 @@ GUIDED_SCALE = 4
 scan doublings (on an idle machine full resolution took 13-14x pull-push's time and this grid
 1.8-2.4x, ``python benchmarks/fill_speed.py``, docs/training/default_model/fill_speed.txt), and on
 validation set v2 it scored as well as full resolution (status.md item 67)."""
+GUIDED_EDGES = {"edge_contrast": 0.3, "keep": 0.5, "lean_per_px": 0.1}
+"""``guided_edges``: ``guided_fill(edge_contrast=0.3, keep=0.5, weight=exp(-0.1 sigma [px]))``.
+On validation set v2 it scored better than ``guided`` on Spearman, AUC, MAE and the smooth
+in-focus shares at once, for the seventh, sixth and eighth cycles (status.md item 76,
+``python benchmarks/fill_guides.py --variant=edge=0.3,keep=0.5,lean=0.1``,
+docs/training/default_model/fill_edges.txt)."""
 GUIDED_MIN_WEIGHT = 1e-3
 """Least normalising weight of ``guided_fill``'s spread; below it the pixel takes pull-push."""
 PYRAMID_LEVELS = 12
@@ -160,16 +169,23 @@ def _recursive_filter_rows(values, feedback, steps):
     return tf.reverse(x, [2])
 
 
-def domain_transform(values, guide, spatial_sigma, range_sigma, iterations=3):
+def domain_transform(values, guide, spatial_sigma, range_sigma, iterations=3, edge_contrast=None):
     """Edge-aware smoothing: (N,H,W,C) ``values`` by the recursive-filter domain transform
     (Gastal & Oliveira, SIGGRAPH 2011, eqs. 11 and 14) guided by ``guide`` (N,H,W,C), e.g.
     RGB [0, 1]: spatial sigma [px], range sigma [guide units: the sum of absolute channel
-    differences], row and column passes alternating ``iterations`` times."""
+    differences d between neighbours], row and column passes alternating ``iterations`` times.
+    ``edge_contrast`` e [guide units]: each step's d becomes d + d^2 / e, so an edge crossed in
+    one step (sharp) parts more than one of the same contrast spread over several (blurred)."""
     values = tf.cast(values, tf.float32)
     guide = tf.cast(guide, tf.float32)
     ratio = spatial_sigma / range_sigma
-    step_x = 1.0 + ratio * tf.reduce_sum(tf.abs(guide[:, :, 1:] - guide[:, :, :-1]), -1, keepdims=True)
-    step_y = 1.0 + ratio * tf.reduce_sum(tf.abs(guide[:, 1:] - guide[:, :-1]), -1, keepdims=True)
+
+    def step(d):
+        d = tf.reduce_sum(tf.abs(d), -1, keepdims=True)
+        return 1.0 + ratio * (d if edge_contrast is None else d + tf.square(d) / edge_contrast)
+
+    step_x = step(guide[:, :, 1:] - guide[:, :, :-1])
+    step_y = step(guide[:, 1:] - guide[:, :-1])
     step_x = tf.pad(step_x, [[0, 0], [0, 0], [1, 0], [0, 0]])
     step_y = tf.transpose(tf.pad(step_y, [[0, 0], [1, 0], [0, 0], [0, 0]]), [0, 2, 1, 3])
     out = values
@@ -185,16 +201,19 @@ def domain_transform(values, guide, spatial_sigma, range_sigma, iterations=3):
 
 
 def guided_fill(sigma, image, spatial_sigma=GUIDED_SPATIAL_SIGMA_PX,
-                range_sigma=GUIDED_RANGE_SIGMA, scale=GUIDED_SCALE, guide=None, weight=None):
+                range_sigma=GUIDED_RANGE_SIGMA, scale=GUIDED_SCALE, guide=None, weight=None,
+                edge_contrast=None, keep=1.0, min_weight=GUIDED_MIN_WEIGHT):
     """``fill_smooth`` made edge-aware: each pixel keeps its confidence c of its own value and
     takes 1 - c from the ``domain_transform`` of (c * sigma, c) normalised, so a smooth region
     takes the sigma of visible pixels of its own colour rather than the nearest edge of another
-    surface; pull-push where that normalising weight is below ``GUIDED_MIN_WEIGHT``. The
+    surface; pull-push where that normalising weight is below ``min_weight``. The
     transform runs on a grid ``scale`` times coarser (2x2-mean pooled, bilinear back).
     ``guide``: (N,H,W,C) colours of the transform in place of ``image`` (e.g. another colour
     space; ``benchmarks/fill_guides.py``). ``weight``: optional (N,H,W,1) factor > 0 on each
     reading's weight in the spread (e.g. exp(-k sigma) to trust sharp readings more;
-    ``fill_guides.py --lean``). (N,H,W,1) sigma (any units), (N,H,W,3) RGB [0, 1] -> (N,H,W,1)."""
+    ``fill_guides.py --lean``). ``edge_contrast``: see ``domain_transform``. ``keep`` in (0, 1]: a
+    pixel keeps keep * c of its own value (below 1 visible pixels take some of the spread too).
+    (N,H,W,1) sigma (any units), (N,H,W,3) RGB [0, 1] -> (N,H,W,1)."""
     sigma = tf.cast(sigma, tf.float32)
     image = tf.cast(image, tf.float32)
     c = visibility_confidence(image)
@@ -203,25 +222,33 @@ def guided_fill(sigma, image, spatial_sigma=GUIDED_SPATIAL_SIGMA_PX,
     guide = image if guide is None else tf.cast(guide, tf.float32)
     if scale > 1:
         weighted, guide = (tf.nn.avg_pool2d(x, scale, scale, "SAME") for x in (weighted, guide))
-    num_den = domain_transform(weighted, guide, spatial_sigma / scale, range_sigma)
+    num_den = domain_transform(weighted, guide, spatial_sigma / scale, range_sigma,
+                               edge_contrast=edge_contrast)
     if scale > 1:
         num_den = tf.image.resize(num_den, tf.shape(sigma)[1:3], method="bilinear")
     num, den = num_den[..., :1], num_den[..., 1:]
-    spread = tf.where(den > GUIDED_MIN_WEIGHT, num / tf.maximum(den, GUIDED_MIN_WEIGHT),
+    spread = tf.where(den > min_weight, num / tf.maximum(den, min_weight),
                       pull_push(sigma, c))
-    return c * sigma + (1.0 - c) * spread
+    own = keep * c
+    return own * sigma + (1.0 - own) * spread
 
 
-FILL_METHODS = ("pull_push", "guided")
-"""``fill_smooth`` methods: ``pull_push`` (the shipped models' fill) or ``guided_fill``."""
+FILL_METHODS = ("pull_push", "guided", "guided_edges")
+"""``fill_smooth`` methods: ``pull_push``, ``guided_fill`` or ``guided_fill`` with
+``GUIDED_EDGES``."""
 
 
-def fill_smooth(sigma, image, method="pull_push"):
-    """(N,H,W,1) sigma (any units) and its (N,H,W,3) RGB [0, 1] image -> (N,H,W,1) sigma with
-    smooth surfaces filled in from the visible pixels around them, by ``method`` (one of
-    ``FILL_METHODS``)."""
+def fill_smooth(sigma, image, method="pull_push", px_per_unit=1.0):
+    """(N,H,W,1) sigma (units of ``px_per_unit`` px: 1 for px, ``units.SIGMA_MAX_PX`` for a
+    model's sigma / 7) and its (N,H,W,3) RGB [0, 1] image -> (N,H,W,1) sigma with smooth
+    surfaces filled in from the visible pixels around them, by ``method`` (one of
+    ``FILL_METHODS``; only ``guided_edges`` depends on the units)."""
     if method == "guided":
         return guided_fill(sigma, image)
+    if method == "guided_edges":
+        lean = GUIDED_EDGES["lean_per_px"] * px_per_unit
+        return guided_fill(sigma, image, edge_contrast=GUIDED_EDGES["edge_contrast"],
+                           keep=GUIDED_EDGES["keep"], weight=tf.exp(-lean * tf.cast(sigma, tf.float32)))
     if method != "pull_push":
         raise ValueError(f"fill method {method!r}; expected one of {FILL_METHODS}")
     return pull_push(sigma, visibility_confidence(image))

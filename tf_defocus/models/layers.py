@@ -13,7 +13,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from tf_defocus import propagation
+from tf_defocus import propagation, units
 from tf_defocus.tiling import tile_size_for_width
 
 PACKAGE = "tf_defocus"
@@ -215,7 +215,8 @@ def batch_norm(name):
 class FillSmooth(keras.layers.Layer):
     """[map (N,H,W,1), image (N,H,W,3) RGB [0,1]] -> the map with smooth surfaces (blur
     invisible) filled in from the visible pixels around them (``tf_defocus.propagation``;
-    ``method``: one of ``propagation.FILL_METHODS``). No weights; float32."""
+    ``method``: one of ``propagation.FILL_METHODS``). The map is sigma / ``units.SIGMA_MAX_PX``, a
+    model's output. No weights; float32."""
 
     def __init__(self, method="pull_push", **kwargs):
         kwargs.setdefault("dtype", "float32")
@@ -226,7 +227,7 @@ class FillSmooth(keras.layers.Layer):
 
     def call(self, inputs):
         values, image = inputs
-        return propagation.fill_smooth(values, image, self.method)
+        return propagation.fill_smooth(values, image, self.method, px_per_unit=units.SIGMA_MAX_PX)
 
     def get_config(self):
         return {**super().get_config(), "method": self.method}

@@ -193,7 +193,9 @@ class LossConfig(Section):
         "pull_push", "How the saved model (with --smooth_weight < 1) fills in smooth surfaces: "
         "pull_push (from the nearest visible pixels) or guided (from visible pixels of the "
         "same colour: an edge-aware domain transform, Gastal & Oliveira, SIGGRAPH 2011; "
-        "docs/training/default_model/status.md item 67). Inference only: training is the same.",
+        "docs/training/default_model/status.md item 67) or guided_edges (guided, with sharp edges "
+        "parting more than blurred ones and sharp readings trusted more; item 76). Inference "
+        "only: training is the same.",
         choices=FILL_METHODS)
 
     pixel_loss: str = setting(LossWeights.pixel_loss, "Pixel loss of the map and the aux "
