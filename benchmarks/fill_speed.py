@@ -1,5 +1,6 @@
-"""The two fills of smooth surfaces: pull-push (``propagation.fill_smooth``) against the
-edge-aware ``propagation.guided_fill`` at grid scales 1, 2, 4 and 8, in one run.
+"""The fills of smooth surfaces: pull-push (``propagation.fill_smooth``) against the
+edge-aware ``propagation.guided_fill`` at grid scales 1, 2, 4 and 8 and the ``guided_edges``
+method (grid x4, the built-in model's fill), in one run.
 
 The fill runs on the whole filled map of every prediction (``FillSmooth``), so its cost adds to
 the model's seconds per megapixel (issue 11's budget: 3 s/MP on 2 threads). Printed per image
@@ -63,6 +64,7 @@ def compare(sizes, scales, repeats):
     fills = {"pull-push": tf.function(P.fill_smooth)}
     fills.update({f"guided x{s}": tf.function(lambda v, im, s=s: P.guided_fill(v, im, scale=s))
                   for s in (int(v) for v in scales.split(","))})
+    fills["guided_edges"] = tf.function(lambda v, im: P.fill_smooth(v, im, "guided_edges"))
     print(f"{'H x W':>11} {'fill':>11} {'ms':>9} {'x pull-push':>12} {'s/MP':>7}")
     for size in sizes.split(","):
         h, w = (int(v) for v in size.split("x"))

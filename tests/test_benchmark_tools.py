@@ -319,7 +319,7 @@ def test_fill_speed_benchmark_times_every_fill_against_pull_push(capsys):
     import fill_speed
     fill_speed.compare("40x72", "1,4", repeats=1)
     rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
-    assert [" ".join(r[1:-3]) for r in rows] == ["pull-push", "guided x1", "guided x4"]
+    assert [" ".join(r[1:-3]) for r in rows] == ["pull-push", "guided x1", "guided x4", "guided_edges"]
     assert rows[0][-2] == "1.0x" and all(float(r[-1]) > 0 for r in rows)
 
 

@@ -131,17 +131,12 @@ def _lit_validation_scenes(count):
 
 
 # Bokeh (docs/MODEL_CARD.md, status.md items 31-33): lights brighter than white defocus into
-# discs with crisp rims. On these four scenes the shipped model (seventh cycle, guided fill,
-# item 73) reads 10.8% of the blurred footprint as in focus; the sixth cycle, shipped before,
-# 9.8% (it passed narrowly, so this test was a plain test while it shipped), the fourth 11.9%.
-# Over every lit validation scene the sixth and the seventh both read 10.6% (`python
-# benchmarks/bokeh.py`): the failure is smaller than the fourth cycle's (12.5%), not gone, and
-# four scenes cannot tell those two models apart. A strict xfail again: a model that passes
-# it turns this test red, so the comment and the marker get updated.
+# discs with crisp rims. On these four scenes the shipped model (seventh cycle, guided_edges
+# fill, item 76) reads 7.6% of the blurred footprint as in focus; the same network with the
+# guided fill 10.8% (item 73), the sixth cycle 9.8%, the fourth 11.9%. Over every lit
+# validation scene 6.6% against 10.6% (`python benchmarks/bokeh.py`): smaller, not gone.
 @SHIPPED
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="known failure: bokeh read as in focus (issue 11; "
-                   "docs/training/default_model/status.md items 31-33, 69, 73)")
 def test_bokeh_discs_are_read_as_blurred():
     scenes = _lit_validation_scenes(4)
     assert len(scenes) == 4
