@@ -57,6 +57,15 @@ def _first_scenes(count, pick):
     return [item for _, item in zip(range(count), (p for p in picked if p is not None))]
 
 
+def _shipped_readings(scenes, count):
+    """[(sigma [px] (H, W) read by the built-in model, the scene's mask)] of the first ``count``
+    scenes of ``scenes`` (``_all_in_focus_validation_scenes`` or ``_lit_validation_scenes``)."""
+    picked = scenes(count)
+    assert len(picked) == count
+    est = tf_defocus.load_estimator()
+    return [(est.predict(image), mask) for image, mask in picked]
+
+
 def _all_in_focus_validation_scenes(count):
     """The first ``count`` all-in-focus validation scenes with a large smooth in-focus area:
     (image, bool smooth in-focus pixels)."""
@@ -74,11 +83,7 @@ def _all_in_focus_validation_scenes(count):
 @SHIPPED
 @pytest.mark.slow
 def test_smooth_in_focus_surfaces_are_not_called_blurred():
-    scenes = _all_in_focus_validation_scenes(3)
-    assert len(scenes) == 3
-    est = tf_defocus.load_estimator()
-    for image, smooth in scenes:
-        sigma = est.predict(image)
+    for sigma, smooth in _shipped_readings(_all_in_focus_validation_scenes, 3):
         assert float(np.median(sigma[smooth])) <= 1.0
 
 
@@ -138,8 +143,5 @@ def _lit_validation_scenes(count):
 @SHIPPED
 @pytest.mark.slow
 def test_bokeh_discs_are_read_as_blurred():
-    scenes = _lit_validation_scenes(4)
-    assert len(scenes) == 4
-    est = tf_defocus.load_estimator()
-    sharp = [est.predict(image)[footprint] < 1.0 for image, footprint in scenes]
+    sharp = [sigma[footprint] < 1.0 for sigma, footprint in _shipped_readings(_lit_validation_scenes, 4)]
     assert np.concatenate(sharp).mean() <= 0.10
