@@ -11,6 +11,9 @@ median reading [px] and share read above 1 px, in the all-in-focus scenes and in
 ``--lean=K`` scores the RGB guide with each reading's weight in the spread times
 exp(-K sigma [px]): sharp readings trusted more (a smooth region bounded by edges read sharp
 takes their reading; status item 70).
+``--variant=edge=E,keep=A,lean=K`` scores ``guided_fill``'s other knobs (status item 76):
+sharp edges parting more (``edge_contrast``), visible pixels taking part of the spread
+(``keep``); ``edge=0.3,keep=0.5,lean=0.1`` is the ``guided_edges`` fill.
 
     python benchmarks/fill_guides.py --model=runs/cycle6/blur_estimator.keras --guide=rgb,0.3 --guide=opponent,3,1,0.3
     python benchmarks/fill_guides.py --model=tf_defocus/weights/default_model.keras --lean=0.1 --lean=0.2
@@ -100,8 +103,9 @@ def parse(argv):
     p.add_argument("--lean", action="append", type=float, default=[],
                    help="K (repeatable): the default guided fill with reading weights exp(-K sigma px)")
     p.add_argument("--variant", action="append", type=parse_variant, default=[],
-                   help="'edge=E,lean=K,keep=A,range=R' (repeatable, any subset): the guided fill "
-                        "with guided_fill(edge_contrast=E, weight=exp(-K sigma px), keep=A, range_sigma=R)")
+                   help="'edge=E,lean=K,keep=A,range=R,min=W' (repeatable, any subset): the guided "
+                        "fill with guided_fill(edge_contrast=E, weight=exp(-K sigma px), keep=A, "
+                        "range_sigma=R, min_weight=W); edge=0.3,keep=0.5,lean=0.1 is guided_edges")
     p.add_argument("--threads", type=int, default=2)
     return p.parse_args(argv)
 
