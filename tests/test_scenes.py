@@ -113,6 +113,35 @@ def test_layered_synthesis_labels_follow_depth_and_all_in_focus_scenes_exist():
     assert aif >= 1
 
 
+def test_all_in_focus_share_changes_only_which_layered_scenes_are_all_in_focus():
+    def is_aif(s):
+        return s.camera["max_coc_px"] < 2.0
+    seeds = range(30)
+    base = [synthesize.synthesize(i, 48, 32, psf="disc", scene="layered", isp="varied") for i in seeds]
+    more = [synthesize.synthesize(i, 48, 32, psf="disc", scene="layered", isp="varied", all_in_focus=0.6)
+            for i in seeds]
+    assert sum(map(is_aif, more)) >= sum(map(is_aif, base)) + 8   # 0.6 against 0.1 of 30 scenes
+    for a, b in zip(base, more):
+        if is_aif(a):
+            assert is_aif(b)                                          # the same camera draw decides
+            np.testing.assert_array_equal(a.image, b.image)
+    explicit = synthesize.synthesize(3, 48, 32, psf="disc", scene="layered", isp="varied",
+                                     all_in_focus=synthesize.ALL_IN_FOCUS_PROB)
+    np.testing.assert_array_equal(explicit.image, base[3].image)
+    with pytest.raises(ValueError, match="all_in_focus"):
+        synthesize.synthesize(0, 32, 32, psf="disc", scene="layered", all_in_focus=0.9)
+
+
+def test_pool_key_names_the_all_in_focus_share_only_when_it_is_set():
+    from tf_defocus.data import pools
+    args = (None, "disc", 64, 48, 4, 0, 1, "mixed", "varied")
+    default, key = pools.pool_dir(*args)
+    assert "all_in_focus" not in key
+    assert pools.pool_dir(*args, all_in_focus=None)[0] == default
+    other, key = pools.pool_dir(*args, all_in_focus=0.3)
+    assert other != default and key["all_in_focus"] == 0.3
+
+
 def test_layered_synthesis_is_deterministic():
     a = synthesize.synthesize(11, 48, 32, psf="disc", scene="layered", isp="varied")
     b = synthesize.synthesize(11, 48, 32, psf="disc", scene="layered", isp="varied")

@@ -106,6 +106,9 @@ class GenerateConfig(Section):
     highlights: float = setting(0.0, "Probability that a procedural scene gets point lights "
                                 "brighter than white (bokeh when defocused; --psf=disc only; "
                                 "tf_defocus.data.highlights).", low=0, high=1)
+    all_in_focus: float = setting(synthesize.ALL_IN_FOCUS_PROB, "Fraction of layered scenes "
+                                  "rendered all in focus (largest CoC 1-1.5 px).", low=0,
+                                  high=1.0 - synthesize.SMOOTH_FOCUS_PROB)
     @property
     def size(self):
         """(W, H) [px] of ``image_size``; (None, None) for 'native'."""
@@ -225,7 +228,8 @@ def _render_job(job, cfg):
         sample = synthesize.synthesize(job.seed, width, height, psf=cfg.psf, source=source,
                                        max_coc=cfg.max_coc, mask_threshold_px=cfg.mask_threshold_px,
                                        num_layers=cfg.num_layers, scene=cfg.scene, isp=cfg.isp,
-                                       photo_split=cfg.photo_split, highlights=cfg.highlights)
+                                       photo_split=cfg.photo_split, highlights=cfg.highlights,
+                                       all_in_focus=cfg.all_in_focus)
     except Exception as e:  # report, keep going with the other images
         name = job.pair.name if job.pair is not None else job.sample_id
         return ("bad", name, f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}")

@@ -95,6 +95,10 @@ class DataConfig(Section):
     pool_highlights: float = setting(
         0.0, "Disc-PSF pools: probability that a scene gets point lights brighter than white "
         "(bokeh when defocused; tf_defocus.data.highlights).", low=0, high=1)
+    pool_all_in_focus: float | None = setting(
+        None, "Share of the pools' layered scenes rendered all in focus (default: the "
+        "generator's, tf_defocus.data.synthesize.ALL_IN_FOCUS_PROB = 0.1).", low=0,
+        high=1.0 - synthesize.SMOOTH_FOCUS_PROB)
     pool_photos: str = setting(
         "train", "Package photos of the pools' layered scenes and of --unlabelled_photos: train, "
         "or train+plasma (adds the 11 photographs of Debian plasma-workspace-wallpapers; "

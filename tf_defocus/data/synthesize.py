@@ -91,7 +91,7 @@ SMOOTH_FOCUS_PROB = 0.3
 
 def synthesize(seed, width, height, psf="gaussian", source=None, max_coc=optics.DEFAULT_MAX_COC_PX,
                mask_threshold_px=DEFAULT_MASK_THRESHOLD_PX, num_layers=None, scene="dead_leaves",
-               isp="basic", photo_split="train", highlights=0.0):
+               isp="basic", photo_split="train", highlights=0.0, all_in_focus=ALL_IN_FOCUS_PROB):
     """Make one labelled defocused image (see the module docstring).
 
     seed: non-negative int. width, height: output size [px]; with a ``source`` either may be None
@@ -110,6 +110,9 @@ def synthesize(seed, width, height, psf="gaussian", source=None, max_coc=optics.
     highlights: probability that a procedural scene gets point lights brighter than white
     (``highlights.point_lights``: bokeh when defocused; ``psf="disc"`` only). 0 leaves every
     scene as before (the lights draw from a sixth child of the seed).
+    all_in_focus: fraction of layered scenes rendered all in focus (default ALL_IN_FOCUS_PROB;
+    at most 1 - SMOOTH_FOCUS_PROB). The all-in-focus scenes of a smaller share stay all in focus
+    under a larger one; which scenes are focused on a smooth surface changes, not their share.
     """
     if psf not in render.PSFS:
         raise ValueError(f"psf must be one of {render.PSFS}, got {psf!r}")
@@ -121,6 +124,8 @@ def synthesize(seed, width, height, psf="gaussian", source=None, max_coc=optics.
         raise ValueError(f"highlights must be a probability in [0, 1], got {highlights!r}")
     if highlights and psf != "disc":
         raise ValueError("highlights need psf='disc' (lights brighter than white in linear light)")
+    if not 0.0 <= float(all_in_focus) <= 1.0 - SMOOTH_FOCUS_PROB:
+        raise ValueError(f"all_in_focus must be in [0, {1.0 - SMOOTH_FOCUS_PROB:g}], got {all_in_focus!r}")
     scene_rng, camera_rng, render_rng, crop_rng = _streams(seed)
     mixed = scene == "mixed"
     if mixed:
@@ -149,9 +154,9 @@ def synthesize(seed, width, height, psf="gaussian", source=None, max_coc=optics.
             image, depth, hints = scenes.layered_scene(scene_rng, rw, rh, photos.library(photo_split))
             source_name = "layered"
             u = camera_rng.random()
-            if u < ALL_IN_FOCUS_PROB:
+            if u < all_in_focus:
                 max_coc = float(camera_rng.uniform(1.01, 1.5))
-            elif hints["smooth_depths_mm"] and u < ALL_IN_FOCUS_PROB + SMOOTH_FOCUS_PROB:
+            elif hints["smooth_depths_mm"] and u < all_in_focus + SMOOTH_FOCUS_PROB:
                 d = hints["smooth_depths_mm"]
                 focus_depth = float(d[int(camera_rng.integers(len(d)))])
     else:
