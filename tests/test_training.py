@@ -593,6 +593,46 @@ def test_cli_sigterm_saves_the_last_step_and_exits_143(tmp_path):
     assert not (model_dir / "blur_estimator.keras").exists()
 
 
+def test_then_runs_later_stages_in_the_same_model_dir_and_a_rerun_skips_them(tmp_path, capsys):
+    """--then: a second stage resumes the first's last checkpoint (step counter and optimizer
+    state) under its own settings; rerunning the command trains nothing more; a bad stage
+    fails before the first stage trains."""
+    from tf_defocus import train
+    cache = tmp_path / "cache"
+    first, second = tmp_path / "first.flags", tmp_path / "second.flags"
+    second.write_text(TINY_FLAGS + f"--train_steps=4\n--learning_rate=1e-5\n--cache_dir={cache}\n"
+                      "--noprogress\n")
+    first.write_text(TINY_FLAGS + f"--train_steps=2\n--cache_dir={cache}\n--noprogress\n"
+                     f"--then={second}\n")
+    model_dir = tmp_path / "run"
+    argv = ["train", f"--flagfile={first}", f"--model_dir={model_dir}"]
+    assert train.main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"stage {second}: resuming in {model_dir}" in out
+    assert "resuming from step 2" in out and "step 4/4" in out
+    latest = tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
+    assert _latest_step(model_dir / "checkpoints") == 4
+    assert tf.train.load_variable(latest, "optimizer_0/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 4
+    config = json.loads((model_dir / "config.json").read_text())   # the last stage's
+    assert config["schedule"]["train_steps"] == 4 and config["optimizer"]["learning_rate"] == 1e-5
+    assert config["schedule"]["then"] == []
+    assert train.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "step 1/" not in out and "step 3/" not in out and out.count("done: step 4") == 2
+
+    looped = tmp_path / "looped.flags"
+    looped.write_text(TINY_FLAGS + f"--then={second}\n")
+    bad_first = tmp_path / "bad_first.flags"
+    bad_first.write_text(TINY_FLAGS + f"--train_steps=2\n--then={looped}\n")
+    fresh = tmp_path / "fresh"
+    assert train.main(["train", f"--flagfile={bad_first}", f"--model_dir={fresh}"]) == 2
+    assert "a later stage cannot name stages itself" in capsys.readouterr().err
+    assert train.main(["train", f"--flagfile={first}", f"--model_dir={fresh}",
+                       f"--then={tmp_path / 'missing.flags'}"]) == 2
+    assert "missing.flags" in capsys.readouterr().err
+    assert not fresh.exists()
+
+
 MY_CONFIGS = ["dmenet", "quickstart", "ablation_B", "ablation_BD", "ablation_BDC",
               "ablation_BDSC_noaux", "ablation_BDSC"]
 

@@ -6,7 +6,9 @@ Flags given after ``--flagfile`` override the file. ``--model_dir`` receives ``c
 with its ``.json`` ModelInfo. ``--train_steps`` is the total: rerunning the same command after an
 interruption resumes from the last checkpoint and stops at the total. Ctrl-C or SIGTERM
 (``kill``, a scheduler's preemption) saves a checkpoint of the last completed step first; after
-SIGTERM the command exits with status 143.
+SIGTERM the command exits with status 143. ``--then=STAGE.flags`` runs later stages in the same
+``--model_dir`` (e.g. a last phase at a lower learning rate on other data); rerunning the
+command after an interruption skips the stages already done.
 
 Examples::
 
@@ -42,17 +44,43 @@ def config_from_flags(flag_values):
 
 
 def _checked_config(flag_values):
-    """``config_from_flags`` and ``runner.check_runnable`` (model_dir, input paths)."""
+    """``config_from_flags`` and ``runner.check_runnable`` (model_dir, input paths), and the
+    same for every later stage (``--then``), so a typo in the last stage fails now, not after
+    the first stage's hours."""
     config = config_from_flags(flag_values)
     runner.check_runnable(config)
+    _stage_configs(config)
     return config
 
 
+def _stage_configs(config):
+    """The configs of ``config.schedule.then``: each stage's flagfile with ``config``'s
+    ``--model_dir`` (ValueError for a bad stage, or one that names stages itself)."""
+    stages = []
+    for flagfile in config.schedule.then:
+        flag_values = define_flags(flags.FlagValues())
+        try:
+            flag_values(["tf_defocus.train", f"--flagfile={flagfile}",
+                         f"--model_dir={config.checkpointing.model_dir}"])
+            stage = config_from_flags(flag_values)
+            runner.check_runnable(stage)
+        except (flags.Error, ValueError) as e:
+            raise ValueError(f"stage {flagfile}: {e}") from e
+        if stage.schedule.then:
+            raise ValueError(f"stage {flagfile}: a later stage cannot name stages itself "
+                             f"(--then); list every stage in the first command")
+        stages.append((flagfile, stage))
+    return stages
+
+
 def _run(config):
-    result = runner.train(config)
-    summary = " ".join(f"{k}={v:.4g}" for k, v in {**result.logs, **result.val_logs}.items())
-    print(f"done: step {result.step} in {result.seconds:.0f} s; {summary}; model "
-          f"{result.model_path}", flush=True)
+    for name, stage in [(None, config)] + _stage_configs(config):
+        if name is not None:
+            print(f"stage {name}: resuming in {stage.checkpointing.model_dir}", flush=True)
+        result = runner.train(stage)
+        summary = " ".join(f"{k}={v:.4g}" for k, v in {**result.logs, **result.val_logs}.items())
+        print(f"done: step {result.step} in {result.seconds:.0f} s; {summary}; model "
+              f"{result.model_path}", flush=True)
 
 
 main, run = cli.config_app(None, _run, prog="tf_defocus.train",

@@ -38,6 +38,12 @@ class ScheduleConfig(Section):
                                   "start over, every optimizer's state is reset and the input "
                                   "stream restarts from its seed, as if a new run started from "
                                   "the weights (--init_checkpoint).", low=0)
+    then: tuple[str, ...] = setting((), "Flagfiles of later stages, run in order in the same "
+                                        "--model_dir when this one ends: each resumes the last "
+                                        "checkpoint (step, weights, optimizer state) under its "
+                                        "own settings up to its own --train_steps. Only "
+                                        "--model_dir carries over; repeatable.", path="file",
+                                    multi=True)
 
     def check(self):
         if self.cycle_steps > self.train_steps:
