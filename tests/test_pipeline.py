@@ -264,6 +264,9 @@ def test_config_validation():
         pipeline.DataConfig(real_mask_dir=("x",))
     with pytest.raises(ValueError, match="min_short_side"):
         pipeline.DataConfig(patch_size=64, min_short_side=32)
+    with pytest.raises(ValueError, match="pool_all_in_focus plus --pool_smooth_focus"):
+        pipeline.DataConfig(pool_all_in_focus=0.8)   # with the default smooth share 0.3
+    assert pipeline.DataConfig(pool_all_in_focus=0.8, pool_smooth_focus=0.2).pool_all_in_focus == 0.8
     with pytest.raises(ValueError, match="scale_mode"):
         pipeline.DataConfig(scale_mode="zoom")
     with pytest.raises(ValueError, match="not both"):

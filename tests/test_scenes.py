@@ -128,18 +128,25 @@ def test_all_in_focus_share_changes_only_which_layered_scenes_are_all_in_focus()
     explicit = synthesize.synthesize(3, 48, 32, psf="disc", scene="layered", isp="varied",
                                      all_in_focus=synthesize.ALL_IN_FOCUS_PROB)
     np.testing.assert_array_equal(explicit.image, base[3].image)
-    with pytest.raises(ValueError, match="all_in_focus"):
+    with pytest.raises(ValueError, match="all_in_focus and smooth_focus"):
         synthesize.synthesize(0, 32, 32, psf="disc", scene="layered", all_in_focus=0.9)
+    smooth = [synthesize.synthesize(i, 48, 32, psf="disc", scene="layered", isp="varied",
+                                    smooth_focus=0.0) for i in seeds]
+    for a, b in zip(base, smooth):   # no scene focused on a smooth surface: only those change
+        assert is_aif(a) == is_aif(b)
+    assert any(not np.array_equal(a.image, b.image) for a, b in zip(base, smooth))
 
 
-def test_pool_key_names_the_all_in_focus_share_only_when_it_is_set():
+def test_pool_key_names_the_focus_shares_only_when_they_are_set():
     from tf_defocus.data import pools
     args = (None, "disc", 64, 48, 4, 0, 1, "mixed", "varied")
     default, key = pools.pool_dir(*args)
     assert "all_in_focus" not in key
     assert pools.pool_dir(*args, all_in_focus=None)[0] == default
     other, key = pools.pool_dir(*args, all_in_focus=0.3)
-    assert other != default and key["all_in_focus"] == 0.3
+    assert other != default and key["all_in_focus"] == 0.3 and "smooth_focus" not in key
+    third, key = pools.pool_dir(*args, all_in_focus=0.3, smooth_focus=0.5)
+    assert third not in (default, other) and key["smooth_focus"] == 0.5
 
 
 def test_layered_synthesis_is_deterministic():

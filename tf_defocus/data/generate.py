@@ -107,8 +107,10 @@ class GenerateConfig(Section):
                                 "brighter than white (bokeh when defocused; --psf=disc only; "
                                 "tf_defocus.data.highlights).", low=0, high=1)
     all_in_focus: float = setting(synthesize.ALL_IN_FOCUS_PROB, "Fraction of layered scenes "
-                                  "rendered all in focus (largest CoC 1-1.5 px).", low=0,
-                                  high=1.0 - synthesize.SMOOTH_FOCUS_PROB)
+                                  "rendered all in focus (largest CoC 1-1.5 px).", low=0, high=1)
+    smooth_focus: float = setting(synthesize.SMOOTH_FOCUS_PROB, "Fraction of layered scenes "
+                                  "focused on a large smooth surface (--all_in_focus plus this "
+                                  "at most 1).", low=0, high=1)
     @property
     def size(self):
         """(W, H) [px] of ``image_size``; (None, None) for 'native'."""
@@ -122,6 +124,9 @@ class GenerateConfig(Section):
             raise ValueError("--source=rgbd needs --rgbd_dir")
         if self.source == "procedural" and w is None:
             raise ValueError("--image_size=native needs --source=rgbd")
+        if self.all_in_focus + self.smooth_focus > 1.0:
+            raise ValueError(f"--all_in_focus plus --smooth_focus must be at most 1, got "
+                             f"{self.all_in_focus:g} + {self.smooth_focus:g}")
         if w is not None and (w < 8 or h < 8):
             raise ValueError("--image_size must be at least 8x8")
         if self.shard_index >= self.num_shards:
@@ -229,7 +234,8 @@ def _render_job(job, cfg):
                                        max_coc=cfg.max_coc, mask_threshold_px=cfg.mask_threshold_px,
                                        num_layers=cfg.num_layers, scene=cfg.scene, isp=cfg.isp,
                                        photo_split=cfg.photo_split, highlights=cfg.highlights,
-                                       all_in_focus=cfg.all_in_focus)
+                                       all_in_focus=cfg.all_in_focus,
+                                       smooth_focus=cfg.smooth_focus)
     except Exception as e:  # report, keep going with the other images
         name = job.pair.name if job.pair is not None else job.sample_id
         return ("bad", name, f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}")

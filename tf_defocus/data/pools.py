@@ -40,11 +40,12 @@ def _pool_seed(seed, stream):
 
 
 def pool_dir(cache_dir, psf, width, height, count, seed, stream, scene="dead_leaves", isp="basic",
-             highlights=0.0, photo_split="train", all_in_focus=None):
+             highlights=0.0, photo_split="train", all_in_focus=None, smooth_focus=None):
     """Cache folder of one procedural pool and the key it is named after (a hash of everything
     that shapes the pool, including the photo files of layered scenes: ``photo_split``, a
-    training split of ``photos.SPLITS``; ``all_in_focus``: None for the generator's default share of
-    all-in-focus layered scenes). Returns (Path, key)."""
+    training split of ``photos.SPLITS``; ``all_in_focus`` / ``smooth_focus``: None for the generator's
+    default shares of layered scenes all in focus / focused on a smooth surface). Returns
+    (Path, key)."""
     key = {"psf": psf, "width": int(width), "height": int(height), "count": int(count),
            "generator_seed": _pool_seed(seed, stream), "format": POOL_FORMAT_VERSION,
            "tf_defocus": tf_defocus.__version__}
@@ -52,8 +53,9 @@ def pool_dir(cache_dir, psf, width, height, count, seed, stream, scene="dead_lea
         key.update(scene=scene, isp=isp)
     if highlights:
         key["highlights"] = float(highlights)
-    if all_in_focus is not None:
-        key["all_in_focus"] = float(all_in_focus)
+    for name, share in (("all_in_focus", all_in_focus), ("smooth_focus", smooth_focus)):
+        if share is not None:
+            key[name] = float(share)
     if scene in ("layered", "mixed"):
         photos.require_photos(photo_split)
         if photo_split != "train":
@@ -75,7 +77,7 @@ def _generate_pool(out_dir, key, workers):
                                    scene=key.get("scene", "dead_leaves"), isp=key.get("isp", "basic"),
                                    highlights=key.get("highlights", 0.0),
                                    photo_split=key.get("photo_split", "train"),
-                                   **({"all_in_focus": key["all_in_focus"]} if "all_in_focus" in key else {}))
+                                   **{k: key[k] for k in ("all_in_focus", "smooth_focus") if k in key})
     result = generate.run_generation(gcfg)
     if result["bad"]:
         raise RuntimeError(f"{out_dir}: rendering failed for {', '.join(n for n, _ in result['bad'])}: "
@@ -84,7 +86,7 @@ def _generate_pool(out_dir, key, workers):
 
 def ensure_pool(psf, width, height, count, seed, stream, cache_dir=None, workers=0,
                 scene="dead_leaves", isp="basic", highlights=0.0, photo_split="train",
-                all_in_focus=None):
+                all_in_focus=None, smooth_focus=None):
     """Render (or reuse) a procedural pool; returns its SYNDOF-layout folder.
 
     The pool is exactly the data set ``python -m tf_defocus.generate --psf=<psf>
@@ -93,7 +95,7 @@ def ensure_pool(psf, width, height, count, seed, stream, cache_dir=None, workers
     ``workers``: processes (0 = one per CPU core).
     """
     out_dir, key = pool_dir(cache_dir, psf, width, height, count, seed, stream, scene, isp,
-                            highlights, photo_split, all_in_focus)
+                            highlights, photo_split, all_in_focus, smooth_focus)
     marker = out_dir / "pool.json"
     if marker.is_file():
         return out_dir
@@ -119,7 +121,8 @@ def pool_source(domain, cfg):
                          stream, cache_dir=cfg.cache_dir, workers=cfg.pool_workers,
                          scene=cfg.pool_scene, isp=cfg.pool_isp,
                          highlights=cfg.pool_highlights if psf == "disc" else 0.0,
-                         photo_split=cfg.pool_photos, all_in_focus=cfg.pool_all_in_focus)
+                         photo_split=cfg.pool_photos, all_in_focus=cfg.pool_all_in_focus,
+                         smooth_focus=cfg.pool_smooth_focus)
     return pool_file_source(folder, LABEL_KINDS[domain])
 
 

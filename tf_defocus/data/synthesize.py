@@ -91,7 +91,8 @@ SMOOTH_FOCUS_PROB = 0.3
 
 def synthesize(seed, width, height, psf="gaussian", source=None, max_coc=optics.DEFAULT_MAX_COC_PX,
                mask_threshold_px=DEFAULT_MASK_THRESHOLD_PX, num_layers=None, scene="dead_leaves",
-               isp="basic", photo_split="train", highlights=0.0, all_in_focus=ALL_IN_FOCUS_PROB):
+               isp="basic", photo_split="train", highlights=0.0, all_in_focus=ALL_IN_FOCUS_PROB,
+               smooth_focus=SMOOTH_FOCUS_PROB):
     """Make one labelled defocused image (see the module docstring).
 
     seed: non-negative int. width, height: output size [px]; with a ``source`` either may be None
@@ -110,9 +111,11 @@ def synthesize(seed, width, height, psf="gaussian", source=None, max_coc=optics.
     highlights: probability that a procedural scene gets point lights brighter than white
     (``highlights.point_lights``: bokeh when defocused; ``psf="disc"`` only). 0 leaves every
     scene as before (the lights draw from a sixth child of the seed).
-    all_in_focus: fraction of layered scenes rendered all in focus (default ALL_IN_FOCUS_PROB;
-    at most 1 - SMOOTH_FOCUS_PROB). The all-in-focus scenes of a smaller share stay all in focus
-    under a larger one; which scenes are focused on a smooth surface changes, not their share.
+    all_in_focus, smooth_focus: fractions of layered scenes rendered all in focus and focused on
+    a large smooth surface (defaults ALL_IN_FOCUS_PROB, SMOOTH_FOCUS_PROB; sum at most 1). One
+    camera draw u decides: all in focus if u < all_in_focus, else smooth focus if u <
+    all_in_focus + smooth_focus, so the all-in-focus scenes of a smaller share stay all in
+    focus under a larger one.
     """
     if psf not in render.PSFS:
         raise ValueError(f"psf must be one of {render.PSFS}, got {psf!r}")
@@ -124,8 +127,10 @@ def synthesize(seed, width, height, psf="gaussian", source=None, max_coc=optics.
         raise ValueError(f"highlights must be a probability in [0, 1], got {highlights!r}")
     if highlights and psf != "disc":
         raise ValueError("highlights need psf='disc' (lights brighter than white in linear light)")
-    if not 0.0 <= float(all_in_focus) <= 1.0 - SMOOTH_FOCUS_PROB:
-        raise ValueError(f"all_in_focus must be in [0, {1.0 - SMOOTH_FOCUS_PROB:g}], got {all_in_focus!r}")
+    if not (0.0 <= float(all_in_focus) and 0.0 <= float(smooth_focus)
+            and float(all_in_focus) + float(smooth_focus) <= 1.0):
+        raise ValueError(f"all_in_focus and smooth_focus must be >= 0 with a sum <= 1, got "
+                         f"{all_in_focus!r} and {smooth_focus!r}")
     scene_rng, camera_rng, render_rng, crop_rng = _streams(seed)
     mixed = scene == "mixed"
     if mixed:
@@ -156,7 +161,7 @@ def synthesize(seed, width, height, psf="gaussian", source=None, max_coc=optics.
             u = camera_rng.random()
             if u < all_in_focus:
                 max_coc = float(camera_rng.uniform(1.01, 1.5))
-            elif hints["smooth_depths_mm"] and u < all_in_focus + SMOOTH_FOCUS_PROB:
+            elif hints["smooth_depths_mm"] and u < all_in_focus + smooth_focus:
                 d = hints["smooth_depths_mm"]
                 focus_depth = float(d[int(camera_rng.integers(len(d)))])
     else:
