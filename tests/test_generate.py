@@ -235,6 +235,10 @@ def test_cli_bad_flags_exit_2(tmp_path, capsys):
     assert generate.main(["generate", "--source=rgbd", f"--rgbd_dir={tmp_path / 'none'}",
                           f"--out_dir={tmp_path / 'o'}"]) == 2
     assert "error:" in capsys.readouterr().err
+    assert generate.main(["generate", f"--out_dir={tmp_path}", "--scene=layered",
+                          "--all_in_focus=0.8"]) == 2   # with the default --smooth_focus=0.3
+    assert "--all_in_focus and --smooth_focus must be >= 0 with a sum of at most 1, got 0.8 and 0.3" \
+        in capsys.readouterr().err
 
 
 def test_cli_flagfile(tmp_path):

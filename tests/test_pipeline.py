@@ -264,7 +264,7 @@ def test_config_validation():
         pipeline.DataConfig(real_mask_dir=("x",))
     with pytest.raises(ValueError, match="min_short_side"):
         pipeline.DataConfig(patch_size=64, min_short_side=32)
-    with pytest.raises(ValueError, match="pool_all_in_focus plus --pool_smooth_focus"):
+    with pytest.raises(ValueError, match="--pool_all_in_focus and --pool_smooth_focus must be"):
         pipeline.DataConfig(pool_all_in_focus=0.8)   # with the default smooth share 0.3
     assert pipeline.DataConfig(pool_all_in_focus=0.8, pool_smooth_focus=0.2).pool_all_in_focus == 0.8
     with pytest.raises(ValueError, match="scale_mode"):

@@ -128,7 +128,7 @@ def test_all_in_focus_share_changes_only_which_layered_scenes_are_all_in_focus()
     explicit = synthesize.synthesize(3, 48, 32, psf="disc", scene="layered", isp="varied",
                                      all_in_focus=synthesize.ALL_IN_FOCUS_PROB)
     np.testing.assert_array_equal(explicit.image, base[3].image)
-    with pytest.raises(ValueError, match="all_in_focus and smooth_focus"):
+    with pytest.raises(ValueError, match="all_in_focus and smooth_focus must be >= 0 with a sum of at most 1"):
         synthesize.synthesize(0, 32, 32, psf="disc", scene="layered", all_in_focus=0.9)
     smooth = [synthesize.synthesize(i, 48, 32, psf="disc", scene="layered", isp="varied",
                                     smooth_focus=0.0) for i in seeds]
@@ -142,7 +142,7 @@ def test_pool_key_names_the_focus_shares_only_when_they_are_set():
     args = (None, "disc", 64, 48, 4, 0, 1, "mixed", "varied")
     default, key = pools.pool_dir(*args)
     assert "all_in_focus" not in key
-    assert pools.pool_dir(*args, all_in_focus=None)[0] == default
+    assert pools.pool_dir(*args, all_in_focus=synthesize.ALL_IN_FOCUS_PROB)[0] == default
     other, key = pools.pool_dir(*args, all_in_focus=0.3)
     assert other != default and key["all_in_focus"] == 0.3 and "smooth_focus" not in key
     third, key = pools.pool_dir(*args, all_in_focus=0.3, smooth_focus=0.5)

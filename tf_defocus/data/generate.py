@@ -124,9 +124,8 @@ class GenerateConfig(Section):
             raise ValueError("--source=rgbd needs --rgbd_dir")
         if self.source == "procedural" and w is None:
             raise ValueError("--image_size=native needs --source=rgbd")
-        if self.all_in_focus + self.smooth_focus > 1.0:
-            raise ValueError(f"--all_in_focus plus --smooth_focus must be at most 1, got "
-                             f"{self.all_in_focus:g} + {self.smooth_focus:g}")
+        synthesize.check_focus_shares(self.all_in_focus, self.smooth_focus,
+                                      ("--all_in_focus", "--smooth_focus"))
         if w is not None and (w < 8 or h < 8):
             raise ValueError("--image_size must be at least 8x8")
         if self.shard_index >= self.num_shards:

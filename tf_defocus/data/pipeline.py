@@ -95,12 +95,12 @@ class DataConfig(Section):
     pool_highlights: float = setting(
         0.0, "Disc-PSF pools: probability that a scene gets point lights brighter than white "
         "(bokeh when defocused; tf_defocus.data.highlights).", low=0, high=1)
-    pool_all_in_focus: float | None = setting(
-        None, "Share of the pools' layered scenes rendered all in focus (default: the "
-        "generator's, tf_defocus.data.synthesize.ALL_IN_FOCUS_PROB = 0.1).", low=0, high=1)
-    pool_smooth_focus: float | None = setting(
-        None, "Share of the pools' layered scenes focused on a large smooth surface (default: "
-        "the generator's, tf_defocus.data.synthesize.SMOOTH_FOCUS_PROB = 0.3).", low=0, high=1)
+    pool_all_in_focus: float = setting(
+        synthesize.ALL_IN_FOCUS_PROB, "Share of the pools' layered scenes rendered all in focus.",
+        low=0, high=1)
+    pool_smooth_focus: float = setting(
+        synthesize.SMOOTH_FOCUS_PROB, "Share of the pools' layered scenes focused on a large "
+        "smooth surface (--pool_all_in_focus plus this at most 1).", low=0, high=1)
     pool_photos: str = setting(
         "train", "Package photos of the pools' layered scenes and of --unlabelled_photos: train, "
         "or train+plasma (adds the 11 photographs of Debian plasma-workspace-wallpapers; "
@@ -137,11 +137,8 @@ class DataConfig(Section):
         if self.max_short_side < self.short_side_range[0]:
             raise ValueError(f"--max_short_side ({self.max_short_side}) must be >= "
                              f"--min_short_side ({self.short_side_range[0]})")
-        aif = synthesize.ALL_IN_FOCUS_PROB if self.pool_all_in_focus is None else self.pool_all_in_focus
-        smooth = synthesize.SMOOTH_FOCUS_PROB if self.pool_smooth_focus is None else self.pool_smooth_focus
-        if aif + smooth > 1.0:
-            raise ValueError(f"--pool_all_in_focus plus --pool_smooth_focus must be at most 1, got "
-                             f"{aif:g} + {smooth:g}")
+        synthesize.check_focus_shares(self.pool_all_in_focus, self.pool_smooth_focus,
+                                      ("--pool_all_in_focus", "--pool_smooth_focus"))
         if self.batch_synthetic + self.batch_real_mask + self.batch_real_unlabelled < 1:
             raise ValueError("--batch_synthetic, --batch_real_mask and --batch_real_unlabelled "
                              "are all 0: nothing to train on")

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 import tf_defocus
-from tf_defocus.data import photos, readers, scenes
+from tf_defocus.data import photos, readers, scenes, synthesize
 from tf_defocus.data.domains import LABEL_KINDS, STREAMS
 
 log = logging.getLogger(__name__)
@@ -40,12 +40,13 @@ def _pool_seed(seed, stream):
 
 
 def pool_dir(cache_dir, psf, width, height, count, seed, stream, scene="dead_leaves", isp="basic",
-             highlights=0.0, photo_split="train", all_in_focus=None, smooth_focus=None):
+             highlights=0.0, photo_split="train", all_in_focus=synthesize.ALL_IN_FOCUS_PROB,
+             smooth_focus=synthesize.SMOOTH_FOCUS_PROB):
     """Cache folder of one procedural pool and the key it is named after (a hash of everything
     that shapes the pool, including the photo files of layered scenes: ``photo_split``, a
-    training split of ``photos.SPLITS``; ``all_in_focus`` / ``smooth_focus``: None for the generator's
-    default shares of layered scenes all in focus / focused on a smooth surface). Returns
-    (Path, key)."""
+    training split of ``photos.SPLITS``; ``all_in_focus`` / ``smooth_focus``: the shares of layered
+    scenes all in focus / focused on a smooth surface, in the key only when they differ from
+    the generator's defaults, so older pools keep their names). Returns (Path, key)."""
     key = {"psf": psf, "width": int(width), "height": int(height), "count": int(count),
            "generator_seed": _pool_seed(seed, stream), "format": POOL_FORMAT_VERSION,
            "tf_defocus": tf_defocus.__version__}
@@ -53,8 +54,9 @@ def pool_dir(cache_dir, psf, width, height, count, seed, stream, scene="dead_lea
         key.update(scene=scene, isp=isp)
     if highlights:
         key["highlights"] = float(highlights)
-    for name, share in (("all_in_focus", all_in_focus), ("smooth_focus", smooth_focus)):
-        if share is not None:
+    for name, share, default in (("all_in_focus", all_in_focus, synthesize.ALL_IN_FOCUS_PROB),
+                                 ("smooth_focus", smooth_focus, synthesize.SMOOTH_FOCUS_PROB)):
+        if float(share) != default:
             key[name] = float(share)
     if scene in ("layered", "mixed"):
         photos.require_photos(photo_split)
@@ -86,7 +88,7 @@ def _generate_pool(out_dir, key, workers):
 
 def ensure_pool(psf, width, height, count, seed, stream, cache_dir=None, workers=0,
                 scene="dead_leaves", isp="basic", highlights=0.0, photo_split="train",
-                all_in_focus=None, smooth_focus=None):
+                all_in_focus=synthesize.ALL_IN_FOCUS_PROB, smooth_focus=synthesize.SMOOTH_FOCUS_PROB):
     """Render (or reuse) a procedural pool; returns its SYNDOF-layout folder.
 
     The pool is exactly the data set ``python -m tf_defocus.generate --psf=<psf>

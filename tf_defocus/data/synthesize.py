@@ -89,6 +89,15 @@ SMOOTH_FOCUS_PROB = 0.3
 """Layered scenes with a large smooth surface: fraction focused on one of them."""
 
 
+def check_focus_shares(all_in_focus, smooth_focus, names=("all_in_focus", "smooth_focus")):
+    """ValueError unless the shares of layered scenes all in focus and focused on a smooth
+    surface are >= 0 with a sum of at most 1 (``names``: how the message calls them)."""
+    if not (0.0 <= float(all_in_focus) and 0.0 <= float(smooth_focus)
+            and float(all_in_focus) + float(smooth_focus) <= 1.0):
+        raise ValueError(f"{names[0]} and {names[1]} must be >= 0 with a sum of at most 1, got "
+                         f"{float(all_in_focus):g} and {float(smooth_focus):g}")
+
+
 def synthesize(seed, width, height, psf="gaussian", source=None, max_coc=optics.DEFAULT_MAX_COC_PX,
                mask_threshold_px=DEFAULT_MASK_THRESHOLD_PX, num_layers=None, scene="dead_leaves",
                isp="basic", photo_split="train", highlights=0.0, all_in_focus=ALL_IN_FOCUS_PROB,
@@ -127,10 +136,7 @@ def synthesize(seed, width, height, psf="gaussian", source=None, max_coc=optics.
         raise ValueError(f"highlights must be a probability in [0, 1], got {highlights!r}")
     if highlights and psf != "disc":
         raise ValueError("highlights need psf='disc' (lights brighter than white in linear light)")
-    if not (0.0 <= float(all_in_focus) and 0.0 <= float(smooth_focus)
-            and float(all_in_focus) + float(smooth_focus) <= 1.0):
-        raise ValueError(f"all_in_focus and smooth_focus must be >= 0 with a sum <= 1, got "
-                         f"{all_in_focus!r} and {smooth_focus!r}")
+    check_focus_shares(all_in_focus, smooth_focus)
     scene_rng, camera_rng, render_rng, crop_rng = _streams(seed)
     mixed = scene == "mixed"
     if mixed:
