@@ -147,6 +147,8 @@ def test_pool_key_names_the_focus_shares_only_when_they_are_set():
     assert other != default and key["all_in_focus"] == 0.3 and "smooth_focus" not in key
     third, key = pools.pool_dir(*args, all_in_focus=0.3, smooth_focus=0.5)
     assert third not in (default, other) and key["smooth_focus"] == 0.5
+    leaves = (None, "disc", 64, 48, 4, 0, 1, "dead_leaves", "varied")   # no layered scenes
+    assert pools.pool_dir(*leaves, all_in_focus=0.3)[0] == pools.pool_dir(*leaves)[0]
 
 
 def test_layered_synthesis_is_deterministic():

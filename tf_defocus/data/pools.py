@@ -45,8 +45,8 @@ def pool_dir(cache_dir, psf, width, height, count, seed, stream, scene="dead_lea
     """Cache folder of one procedural pool and the key it is named after (a hash of everything
     that shapes the pool, including the photo files of layered scenes: ``photo_split``, a
     training split of ``photos.SPLITS``; ``all_in_focus`` / ``smooth_focus``: the shares of layered
-    scenes all in focus / focused on a smooth surface, in the key only when they differ from
-    the generator's defaults, so older pools keep their names). Returns (Path, key)."""
+    scenes all in focus / focused on a smooth surface, in the key of layered and mixed pools only
+    when they differ from the generator's defaults, so older pools keep their names). Returns (Path, key)."""
     key = {"psf": psf, "width": int(width), "height": int(height), "count": int(count),
            "generator_seed": _pool_seed(seed, stream), "format": POOL_FORMAT_VERSION,
            "tf_defocus": tf_defocus.__version__}
@@ -54,11 +54,11 @@ def pool_dir(cache_dir, psf, width, height, count, seed, stream, scene="dead_lea
         key.update(scene=scene, isp=isp)
     if highlights:
         key["highlights"] = float(highlights)
-    for name, share, default in (("all_in_focus", all_in_focus, synthesize.ALL_IN_FOCUS_PROB),
-                                 ("smooth_focus", smooth_focus, synthesize.SMOOTH_FOCUS_PROB)):
-        if float(share) != default:
-            key[name] = float(share)
-    if scene in ("layered", "mixed"):
+    if scene in ("layered", "mixed"):   # the shares shape layered scenes only
+        for name, share, default in (("all_in_focus", all_in_focus, synthesize.ALL_IN_FOCUS_PROB),
+                                     ("smooth_focus", smooth_focus, synthesize.SMOOTH_FOCUS_PROB)):
+            if float(share) != default:
+                key[name] = float(share)
         photos.require_photos(photo_split)
         if photo_split != "train":
             key["photo_split"] = photo_split
