@@ -84,7 +84,16 @@ ORACLES = ("oracle", *EDGE_ORACLES, "constant")   # --model names that are not n
 
 def raw_predictor(path):
     """image (H, W, 3) -> raw sigma [px] (H, W) of a ``.keras`` inference model; the function's
-    ``fill_method`` is the method of the model's ``FillSmooth`` (pull_push without one)."""
+    ``fill_method`` is the method of the model's ``FillSmooth`` (pull_push without one).
+    ``path`` 'A.keras+B.keras+...' is an output ensemble: the mean of the models' raw maps, with
+    the first model's fill method (status item 81)."""
+    if "+" in path:
+        members = [raw_predictor(p) for p in path.split("+")]
+
+        def mean(image):
+            return np.mean([m(image) for m in members], axis=0)
+        mean.fill_method = members[0].fill_method
+        return mean
     import keras
     import tf_defocus  # noqa: F401  (registers the layers)
     from tf_defocus.units import SIGMA_MAX_PX

@@ -35,6 +35,17 @@ def test_average_weights_is_the_mean_of_every_weight(tmp_path):
         average_weights.average_models([a, _saved(tmp_path, "wide", 2, width=0.125)])
 
 
+def test_raw_predictor_of_a_plus_b_is_the_mean_of_their_raw_maps(tmp_path):
+    import visible_error
+    a, b = _saved(tmp_path, "a", 0), _saved(tmp_path, "b", 1)
+    x = np.random.default_rng(0).uniform(0, 1, (20, 30, 3)).astype(np.float32)
+    ra, rb = (visible_error.raw_predictor(str(p))(x) for p in (a, b))
+    assert ra.shape == (20, 30) and np.abs(ra - rb).max() > 1e-3
+    both = visible_error.raw_predictor(f"{a}+{b}")
+    np.testing.assert_allclose(both(x), (ra + rb) / 2, atol=1e-5)
+    assert both.fill_method == "pull_push"
+
+
 def test_refill_swaps_the_fill_method_and_keeps_the_network_and_sidecar(tmp_path):
     import keras
     import refill
