@@ -1,6 +1,7 @@
 """python -m tf_defocus.evaluate on tiny data sets in the public layouts."""
 
 import csv
+import dataclasses
 import io
 import json
 import subprocess
@@ -61,12 +62,12 @@ class Oracle:
     kind = "defocus"
     path = "oracle"
 
-    def __init__(self, truth):
-        self.truth = truth
+    def __init__(self, truth, sigma_max_px=SIGMA_MAX_PX):
+        self.truth, self.sigma_max_px = truth, sigma_max_px
 
     def predict_native(self, image, progress=None):
         key = np.round(image * 255).astype(np.uint8)[..., ::-1].tobytes()
-        return self.truth[key] / SIGMA_MAX_PX
+        return self.truth[key] / self.sigma_max_px
 
 
 def test_syndof_oracle_and_model(model_path, syndof_dir, tmp_path):
@@ -141,6 +142,12 @@ def test_rtf_protocol(tmp_path):
     m = results["methods"]["oracle"]["metrics"]
     assert m["rtf_mse"] == pytest.approx(0, abs=1e-10) and m["rtf_mae"] == pytest.approx(0, abs=1e-6)
     assert set(results["metrics"]) >= {"rtf_mse", "rtf_mae", "mse", "ap"}
+    # --scale=0.5: a model's native map is sigma / 14 px, and the metrics read it so.
+    half = dataclasses.replace(cfg, scale=0.5)
+    results, _, _ = evaluation.evaluate(half, [("oracle", Oracle(truth, 14.0))], io.StringIO())
+    assert results["methods"]["oracle"]["metrics"]["rtf_mae"] == pytest.approx(0, abs=1e-6)
+    results, _, _ = evaluation.evaluate(cfg, [("oracle", Oracle(truth, 14.0))], io.StringIO())
+    assert results["methods"]["oracle"]["metrics"]["rtf_mae"] > 0.01
 
 
 def test_config_errors(model_path, cuhk_dir, tmp_path):

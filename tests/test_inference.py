@@ -145,6 +145,25 @@ def test_flip_averaging_is_the_mean_of_the_mirrored_maps(model_path, whole):
         inference.load_estimator(model_path, flips=3)
 
 
+def test_a_smaller_reading_scale_reads_the_resized_photo_and_widens_the_range(model_path, whole):
+    import cv2
+    img, _ = scene(6, 64, 96)
+    h, w = img.shape[:2]
+    half = inference.load_estimator(model_path, tile_size=0, tile_overlap=0, scale=0.5)
+    assert half.sigma_max_px == 14.0
+    small = cv2.resize(img, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+    want = cv2.resize(whole.predict(small), (w, h), interpolation=cv2.INTER_LINEAR) * 2.0
+    got = half.predict(img)
+    assert got.shape == (h, w)
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    np.testing.assert_allclose(half.predict_focus(img), 1.0 - got / 14.0, atol=1e-5)
+    odd = inference.load_estimator(model_path, tile_size=32, tile_overlap=16, scale=0.3)
+    assert odd.predict(img[:5, :3]).shape == (5, 3)        # 2 x 1 px read, resized back
+    for bad in (0.0, 1.5, -1.0):
+        with pytest.raises(ValueError, match="scale must be in"):
+            inference.load_estimator(model_path, scale=bad)
+
+
 # ----------------------------------------------------------------------------- formats
 
 @pytest.fixture(scope="module")

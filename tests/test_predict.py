@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from tests.inference_helpers import calibrated_keras_model, scene
-from tf_defocus import prediction
+from tf_defocus import imageio, prediction
 from tf_defocus.units import SIGMA_MAX_PX
 
 
@@ -84,10 +84,29 @@ def test_input_kinds_match_their_rgb_equivalent(model_path, photos, tmp_path):
     np.testing.assert_allclose(np.load(out / "alpha.npy"), ref, atol=1e-4)
 
 
+def test_scale_reads_a_smaller_photo_and_its_outputs_use_the_wider_range(model_path, photos,
+                                                                         tmp_path):
+    out = tmp_path / "o"
+    cfg = _config(model_path, [photos / "odd.jpg"], out, scale=0.5,
+                  outputs=("sigma", "focus", "mask"))
+    assert prediction.run_config(cfg, io.StringIO()) == 0
+    est = prediction.load_method(cfg)
+    assert (est.scale, est.sigma_max_px) == (0.5, 2 * SIGMA_MAX_PX)
+    sigma = np.load(out / "odd.npy")
+    np.testing.assert_allclose(sigma, est.predict(imageio.read_image(photos / "odd.jpg")),
+                               atol=1e-4)
+    focus = cv2.imread(str(out / "odd_focus.png"), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_allclose(focus / 255.0, 1 - sigma / (2 * SIGMA_MAX_PX), atol=1 / 255 + 1e-6)
+    mask = cv2.imread(str(out / "odd_mask.png"), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(mask == 255, sigma > 1.0)
+    assert json.loads((out / prediction.CONFIG_FILENAME).read_text())["scale"] == 0.5
+
+
 def test_bad_flags_fail_before_any_work(model_path, photos, tmp_path):
     cases = [(dict(tile_size=100), "--tile_size must be a multiple of 16"),
              (dict(tile_overlap=8), "--tile_overlap must be a multiple of 16"),
              (dict(flips=3), "--flips must be one of 1, 2, 4"),
+             (dict(scale=0.0), "--scale"), (dict(scale=2.0), "--scale"),
              (dict(outputs=("sigma", "bogus")), "--outputs .*bogus"),
              (dict(method="dof_weight", model="", outputs=("sigma", "color")), "no blur unit")]
     for kw, msg in cases:                              # the config refuses itself

@@ -27,6 +27,9 @@ def test_colour_map_red_is_in_focus_blue_is_blurred():
     assert _is_blue(rgb[0, 2]), rgb[0, 2]       # sigma 7 px: most blurred
     assert _is_blue(rgb[0, 3]), rgb[0, 3]       # clipped at 7 px
     assert rgb[0, 1, 1] > max(rgb[0, 0, 1], rgb[0, 2, 1])   # mid-way: green, not red/blue
+    wide = visualize.colorize_sigma(sigma, legend=False, sigma_max_px=14.0)   # read at scale 1/2
+    np.testing.assert_array_equal(wide[0, 2], rgb[0, 1])   # 7 px is mid-way on a 0..14 px map
+    assert _is_blue(wide[0, 3])
     # The focus-weight map uses the same direction: 1 = in focus = red.
     weight = visualize.colorize_weight(np.array([[1.0, 0.0]], np.float32), legend=False)
     assert _is_red(weight[0, 0]) and _is_blue(weight[0, 1])

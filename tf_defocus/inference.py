@@ -12,6 +12,7 @@ predict and evaluate CLIs.
 import dataclasses
 import os
 
+import cv2
 import numpy as np
 
 from tf_defocus import artifacts, model_kinds
@@ -19,6 +20,7 @@ from tf_defocus.backends import (DEFAULT_TFLITE_THREADS, Backend, ModelLoadError
                                  set_tf_threads)
 from tf_defocus.config import Section, setting
 from tf_defocus.imageio import to_rgb_float
+from tf_defocus.units import SIGMA_MAX_PX
 from tf_defocus.tiling import (DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE, TILE_MULTIPLE,
                                balanced_tile, check_tiling, run_tiled, tile_grid, tile_starts)
 
@@ -35,6 +37,12 @@ __all__ = [
 FLIP_CHOICES = (1, 2, 4)
 # The views of flip averaging: (flip rows, flip columns) for 1, 2 or 4 views.
 _FLIP_VIEWS = ((False, False), (False, True), (True, False), (True, True))
+
+
+def check_scale(scale):
+    """ValueError unless 0 < ``scale`` <= 1 (the reading scale of ``Estimator``)."""
+    if not 0.0 < scale <= 1.0:
+        raise ValueError(f"scale must be in (0, 1], got {scale!r}")
 
 
 def check_flips(flips):
@@ -78,6 +86,16 @@ class RunSettings(Section):
                             "over the photo and its mirror image, 4 = also upside down and both "
                             "(2x / 4x the time; models only, docs/MODEL_CARD.md gives the "
                             "gain).", choices=FLIP_CHOICES)
+    scale: float = setting(1.0, "Read the photo at this scale, 0 < scale <= 1, and give sigma in "
+                                "the photo's px (the reading resized back and divided by the "
+                                "scale): the range grows from 7 px to 7/scale px, for large "
+                                "photos whose blur exceeds 7 px; models only "
+                                "(docs/MODEL_CARD.md gives the trade).", above=0.0, high=1.0)
+
+    @property
+    def sigma_max_px(self):
+        """Top of a model's sigma range [px] at ``scale``: 7 / scale."""
+        return SIGMA_MAX_PX / self.scale
 
     def check(self):
         try:
@@ -105,19 +123,28 @@ class Estimator:
     ``tile_size`` 0 = whole image in one pass, None = the model's suggestion (its ModelInfo
     ``tile_size``) or ``DEFAULT_TILE_SIZE``; ``fixed_size`` (h, w) for fixed-input models (then
     tiles are that size regardless of ``tile_size``). ``flips``: test-time flip averaging of
-    every tile (``flip_averaged``: 1, 2 or 4 views).
+    every tile (``flip_averaged``: 1, 2 or 4 views). ``scale`` (0, 1]: the model reads the photo
+    resized by ``scale`` (area interpolation), and its map is resized back (bilinear), so a
+    defocus model's range is ``sigma_max_px`` = 7 / scale px of the photo.
     """
     backend: Backend
     path: str = ""
     tile_size: int | None = None
     tile_overlap: int = DEFAULT_TILE_OVERLAP
     flips: int = 1
+    scale: float = 1.0
 
     def __post_init__(self):
         if self.tile_size is None:
             self.tile_size = getattr(self.backend.info, "tile_size", None) or DEFAULT_TILE_SIZE
         check_tiling(self.tile_size, self.tile_overlap)
+        check_scale(self.scale)
         self._run = flip_averaged(self.backend, self.flips)
+
+    @property
+    def sigma_max_px(self):
+        """Top of the sigma range [px] of the photo: 7 / ``scale``."""
+        return SIGMA_MAX_PX / self.scale
 
     @property
     def kind(self):
@@ -138,25 +165,34 @@ class Estimator:
                          size_multiple=self.backend.size_multiple, fixed_size=self.fixed_size)
 
     def predict_native(self, image, progress=None):
-        """Map in the model's native units, float32 (H, W): sigma/7 (defocus) or focus weight.
+        """Map in the model's native units, float32 (H, W) of the input: sigma / ``sigma_max_px``
+        (defocus; sigma/7 at scale 1) or focus weight.
 
         image: (H,W,3) RGB / (H,W) gray / (H,W,4) RGBA, uint8, uint16 or float in [0,1].
         progress: optional callable(done_tiles, total_tiles).
         """
         img = _as_rgb_float(image)
-        return run_tiled(self._run, img, self.tiles(*img.shape[:2]), progress)
+        if self.scale == 1.0:
+            return run_tiled(self._run, img, self.tiles(*img.shape[:2]), progress)
+        h, w = img.shape[:2]
+        small = cv2.resize(img, (max(1, round(w * self.scale)), max(1, round(h * self.scale))),
+                           interpolation=cv2.INTER_AREA)
+        native = run_tiled(self._run, small, self.tiles(*small.shape[:2]), progress)
+        return cv2.resize(native, (w, h), interpolation=cv2.INTER_LINEAR)
 
     def predict(self, image, progress=None):
-        """Defocus map: float32 sigma [px], shape (H, W) of the input (see ``predict_native``)."""
+        """Defocus map: float32 sigma [px] of the photo, in [0, ``sigma_max_px``], shape (H, W)
+        of the input (see ``predict_native``)."""
         spec = model_kinds.spec(self.kind)
         if not spec.has_sigma:
             raise ValueError(f"{self.path or 'model'}: a {self.kind} model outputs a focus weight "
                              f"with no blur unit; use predict_focus()")
-        return spec.sigma_px(np.clip(self.predict_native(image, progress), 0.0, 1.0))
+        return spec.sigma_px(np.clip(self.predict_native(image, progress), 0.0, 1.0),
+                             self.sigma_max_px)
 
     def predict_focus(self, image, progress=None):
-        """Focus map in [0, 1] (1 = in focus), float32 (H, W): 1 - sigma/7 for a defocus model,
-        the weight map for a dof_weight model."""
+        """Focus map in [0, 1] (1 = in focus), float32 (H, W): 1 - sigma / ``sigma_max_px`` for a
+        defocus model, the weight map for a dof_weight model."""
         native = np.clip(self.predict_native(image, progress), 0.0, 1.0)
         return model_kinds.spec(self.kind).focus(native)
 
@@ -211,7 +247,7 @@ def default_model_path():
 
 
 def load_estimator(path=None, tile_size=None, tile_overlap=DEFAULT_TILE_OVERLAP, threads=None,
-                   flips=1):
+                   flips=1, scale=1.0):
     """Load a ``.keras`` file, SavedModel directory or ``.tflite`` file as an ``Estimator``;
     ``path=None`` loads the built-in default model (``default_model_path()``).
 
@@ -222,12 +258,14 @@ def load_estimator(path=None, tile_size=None, tile_overlap=DEFAULT_TILE_OVERLAP,
     process-wide thread pools (``.keras`` / SavedModel) are not touched: set them with
     ``set_tf_threads`` first.
     flips: test-time flip averaging, 1 (off), 2 or 4 views (``flip_averaged``).
+    scale: reading scale in (0, 1] (``Estimator``): sigma up to 7 / scale px of the photo.
     Raises ModelLoadError (naming the path) for anything that is not a tf_defocus model, and
     ValueError for bad tiling parameters, before any inference work.
     """
     check_tiling(tile_size or 0, tile_overlap)
     check_flips(flips)      # before loading the model
+    check_scale(scale)
     if path is None:
         path = default_model_path()
     return Estimator(backend=open_backend(path, threads), path=os.fspath(path), tile_size=tile_size,
-                     tile_overlap=tile_overlap, flips=flips)
+                     tile_overlap=tile_overlap, flips=flips, scale=scale)

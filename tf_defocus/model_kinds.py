@@ -99,22 +99,25 @@ class KindSpec:
         """The native map from the ``map_output`` value of an exported model (array)."""
         return value / SIGMA_MAX_PX if self.map_output == "sigma_px" else value
 
-    def sigma_px(self, native):
-        """Blur sigma [px] of a native map already clipped to [0, 1] (defocus kind only)."""
+    def sigma_px(self, native, sigma_max_px=SIGMA_MAX_PX):
+        """Blur sigma [px] of a native map already clipped to [0, 1] (defocus kind only);
+        ``sigma_max_px``: the sigma of native 1 (7 px; 7 / scale for a map read at a smaller
+        scale, ``inference.Estimator``)."""
         if not self.has_sigma:
             raise ValueError(f"a {self.kind} model outputs a focus weight with no blur unit")
-        return native * SIGMA_MAX_PX
+        return native * sigma_max_px
 
     def focus(self, native):
         """Focus map (1 = in focus) of a native map already clipped to [0, 1]."""
         return 1.0 - native if self.has_sigma else native
 
     def maps(self, native, mask_threshold_px=DEFAULT_MASK_THRESHOLD_PX,
-             mask_threshold_weight=DEFAULT_MASK_THRESHOLD_WEIGHT):
-        """``Maps`` of a native map (array; clipped to [0, 1] first, dtype kept)."""
+             mask_threshold_weight=DEFAULT_MASK_THRESHOLD_WEIGHT, sigma_max_px=SIGMA_MAX_PX):
+        """``Maps`` of a native map (array; clipped to [0, 1] first, dtype kept); ``sigma_max_px``
+        as in ``sigma_px``."""
         native = np.clip(native, 0.0, 1.0)
         if self.has_sigma:
-            sigma = self.sigma_px(native)
+            sigma = self.sigma_px(native, sigma_max_px)
             return Maps(sigma_px=sigma, focus=self.focus(native), blur_score=sigma,
                         mask=sigma > mask_threshold_px)
         return Maps(sigma_px=None, focus=self.focus(native), blur_score=1.0 - native,

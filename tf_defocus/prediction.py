@@ -288,7 +288,8 @@ def load_method(config):
     inference.set_tf_threads(config.threads)   # process-wide TF pools (.keras, SavedModel)
     try:
         est = inference.load_estimator(config.model or None, config.tile_size, config.tile_overlap,
-                                       threads=config.threads or None, flips=config.flips)
+                                       threads=config.threads or None, flips=config.flips,
+                                       scale=config.scale)
     except (inference.ModelLoadError, ValueError) as e:
         raise ConfigError(str(e)) from e
     if est.kind != artifacts.KIND_DEFOCUS and "sigma" in (config.outputs or ()):
@@ -348,18 +349,19 @@ def output_stems(paths):
 
 
 def write_outputs(image, native, kind, stem, config):
-    """Write the requested outputs of one photo. ``native``: (H, W) float32 sigma/7 (defocus)
-    or focus weight (dof_weight). Returns the written paths; OutputWriteError naming the file
-    if one cannot be written."""
+    """Write the requested outputs of one photo. ``native``: (H, W) float32 sigma /
+    ``config.sigma_max_px`` (defocus; sigma/7 at scale 1) or focus weight (dof_weight). Returns
+    the written paths; OutputWriteError naming the file if one cannot be written."""
     from tf_defocus import visualize
     out = Path(config.output_dir)
     maps = model_kinds.spec(kind).maps(native, config.mask_threshold_px,
-                                       config.mask_threshold_weight)
+                                       config.mask_threshold_weight, config.sigma_max_px)
     sigma, focus, mask = maps.sigma_px, maps.focus, maps.mask
     written = []
     legend = config.legend and native.shape[0] >= MIN_LEGEND_HEIGHT
     if sigma is not None:
-        color = lambda: visualize.colorize_sigma(sigma, legend=legend)
+        color = lambda: visualize.colorize_sigma(sigma, legend=legend,
+                                                 sigma_max_px=config.sigma_max_px)
     else:
         color = lambda: visualize.colorize_weight(focus, legend=legend)
     for kind_out in config.outputs or default_outputs(kind):

@@ -61,18 +61,20 @@ def legend_bar(height, ticks, title="", bar_width=None):
     return out
 
 
-def colorize_sigma(sigma_px, legend=True):
-    """Defocus map sigma [px] (H, W) -> uint8 RGB: rainbow of focus = 1 - sigma/7 (red = sharp,
-    blue = 7 px), with a legend bar labelled 0..7 px on the right if ``legend``."""
+def colorize_sigma(sigma_px, legend=True, sigma_max_px=SIGMA_MAX_PX):
+    """Defocus map sigma [px] (H, W) -> uint8 RGB: rainbow of focus = 1 - sigma / sigma_max_px
+    (red = sharp, blue = ``sigma_max_px``: 7 px, or 7 / scale for a map read at a smaller scale),
+    with a legend bar labelled 0..sigma_max_px on the right if ``legend``."""
     s = np.asarray(sigma_px, np.float32)
-    rgb = colorize(1.0 - np.clip(s, 0.0, SIGMA_MAX_PX) / SIGMA_MAX_PX)
+    top = float(sigma_max_px)
+    rgb = colorize(1.0 - np.clip(s, 0.0, top) / top)
     if not legend:
         return rgb
-    n = int(SIGMA_MAX_PX)
-    step = 1 if s.shape[0] >= 240 else (2 if s.shape[0] >= 120 else n)
-    ticks = [(1.0 - v / SIGMA_MAX_PX, f"{v} px") for v in range(0, n + 1, step)]
-    if ticks[-1][1] != f"{n} px":
-        ticks.append((0.0, f"{n} px"))
+    n = int(top)
+    step = -(-n // 7) * (1 if s.shape[0] >= 240 else 2) if s.shape[0] >= 120 else n
+    ticks = [(1.0 - v / top, f"{v} px") for v in range(0, n + 1, step)]
+    if ticks[-1][0] > 0.0:
+        ticks.append((0.0, f"{top:.3g} px"))
     return side_by_side(rgb, legend_bar(s.shape[0], ticks, "blur sigma"), gap=0)
 
 
