@@ -20,9 +20,9 @@ from tf_defocus.backends import (DEFAULT_TFLITE_THREADS, Backend, ModelLoadError
                                  set_tf_threads)
 from tf_defocus.config import Section, setting
 from tf_defocus.imageio import to_rgb_float
-from tf_defocus.units import SIGMA_MAX_PX
 from tf_defocus.tiling import (DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE, TILE_MULTIPLE,
                                balanced_tile, check_tiling, run_tiled, tile_grid, tile_starts)
+from tf_defocus.units import SIGMA_MAX_PX
 
 __all__ = [
     "DoFWeightMethod", "Estimator", "FLIP_CHOICES", "RunSettings", "default_model_path",

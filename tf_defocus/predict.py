@@ -19,8 +19,9 @@ sigma):
 * ``color``: a defocus model: ``<stem>_defocus.png``, rainbow map of sigma (red = in focus,
   blue = 7 px, or 7/S px at ``--scale=S``) with a legend bar labelled in px; a focus weight /
   score (DoFNet, dof_weight, lbp, hifst): ``<stem>_focus_color.png``, rainbow map of the focus
-  (red = 1, in focus; blue = 0) with a legend labelled 0..1. The map has the photo's size; the legend bar is added on the
-  right only for photos at least MIN_LEGEND_HEIGHT (40) px high (its labels would not fit);
+  (red = 1, in focus; blue = 0) with a legend labelled 0..1. The map has the photo's size; the
+  legend bar is added on the right only for photos at least MIN_LEGEND_HEIGHT (40) px high (its
+  labels would not fit);
 * ``focus``: ``<stem>_focus.png`` 8-bit grey focus map, 255 = in focus (1 - sigma/7, 1 - sigma
   S/7 at ``--scale=S``, or the focus weight / score);
 * ``mask``: ``<stem>_mask.png`` binary blur mask, 255 = blurred (sigma > --mask_threshold_px;
