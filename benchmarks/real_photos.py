@@ -4,11 +4,14 @@ methods a user would otherwise pick, on held-out package photos (never used in t
 focus with large smooth surfaces.
 
     python benchmarks/real_photos.py --out=docs/assets/real_photos.png [--model=name=PATH ...]
+    python benchmarks/real_photos.py --photo=seeding_by_Clements_Engelhardt.jpg --long_side=0 \
+        --scale=1 --scale=0.25 --no-classical --panel_side=480 --out=docs/assets/large_photo.jpg
 
-Rows: photos. Columns: photo | each model's sigma map (rainbow, red = in focus, blue = 7 px)
-| LBP sharpness | HiFST (focus scores, red = sharp). Also prints, per photo and method, the
-fraction of pixels called blurred (sigma > 1 px; for the scores: score < 0.5) and the seconds
-taken.
+Rows: photos. Columns: photo | each model's sigma map at each ``--scale`` (rainbow, red = in
+focus, blue = 7 px, or 7/S px at scale S) | LBP sharpness | HiFST (focus scores, red = sharp).
+Also prints, per photo and method, the fraction of pixels called blurred (sigma > 1 px; for
+the scores: score < 0.5), the seconds taken and the quartiles of a model's sigma [px]. ``--long_side=0`` reads the photos at their
+own size (the second command: a 16 MP photo at the default scale and at 1/4, status item 82).
 """
 
 import argparse
@@ -41,52 +44,74 @@ def _label(img, text):
     return out
 
 
+def _resized(img, long_side):
+    s = long_side / max(img.shape[:2])
+    return cv2.resize(img, (round(img.shape[1] * s), round(img.shape[0] * s)),
+                      interpolation=cv2.INTER_AREA)
+
+
 def main(args):
     from tf_defocus import classical, inference, visualize
     from tf_defocus.data import photos
     from tf_defocus.imageio import read_image, write_image
     paths = {p.name: p for p in photos.package_photos("val")}
-    chosen = [paths[n] for n in PHOTOS if n in paths]
+    chosen = [paths[n] for n in args.photo or PHOTOS if n in paths]
     if not chosen:
         raise SystemExit("no held-out package photos installed (pip install scikit-image; "
                          "apt-get install " + " ".join(photos.APT_PACKAGES) + ")")
     models = []
     for spec in args.model or ["default"]:
         name, _, path = spec.partition("=")
-        models.append((name, inference.load_estimator(path or None)))
+        for scale in args.scale or [1.0]:
+            label = f"{name} (sigma)" if not args.scale else f"{name} (sigma, scale {scale:g})"
+            models.append((label, inference.load_estimator(path or None, scale=scale)))
     rows = []
-    print(f"{'photo':>34} {'method':>12} {'blurred %':>9} {'seconds':>8}")
+    print(f"{'photo':>34} {'method':>12} {'blurred %':>9} {'seconds':>8} "
+          f"{'sigma px: 25th / 50th / 75th percentile':>40}")
     for p in chosen:
         img = read_image(p)
-        s = args.long_side / max(img.shape[:2])
-        img = cv2.resize(img, (round(img.shape[1] * s), round(img.shape[0] * s)), interpolation=cv2.INTER_AREA)
-        panels = [_label(visualize.to_uint8_rgb(img), p.name)]
-        for name, est in models:
+        if args.long_side:
+            img = _resized(img, args.long_side)
+        panel = (lambda a: _resized(a, args.panel_side)) if args.panel_side else (lambda a: a)
+        panels = [_label(panel(visualize.to_uint8_rgb(img)), f"{p.name} ({img.shape[1]}x{img.shape[0]})")]
+        for label, est in models:
             t = time.perf_counter()
             sigma = est.predict(img)
             dt = time.perf_counter() - t
-            print(f"{p.name:>34} {name:>12} {100 * (sigma > 1.0).mean():9.1f} {dt:8.2f}")
-            panels.append(_label(visualize.colorize_sigma(sigma, legend=False), f"{name} (sigma)"))
-        for name, fn in (("lbp", classical.lbp_sharpness), ("hifst", classical.hifst_sharpness)):
+            q = " / ".join(f"{v:.2f}" for v in np.percentile(sigma, (25, 50, 75)))
+            print(f"{p.name:>34} {label:>12} {100 * (sigma > 1.0).mean():9.1f} {dt:8.2f} {q:>40}")
+            panels.append(_label(visualize.colorize_sigma(
+                panel(sigma), legend=bool(args.scale), sigma_max_px=est.sigma_max_px), label))
+        classical_methods = (("lbp", classical.lbp_sharpness), ("hifst", classical.hifst_sharpness))
+        for name, fn in classical_methods if args.classical else ():
             t = time.perf_counter()
             score = fn(img)
             dt = time.perf_counter() - t
             print(f"{p.name:>34} {name:>12} {100 * (score < 0.5).mean():9.1f} {dt:8.2f}")
-            panels.append(_label(visualize.colorize(score), f"{name} (score)"))
+            panels.append(_label(panel(visualize.colorize(score)), f"{name} (score)"))
         rows.append(visualize.side_by_side(*panels, gap=4))
     width = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
     grid = np.vstack(rows)
     write_image(args.out, grid)
     print(f"wrote {args.out} ({grid.shape[1]}x{grid.shape[0]}); red = in focus / sharp, "
-          f"blue = sigma 7 px / score 0")
+          f"blue = sigma 7 px (7/S at scale S) / score 0")
 
 
 def parse(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default="docs/assets/real_photos.png")
     p.add_argument("--model", action="append", help="name=PATH (default: the built-in model)")
-    p.add_argument("--long_side", type=int, default=384, help="photos are resized to this [px]")
+    p.add_argument("--long_side", type=int, default=384,
+                   help="photos are resized to this [px] before any method reads them (0: as they are)")
+    p.add_argument("--photo", action="append", help=f"a file name among {PHOTOS} (repeatable)")
+    p.add_argument("--scale", action="append", type=float,
+                   help="reading scale of the models (repeatable; load_estimator(scale=)); given, "
+                        "each map gets its own legend in px")
+    p.add_argument("--classical", action=argparse.BooleanOptionalAction, default=True,
+                   help="add the LBP and HiFST columns")
+    p.add_argument("--panel_side", type=int, default=0,
+                   help="each panel of the montage resized to this long side [px] (0: as read)")
     return p.parse_args(argv)
 
 
