@@ -10,8 +10,9 @@ focus with large smooth surfaces.
 Rows: photos. Columns: photo | each model's sigma map at each ``--scale`` (rainbow, red = in
 focus, blue = 7 px, or 7/S px at scale S) | LBP sharpness | HiFST (focus scores, red = sharp).
 Also prints, per photo and method, the fraction of pixels called blurred (sigma > 1 px; for
-the scores: score < 0.5), the seconds taken and the quartiles of a model's sigma [px]. ``--long_side=0`` reads the photos at their
-own size (the second command: a 16 MP photo at the default scale and at 1/4, status item 82).
+the scores: score < 0.5), the seconds taken and the quartiles of a model's sigma [px].
+``--long_side=0`` reads the photos at their own size (the second command: a 16 MP photo at the
+default scale and at 1/4, status item 82).
 """
 
 import argparse
@@ -55,6 +56,10 @@ def main(args):
     from tf_defocus.data import photos
     from tf_defocus.imageio import read_image, write_image
     paths = {p.name: p for p in photos.package_photos("val")}
+    unknown = [n for n in args.photo or () if n not in paths]
+    if unknown:
+        raise SystemExit(f"--photo {', '.join(unknown)}: not among the installed held-out "
+                         f"package photos ({', '.join(sorted(paths))})")
     chosen = [paths[n] for n in args.photo or PHOTOS if n in paths]
     if not chosen:
         raise SystemExit("no held-out package photos installed (pip install scikit-image; "
@@ -73,7 +78,8 @@ def main(args):
         if args.long_side:
             img = _resized(img, args.long_side)
         panel = (lambda a: _resized(a, args.panel_side)) if args.panel_side else (lambda a: a)
-        panels = [_label(panel(visualize.to_uint8_rgb(img)), f"{p.name} ({img.shape[1]}x{img.shape[0]})")]
+        size = f"{img.shape[1]}x{img.shape[0]}"
+        panels = [_label(panel(visualize.to_uint8_rgb(img)), f"{p.name} ({size})")]
         for label, est in models:
             t = time.perf_counter()
             sigma = est.predict(img)
