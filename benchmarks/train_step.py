@@ -7,9 +7,12 @@ Prints, measured in one run:
    ``--full_batch``), with FLOPs counted analytically from B's conv layers (training step
    = 3 x forward: forward, input gradients, weight gradients), beside the GFLOP/s of a large
    float32 matmul measured in the same process: how far the training step is from this
-   CPU's practical limit.
+   CPU's practical limit;
+3. the step time of the default model's recipe (``--recipe``, the flagfile of its training
+   command) and the hours its steps take on this machine: training time differs 5x between
+   the machines behind this environment (AVX-512 vs AVX2 AMD EPYC, status.md item 84).
 
-    python benchmarks/train_step.py [--steps=10 --full_batch=1 --threads=0]
+    python benchmarks/train_step.py [--steps=10 --full_batch=1 --threads=0 --recipe=configs/default_model.flags]
 """
 
 import argparse
@@ -32,6 +35,8 @@ def parse_args():
     p.add_argument("--threads", type=int, default=0,
                    help="TF intra/inter-op threads (0 = TensorFlow's default)")
     p.add_argument("--jit_compile", action="store_true", help="XLA-compile the train steps")
+    p.add_argument("--recipe", default="configs/default_model.flags",
+                   help="training flagfile whose step to time and project (empty: skip)")
     return p.parse_args()
 
 
@@ -149,6 +154,44 @@ def main():
     print(f"  float32 matmul {args.matmul_n}x{args.matmul_n}: {peak:.1f} GFLOP/s "
           f"({mm_dt * 1e3:.0f} ms each)")
     print(f"  training step / matmul: {achieved / peak:.2f} of the matmul rate")
+    del big
+    if args.recipe:
+        time_recipe(args.recipe, args.steps)
+
+
+def recipe_configs(flagfile):
+    """The ``DMENetConfig`` of a train-CLI flagfile and of each later stage (``--then``),
+    parsed as the train CLI parses them (input paths are not checked)."""
+    from absl import flags
+
+    from tf_defocus import train
+
+    def parse(path):
+        flag_values = train.define_flags(flags.FlagValues())
+        flag_values(["train", f"--flagfile={path}"])
+        return train.config_from_flags(flag_values)
+
+    first = parse(flagfile)
+    return [first] + [parse(stage) for stage in first.schedule.then]
+
+
+def time_recipe(flagfile, steps):
+    """Print the step time of ``flagfile``'s first stage (its network, patch and batch, on
+    random data) and the hours of every stage's steps at that rate."""
+    from tf_defocus.training.dmenet_task import build_trainer
+
+    stages = recipe_configs(flagfile)
+    cfg = stages[0]
+    trainer = build_trainer(cfg, seed=0)
+    d, m = cfg.data, cfg.model
+    first, step = time_steps(trainer, element(d.batch_synthetic, d.patch_size), steps)
+    total = stages[-1].schedule.train_steps   # a later stage continues the step counter
+    print(f"\n[3] the recipe {flagfile}: variant {m.variant}, width {m.width}, scales "
+          f"{m.scales}, {d.patch_size}x{d.patch_size}, batch {d.batch_synthetic}")
+    print(f"  step time: {step * 1e3:.1f} ms/step (median of {steps}; trace + first "
+          f"{first:.1f} s) = {1 / step:.2f} steps/s")
+    print(f"  its {total:,} steps: {total * step / 3600:.1f} hours on this machine (steps only; "
+          f"validation every {cfg.schedule.val_every} steps and checkpoints come on top)")
 
 
 if __name__ == "__main__":

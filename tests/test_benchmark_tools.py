@@ -334,6 +334,16 @@ def test_fill_speed_benchmark_times_every_fill_against_pull_push(capsys):
     assert rows[0][-2] == "1.0x" and all(float(r[-1]) > 0 for r in rows)
 
 
+def test_train_step_benchmark_reads_the_recipe_and_its_later_stages():
+    import train_step
+    root = Path(__file__).resolve().parents[1]
+    first, *later = train_step.recipe_configs(str(root / "configs/default_model.flags"))
+    assert (first.model.variant, first.model.scales, first.data.patch_size) == ("B", 2, 128)
+    assert first.schedule.train_steps == 133000 and first.schedule.cycle_steps == 19000
+    assert [s.schedule.train_steps for s in later] == [137000]   # the step counter goes on
+    assert later[0].optimizer.learning_rate == 1e-5
+
+
 def test_benchmark_headers_name_the_cpu():
     import os
     import machine
