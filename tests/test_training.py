@@ -26,7 +26,7 @@ from tf_defocus import config as cfglib
 from tf_defocus.training.config import DMENetConfig
 from tf_defocus.training.dmenet_task import build_trainer, float32_inference_model
 from tf_defocus.training.dmenet_trainer import VARIANTS, DMENetTrainer, LossWeights
-from tf_defocus.training.loop import NonFiniteLossError, run_training
+from tf_defocus.training.loop import NonFiniteLossError, TerminationRequested, run_training
 from tf_defocus.training.task import TrainingTask
 
 P = 32
@@ -591,6 +591,29 @@ def test_cli_sigterm_saves_the_last_step_and_exits_143(tmp_path):
     step = int(saved.group(1))
     assert step >= 3 and _latest_step(model_dir / "checkpoints") == step
     assert not (model_dir / "blur_estimator.keras").exists()
+
+
+def test_sigterm_during_a_step_saves_that_step_with_its_update_counted(tmp_path):
+    """A signal in the middle of a train step (Python runs the handler as soon as the step
+    returns) waits until the step is counted: the saved step equals the optimizer's updates."""
+    t = eager_trainer(variant="B")
+    step, calls = t.train_step, []
+
+    def train_step_then_sigterm(element):
+        out = step(element)
+        calls.append(1)
+        if len(calls) == 3:
+            signal.raise_signal(signal.SIGTERM)
+        return out
+
+    t.train_step = train_step_then_sigterm
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(TerminationRequested):
+        run_training(task_for(t, [make_element(0)]), tmp_path, 10, verbose=0, log=lambda m: None)
+    latest = tf.train.latest_checkpoint(str(tmp_path / "checkpoints"))
+    assert tf.train.load_variable(latest, "step/.ATTRIBUTES/VARIABLE_VALUE") == 3
+    assert tf.train.load_variable(latest, "optimizer_0/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 3
+    assert signal.getsignal(signal.SIGTERM) == before   # the handler is put back
 
 
 def test_then_runs_later_stages_in_the_same_model_dir_and_a_rerun_skips_them(tmp_path, capsys):

@@ -36,6 +36,7 @@ pre-training), ``reset_train_metrics()`` / ``reset_val_metrics()`` (otherwise ev
 ``trainer.metrics`` is reset after each log line and around validation).
 """
 
+import contextlib
 import dataclasses
 import math
 import re
@@ -340,7 +341,7 @@ def run_training(task, model_dir, train_steps, *, checkpoint_every=1000, log_eve
         t_interval, steps_interval = time.time(), 0
         if verbose:
             log(f"training steps {start_step} -> {train_steps} in {model_dir}")
-        restore_sigterm = _sigterm_interrupts()
+        interrupts = _Interrupts()
         try:
             while step < train_steps:
                 at = schedule_step(step, cycle_steps)
@@ -373,11 +374,12 @@ def run_training(task, model_dir, train_steps, *, checkpoint_every=1000, log_eve
                             opt.learning_rate = lr
                         lr_now = lr
                 data = next(iterator)
-                raw = train_fn(data)
-                logs = _to_float_logs(raw)
-                step += 1
-                steps_interval += 1
-                step_var.assign(step)
+                with interrupts.deferred():   # an interrupt saves a counted step only
+                    raw = train_fn(data)
+                    logs = _to_float_logs(raw)
+                    step += 1
+                    steps_interval += 1
+                    step_var.assign(step)
                 if not all(math.isfinite(v) for v in logs.values()):
                     writer.flush()
                     raise NonFiniteLossError(step, logs, manager.latest_checkpoint)
@@ -425,7 +427,7 @@ def run_training(task, model_dir, train_steps, *, checkpoint_every=1000, log_eve
                     log(f"interrupted; not saved: {e}")
             raise
         finally:
-            restore_sigterm()
+            interrupts.restore()
             writer.flush()
             val_writer.flush()
         save(step)
@@ -443,19 +445,44 @@ class TerminationRequested(KeyboardInterrupt):
     Ctrl-C, so the loop saves the last completed step before it stops."""
 
 
-def _sigterm_interrupts():
-    """Make SIGTERM raise ``TerminationRequested`` in the training loop; returns the function
-    that restores the previous handler. Python runs signal handlers between bytecodes of the
-    main thread, so the exception comes after the step in flight has returned. Off the main
-    thread (where handlers cannot be set) nothing changes."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
+class _Interrupts:
+    """SIGTERM raises ``TerminationRequested`` (and SIGINT ``KeyboardInterrupt``) in the
+    training loop, but not inside ``with interrupts.deferred():`` (from the train call to the
+    step counter's update), where it waits until the block ends. Python runs signal handlers
+    between bytecodes of the main thread, i.e. as soon as the train step's C++ call returns:
+    raised there, the checkpoint saved on the way out would hold one update more than its step
+    counter. Off the main thread (where handlers cannot be set) nothing changes; ``restore()``
+    puts the previous handlers back."""
 
-    def stop(signum, frame):
-        raise TerminationRequested(f"stopped by signal {signal.Signals(signum).name}")
+    def __init__(self):
+        self.pending, self.deferring, self.previous = None, False, {}
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self.previous[signum] = signal.signal(signum, self._handle)
 
-    previous = signal.signal(signal.SIGTERM, stop)
-    return lambda: signal.signal(signal.SIGTERM, previous)
+    def _handle(self, signum, frame):
+        error = (KeyboardInterrupt() if signum == signal.SIGINT else
+                 TerminationRequested(f"stopped by signal {signal.Signals(signum).name}"))
+        if self.deferring:
+            self.pending = error
+        else:
+            raise error
+
+    @contextlib.contextmanager
+    def deferred(self):
+        self.deferring = True
+        try:
+            yield
+        finally:
+            self.deferring = False
+        if self.pending is not None:
+            error, self.pending = self.pending, None
+            raise error
+
+    def restore(self):
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
 
 
 def _stdout_is_terminal():
