@@ -162,17 +162,10 @@ def main():
 def recipe_configs(flagfile):
     """The ``DMENetConfig`` of a train-CLI flagfile and of each later stage (``--then``),
     parsed as the train CLI parses them (input paths are not checked)."""
-    from absl import flags
-
     from tf_defocus import train
 
-    def parse(path):
-        flag_values = train.define_flags(flags.FlagValues())
-        flag_values(["train", f"--flagfile={path}"])
-        return train.config_from_flags(flag_values)
-
-    first = parse(flagfile)
-    return [first] + [parse(stage) for stage in first.schedule.then]
+    first = train.parse_flagfile(flagfile)
+    return [first] + [train.parse_flagfile(stage) for stage in first.schedule.then]
 
 
 def time_recipe(flagfile, steps):

@@ -43,6 +43,14 @@ def config_from_flags(flag_values):
     return cli.config_from_flags(cls, flag_values, classes=tcfg.TASKS.values())
 
 
+def parse_flagfile(flagfile, *args):
+    """The task config of ``flagfile`` followed by the flags ``args``, parsed as this CLI
+    parses its command line (input paths are not checked)."""
+    flag_values = define_flags(flags.FlagValues())
+    flag_values(["tf_defocus.train", f"--flagfile={flagfile}", *args])
+    return config_from_flags(flag_values)
+
+
 def _checked_config(flag_values):
     """``config_from_flags`` and ``runner.check_runnable`` (model_dir, input paths), and the
     same for every later stage (``--then``), so a typo in the last stage fails now, not after
@@ -58,11 +66,8 @@ def _stage_configs(config):
     ``--model_dir`` (ValueError for a bad stage, or one that names stages itself)."""
     stages = []
     for flagfile in config.schedule.then:
-        flag_values = define_flags(flags.FlagValues())
         try:
-            flag_values(["tf_defocus.train", f"--flagfile={flagfile}",
-                         f"--model_dir={config.checkpointing.model_dir}"])
-            stage = config_from_flags(flag_values)
+            stage = parse_flagfile(flagfile, f"--model_dir={config.checkpointing.model_dir}")
             runner.check_runnable(stage)
         except (flags.Error, ValueError) as e:
             raise ValueError(f"stage {flagfile}: {e}") from e
