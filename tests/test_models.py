@@ -325,13 +325,14 @@ def _assert_converts_to_tflite_builtins(inf, tmp_path):
         np.testing.assert_allclose(got, inf(x).numpy(), atol=1e-3)
 
 
-@pytest.mark.parametrize("fill_smooth,fill_method", [(False, "pull_push"), (True, "pull_push"),
-                                                     (True, "guided"), (True, "guided_edges")])
-def test_inference_model_converts_to_tflite_builtins(tiny_b, tmp_path, fill_smooth, fill_method):
-    """Dynamic-size export lowers to TFLite builtins only (needs static channels after concat;
-    FillSmooth's pyramid resizes to dynamic sizes, the guided fill scans by shifted slices)."""
+@pytest.mark.parametrize("fill_method", ["pull_push", "guided"])
+def test_inference_model_converts_to_tflite_builtins(tiny_b, tmp_path, fill_method):
+    """Dynamic-size export with FillSmooth lowers to TFLite builtins only (needs static channels
+    after concat; the pyramid resizes to dynamic sizes, the guided fill scans by shifted
+    slices). Without FillSmooth: ``test_export.test_dynamic_size_tflite``; with guided_edges
+    (the default model's): ``test_default_model.test_export_uses_the_default_model``."""
     _assert_converts_to_tflite_builtins(
-        tiny_b.inference_model(fill_smooth=fill_smooth, fill_method=fill_method), tmp_path)
+        tiny_b.inference_model(fill_smooth=True, fill_method=fill_method), tmp_path)
 
 
 def test_blur_cue_model_converts_to_tflite_builtins(tmp_path):
