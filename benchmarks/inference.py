@@ -169,8 +169,10 @@ def worker(spec):
     set_threads(spec["threads"])
     from tf_defocus.imageio import read_image
     from tf_defocus.inference import load_estimator
+    # max_side=0: the photo is read at its own size (no cap on the long side), so the figures
+    # are the model's seconds per megapixel of input it reads
     est = load_estimator(spec["model"], spec["tile_size"], spec["tile_overlap"],
-                         flips=spec.get("flips", 1))
+                         flips=spec.get("flips", 1), max_side=0)
     if spec.get("image_file"):
         t_read = time.perf_counter()
         img = read_image(spec["image_file"])

@@ -5,14 +5,16 @@ focus with large smooth surfaces.
 
     python benchmarks/real_photos.py --out=docs/assets/real_photos.png [--model=name=PATH ...]
     python benchmarks/real_photos.py --photo=seeding_by_Clements_Engelhardt.jpg --long_side=0 \
-        --scale=1 --scale=0.25 --no-classical --panel_side=480 --out=docs/assets/large_photo.jpg
+        --max_side=0 --scale=1 --scale=0.25 --no-classical --panel_side=480 \
+        --out=docs/assets/large_photo.jpg
 
 Rows: photos. Columns: photo | each model's sigma map at each ``--scale`` (rainbow, red = in
 focus, blue = 7 px, or 7/S px at scale S) | LBP sharpness | HiFST (focus scores, red = sharp).
 Also prints, per photo and method, the fraction of pixels called blurred (sigma > 1 px; for
 the scores: score < 0.5), the seconds taken and the quartiles of a model's sigma [px].
-``--long_side=0`` reads the photos at their own size (the second command: a 16 MP photo at the
-default scale and at 1/4, status item 82).
+``--long_side=0`` reads the photos at their own size (the second command: a 16 MP photo read as
+it is and at 1/4, status item 82; ``--max_side=0`` turns off the models' cap on the long side,
+which would read it at 1280 / 5312 by default).
 """
 
 import argparse
@@ -64,12 +66,14 @@ def main(args):
     if not chosen:
         raise SystemExit("no held-out package photos installed (pip install scikit-image; "
                          "apt-get install " + " ".join(photos.APT_PACKAGES) + ")")
+    max_side = inference.DEFAULT_MAX_SIDE if args.max_side is None else args.max_side
     models = []
     for spec in args.model or ["default"]:
         name, _, path = spec.partition("=")
         for scale in args.scale or [1.0]:
             label = f"{name} (sigma)" if not args.scale else f"{name} (sigma, scale {scale:g})"
-            models.append((label, inference.load_estimator(path or None, scale=scale)))
+            models.append((label, inference.load_estimator(path or None, scale=scale,
+                                                           max_side=max_side)))
     rows = []
     print(f"{'photo':>34} {'method':>12} {'blurred %':>9} {'seconds':>8} "
           f"{'sigma px: 25th / 50th / 75th percentile':>40}")
@@ -87,7 +91,8 @@ def main(args):
             q = " / ".join(f"{v:.2f}" for v in np.percentile(sigma, (25, 50, 75)))
             print(f"{p.name:>34} {label:>12} {100 * (sigma > 1.0).mean():9.1f} {dt:8.2f} {q:>40}")
             panels.append(_label(visualize.colorize_sigma(
-                panel(sigma), legend=bool(args.scale), sigma_max_px=est.sigma_max_px), label))
+                panel(sigma), legend=bool(args.scale),
+                sigma_max_px=est.sigma_max_px(*img.shape[:2])), label))
         classical_methods = (("lbp", classical.lbp_sharpness), ("hifst", classical.hifst_sharpness))
         for name, fn in classical_methods if args.classical else ():
             t = time.perf_counter()
@@ -114,6 +119,10 @@ def parse(argv):
     p.add_argument("--scale", action="append", type=float,
                    help="reading scale of the models (repeatable; load_estimator(scale=)); given, "
                         "each map gets its own legend in px")
+    p.add_argument("--max_side", type=int, default=None,
+                   help="models read photos longer than this [px] downscaled to it "
+                        "(load_estimator(max_side=); 0: never; default "
+                        "tf_defocus.inference.DEFAULT_MAX_SIDE, 1280)")
     p.add_argument("--classical", action=argparse.BooleanOptionalAction, default=True,
                    help="add the LBP and HiFST columns")
     p.add_argument("--panel_side", type=int, default=0,

@@ -146,6 +146,10 @@ def test_rtf_protocol(tmp_path):
     half = dataclasses.replace(cfg, scale=0.5)
     results, _, _ = evaluation.evaluate(half, [("oracle", Oracle(truth, 14.0))], io.StringIO())
     assert results["methods"]["oracle"]["metrics"]["rtf_mae"] == pytest.approx(0, abs=1e-6)
+    # --max_side=20: the 40 px long side is read at 20 / 40, the same range as --scale=0.5
+    capped = dataclasses.replace(cfg, max_side=20)
+    results, _, _ = evaluation.evaluate(capped, [("oracle", Oracle(truth, 14.0))], io.StringIO())
+    assert results["methods"]["oracle"]["metrics"]["rtf_mae"] == pytest.approx(0, abs=1e-6)
     results, _, _ = evaluation.evaluate(cfg, [("oracle", Oracle(truth, 14.0))], io.StringIO())
     assert results["methods"]["oracle"]["metrics"]["rtf_mae"] > 0.01
 

@@ -150,7 +150,7 @@ def test_a_smaller_reading_scale_reads_the_resized_photo_and_widens_the_range(mo
     img, _ = scene(6, 64, 96)
     h, w = img.shape[:2]
     half = inference.load_estimator(model_path, tile_size=0, tile_overlap=0, scale=0.5)
-    assert half.sigma_max_px == 14.0
+    assert half.sigma_max_px(h, w) == 14.0
     small = cv2.resize(img, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
     want = cv2.resize(whole.predict(small), (w, h), interpolation=cv2.INTER_LINEAR) * 2.0
     got = half.predict(img)
@@ -162,6 +162,36 @@ def test_a_smaller_reading_scale_reads_the_resized_photo_and_widens_the_range(mo
     for bad in (0.0, 1.5, -1.0):
         with pytest.raises(ValueError, match="scale must be in"):
             inference.load_estimator(model_path, scale=bad)
+
+
+def test_reading_scale_caps_the_long_side():
+    assert inference.DEFAULT_MAX_SIDE == 1280
+    assert inference.reading_scale(960, 1280) == 1.0                  # validation x2: as read
+    assert inference.reading_scale(2988, 5312) == pytest.approx(1280 / 5312)   # 16 MP
+    assert inference.reading_scale(5312, 2988) == pytest.approx(1280 / 5312)   # portrait
+    assert inference.reading_scale(2988, 5312, max_side=0) == 1.0      # 0 = no cap
+    assert inference.reading_scale(2988, 5312, scale=0.2) == 0.2       # the lower of the two
+    assert inference.reading_scale(480, 640, scale=0.5, max_side=320) == 0.5
+    assert inference.scaled_size(2988, 5312, 1280 / 5312) == (720, 1280)
+    assert inference.scaled_size(5, 3, 0.1) == (1, 1)
+
+
+def test_a_photo_longer_than_max_side_is_read_downscaled_to_it(model_path, whole):
+    img, _ = scene(6, 64, 96)
+    capped = inference.load_estimator(model_path, tile_size=0, tile_overlap=0, max_side=48)
+    half = inference.load_estimator(model_path, tile_size=0, tile_overlap=0, scale=0.5, max_side=0)
+    assert (capped.reading_scale(64, 96), capped.sigma_max_px(64, 96)) == (0.5, 14.0)
+    np.testing.assert_allclose(capped.predict(img), half.predict(img), atol=1e-6)
+    np.testing.assert_allclose(capped.predict_focus(img), half.predict_focus(img), atol=1e-6)
+    inside = img[:48, :40]                                   # within the cap: read as it is
+    assert capped.sigma_max_px(48, 40) == 7.0
+    np.testing.assert_allclose(capped.predict(inside), whole.predict(inside), atol=1e-6)
+    lower = inference.load_estimator(model_path, tile_size=0, tile_overlap=0, scale=0.25,
+                                     max_side=48)            # --scale below the cap's scale
+    assert lower.sigma_max_px(64, 96) == 28.0
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="max_side must be"):
+            inference.load_estimator(model_path, max_side=bad)
 
 
 # ----------------------------------------------------------------------------- formats

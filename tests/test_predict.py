@@ -91,7 +91,7 @@ def test_scale_reads_a_smaller_photo_and_its_outputs_use_the_wider_range(model_p
                   outputs=("sigma", "focus", "mask"))
     assert prediction.run_config(cfg, io.StringIO()) == 0
     est = prediction.load_method(cfg)
-    assert (est.scale, est.sigma_max_px) == (0.5, 2 * SIGMA_MAX_PX)
+    assert (est.scale, est.sigma_max_px(45, 67)) == (0.5, 2 * SIGMA_MAX_PX)
     sigma = np.load(out / "odd.npy")
     np.testing.assert_allclose(sigma, est.predict(imageio.read_image(photos / "odd.jpg")),
                                atol=1e-4)
@@ -102,11 +102,32 @@ def test_scale_reads_a_smaller_photo_and_its_outputs_use_the_wider_range(model_p
     assert json.loads((out / prediction.CONFIG_FILENAME).read_text())["scale"] == 0.5
 
 
+def test_max_side_reads_a_long_photo_downscaled_and_says_so(model_path, photos, tmp_path):
+    # odd.jpg is 67 x 45 px (w x h): --max_side=34 reads it at 34 / 67 (34 x 23 px), as --scale would
+    outs = ("sigma", "focus", "color")
+    capped = _config(model_path, [photos / "odd.jpg"], tmp_path / "c", max_side=34, outputs=outs)
+    scaled = _config(model_path, [photos / "odd.jpg"], tmp_path / "s", scale=34 / 67, max_side=0,
+                     outputs=outs)
+    err = io.StringIO()
+    assert prediction.run_config(capped, err) == 0
+    assert prediction.run_config(scaled, io.StringIO()) == 0
+    assert "67x45 px, read at scale 0.507 (34x23 px)" in err.getvalue()
+    assert capped.sigma_max_px(45, 67) == pytest.approx(SIGMA_MAX_PX * 67 / 34)
+    for name in ("odd.npy", "odd_focus.png", "odd_defocus.png"):
+        a, b = (tmp_path / d / name for d in "cs")
+        load = np.load if name.endswith(".npy") else (lambda p: cv2.imread(str(p)))
+        np.testing.assert_allclose(load(a), load(b), atol=1e-5)
+    wide = _config(model_path, [photos / "odd.jpg"], tmp_path / "w", max_side=0)
+    err = io.StringIO()
+    assert prediction.run_config(wide, err) == 0 and "read at scale" not in err.getvalue()
+
+
 def test_bad_flags_fail_before_any_work(model_path, photos, tmp_path):
     cases = [(dict(tile_size=100), "--tile_size must be a multiple of 16"),
              (dict(tile_overlap=8), "--tile_overlap must be a multiple of 16"),
              (dict(flips=3), "--flips must be one of 1, 2, 4"),
              (dict(scale=0.0), "--scale"), (dict(scale=2.0), "--scale"),
+             (dict(max_side=-1), "--max_side"),
              (dict(outputs=("sigma", "bogus")), "--outputs .*bogus"),
              (dict(method="dof_weight", model="", outputs=("sigma", "color")), "no blur unit")]
     for kw, msg in cases:                              # the config refuses itself

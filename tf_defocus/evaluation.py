@@ -195,7 +195,8 @@ def load_methods(config):
             try:
                 est = inference.load_estimator(path, config.tile_size, config.tile_overlap,
                                                threads=config.threads or None,
-                                               flips=config.flips, scale=config.scale)
+                                               flips=config.flips, scale=config.scale,
+                                               max_side=config.max_side)
             except (inference.ModelLoadError, ValueError) as e:
                 raise ConfigError(str(e)) from e
             out.append((name, est))
@@ -214,13 +215,14 @@ def load_methods(config):
 def image_metrics(native, kind, label, label_kind, dataset, config):
     """Per-image metrics of one method.
 
-    native: (H, W) sigma / ``config.sigma_max_px`` (defocus kind; sigma/7 at scale 1) or focus
+    native: (H, W) sigma / ``config.sigma_max_px(H, W)`` (defocus kind; sigma/7 at scale 1) or focus
     weight / score (dof_weight kind). label:
     (H, W) sigma [px] (label_kind "sigma") or mask 1 = blurred ("mask"). Returns (dict of
     floats, F curve array).
     """
     maps = model_kinds.spec(kind).maps(np.asarray(native, np.float64), config.mask_threshold_px,
-                                       config.mask_threshold_weight, config.sigma_max_px)
+                                       config.mask_threshold_weight,
+                                       config.sigma_max_px(*np.shape(native)))
     sigma, score, pred_mask = maps.sigma_px, maps.blur_score, maps.mask
     row = {}
     if label_kind == "sigma":

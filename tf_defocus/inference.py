@@ -25,8 +25,9 @@ from tf_defocus.tiling import (DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE, TILE_MUL
 from tf_defocus.units import SIGMA_MAX_PX
 
 __all__ = [
-    "DoFWeightMethod", "Estimator", "FLIP_CHOICES", "RunSettings", "default_model_path",
-    "flip_averaged", "load_estimator",
+    "DEFAULT_MAX_SIDE", "DoFWeightMethod", "Estimator", "FLIP_CHOICES", "RunSettings",
+    "default_model_path", "flip_averaged", "load_estimator", "reading_scale",
+    "scaled_size",
     # Re-exported from tf_defocus.backends and tf_defocus.tiling (importable from here):
     "DEFAULT_TFLITE_THREADS", "ModelLoadError", "set_tf_threads",
     "DEFAULT_TILE_OVERLAP", "DEFAULT_TILE_SIZE", "TILE_MULTIPLE", "balanced_tile",
@@ -35,6 +36,10 @@ __all__ = [
 
 
 FLIP_CHOICES = (1, 2, 4)
+# Photos whose long side exceeds this many px are read downscaled to it (``reading_scale``): blur
+# in px grows with the resolution and leaves the model's 7 px range in large photos (README,
+# "--scale"). 1280 px keeps validation set v2 (640 px) and its x2 version (1280 px) at scale 1.
+DEFAULT_MAX_SIDE = 1280
 # The views of flip averaging: (flip rows, flip columns) for 1, 2 or 4 views.
 _FLIP_VIEWS = ((False, False), (False, True), (True, False), (True, True))
 
@@ -43,6 +48,40 @@ def check_scale(scale):
     """ValueError unless 0 < ``scale`` <= 1 (the reading scale of ``Estimator``)."""
     if not 0.0 < scale <= 1.0:
         raise ValueError(f"scale must be in (0, 1], got {scale!r}")
+
+
+def check_max_side(max_side):
+    """ValueError unless ``max_side`` is a whole number of px >= 0 (0 = no cap)."""
+    if isinstance(max_side, bool) or int(max_side) != max_side or max_side < 0:
+        raise ValueError(f"max_side must be a whole number of px >= 0, got {max_side!r}")
+
+
+def reading_scale(height, width, scale=1.0, max_side=DEFAULT_MAX_SIDE):
+    """The scale (0, 1] at which a (height, width) photo is read: ``scale``, or
+    ``max_side`` / (the long side) if that is smaller (``max_side`` 0 = no cap). A model's
+    sigma range in the photo's px is 7 / (this scale)."""
+    long_side = max(height, width)
+    if max_side and long_side > max_side:
+        return min(scale, max_side / long_side)
+    return scale
+
+
+def scaled_size(height, width, scale):
+    """(height, width) [px] of a photo resized by ``scale``, each at least 1 px."""
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+class ReadingScale:
+    """``reading_scale`` / ``sigma_max_px`` of an object with ``scale`` and ``max_side``
+    (``RunSettings``, ``Estimator``)."""
+
+    def reading_scale(self, height, width):
+        """Scale at which a (height, width) photo is read (the function ``reading_scale``)."""
+        return reading_scale(height, width, self.scale, self.max_side)
+
+    def sigma_max_px(self, height, width):
+        """Top of a model's sigma range [px] in a (height, width) photo: 7 / its reading scale."""
+        return SIGMA_MAX_PX / self.reading_scale(height, width)
 
 
 def check_flips(flips):
@@ -71,7 +110,7 @@ def flip_averaged(run, flips):
 
 
 @dataclasses.dataclass(frozen=True)
-class RunSettings(Section):
+class RunSettings(ReadingScale, Section):
     """How ``load_estimator`` runs a model, as config settings (predict and evaluate derive
     from it): tiles [px] and CPU threads."""
     tile_size: int | None = setting(
@@ -91,11 +130,10 @@ class RunSettings(Section):
                                 "scale): the range grows from 7 px to 7/scale px, for large "
                                 "photos whose blur exceeds 7 px; models only "
                                 "(docs/MODEL_CARD.md gives the trade).", above=0.0, high=1.0)
-
-    @property
-    def sigma_max_px(self):
-        """Top of a model's sigma range [px] at ``scale``: 7 / scale."""
-        return SIGMA_MAX_PX / self.scale
+    max_side: int = setting(DEFAULT_MAX_SIDE, "Read photos whose long side exceeds this many px "
+                                              "downscaled to it (scale max_side / long side, if "
+                                              "below --scale), so that their blur stays in the "
+                                              "model's range; 0 = never; models only.", low=0)
 
     def check(self):
         try:
@@ -116,16 +154,17 @@ def _as_rgb_float(image):
 
 
 @dataclasses.dataclass
-class Estimator:
+class Estimator(ReadingScale):
     """A loaded model plus tiling settings.
 
     ``kind`` is ``defocus`` (maps in sigma px) or ``dof_weight`` (focus weight, no blur unit).
     ``tile_size`` 0 = whole image in one pass, None = the model's suggestion (its ModelInfo
     ``tile_size``) or ``DEFAULT_TILE_SIZE``; ``fixed_size`` (h, w) for fixed-input models (then
     tiles are that size regardless of ``tile_size``). ``flips``: test-time flip averaging of
-    every tile (``flip_averaged``: 1, 2 or 4 views). ``scale`` (0, 1]: the model reads the photo
-    resized by ``scale`` (area interpolation), and its map is resized back (bilinear), so a
-    defocus model's range is ``sigma_max_px`` = 7 / scale px of the photo.
+    every tile (``flip_averaged``: 1, 2 or 4 views). ``scale`` (0, 1] and ``max_side`` [px]: the
+    model reads the photo resized by its ``reading_scale`` (area interpolation: ``scale``, lower
+    for a photo whose long side exceeds ``max_side``), and its map is resized back (bilinear),
+    so a defocus model's range is ``sigma_max_px(h, w)`` = 7 / (that scale) px of the photo.
     """
     backend: Backend
     path: str = ""
@@ -133,18 +172,15 @@ class Estimator:
     tile_overlap: int = DEFAULT_TILE_OVERLAP
     flips: int = 1
     scale: float = 1.0
+    max_side: int = DEFAULT_MAX_SIDE
 
     def __post_init__(self):
         if self.tile_size is None:
             self.tile_size = getattr(self.backend.info, "tile_size", None) or DEFAULT_TILE_SIZE
         check_tiling(self.tile_size, self.tile_overlap)
         check_scale(self.scale)
+        check_max_side(self.max_side)
         self._run = flip_averaged(self.backend, self.flips)
-
-    @property
-    def sigma_max_px(self):
-        """Top of the sigma range [px] of the photo: 7 / ``scale``."""
-        return SIGMA_MAX_PX / self.scale
 
     @property
     def kind(self):
@@ -165,34 +201,35 @@ class Estimator:
                          size_multiple=self.backend.size_multiple, fixed_size=self.fixed_size)
 
     def predict_native(self, image, progress=None):
-        """Map in the model's native units, float32 (H, W) of the input: sigma / ``sigma_max_px``
-        (defocus; sigma/7 at scale 1) or focus weight.
+        """Map in the model's native units, float32 (H, W) of the input: sigma /
+        ``sigma_max_px(H, W)`` (defocus; sigma/7 at scale 1) or focus weight.
 
         image: (H,W,3) RGB / (H,W) gray / (H,W,4) RGBA, uint8, uint16 or float in [0,1].
         progress: optional callable(done_tiles, total_tiles).
         """
         img = _as_rgb_float(image)
-        if self.scale == 1.0:
-            return run_tiled(self._run, img, self.tiles(*img.shape[:2]), progress)
         h, w = img.shape[:2]
-        small = cv2.resize(img, (max(1, round(w * self.scale)), max(1, round(h * self.scale))),
-                           interpolation=cv2.INTER_AREA)
+        scale = self.reading_scale(h, w)
+        if scale == 1.0:
+            return run_tiled(self._run, img, self.tiles(h, w), progress)
+        sh, sw = scaled_size(h, w, scale)
+        small = cv2.resize(img, (sw, sh), interpolation=cv2.INTER_AREA)
         native = run_tiled(self._run, small, self.tiles(*small.shape[:2]), progress)
         return cv2.resize(native, (w, h), interpolation=cv2.INTER_LINEAR)
 
     def predict(self, image, progress=None):
-        """Defocus map: float32 sigma [px] of the photo, in [0, ``sigma_max_px``], shape (H, W)
-        of the input (see ``predict_native``)."""
+        """Defocus map: float32 sigma [px] of the photo, in [0, ``sigma_max_px(H, W)``], shape
+        (H, W) of the input (see ``predict_native``)."""
         spec = model_kinds.spec(self.kind)
         if not spec.has_sigma:
             raise ValueError(f"{self.path or 'model'}: a {self.kind} model outputs a focus weight "
                              f"with no blur unit; use predict_focus()")
-        return spec.sigma_px(np.clip(self.predict_native(image, progress), 0.0, 1.0),
-                             self.sigma_max_px)
+        native = self.predict_native(image, progress)
+        return spec.sigma_px(np.clip(native, 0.0, 1.0), self.sigma_max_px(*native.shape))
 
     def predict_focus(self, image, progress=None):
-        """Focus map in [0, 1] (1 = in focus), float32 (H, W): 1 - sigma / ``sigma_max_px`` for a
-        defocus model, the weight map for a dof_weight model."""
+        """Focus map in [0, 1] (1 = in focus), float32 (H, W): 1 - sigma / ``sigma_max_px(H, W)``
+        for a defocus model, the weight map for a dof_weight model."""
         native = np.clip(self.predict_native(image, progress), 0.0, 1.0)
         return model_kinds.spec(self.kind).focus(native)
 
@@ -247,7 +284,7 @@ def default_model_path():
 
 
 def load_estimator(path=None, tile_size=None, tile_overlap=DEFAULT_TILE_OVERLAP, threads=None,
-                   flips=1, scale=1.0):
+                   flips=1, scale=1.0, max_side=DEFAULT_MAX_SIDE):
     """Load a ``.keras`` file, SavedModel directory or ``.tflite`` file as an ``Estimator``;
     ``path=None`` loads the built-in default model (``default_model_path()``).
 
@@ -259,13 +296,17 @@ def load_estimator(path=None, tile_size=None, tile_overlap=DEFAULT_TILE_OVERLAP,
     ``set_tf_threads`` first.
     flips: test-time flip averaging, 1 (off), 2 or 4 views (``flip_averaged``).
     scale: reading scale in (0, 1] (``Estimator``): sigma up to 7 / scale px of the photo.
+    max_side: photos whose long side exceeds it [px] are read at max_side / (the long side) if
+    that is below ``scale`` (0 = never; ``reading_scale``).
     Raises ModelLoadError (naming the path) for anything that is not a tf_defocus model, and
     ValueError for bad tiling parameters, before any inference work.
     """
     check_tiling(tile_size or 0, tile_overlap)
     check_flips(flips)      # before loading the model
     check_scale(scale)
+    check_max_side(max_side)
     if path is None:
         path = default_model_path()
     return Estimator(backend=open_backend(path, threads), path=os.fspath(path), tile_size=tile_size,
-                     tile_overlap=tile_overlap, flips=flips, scale=scale)
+                     tile_overlap=tile_overlap, flips=flips, scale=scale,
+                     max_side=max_side)

@@ -25,7 +25,7 @@ from tf_defocus import __version__, artifacts, cli, dof, imageio, model_kinds
 from tf_defocus import config as cfglib
 from tf_defocus.cli import ConfigError
 from tf_defocus.config import setting
-from tf_defocus.inference import RunSettings
+from tf_defocus.inference import ReadingScale, RunSettings, scaled_size
 from tf_defocus.model_kinds import MaskSettings
 
 OUTPUT_KINDS = ("sigma", "color", "focus", "mask", "side_by_side")
@@ -289,7 +289,7 @@ def load_method(config):
     try:
         est = inference.load_estimator(config.model or None, config.tile_size, config.tile_overlap,
                                        threads=config.threads or None, flips=config.flips,
-                                       scale=config.scale)
+                                       scale=config.scale, max_side=config.max_side)
     except (inference.ModelLoadError, ValueError) as e:
         raise ConfigError(str(e)) from e
     if est.kind != artifacts.KIND_DEFOCUS and "sigma" in (config.outputs or ()):
@@ -350,18 +350,19 @@ def output_stems(paths):
 
 def write_outputs(image, native, kind, stem, config):
     """Write the requested outputs of one photo. ``native``: (H, W) float32 sigma /
-    ``config.sigma_max_px`` (defocus; sigma/7 at scale 1) or focus weight (dof_weight). Returns
-    the written paths; OutputWriteError naming the file if one cannot be written."""
+    ``config.sigma_max_px(H, W)`` (defocus; sigma/7 at scale 1) or focus weight (dof_weight).
+    Returns the written paths; OutputWriteError naming the file if one cannot be written."""
     from tf_defocus import visualize
     out = Path(config.output_dir)
+    sigma_max_px = config.sigma_max_px(*native.shape)
     maps = model_kinds.spec(kind).maps(native, config.mask_threshold_px,
-                                       config.mask_threshold_weight, config.sigma_max_px)
+                                       config.mask_threshold_weight, sigma_max_px)
     sigma, focus, mask = maps.sigma_px, maps.focus, maps.mask
     written = []
     legend = config.legend and native.shape[0] >= MIN_LEGEND_HEIGHT
     if sigma is not None:
         color = lambda: visualize.colorize_sigma(sigma, legend=legend,
-                                                 sigma_max_px=config.sigma_max_px)
+                                                 sigma_max_px=sigma_max_px)
     else:
         color = lambda: visualize.colorize_weight(focus, legend=legend)
     for kind_out in config.outputs or default_outputs(kind):
@@ -439,9 +440,21 @@ def predict_files(config, estimator=None, stream=None, inputs=None):
             h, w = image.shape[:2]
             megapixels += h * w / 1e6
             ok.append(str(path))
-            progress.file_done(path.name, f"{w}x{h} px, {time.time() - t0:.1f} s")
+            progress.file_done(path.name, f"{w}x{h} px{_reading(estimator, h, w)}, "
+                                          f"{time.time() - t0:.1f} s")
     return Summary(ok=ok, failed=failed, seconds=time.time() - start, megapixels=megapixels,
                    not_processed=not_processed)
+
+
+def _reading(estimator, height, width):
+    """', read at scale S (w x h px)' for a model that read the photo downscaled, else ''."""
+    if not isinstance(estimator, ReadingScale):
+        return ""
+    scale = estimator.reading_scale(height, width)
+    if scale == 1.0:
+        return ""
+    sh, sw = scaled_size(height, width, scale)
+    return f", read at scale {scale:.3g} ({sw}x{sh} px)"
 
 
 def config_json(config, estimator=None):
