@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tests.inference_helpers import calibrated_keras_model, scene
-from tf_defocus import evaluation
+from tf_defocus import evaluation, prediction
 from tf_defocus.data import readers
 from tf_defocus.units import SIGMA_MAX_PX
 
@@ -146,7 +146,10 @@ def test_rtf_protocol(tmp_path):
     half = dataclasses.replace(cfg, scale=0.5)
     results, _, _ = evaluation.evaluate(half, [("oracle", Oracle(truth, 14.0))], io.StringIO())
     assert results["methods"]["oracle"]["metrics"]["rtf_mae"] == pytest.approx(0, abs=1e-6)
-    # --max_side=20: the 40 px long side is read at 20 / 40, the same range as --scale=0.5
+    # --max_side=20: the 40 px long side is read at 20 / 40, the same range as --scale=0.5 (off
+    # by default in evaluate, unlike predict: labelled data keep their blur within 7 px)
+    predict_default = {f.name: f.default for f in dataclasses.fields(prediction.PredictConfig)}
+    assert cfg.max_side == 0 and predict_default["max_side"] == 1280
     capped = dataclasses.replace(cfg, max_side=20)
     results, _, _ = evaluation.evaluate(capped, [("oracle", Oracle(truth, 14.0))], io.StringIO())
     assert results["methods"]["oracle"]["metrics"]["rtf_mae"] == pytest.approx(0, abs=1e-6)

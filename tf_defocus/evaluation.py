@@ -67,6 +67,10 @@ class EvaluateConfig(RunSettings, MaskSettings):
                                               "255 or 0 (required for cuhk and dut).",
                                         choices=(255, 0))
     mask_size: int = cfglib.like(PredictConfig, "mask_size")
+    max_side: int = setting(0, "Read images whose long side exceeds this many px downscaled to "
+                               "it, as predict's --max_side does by default; 0 (default) = never: "
+                               "a labelled data set's blur lies within the labels' 7 px range at "
+                               "its own size.", low=0)
     limit: int = setting(0, "Evaluate only the first N images (0 = all).", low=0)
     skip_bad: bool = setting(False, "Unpaired files (an image without a label, a label without "
                                     "an image) are skipped with a warning instead of counting "
