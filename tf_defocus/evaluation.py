@@ -219,8 +219,8 @@ def load_methods(config):
 def image_metrics(native, kind, label, label_kind, dataset, config):
     """Per-image metrics of one method.
 
-    native: (H, W) sigma / ``config.sigma_max_px(H, W)`` (defocus kind; sigma/7 at scale 1) or focus
-    weight / score (dof_weight kind). label:
+    native: (H, W) sigma / ``config.sigma_max_px(H, W)`` (defocus kind; sigma/7 at scale 1) or
+    focus weight / score (dof_weight kind). label:
     (H, W) sigma [px] (label_kind "sigma") or mask 1 = blurred ("mask"). Returns (dict of
     floats, F curve array).
     """

@@ -132,8 +132,9 @@ class RunSettings(ReadingScale, Section):
                                 "(docs/MODEL_CARD.md gives the trade).", above=0.0, high=1.0)
     max_side: int = setting(DEFAULT_MAX_SIDE, "Read photos whose long side exceeds this many px "
                                               "downscaled to it (scale max_side / long side, if "
-                                              "below --scale), so that their blur stays in the "
-                                              "model's range; 0 = never; models only.", low=0)
+                                              "below --scale), which brings their blur towards "
+                                              "the model's 7 px range; 0 = never; models only.",
+                            low=0)
 
     def check(self):
         try:
